@@ -1,0 +1,108 @@
+//! Errors of sandbox creation, each carrying the step, syscall, path and errno.
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::StartError;
+use crate::spec::SpecError;
+
+/// The steps of sandbox setup, in the order the kernel sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Creating the namespaces.
+    Clone,
+    /// Tying the sandbox's life to its supervisor.
+    DeathSignal,
+    /// Denying setgroups, which unprivileged gid maps require.
+    Setgroups,
+    UidMap,
+    GidMap,
+    /// Stopping mount events from propagating back to the host.
+    PrivateMounts,
+    /// Cloning a bind source's mount tree before the host root is hidden.
+    BindSource,
+    /// The tmpfs that becomes the sandbox's root.
+    RootTmpfs,
+    Mountpoint,
+    Bind,
+    Tmpfs,
+    Symlink,
+    Proc,
+    Dev,
+    PivotRoot,
+    /// Making the root and /dev read-only once populated.
+    Seal,
+    Hostname,
+    Loopback,
+    /// pid 1 preparing to start the program.
+    Init,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_value(self).ok();
+        let name = text.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        f.write_str(name)
+    }
+}
+
+/// A setup step that failed inside the new namespaces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("sandbox setup failed at step `{step}`: {syscall}({}) returned {}", .path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), errno_text(*.errno))]
+pub struct SetupError {
+    pub step: Step,
+    pub syscall: String,
+    pub path: Option<PathBuf>,
+    pub errno: i32,
+}
+
+impl SetupError {
+    pub fn new(step: Step, syscall: &str, path: Option<&std::path::Path>, errno: Errno) -> Self {
+        SetupError {
+            step,
+            syscall: syscall.to_string(),
+            path: path.map(|p| p.to_path_buf()),
+            errno: errno as i32,
+        }
+    }
+
+    pub fn errno(&self) -> Errno {
+        Errno::from_raw(self.errno)
+    }
+}
+
+/// `ENOENT (No such file or directory)`.
+pub fn errno_text(errno: i32) -> String {
+    let e = Errno::from_raw(errno);
+    format!("{e:?} ({})", e.desc())
+}
+
+/// Everything that can go wrong running a sandbox, seen from the host.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(
+        "the sandbox must be created from a single-threaded process, but this one has {0} threads"
+    )]
+    MultiThreaded(usize),
+    #[error("{syscall} failed on the host: {}", errno_text(*.errno as i32))]
+    Host { syscall: &'static str, errno: Errno },
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("the sandbox's init (pid {pid}) ended without a report ({status})")]
+    InitLost { pid: i32, status: String },
+    #[error("the sandbox's init sent an unreadable report: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    pub(crate) fn host(syscall: &'static str) -> impl FnOnce(Errno) -> Error {
+        move |errno| Error::Host { syscall, errno }
+    }
+}

@@ -1,0 +1,325 @@
+//! pid 1 of the sandbox: starts the program as pid 2, reaps every child, enforces the
+//! timeout, and when the program ends lists and kills whatever it left behind.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::error::{SetupError, Step};
+use crate::outcome::{Exit, Finish, StartError, Stray};
+use crate::setup::{ChildFds, ChildStdio, Plan, Program};
+use crate::sys;
+
+/// Signals pid 1 passes on to the program; SIGCHLD is its own.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Runs the program to its end and empties the sandbox.
+pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
+    let init_fail = |syscall| move |errno| SetupError::new(Step::Init, syscall, None, errno);
+    let signals = block_signals().map_err(init_fail("signalfd"))?;
+    let (start_r, start_w) = start_error_pipe().map_err(init_fail("pipe2"))?;
+    let started = Instant::now();
+    // SAFETY: pid 1 is single-threaded; the child only execs or _exits.
+    let program = match unsafe { nix::unistd::fork() }.map_err(init_fail("fork"))? {
+        ForkResult::Child => exec_program(&plan.program, fds, start_w),
+        ForkResult::Parent { child } => child,
+    };
+    drop(start_w);
+    let start_error = read_start_error(start_r, &plan.program);
+    let (status, timed_out) = supervise(program, &signals, plan.timeout, plan.grace);
+    let duration = started.elapsed();
+    let strays = collect_strays(program);
+    empty_the_sandbox();
+    Ok(Finish {
+        exit: status,
+        timed_out,
+        duration_ms: duration.as_millis() as u64,
+        strays,
+        start_error,
+    })
+}
+
+/// Blocked signals still reach pid 1 from outside, and a signalfd turns them and SIGCHLD
+/// into events we poll together with the timeout.
+fn block_signals() -> nix::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for &signal in FORWARDED {
+        mask.add(signal);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+}
+
+/// A close-on-exec pipe: EOF means execve succeeded, data means it did not. Its write end
+/// is kept above the standard descriptors, which the program's stdio will take.
+fn start_error_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let high = nix::fcntl::fcntl(&w, FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    // SAFETY: fcntl returned a new descriptor that only we own.
+    Ok((r, unsafe { OwnedFd::from_raw_fd(high) }))
+}
+
+/// What the program's child reports before it gives up: the errno and what it tried.
+#[derive(Clone, Copy)]
+enum Attempt {
+    EnterCwd = 1,
+    Execute = 2,
+    Prepare = 3,
+}
+
+/// pid 2: becomes the program. Only returns by exec; any failure is reported and exits 127.
+fn exec_program(program: &Program, fds: &ChildFds, report: OwnedFd) -> ! {
+    let failed = |attempt: Attempt, errno: Errno| -> ! {
+        let mut message = [0u8; 5];
+        message[0] = attempt as u8;
+        message[1..].copy_from_slice(&(errno as i32).to_le_bytes());
+        let _ = nix::unistd::write(&report, &message);
+        // SAFETY: _exit ends this process at once; nothing else runs after it.
+        unsafe { libc::_exit(127) }
+    };
+    if let Err(errno) = prepare_process(fds, report.as_raw_fd()) {
+        failed(Attempt::Prepare, errno);
+    }
+    if let Err(errno) = nix::unistd::chdir(program.cwd.as_c_str()) {
+        failed(Attempt::EnterCwd, errno);
+    }
+    let mut last = Errno::ENOENT;
+    for candidate in &program.candidates {
+        let Err(errno) = nix::unistd::execve(candidate, &program.argv, &program.envp);
+        // Like execvp: remember a permission problem over a plain miss, keep looking.
+        if errno != Errno::ENOENT && errno != Errno::ENOTDIR {
+            last = errno;
+        }
+        if !matches!(errno, Errno::ENOENT | Errno::ENOTDIR | Errno::EACCES) {
+            break;
+        }
+    }
+    failed(Attempt::Execute, last)
+}
+
+/// Everything the program's process needs before exec: defaults for signals, its own
+/// session, its stdio, no inherited descriptors, and no way to regain privileges.
+fn prepare_process(fds: &ChildFds, keep: RawFd) -> Result<(), Errno> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: restoring the default disposition installs no handler code.
+        unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
+    }
+    // A new session: no controlling terminal to push keystrokes into (TIOCSTI).
+    nix::unistd::setsid()?;
+    match &fds.stdio {
+        ChildStdio::Pipes { stdout, stderr } => {
+            let null =
+                nix::fcntl::open(c"/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty())?;
+            dup_onto(null.as_raw_fd(), 0)?;
+            dup_onto(stdout.as_raw_fd(), 1)?;
+            dup_onto(stderr.as_raw_fd(), 2)?;
+        }
+        ChildStdio::Tty { slave } => {
+            for fd in 0..3 {
+                dup_onto(slave.as_raw_fd(), fd)?;
+            }
+            // SAFETY: fd 0 is the pty slave and we lead a session without a terminal.
+            Errno::result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })?;
+        }
+    }
+    sys::close_fds_except(&[keep]);
+    drop_capabilities()?;
+    nix::sys::prctl::set_no_new_privs()?;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+}
+
+fn dup_onto(fd: RawFd, target: RawFd) -> Result<(), Errno> {
+    // SAFETY: dup2 onto a standard descriptor number; both are plain integers here.
+    Errno::result(unsafe { libc::dup2(fd, target) }).map(drop)
+}
+
+/// Empties the bounding and ambient sets, so that exec grants no capability even when the
+/// program runs as uid 0 in the namespace.
+fn drop_capabilities() -> Result<(), Errno> {
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(40);
+    for cap in 0..=last {
+        // SAFETY: PR_CAPBSET_DROP takes an integer capability number.
+        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if ret != 0 && Errno::last() != Errno::EINVAL {
+            return Err(Errno::last());
+        }
+    }
+    rustix::thread::clear_ambient_capability_set().map_err(|e| Errno::from_raw(e.raw_os_error()))
+}
+
+fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
+    let mut message = [0u8; 5];
+    let mut read = 0;
+    while read < message.len() {
+        match nix::unistd::read(&pipe, &mut message[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if read < message.len() {
+        return None;
+    }
+    let errno = i32::from_le_bytes(message[1..].try_into().expect("four bytes"));
+    let text = |c: &CString| c.to_string_lossy().into_owned();
+    let (action, path) = match message[0] {
+        1 => ("enter working directory", text(&program.cwd)),
+        2 => ("execute", text(&program.argv[0])),
+        _ => ("prepare the process for", text(&program.argv[0])),
+    };
+    Some(StartError {
+        action: action.to_string(),
+        path,
+        errno,
+    })
+}
+
+/// Waits for the program, reaping orphans meanwhile; at the timeout sends SIGCONT and
+/// SIGTERM, and after the grace period SIGKILL to everything.
+fn supervise(
+    program: Pid,
+    signals: &SignalFd,
+    timeout: Option<Duration>,
+    grace: Duration,
+) -> (Exit, bool) {
+    let start = Instant::now();
+    let mut term_at = timeout.map(|t| start + t);
+    let mut kill_at: Option<Instant> = None;
+    let mut timed_out = false;
+    loop {
+        if let Some(exit) = reap_until(program) {
+            return (exit, timed_out);
+        }
+        let now = Instant::now();
+        if term_at.is_some_and(|t| now >= t) {
+            timed_out = true;
+            term_at = None;
+            let _ = kill(program, Signal::SIGCONT);
+            let _ = kill(program, Signal::SIGTERM);
+            kill_at = Some(now + grace);
+        }
+        if kill_at.is_some_and(|t| now >= t) {
+            kill_at = None;
+            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+        }
+        let wait = [term_at, kill_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now));
+        let timeout = wait.map_or(PollTimeout::NONE, |d| {
+            PollTimeout::try_from(d.as_millis().min(i32::MAX as u128) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX)
+        });
+        let mut poll = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if matches!(nix::poll::poll(&mut poll, timeout), Ok(n) if n > 0) {
+            while let Ok(Some(info)) = signals.read_signal() {
+                let signal = info.ssi_signo as i32;
+                if signal != libc::SIGCHLD
+                    && let Ok(signal) = Signal::try_from(signal)
+                {
+                    let _ = kill(program, signal);
+                }
+            }
+        }
+    }
+}
+
+/// Reaps every exited child; returns the program's exit once it is among them.
+fn reap_until(program: Pid) -> Option<Exit> {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == program => {
+                return Some(Exit::Code { code });
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == program => {
+                return Some(Exit::from_signal(signal as i32));
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Lists every live process but us. Stopping them all first means nothing forks while we
+/// look, so the list is complete.
+fn collect_strays(program: Pid) -> Vec<Stray> {
+    if kill(Pid::from_raw(-1), Signal::SIGSTOP).is_err() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut strays: Vec<Stray> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != 1)
+        .filter_map(|pid| read_stray(pid, program.as_raw()))
+        .collect();
+    strays.sort_by_key(|s| s.pid);
+    strays
+}
+
+fn read_stray(pid: i32, program: i32) -> Option<Stray> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields start after the last ')'.
+    let (head, fields) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("?");
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    let (state, pgrp, session) = (fields.first()?, fields.get(2)?, fields.get(3)?);
+    if *state == "Z" || *state == "X" {
+        return None;
+    }
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = raw
+        .split(|&b| b == 0)
+        .filter(|part| !part.is_empty())
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let program = program.to_string();
+    Some(Stray {
+        pid,
+        cmdline: if cmdline.is_empty() {
+            format!("[{comm}]")
+        } else {
+            cmdline
+        },
+        detached: *session != program || *pgrp != program,
+    })
+}
+
+/// Kills everything left and waits until pid 1 has no child at all.
+fn empty_the_sandbox() {
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Err(Errno::ECHILD) => return,
+            Err(Errno::EINTR) | Ok(_) => continue,
+            Err(_) => return,
+        }
+    }
+}

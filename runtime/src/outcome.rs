@@ -1,0 +1,109 @@
+//! What a sandbox run produced: how the program ended, what it left behind, what it printed.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use crate::output::Captured;
+
+/// How the program ended: `{"code": N}` or `{"signal": N, "name": "SIGSEGV"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Exit {
+    Code { code: i32 },
+    Signal { signal: i32, name: String },
+}
+
+impl Exit {
+    pub fn from_signal(signal: i32) -> Exit {
+        Exit::Signal {
+            signal,
+            name: signal_name(signal),
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        matches!(self, Exit::Code { code: 0 })
+    }
+
+    /// The status a shell would report: the code, or 128 + the signal number.
+    pub fn shell_status(&self) -> i32 {
+        match self {
+            Exit::Code { code } => *code,
+            Exit::Signal { signal, .. } => 128 + signal,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code { code } => write!(f, "exit code {code}"),
+            Exit::Signal { signal, name } => write!(f, "signal {signal} ({name})"),
+        }
+    }
+}
+
+pub fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("SIG{signal}"))
+}
+
+/// A process still alive in the sandbox when the program ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stray {
+    /// Its pid inside the sandbox's pid namespace.
+    pub pid: i32,
+    pub cmdline: String,
+    /// It left the program's session or process group (a daemon).
+    pub detached: bool,
+}
+
+/// The report pid 1 sends when the program has ended and the sandbox is empty.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finish {
+    pub exit: Exit,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub strays: Vec<Stray>,
+    /// Set when the program never started; its exit is then 127.
+    pub start_error: Option<StartError>,
+}
+
+/// Why the program could not be started inside an otherwise working sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("cannot {action} `{path}` in the sandbox: {}", crate::error::errno_text(*.errno))]
+pub struct StartError {
+    pub action: String,
+    pub path: String,
+    pub errno: i32,
+}
+
+/// Everything one sandbox run produced.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub exit: Exit,
+    pub timed_out: bool,
+    pub duration: Duration,
+    pub strays: Vec<Stray>,
+    pub start_error: Option<StartError>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_serializes_as_the_documented_shapes() {
+        let code = serde_json::to_string(&Exit::Code { code: 3 }).unwrap();
+        assert_eq!(code, r#"{"code":3}"#);
+        let signal = serde_json::to_string(&Exit::from_signal(11)).unwrap();
+        assert_eq!(signal, r#"{"signal":11,"name":"SIGSEGV"}"#);
+        let back: Exit = serde_json::from_str(&signal).unwrap();
+        assert_eq!(back.shell_status(), 139);
+    }
+}

@@ -1,0 +1,478 @@
+//! The host side: clone a sandbox, drain its output, relay its terminal, collect its report.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::pty::Winsize;
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::termios::{self, SetArg, Termios};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, SetupError, Step};
+use crate::init;
+use crate::outcome::{Finish, Outcome};
+use crate::output::{Captured, DEFAULT_CAPTURE_LIMIT};
+use crate::setup::{self, ChildFds, ChildStdio, Plan};
+use crate::spec::Spec;
+use crate::sys::{self, Forked};
+
+/// Extra time the host waits past the spec's timeout and grace before it kills pid 1
+/// itself; only a wedged init ever needs it.
+const BACKSTOP: Duration = Duration::from_secs(10);
+const CHUNK: usize = 64 * 1024;
+
+/// The one message pid 1 writes on its status pipe before it exits.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Message {
+    SetupFailed(SetupError),
+    Finished(Finish),
+}
+
+/// Where the program's output goes besides the capture.
+pub enum Echo<'a> {
+    /// Captured only.
+    None,
+    /// Also written as it arrives to this process's stdout and stderr.
+    Inherit,
+    /// Also handed to a callback, with `true` for stderr.
+    Callback(&'a mut dyn FnMut(bool, &[u8])),
+}
+
+/// A running sandbox, seen from the host.
+pub struct Sandbox {
+    pid: Pid,
+    pidfd: OwnedFd,
+    status: OwnedFd,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    /// The pty master when the program has a terminal; its output counts as stdout.
+    tty: Option<OwnedFd>,
+    /// Held open for the child's sake; see `ChildFds::lifeline`.
+    _lifeline: OwnedFd,
+    backstop: Option<Instant>,
+    capture_limit: usize,
+}
+
+impl Sandbox {
+    /// Creates the sandbox and starts the spec's program in it.
+    ///
+    /// Must be called from a single-threaded process: forking a multi-threaded one leaves
+    /// the child with locks held by threads that no longer exist.
+    pub fn spawn(spec: &Spec) -> Result<Sandbox, Error> {
+        let plan = Plan::new(spec)?;
+        check_single_threaded()?;
+        ensure_standard_fds();
+        let (status_r, status_w) = pipe().map_err(Error::host("pipe2"))?;
+        let (lifeline_r, lifeline_w) = pipe().map_err(Error::host("pipe2"))?;
+        let (parent_io, child_io) = if spec.tty {
+            let size = terminal_size(std::io::stdin().as_fd());
+            let pty = nix::pty::openpty(size.as_ref(), None).map_err(Error::host("openpty"))?;
+            (
+                ParentIo::Tty(pty.master),
+                ChildStdio::Tty { slave: pty.slave },
+            )
+        } else {
+            let (out_r, out_w) = pipe().map_err(Error::host("pipe2"))?;
+            let (err_r, err_w) = pipe().map_err(Error::host("pipe2"))?;
+            (
+                ParentIo::Pipes(out_r, err_r),
+                ChildStdio::Pipes {
+                    stdout: out_w,
+                    stderr: err_w,
+                },
+            )
+        };
+        // SAFETY: checked single-threaded above; the child ends in `sandbox_main`'s _exit.
+        match unsafe { sys::fork_into(plan.clone_flags) } {
+            Err((syscall, errno)) => Err(SetupError::new(Step::Clone, syscall, None, errno).into()),
+            Ok(Forked::Child) => sandbox_main(
+                &plan,
+                ChildFds {
+                    status: status_w,
+                    lifeline: lifeline_r,
+                    stdio: child_io,
+                },
+            ),
+            Ok(Forked::Parent { pid, pidfd }) => {
+                let (stdout, stderr, tty) = match parent_io {
+                    ParentIo::Pipes(out, err) => (Some(out), Some(err), None),
+                    ParentIo::Tty(master) => (None, None, Some(master)),
+                };
+                Ok(Sandbox {
+                    pid,
+                    pidfd,
+                    status: status_r,
+                    stdout,
+                    stderr,
+                    tty,
+                    _lifeline: lifeline_w,
+                    backstop: plan
+                        .timeout
+                        .map(|t| Instant::now() + t + plan.grace + BACKSTOP),
+                    capture_limit: DEFAULT_CAPTURE_LIMIT,
+                })
+            }
+        }
+    }
+
+    /// Bytes of each stream kept in memory (head and tail); the rest is only counted.
+    pub fn capture_limit(mut self, bytes: usize) -> Sandbox {
+        self.capture_limit = bytes;
+        self
+    }
+
+    /// The host pid of the sandbox's pid 1.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Kills the whole sandbox at once: when pid 1 dies the kernel kills its namespace.
+    pub fn kill(&self) -> Result<(), Error> {
+        rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL)
+            .map_err(|e| Error::host("pidfd_send_signal")(Errno::from_raw(e.raw_os_error())))
+    }
+
+    /// Drains output until the sandbox is empty and returns what happened. `signals`, if
+    /// given, is a signalfd whose signals are forwarded to the program (SIGWINCH resizes
+    /// its terminal).
+    pub fn wait(
+        mut self,
+        mut echo: Echo<'_>,
+        signals: Option<&SignalFd>,
+    ) -> Result<Outcome, Error> {
+        let mut stdout = Captured::new(self.capture_limit);
+        let mut stderr = Captured::new(self.capture_limit);
+        let mut report = Vec::new();
+        let _raw = self.tty.as_ref().and_then(|_| RawMode::enter());
+        let mut stdin_open = self.tty.is_some();
+        let mut status_open = true;
+        let mut init_running = true;
+        let mut buf = vec![0u8; CHUNK];
+        while init_running
+            || status_open
+            || self.stdout.is_some()
+            || self.stderr.is_some()
+            || self.tty.is_some()
+        {
+            let stdin = std::io::stdin();
+            let mut sources: Vec<Source> = Vec::with_capacity(7);
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(7);
+            let mut watch = |source, fd: BorrowedFd<'_>| {
+                // SAFETY: every descriptor polled here outlives this iteration of the loop.
+                let fd = unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) };
+                sources.push(source);
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            };
+            if init_running {
+                watch(Source::Init, self.pidfd.as_fd());
+            }
+            if status_open {
+                watch(Source::Status, self.status.as_fd());
+            }
+            if let Some(fd) = &self.stdout {
+                watch(Source::Stdout, fd.as_fd());
+            }
+            if let Some(fd) = &self.stderr {
+                watch(Source::Stderr, fd.as_fd());
+            }
+            if let Some(fd) = &self.tty {
+                watch(Source::Tty, fd.as_fd());
+            }
+            if stdin_open {
+                watch(Source::Stdin, stdin.as_fd());
+            }
+            if let Some(fd) = signals {
+                watch(Source::Signals, fd.as_fd());
+            }
+            let timeout = match (init_running, self.backstop) {
+                (true, Some(at)) => {
+                    let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
+                    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+                _ => PollTimeout::NONE,
+            };
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(0) => {
+                    self.kill()?;
+                    self.backstop = None;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(Error::host("poll")(errno)),
+            }
+            for (source, fd) in sources.iter().zip(&fds) {
+                if fd.revents().is_none_or(|r| r.is_empty()) {
+                    continue;
+                }
+                match source {
+                    Source::Init => init_running = false,
+                    Source::Status => {
+                        status_open =
+                            read_into(&self.status, &mut buf, |b| report.extend_from_slice(b))
+                    }
+                    Source::Stdout => {
+                        if !read_into(self.stdout.as_ref().expect("polled"), &mut buf, |b| {
+                            stdout.push(b);
+                            echo.emit(false, b);
+                        }) {
+                            self.stdout = None;
+                        }
+                    }
+                    Source::Stderr => {
+                        if !read_into(self.stderr.as_ref().expect("polled"), &mut buf, |b| {
+                            stderr.push(b);
+                            echo.emit(true, b);
+                        }) {
+                            self.stderr = None;
+                        }
+                    }
+                    Source::Tty => {
+                        if !read_into(self.tty.as_ref().expect("polled"), &mut buf, |b| {
+                            stdout.push(b);
+                            echo.emit(false, b);
+                        }) {
+                            self.tty = None;
+                            stdin_open = false;
+                        }
+                    }
+                    Source::Stdin => {
+                        let master = self.tty.as_ref().expect("stdin is relayed only to a tty");
+                        stdin_open = read_into(&stdin, &mut buf, |b| {
+                            let _ = write_all(master.as_fd(), b);
+                        });
+                    }
+                    Source::Signals => self.forward_signals(signals.expect("polled")),
+                }
+            }
+        }
+        self.finish(report, stdout, stderr)
+    }
+
+    fn forward_signals(&self, signals: &SignalFd) {
+        while let Ok(Some(info)) = signals.read_signal() {
+            let signal = info.ssi_signo as i32;
+            if signal == libc::SIGWINCH {
+                if let (Some(master), Some(size)) =
+                    (&self.tty, terminal_size(std::io::stdin().as_fd()))
+                {
+                    // SAFETY: master is an open pty and size a valid winsize.
+                    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+                }
+            } else if let Some(signal) = rustix::process::Signal::from_named_raw(signal) {
+                let _ = rustix::process::pidfd_send_signal(&self.pidfd, signal);
+            }
+        }
+    }
+
+    /// Reaps pid 1 and turns its report into the outcome.
+    fn finish(self, report: Vec<u8>, stdout: Captured, stderr: Captured) -> Result<Outcome, Error> {
+        let status = rustix::process::waitid(
+            rustix::process::WaitId::PidFd(self.pidfd.as_fd()),
+            rustix::process::WaitIdOptions::EXITED,
+        );
+        let describe = || match &status {
+            Ok(Some(s)) => match (s.exit_status(), s.terminating_signal()) {
+                (Some(code), _) => format!("exit code {code}"),
+                (_, Some(signal)) => format!("killed by {}", crate::outcome::signal_name(signal)),
+                _ => "unknown status".to_string(),
+            },
+            Ok(None) => "still running".to_string(),
+            Err(e) => format!("waitid failed: {e}"),
+        };
+        if report.is_empty() {
+            return Err(Error::InitLost {
+                pid: self.pid.as_raw(),
+                status: describe(),
+            });
+        }
+        let message: Message =
+            serde_json::from_slice(&report).map_err(|e| Error::Protocol(e.to_string()))?;
+        match message {
+            Message::SetupFailed(e) => Err(e.into()),
+            Message::Finished(finish) => Ok(Outcome {
+                exit: finish.exit,
+                timed_out: finish.timed_out,
+                duration: Duration::from_millis(finish.duration_ms),
+                strays: finish.strays,
+                start_error: finish.start_error,
+                stdout,
+                stderr,
+            }),
+        }
+    }
+}
+
+impl Echo<'_> {
+    fn emit(&mut self, is_stderr: bool, bytes: &[u8]) {
+        match self {
+            Echo::None => {}
+            // A closed or broken caller stream must not stop the draining, so errors are
+            // ignored here: the capture still gets everything.
+            Echo::Inherit if is_stderr => {
+                let _ = std::io::stderr().write_all(bytes);
+            }
+            Echo::Inherit => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(bytes).and_then(|()| out.flush());
+            }
+            Echo::Callback(f) => f(is_stderr, bytes),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Source {
+    Init,
+    Status,
+    Stdout,
+    Stderr,
+    Tty,
+    Stdin,
+    Signals,
+}
+
+enum ParentIo {
+    Pipes(OwnedFd, OwnedFd),
+    Tty(OwnedFd),
+}
+
+/// Runs in the cloned child: build the sandbox, run init, send the one report, exit.
+fn sandbox_main(plan: &Plan, fds: ChildFds) -> ! {
+    let message = match setup::build_sandbox(plan, &fds) {
+        Err(e) => Message::SetupFailed(e),
+        Ok(()) => match init::run(plan, &fds) {
+            Ok(finish) => Message::Finished(finish),
+            Err(e) => Message::SetupFailed(e),
+        },
+    };
+    let bytes = serde_json::to_vec(&message).unwrap_or_default();
+    let _ = write_all(fds.status.as_fd(), &bytes);
+    // SAFETY: _exit ends this process at once, skipping the parent's atexit handlers.
+    unsafe { libc::_exit(0) }
+}
+
+/// One read; calls `f` with the data and returns false at EOF (or a pty's EIO).
+fn read_into(fd: impl AsFd, buf: &mut [u8], mut f: impl FnMut(&[u8])) -> bool {
+    loop {
+        match nix::unistd::read(fd.as_fd(), buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                f(&buf[..n]);
+                return true;
+            }
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+}
+
+fn check_single_threaded() -> Result<(), Error> {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let threads = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1);
+    if threads > 1 {
+        return Err(Error::MultiThreaded(threads));
+    }
+    Ok(())
+}
+
+/// With 0, 1 or 2 closed, our pipes could land there and be clobbered by the program's
+/// stdio; /dev/null fills the gaps.
+fn ensure_standard_fds() {
+    for fd in 0..3 {
+        if nix::fcntl::fcntl(
+            // SAFETY: only queried; a closed descriptor yields EBADF.
+            unsafe { BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_GETFD,
+        )
+        .is_err()
+        {
+            let null = nix::fcntl::open(c"/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty());
+            // The lowest free number is `fd`, which is where it must stay.
+            std::mem::forget(null);
+        }
+    }
+}
+
+fn terminal_size(fd: BorrowedFd<'_>) -> Option<Winsize> {
+    let mut size = Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
+    let ok = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } == 0;
+    ok.then_some(size)
+}
+
+/// The caller's terminal in raw mode while it is relayed, restored on drop.
+struct RawMode(Termios);
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &self.0);
+    }
+}
+
+/// Blocks the signals a foreground supervisor forwards and returns a signalfd for them.
+/// Call before `spawn`, so that none is lost in between.
+pub fn forwarded_signals(with_winch: bool) -> Result<SignalFd, Error> {
+    let mut mask = nix::sys::signal::SigSet::empty();
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        mask.add(signal);
+    }
+    if with_winch {
+        mask.add(Signal::SIGWINCH);
+    }
+    mask.thread_block().map_err(Error::host("sigprocmask"))?;
+    SignalFd::with_flags(
+        &mask,
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+    )
+    .map_err(Error::host("signalfd"))
+}

@@ -1,0 +1,572 @@
+//! Inside the new namespaces: build the sandbox in the order the kernel sees it (maps,
+//! mounts, pivot, network), then hand over to init.
+//!
+//! This runs in the child of clone, in a copy of a single-threaded process, so plain Rust
+//! is fine here; everything the child needs was prepared by [`Plan::new`] beforehand.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+
+use crate::error::{Error, SetupError, Step};
+use crate::spec::{Identity, Mount, Net, Spec};
+use crate::sys::{self, MountRef};
+
+/// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
+/// /tmp only inside our private mount namespace, and bind sources were cloned before.
+const STAGING: &str = "/tmp";
+
+/// Device nodes bound from the host; a user namespace cannot mknod them.
+const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+
+/// A spec turned into exactly what the child needs, prepared before clone.
+pub(crate) struct Plan {
+    pub clone_flags: CloneFlags,
+    pub uid_map: String,
+    pub gid_map: String,
+    pub mounts: Vec<PlannedMount>,
+    pub hostname: String,
+    pub loopback_up: bool,
+    pub program: Program,
+    pub timeout: Option<Duration>,
+    pub grace: Duration,
+}
+
+pub(crate) enum PlannedMount {
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        writable: bool,
+    },
+    Tmpfs {
+        dst: PathBuf,
+        options: String,
+    },
+    Symlink {
+        path: PathBuf,
+        target: PathBuf,
+    },
+}
+
+/// The program as execve will see it.
+pub(crate) struct Program {
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// Candidate paths for argv[0], in `PATH` order when it has no slash.
+    pub candidates: Vec<CString>,
+    pub cwd: CString,
+}
+
+impl Plan {
+    pub fn new(spec: &Spec) -> Result<Plan, Error> {
+        spec.validate()?;
+        let mut clone_flags = CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWCGROUP;
+        if spec.net != Net::Host {
+            clone_flags |= CloneFlags::CLONE_NEWNET;
+        }
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        let inside = |id: u32| match spec.identity {
+            Identity::Caller => id,
+            Identity::Root => 0,
+        };
+        let mut mounts: Vec<(usize, PlannedMount)> = spec
+            .mounts
+            .iter()
+            .map(|m| match m {
+                Mount::Bind { src, dst, writable } => PlannedMount::Bind {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    writable: *writable,
+                },
+                Mount::Tmpfs { dst, size } => {
+                    let mode = if dst == Path::new("/tmp") {
+                        "1777"
+                    } else {
+                        "0700"
+                    };
+                    PlannedMount::Tmpfs {
+                        dst: dst.clone(),
+                        options: format!("size={size},mode={mode}"),
+                    }
+                }
+                Mount::Symlink { path, target } => PlannedMount::Symlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+            })
+            .map(|m| (m.dst().components().count(), m))
+            .collect();
+        // Parents first, so that a bind inside HOME lands on the HOME tmpfs, not under it.
+        mounts.sort_by_key(|(depth, _)| *depth);
+
+        let env = spec.resolved_env(|key| std::env::var_os(key));
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        Ok(Plan {
+            clone_flags,
+            uid_map: format!("{} {} 1\n", inside(uid.as_raw()), uid),
+            gid_map: format!("{} {} 1\n", inside(gid.as_raw()), gid),
+            mounts: mounts.into_iter().map(|(_, m)| m).collect(),
+            hostname: spec.hostname.clone(),
+            loopback_up: spec.net == Net::Loopback,
+            program: Program {
+                argv: spec.argv.iter().map(|a| cstring(a.as_bytes())).collect(),
+                envp: env
+                    .iter()
+                    .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+                    .collect(),
+                candidates: program_candidates(&spec.argv[0], &path_var),
+                cwd: cstring(spec.cwd.as_os_str().as_bytes()),
+            },
+            timeout: spec.timeout_ms.map(Duration::from_millis),
+            grace: Duration::from_millis(spec.grace_ms),
+        })
+    }
+}
+
+impl PlannedMount {
+    fn dst(&self) -> &Path {
+        match self {
+            PlannedMount::Bind { dst, .. } | PlannedMount::Tmpfs { dst, .. } => dst,
+            PlannedMount::Symlink { path, .. } => path,
+        }
+    }
+}
+
+fn cstring(bytes: &[u8]) -> CString {
+    // Spec validation rejects NUL bytes in paths and names; values lose theirs.
+    CString::new(
+        bytes
+            .iter()
+            .copied()
+            .filter(|&b| b != 0)
+            .collect::<Vec<u8>>(),
+    )
+    .expect("NUL bytes were removed")
+}
+
+/// execvp's search, but over the sandbox's PATH rather than the host's.
+fn program_candidates(program: &str, path_var: &OsStr) -> Vec<CString> {
+    if program.contains('/') {
+        return vec![cstring(program.as_bytes())];
+    }
+    let path_var = if path_var.is_empty() {
+        OsStr::new("/usr/local/bin:/usr/bin:/bin")
+    } else {
+        path_var
+    };
+    path_var
+        .as_bytes()
+        .split(|&b| b == b':')
+        .filter(|dir| dir.starts_with(b"/"))
+        .map(|dir| cstring(&[dir, b"/", program.as_bytes()].concat()))
+        .collect()
+}
+
+/// The descriptors the child keeps from its supervisor.
+pub(crate) struct ChildFds {
+    /// Where init writes its one report.
+    pub status: OwnedFd,
+    /// Closed by the supervisor when it ends; lets the child see that it is already gone.
+    pub lifeline: OwnedFd,
+    pub stdio: ChildStdio,
+}
+
+pub(crate) enum ChildStdio {
+    Pipes { stdout: OwnedFd, stderr: OwnedFd },
+    Tty { slave: OwnedFd },
+}
+
+impl ChildFds {
+    fn raw(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.status.as_raw_fd(), self.lifeline.as_raw_fd()];
+        match &self.stdio {
+            ChildStdio::Pipes { stdout, stderr } => {
+                fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])
+            }
+            ChildStdio::Tty { slave } => fds.push(slave.as_raw_fd()),
+        }
+        fds
+    }
+}
+
+type Setup<T = ()> = Result<T, SetupError>;
+
+fn fail(
+    step: Step,
+    syscall: &'static str,
+    path: Option<&Path>,
+) -> impl FnOnce(Errno) -> SetupError {
+    move |errno| SetupError::new(step, syscall, path, errno)
+}
+
+fn io_fail(
+    step: Step,
+    syscall: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> SetupError {
+    move |e| {
+        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        SetupError::new(step, syscall, Some(path), errno)
+    }
+}
+
+/// Builds the sandbox around the current process, which is pid 1 of its new namespaces.
+pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
+    sys::close_fds_except(&fds.raw());
+    die_with_supervisor(fds)?;
+    write_id_maps(plan)?;
+    make_mounts_private()?;
+    let trees = clone_bind_sources(plan)?;
+    mount_root_tmpfs()?;
+    populate_root(plan, trees)?;
+    mount_proc()?;
+    mount_dev()?;
+    pivot_into_root()?;
+    seal_root()?;
+    set_hostname(plan)?;
+    if plan.loopback_up {
+        bring_up_loopback()?;
+    }
+    Ok(())
+}
+
+/// If the supervisor dies (even by SIGKILL), the kernel kills us, and with pid 1 the whole
+/// sandbox. The lifeline catches a supervisor that died before the prctl took effect.
+fn die_with_supervisor(fds: &ChildFds) -> Setup {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(fail(
+        Step::DeathSignal,
+        "prctl",
+        None,
+    ))?;
+    let mut poll = [PollFd::new(fds.lifeline.as_fd(), PollFlags::POLLIN)];
+    let ready = nix::poll::poll(&mut poll, PollTimeout::ZERO).map_err(fail(
+        Step::DeathSignal,
+        "poll",
+        None,
+    ))?;
+    if ready > 0 {
+        // SAFETY: _exit ends this process at once; nothing else runs after it.
+        unsafe { libc::_exit(1) };
+    }
+    Ok(())
+}
+
+/// Maps our own uid and gid, 1:1 or to 0; nothing else works in the namespace until then.
+fn write_id_maps(plan: &Plan) -> Setup {
+    let write = |path: &str, text: &str, step: Step| -> Setup {
+        std::fs::write(path, text).map_err(io_fail(step, "write", Path::new(path)))
+    };
+    // An unprivileged gid map requires setgroups to be denied first.
+    match write("/proc/self/setgroups", "deny", Step::Setgroups) {
+        Err(e) if e.errno() == Errno::ENOENT => {}
+        other => other?,
+    }
+    write("/proc/self/uid_map", &plan.uid_map, Step::UidMap)?;
+    write("/proc/self/gid_map", &plan.gid_map, Step::GidMap)
+}
+
+/// Our mount namespace starts as a copy of the host's; private propagation keeps every
+/// mount we make from reaching the host.
+fn make_mounts_private() -> Setup {
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(fail(Step::PrivateMounts, "mount", Some(Path::new("/"))))
+}
+
+/// A bind source cloned as a detached mount tree, made read-only (submounts included)
+/// before it is ever attached.
+struct Tree {
+    fd: OwnedFd,
+    is_dir: bool,
+}
+
+/// Clones every bind source now, while the host tree is still whole: the staging root
+/// is about to hide /tmp.
+fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
+    plan.mounts
+        .iter()
+        .map(|mount| {
+            let PlannedMount::Bind { src, writable, .. } = mount else {
+                return Ok(None);
+            };
+            let fail_at = |syscall| fail(Step::BindSource, syscall, Some(src));
+            let flags = OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_RECURSIVE;
+            let fd = rustix::mount::open_tree(rustix::fs::CWD, src.as_path(), flags)
+                .map_err(|e| fail_at("open_tree")(Errno::from_raw(e.raw_os_error())))?;
+            if !writable {
+                sys::make_read_only(MountRef::Tree(fd.as_fd()), true)
+                    .map_err(fail_at("mount_setattr"))?;
+            }
+            let stat = rustix::fs::fstat(&fd)
+                .map_err(|e| fail_at("fstat")(Errno::from_raw(e.raw_os_error())))?;
+            let is_dir = rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                == rustix::fs::FileType::Directory;
+            Ok(Some(Tree { fd, is_dir }))
+        })
+        .collect()
+}
+
+/// The sandbox's root is an empty tmpfs: only what the spec lists will be in it.
+fn mount_root_tmpfs() -> Setup {
+    let staging = Path::new(STAGING);
+    nix::mount::mount(
+        Some("tmpfs"),
+        staging,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(fail(Step::RootTmpfs, "mount", Some(staging)))?;
+    nix::unistd::chdir(staging).map_err(fail(Step::RootTmpfs, "chdir", Some(staging)))
+}
+
+/// Paths in the staging root are relative to it, since it is our working directory.
+fn staged(path: &Path) -> &Path {
+    path.strip_prefix("/").unwrap_or(path)
+}
+
+fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>) -> Setup {
+    for (mount, tree) in plan.mounts.iter().zip(trees) {
+        match (mount, tree) {
+            (PlannedMount::Bind { dst, .. }, Some(tree)) => attach_bind(dst, tree)?,
+            (PlannedMount::Tmpfs { dst, options }, _) => {
+                make_dir_all(dst)?;
+                mount_tmpfs(staged(dst), options, Step::Tmpfs)?;
+            }
+            (PlannedMount::Symlink { path, target }, _) => {
+                if let Some(parent) = path.parent() {
+                    make_dir_all(parent)?;
+                }
+                std::os::unix::fs::symlink(target, staged(path)).map_err(io_fail(
+                    Step::Symlink,
+                    "symlink",
+                    path,
+                ))?;
+            }
+            (PlannedMount::Bind { .. }, None) => unreachable!("every bind has a cloned tree"),
+        }
+    }
+    Ok(())
+}
+
+fn attach_bind(dst: &Path, tree: Tree) -> Setup {
+    if tree.is_dir {
+        make_dir_all(dst)?;
+    } else {
+        make_file(dst)?;
+    }
+    rustix::mount::move_mount(
+        tree.fd.as_fd(),
+        c"",
+        rustix::fs::CWD,
+        staged(dst),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| {
+        SetupError::new(
+            Step::Bind,
+            "move_mount",
+            Some(dst),
+            Errno::from_raw(e.raw_os_error()),
+        )
+    })
+}
+
+/// mkdir -p inside the staging root. An existing directory is fine even inside a read-only
+/// bind, because the kernel reports EEXIST before EROFS.
+fn make_dir_all(path: &Path) -> Setup {
+    let mut partial = PathBuf::new();
+    for part in staged(path).components() {
+        partial.push(part);
+        match nix::unistd::mkdir(&partial, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(errno) => {
+                return Err(SetupError::new(
+                    Step::Mountpoint,
+                    "mkdir",
+                    Some(&Path::new("/").join(&partial)),
+                    errno,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file to bind a file onto.
+fn make_file(path: &Path) -> Setup {
+    if let Some(parent) = path.parent() {
+        make_dir_all(parent)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(staged(path))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_fail(Step::Mountpoint, "open", path)(e)),
+    }
+}
+
+fn mount_tmpfs(dst: &Path, options: &str, step: Step) -> Setup {
+    nix::mount::mount(
+        Some("tmpfs"),
+        dst,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options),
+    )
+    .map_err(fail(step, "mount", Some(&Path::new("/").join(dst))))
+}
+
+/// A fresh /proc shows only this pid namespace. The kernel refuses it when the host's
+/// /proc has parts masked by overmounts (as container runtimes do).
+fn mount_proc() -> Setup {
+    let proc = Path::new("proc");
+    make_dir_all(Path::new("/proc"))?;
+    nix::mount::mount(
+        Some("proc"),
+        proc,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(fail(Step::Proc, "mount", Some(Path::new("/proc"))))
+}
+
+/// A minimal /dev: the harmless host nodes, the usual links, private ptys and shm.
+fn mount_dev() -> Setup {
+    make_dir_all(Path::new("/dev"))?;
+    mount_tmpfs(Path::new("dev"), "mode=0755,size=64k", Step::Dev)?;
+    for node in DEV_NODES {
+        let host = Path::new("/dev").join(node);
+        make_file(&host)?;
+        nix::mount::mount(
+            Some(&host),
+            staged(&host),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(fail(Step::Dev, "mount", Some(&host)))?;
+    }
+    for (name, target) in DEV_LINKS {
+        let link = Path::new("dev").join(name);
+        std::os::unix::fs::symlink(target, &link).map_err(io_fail(Step::Dev, "symlink", &link))?;
+    }
+    let pts = Path::new("/dev/pts");
+    make_dir_all(pts)?;
+    nix::mount::mount(
+        Some("devpts"),
+        staged(pts),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )
+    .map_err(fail(Step::Dev, "mount", Some(pts)))?;
+    make_dir_all(Path::new("/dev/shm"))?;
+    mount_tmpfs(Path::new("dev/shm"), "mode=1777", Step::Dev)
+}
+
+/// Swaps the staging tmpfs in as `/` and detaches the host's root entirely, so no path
+/// leads back to it.
+fn pivot_into_root() -> Setup {
+    let here = Path::new(".");
+    nix::unistd::pivot_root(here, here).map_err(fail(
+        Step::PivotRoot,
+        "pivot_root",
+        Some(Path::new(STAGING)),
+    ))?;
+    nix::mount::umount2(here, MntFlags::MNT_DETACH).map_err(fail(
+        Step::PivotRoot,
+        "umount2",
+        Some(Path::new("/")),
+    ))?;
+    nix::unistd::chdir("/").map_err(fail(Step::PivotRoot, "chdir", Some(Path::new("/"))))
+}
+
+/// With every mountpoint made, the root and /dev themselves become read-only, so the
+/// only writable places are the ones the spec asked for.
+fn seal_root() -> Setup {
+    for path in [c"/", c"/dev"] {
+        sys::make_read_only(MountRef::Path(path), false).map_err(fail(
+            Step::Seal,
+            "mount_setattr",
+            Some(Path::new(OsStr::from_bytes(path.to_bytes()))),
+        ))?;
+    }
+    Ok(())
+}
+
+fn set_hostname(plan: &Plan) -> Setup {
+    nix::unistd::sethostname(&plan.hostname).map_err(fail(Step::Hostname, "sethostname", None))
+}
+
+nix::ioctl_read_bad!(get_interface_flags, libc::SIOCGIFFLAGS, libc::ifreq);
+nix::ioctl_write_ptr_bad!(set_interface_flags, libc::SIOCSIFFLAGS, libc::ifreq);
+
+/// A new network namespace has `lo` down; tests that connect to 127.0.0.1 need it up.
+fn bring_up_loopback() -> Setup {
+    let lo = Path::new("lo");
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(fail(Step::Loopback, "socket", None))?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: the socket is open and request is a valid ifreq naming an interface.
+    unsafe { get_interface_flags(socket.as_raw_fd(), &mut request) }.map_err(fail(
+        Step::Loopback,
+        "ioctl(SIOCGIFFLAGS)",
+        Some(lo),
+    ))?;
+    // SAFETY: ifru_flags is the union member SIOCGIFFLAGS filled in.
+    unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above, with the flags to set.
+    unsafe { set_interface_flags(socket.as_raw_fd(), &request) }.map_err(fail(
+        Step::Loopback,
+        "ioctl(SIOCSIFFLAGS)",
+        Some(lo),
+    ))?;
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! The sandbox spec: plain data that fully describes one sandbox, so that it can be
+//! recorded in a report and replayed later.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Host variables that pass into a sandbox unless the spec says otherwise. Locale, terminal
+/// and Rust diagnostics only: nothing that carries credentials.
+pub const DEFAULT_ENV_PASS: &[&str] = &[
+    "PATH",
+    "TERM",
+    "COLORTERM",
+    "NO_COLOR",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "USER",
+    "LOGNAME",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "RUST_LOG",
+    "RUST_MIN_STACK",
+];
+
+/// Host directories that hold what programs need to run. Bound read-only when they are
+/// directories and recreated as symlinks when they are symlinks (merged /usr).
+pub const DEFAULT_SYSTEM_PATHS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+];
+
+pub const DEFAULT_TMPFS_SIZE: u64 = 1 << 30;
+pub const DEFAULT_HOSTNAME: &str = "isotest";
+pub const DEFAULT_GRACE_MS: u64 = 2_000;
+
+/// Everything that defines one sandbox and the program it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The program and its arguments; a name without `/` is looked up in the sandbox's `PATH`.
+    pub argv: Vec<String>,
+    /// Working directory inside the sandbox.
+    pub cwd: PathBuf,
+    pub env: Env,
+    /// Applied parents first (by depth of `dst`), then in list order.
+    pub mounts: Vec<Mount>,
+    /// Value of `HOME` inside; the default spec puts a private tmpfs there.
+    pub home: PathBuf,
+    pub hostname: String,
+    pub net: Net,
+    pub identity: Identity,
+    /// After this, SIGTERM goes to the program; `None` waits forever.
+    pub timeout_ms: Option<u64>,
+    /// Time between SIGTERM and SIGKILL of the whole sandbox.
+    pub grace_ms: u64,
+    /// Give the program a pseudo-terminal instead of pipes, and relay the caller's terminal.
+    pub tty: bool,
+}
+
+/// The environment inside: exactly `set`, plus the listed host variables that exist.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Env {
+    pub pass: Vec<String>,
+    pub set: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Mount {
+    /// A host path made visible at `dst`, with all its submounts; read-only unless `writable`.
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        writable: bool,
+    },
+    /// A private, empty, writable tmpfs capped at `size` bytes.
+    Tmpfs { dst: PathBuf, size: u64 },
+    /// A symlink in the sandbox's root, as merged-/usr hosts have for /bin and /lib.
+    Symlink { path: PathBuf, target: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Net {
+    /// A private network namespace whose only interface, `lo`, is up.
+    Loopback,
+    /// A private network namespace whose `lo` stays down: no usable interface at all.
+    None,
+    /// The host's network.
+    Host,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Identity {
+    /// The caller's own uid and gid, mapped 1:1.
+    Caller,
+    /// The caller appears as uid 0 and gid 0 (still without capabilities).
+    Root,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("the sandbox has no program to run (argv is empty)")]
+    EmptyArgv,
+    #[error("`{0}` must be an absolute path inside the sandbox")]
+    NotAbsolute(PathBuf),
+    #[error("`{0}` must not contain `.` or `..` components")]
+    NotNormal(PathBuf),
+    #[error("`{0}` is managed by the sandbox itself and cannot be a mount destination")]
+    Reserved(PathBuf),
+    #[error("bind source `{path}` is not usable: {source}")]
+    BindSource {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("hostname `{0}` is not valid: use 1 to 64 characters of [A-Za-z0-9.-]")]
+    Hostname(String),
+    #[error("environment variable name `{0}` is not valid")]
+    EnvName(String),
+}
+
+impl Spec {
+    /// The default sandbox for `argv`, taking the system directories, `HOME` and the
+    /// environment from the calling host.
+    pub fn new(argv: Vec<String>) -> Spec {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute() && h != Path::new("/"))
+            .unwrap_or_else(|| PathBuf::from("/home/isotest"));
+        let mut mounts = system_mounts();
+        mounts.push(Mount::Tmpfs {
+            dst: PathBuf::from("/tmp"),
+            size: DEFAULT_TMPFS_SIZE,
+        });
+        mounts.push(Mount::Tmpfs {
+            dst: home.clone(),
+            size: DEFAULT_TMPFS_SIZE,
+        });
+        Spec {
+            argv,
+            cwd: home.clone(),
+            env: Env {
+                pass: DEFAULT_ENV_PASS.iter().map(|s| s.to_string()).collect(),
+                set: BTreeMap::new(),
+            },
+            mounts,
+            home,
+            hostname: DEFAULT_HOSTNAME.to_string(),
+            net: Net::Loopback,
+            identity: Identity::Caller,
+            timeout_ms: None,
+            grace_ms: DEFAULT_GRACE_MS,
+            tty: false,
+        }
+    }
+
+    /// Sets the size of every tmpfs mounted at `dst`.
+    pub fn set_tmpfs_size(&mut self, dst: &Path, bytes: u64) {
+        for mount in &mut self.mounts {
+            if let Mount::Tmpfs { dst: d, size } = mount
+                && d == dst
+            {
+                *size = bytes;
+            }
+        }
+    }
+
+    /// Whether `path` lies under a mount of this spec (other than the bare root).
+    pub fn is_visible(&self, path: &Path) -> bool {
+        self.mounts.iter().any(|m| match m {
+            Mount::Bind { dst, .. } | Mount::Tmpfs { dst, .. } => path.starts_with(dst),
+            Mount::Symlink { path: p, .. } => path.starts_with(p),
+        })
+    }
+
+    /// Checks what the kernel would otherwise reject deep inside setup, with a better message.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.argv.is_empty() {
+            return Err(SpecError::EmptyArgv);
+        }
+        check_sandbox_path(&self.cwd)?;
+        check_sandbox_path(&self.home)?;
+        for mount in &self.mounts {
+            let dst = match mount {
+                Mount::Bind { src, dst, .. } => {
+                    std::fs::metadata(src).map_err(|source| SpecError::BindSource {
+                        path: src.clone(),
+                        source,
+                    })?;
+                    dst
+                }
+                Mount::Tmpfs { dst, .. } => dst,
+                Mount::Symlink { path, .. } => path,
+            };
+            check_sandbox_path(dst)?;
+            if dst == Path::new("/") || dst.starts_with("/proc") || dst.starts_with("/dev") {
+                return Err(SpecError::Reserved(dst.clone()));
+            }
+        }
+        let valid_host = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+        if self.hostname.is_empty()
+            || self.hostname.len() > 64
+            || !self.hostname.chars().all(valid_host)
+        {
+            return Err(SpecError::Hostname(self.hostname.clone()));
+        }
+        for key in self.env.set.keys().chain(&self.env.pass) {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(SpecError::EnvName(key.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The environment the program gets: `set`, the passed host variables, and `HOME`.
+    pub fn resolved_env(&self, host: impl Fn(&str) -> Option<OsString>) -> Vec<(String, OsString)> {
+        let mut env: BTreeMap<String, OsString> = BTreeMap::new();
+        for key in &self.env.pass {
+            if let Some(value) = host(key) {
+                env.insert(key.clone(), value);
+            }
+        }
+        env.insert("HOME".into(), self.home.clone().into_os_string());
+        for (key, value) in &self.env.set {
+            env.insert(key.clone(), value.into());
+        }
+        env.into_iter().collect()
+    }
+}
+
+/// The host's system directories as mounts: read-only binds, or symlinks where the host has
+/// symlinks.
+pub fn system_mounts() -> Vec<Mount> {
+    DEFAULT_SYSTEM_PATHS
+        .iter()
+        .map(Path::new)
+        .filter_map(|path| {
+            let meta = std::fs::symlink_metadata(path).ok()?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(path).ok()?;
+                Some(Mount::Symlink {
+                    path: path.to_path_buf(),
+                    target,
+                })
+            } else if meta.is_dir() {
+                Some(Mount::Bind {
+                    src: path.to_path_buf(),
+                    dst: path.to_path_buf(),
+                    writable: false,
+                })
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn check_sandbox_path(path: &Path) -> Result<(), SpecError> {
+    if !path.is_absolute() {
+        return Err(SpecError::NotAbsolute(path.to_path_buf()));
+    }
+    let normal = path
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !normal || path.as_os_str().as_bytes().contains(&0) {
+        return Err(SpecError::NotNormal(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Parses sizes such as `512M`, `1G`, `64k` or a plain byte count.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("64KiB"), Some(64 << 10));
+        assert_eq!(parse_size("1T"), None);
+        assert_eq!(parse_size("G"), None);
+    }
+
+    #[test]
+    fn default_spec_round_trips_through_json() {
+        let spec = Spec::new(vec!["/bin/true".into()]);
+        let json = serde_json::to_string(&spec).unwrap();
+        let back: Spec = serde_json::from_str(&json).unwrap();
+        assert_eq!(spec, back);
+        assert!(json.contains(r#""type":"tmpfs""#), "{json}");
+    }
+
+    #[test]
+    fn default_spec_has_private_tmp_and_home() {
+        let spec = Spec::new(vec!["true".into()]);
+        assert!(spec.mounts.contains(&Mount::Tmpfs {
+            dst: "/tmp".into(),
+            size: DEFAULT_TMPFS_SIZE
+        }));
+        assert!(spec.is_visible(&spec.home));
+        spec.validate().unwrap();
+    }
+
+    #[test]
+    fn env_is_exactly_set_plus_passed_variables() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        spec.env.set.insert("A".into(), "1".into());
+        let host = |k: &str| match k {
+            "PATH" => Some(OsString::from("/usr/bin")),
+            "GITHUB_TOKEN" => Some(OsString::from("secret")),
+            _ => None,
+        };
+        let env = spec.resolved_env(host);
+        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["A", "HOME", "PATH"]);
+    }
+
+    #[test]
+    fn validation_names_the_bad_path() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        spec.cwd = "relative".into();
+        assert!(
+            matches!(spec.validate(), Err(SpecError::NotAbsolute(p)) if p == Path::new("relative"))
+        );
+        spec.cwd = "/a/../b".into();
+        assert!(
+            matches!(spec.validate(), Err(SpecError::NotNormal(p)) if p == Path::new("/a/../b"))
+        );
+        spec.cwd = "/".into();
+        spec.mounts.push(Mount::Tmpfs {
+            dst: "/proc/x".into(),
+            size: 1,
+        });
+        assert!(
+            matches!(spec.validate(), Err(SpecError::Reserved(p)) if p == Path::new("/proc/x"))
+        );
+        spec.mounts.pop();
+        spec.hostname = "bad host".into();
+        assert!(matches!(spec.validate(), Err(SpecError::Hostname(h)) if h == "bad host"));
+    }
+}

@@ -1,0 +1,166 @@
+//! The few syscalls that neither nix nor rustix wrap, each behind a small safe-as-possible
+//! function.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// `struct clone_args` of clone3(2), as of Linux 5.7.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+pub enum Forked {
+    Child,
+    Parent { pid: Pid, pidfd: OwnedFd },
+}
+
+/// Forks into new namespaces and returns a pidfd for the child, so that the host side can
+/// wait for and signal it without pid-reuse races.
+///
+/// clone3 is tried first; clone(2) is the fallback where clone3 is filtered to ENOSYS
+/// (Docker's default seccomp profile does this). The error names the syscall that failed.
+///
+/// # Safety
+/// The caller must be single-threaded: the child continues on a copy of this one thread, and
+/// must end with `_exit` without returning into the caller's frames.
+pub unsafe fn fork_into(flags: CloneFlags) -> Result<Forked, (&'static str, Errno)> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: args is a valid clone_args of the size passed; without a stack the child
+    // resumes here like fork(2), which the caller's single-threadedness makes sound.
+    let mut ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let mut syscall = "clone3";
+    if ret == -1 && Errno::last() == Errno::ENOSYS {
+        syscall = "clone";
+        let raw_flags = flags.bits() as libc::c_ulong
+            | libc::CLONE_PIDFD as libc::c_ulong
+            | libc::SIGCHLD as libc::c_ulong;
+        // SAFETY: as above; clone(2) stores the pidfd through its third argument
+        // (parent_tid) on every architecture.
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                raw_flags,
+                0usize,
+                &mut pidfd as *mut RawFd,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    match ret {
+        -1 => Err((syscall, Errno::last())),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: Pid::from_raw(pid as i32),
+            // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Where a mount to make read-only is: a path, or a detached mount tree from open_tree.
+pub enum MountRef<'a> {
+    Path(&'a CStr),
+    Tree(BorrowedFd<'a>),
+}
+
+/// Sets only the read-only flag, leaving every other flag as it is. The kernel locks
+/// nosuid/nodev/noexec/atime on mounts inherited from a more privileged namespace, and
+/// the classic `MS_REMOUNT|MS_BIND|MS_RDONLY` fails with EPERM unless it repeats them;
+/// mount_setattr changes only what it is told to, and with AT_RECURSIVE it reaches every
+/// submount too.
+pub fn make_read_only(mount: MountRef<'_>, recursive: bool) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = if recursive { AT_RECURSIVE } else { 0 };
+    let (dirfd, path) = match mount {
+        MountRef::Path(path) => (libc::AT_FDCWD, path),
+        MountRef::Tree(fd) => {
+            flags |= libc::AT_EMPTY_PATH as libc::c_uint;
+            (fd.as_raw_fd(), c"")
+        }
+    };
+    // SAFETY: path is a valid C string and attr a valid mount_attr of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Closes every descriptor from `first` to `last` inclusive in one syscall.
+pub fn close_range(first: u32, last: u32) {
+    if first > last {
+        return;
+    }
+    // SAFETY: close_range takes plain integers; the caller no longer uses these descriptors.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+}
+
+/// Closes every descriptor above 2 except those in `keep`.
+pub fn close_fds_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .map(|&fd| fd as u32)
+        .filter(|&fd| fd > 2)
+        .collect();
+    keep.sort_unstable();
+    let mut next = 3u32;
+    for fd in keep {
+        if fd > next {
+            close_range(next, fd - 1);
+        }
+        next = next.max(fd + 1);
+    }
+    close_range(next, u32::MAX);
+}
