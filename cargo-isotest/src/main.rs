@@ -25,12 +25,15 @@ struct Cli {
 enum Command {
     /// Run one command in a fresh sandbox.
     Exec(exec::ExecArgs),
+    /// Check whether this host can create sandboxes; if not, say why and how to fix it.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() {
     let cli = Cli::parse_from(cargo_args(std::env::args_os()));
     let code = match cli.command {
         Command::Exec(args) => exec::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     std::process::exit(code);
 }

@@ -173,11 +173,13 @@ impl Spec {
         }
     }
 
-    /// Whether `path` lies under a mount of this spec (other than the bare root).
+    /// Whether `path` exists in the sandbox as the spec builds it: at or under a bind, or
+    /// exactly at a tmpfs (which starts empty).
     pub fn is_visible(&self, path: &Path) -> bool {
         self.mounts.iter().any(|m| match m {
-            Mount::Bind { dst, .. } | Mount::Tmpfs { dst, .. } => path.starts_with(dst),
-            Mount::Symlink { path: p, .. } => path.starts_with(p),
+            Mount::Bind { dst, .. } => path.starts_with(dst),
+            Mount::Tmpfs { dst, .. } => path == dst,
+            Mount::Symlink { path: p, .. } => path == p,
         })
     }
 

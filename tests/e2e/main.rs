@@ -1,1 +1,50 @@
-fn main() {}
+//! End-to-end tests: one trial per scenario, each running the real `cargo-isotest` binary.
+//!
+//! Run as root, every sandbox scenario runs a second time as an unprivileged user
+//! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
+
+mod ctx;
+mod probe;
+mod sandbox;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use ctx::{Ctx, User};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(probe::ARG) {
+        probe::main(&args[2..]);
+    }
+    let arguments = Arguments::from_args();
+    let unprivileged = nix::unistd::geteuid()
+        .is_root()
+        .then(User::unprivileged)
+        .flatten();
+    let mut trials = Vec::new();
+    for &(name, scenario) in sandbox::SCENARIOS {
+        trials.push(Trial::test(format!("sandbox::{name}"), move || {
+            scenario(&Ctx::new(None))
+        }));
+        if let Some(user) = &unprivileged {
+            let user = user.clone();
+            trials.push(Trial::test(
+                format!("unprivileged::sandbox::{name}"),
+                move || scenario(&Ctx::new(Some(user))),
+            ));
+        }
+    }
+    libtest_mimic::run(&arguments, trials).exit();
+}
+
+/// Lets the scenario's user write where the scenario prepared a directory.
+fn give_to_user(ctx: &Ctx, path: &str) -> Result<(), Failed> {
+    if let Some(user) = &ctx.user {
+        nix::unistd::chown(
+            path,
+            Some(nix::unistd::Uid::from_raw(user.uid)),
+            Some(nix::unistd::Gid::from_raw(user.gid)),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! How a scenario runs `cargo-isotest`: as the current user, or, when the suite runs as
+//! root, also as an unprivileged user, because that is what most users are.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use libtest_mimic::Failed;
+
+/// The unprivileged account: `ISOTEST_TEST_USER` (which `.ci/run` creates), else `nobody`.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl User {
+    pub fn unprivileged() -> Option<User> {
+        let name = std::env::var("ISOTEST_TEST_USER").unwrap_or_else(|_| "nobody".into());
+        let user = nix::unistd::User::from_name(&name).ok()??;
+        Some(User {
+            name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            home: user.dir,
+        })
+    }
+}
+
+/// Binaries reachable by whoever runs the scenario.
+struct Binaries {
+    isotest: PathBuf,
+    probe: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Copies of the binaries in a world-readable directory: the checkout may sit below a
+/// directory the unprivileged user cannot enter (such as /root).
+fn shared_binaries() -> &'static Binaries {
+    static SHARED: OnceLock<Binaries> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("isotest-e2e-bin")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let copy = |from: &Path, name: &str| {
+            let to = dir.path().join(name);
+            std::fs::copy(from, &to).expect("copy binary");
+            to
+        };
+        Binaries {
+            isotest: copy(
+                Path::new(env!("CARGO_BIN_EXE_cargo-isotest")),
+                "cargo-isotest",
+            ),
+            probe: copy(&std::env::current_exe().expect("current_exe"), "probe"),
+            _dir: Some(dir),
+        }
+    })
+}
+
+fn own_binaries() -> &'static Binaries {
+    static OWN: OnceLock<Binaries> = OnceLock::new();
+    OWN.get_or_init(|| Binaries {
+        isotest: PathBuf::from(env!("CARGO_BIN_EXE_cargo-isotest")),
+        probe: std::env::current_exe().expect("current_exe"),
+        _dir: None,
+    })
+}
+
+/// One scenario's view: who runs, which binaries, and a scratch directory they can use.
+pub struct Ctx {
+    pub user: Option<User>,
+    bins: &'static Binaries,
+    pub scratch: tempfile::TempDir,
+}
+
+impl Ctx {
+    pub fn new(user: Option<User>) -> Ctx {
+        let bins = if user.is_some() {
+            shared_binaries()
+        } else {
+            own_binaries()
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("isotest-e2e")
+            .tempdir()
+            .expect("tempdir");
+        if let Some(user) = &user {
+            nix::unistd::chown(
+                scratch.path(),
+                Some(nix::unistd::Uid::from_raw(user.uid)),
+                Some(nix::unistd::Gid::from_raw(user.gid)),
+            )
+            .expect("chown scratch");
+        }
+        Ctx {
+            user,
+            bins,
+            scratch,
+        }
+    }
+
+    /// `cargo-isotest exec ARGS`, as this scenario's user, in the scratch directory.
+    pub fn exec(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bins.isotest);
+        cmd.arg("exec").args(args).current_dir(self.scratch.path());
+        cmd.stdin(Stdio::null());
+        if let Some(user) = &self.user {
+            cmd.uid(user.uid).gid(user.gid);
+            cmd.env("HOME", &user.home).env("USER", &user.name);
+        }
+        cmd
+    }
+
+    /// `exec [options] --bind <probe dir> -- <probe> __probe NAME ARGS`.
+    pub fn probe(&self, options: &[&str], probe: &[&str]) -> Command {
+        let dir = self
+            .bins
+            .probe
+            .parent()
+            .expect("probe dir")
+            .to_str()
+            .expect("utf-8 path");
+        let mut args: Vec<&str> = options.to_vec();
+        args.extend(["--bind", dir, "--"]);
+        args.push(self.bins.probe.to_str().expect("utf-8 path"));
+        args.push(crate::probe::ARG);
+        args.extend(probe);
+        self.exec(&args)
+    }
+
+    /// A scratch path, as text for command lines.
+    pub fn path(&self, name: &str) -> String {
+        self.scratch
+            .path()
+            .join(name)
+            .to_str()
+            .expect("utf-8 path")
+            .to_string()
+    }
+}
+
+/// Runs and returns the output, failing with everything printed if it cannot start.
+pub fn output(cmd: &mut Command) -> Result<Output, Failed> {
+    cmd.output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()).into())
+}
+
+/// The probe's `key value` lines as a lookup.
+pub fn probe_value(out: &Output, key: &str) -> Result<String, Failed> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+        .map(str::to_string)
+        .ok_or_else(|| format!("probe printed no `{key}`; {}", describe(out)).into())
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
+    if condition {
+        Ok(())
+    } else {
+        Err(message().into())
+    }
+}
+
+pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(
+    actual: T,
+    expected: T,
+    what: &str,
+) -> Result<(), Failed> {
+    ensure(actual == expected, || {
+        format!("{what}: expected {expected:?}, got {actual:?}")
+    })
+}
+
+pub fn status_code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+pub fn read_json(path: impl AsRef<OsStr>) -> Result<serde_json::Value, Failed> {
+    let path = Path::new(path.as_ref());
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()).into())
+}
