@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one command in a fresh sandbox.
-    Exec(exec::ExecArgs),
+    Exec(Box<exec::ExecArgs>),
     /// Check whether this host can create sandboxes; if not, say why and how to fix it.
     Doctor(doctor::DoctorArgs),
 }
@@ -32,7 +32,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse_from(cargo_args(std::env::args_os()));
     let code = match cli.command {
-        Command::Exec(args) => exec::run(args),
+        Command::Exec(args) => exec::run(*args),
         Command::Doctor(args) => doctor::run(args),
     };
     std::process::exit(code);

@@ -20,15 +20,21 @@ pub struct User {
 }
 
 impl User {
-    pub fn unprivileged() -> Option<User> {
+    /// A named user that does not exist is a broken setup, not a reason to skip.
+    pub fn unprivileged() -> User {
         let name = std::env::var("ISOTEST_TEST_USER").unwrap_or_else(|_| "nobody".into());
-        let user = nix::unistd::User::from_name(&name).ok()??;
-        Some(User {
+        let user = nix::unistd::User::from_name(&name)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                panic!("ISOTEST_TEST_USER={name} does not exist; create it (see .ci/run)")
+            });
+        User {
             name,
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
             home: user.dir,
-        })
+        }
     }
 }
 

@@ -17,10 +17,7 @@ fn main() {
         probe::main(&args[2..]);
     }
     let arguments = Arguments::from_args();
-    let unprivileged = nix::unistd::geteuid()
-        .is_root()
-        .then(User::unprivileged)
-        .flatten();
+    let unprivileged = nix::unistd::geteuid().is_root().then(User::unprivileged);
     let mut trials = Vec::new();
     for &(name, scenario) in sandbox::SCENARIOS {
         trials.push(Trial::test(format!("sandbox::{name}"), move || {

@@ -491,6 +491,7 @@ fn output_flood_stays_within_cap(ctx: &Ctx) -> Result<(), Failed> {
     ]);
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
     let pid = child.id() as libc::pid_t;
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
     let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
     // SAFETY: waits for our own child; status and usage are valid out-pointers.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
