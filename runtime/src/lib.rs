@@ -7,6 +7,7 @@
 //!
 //! This crate knows nothing about cargo or tests.
 
+pub mod doctor;
 mod error;
 mod init;
 mod outcome;
