@@ -91,11 +91,29 @@ pub fn explain_failure(error: &Error) {
     }
 }
 
-/// Runs `true` in a default sandbox: every setup step the real runs need, once.
-fn probe_sandbox() -> SandboxProbe {
+/// The probe a command runs once before its first sandbox, so that a host that cannot
+/// sandbox is explained up front rather than through every test failing. Must be called
+/// while the process is still single-threaded.
+pub fn check_host() -> bool {
+    match run_probe() {
+        Ok(_) => true,
+        Err(error) => {
+            eprintln!("error: this host cannot create sandboxes: {error}");
+            explain_failure(&error);
+            false
+        }
+    }
+}
+
+fn run_probe() -> Result<Outcome, Error> {
     let mut spec = Spec::new(vec!["true".into()]);
     spec.timeout_ms = Some(PROBE_TIMEOUT_MS);
-    match Sandbox::spawn(&spec).and_then(|sandbox| sandbox.wait(Echo::None, None)) {
+    Sandbox::spawn(&spec).and_then(|sandbox| sandbox.wait(Echo::None, None))
+}
+
+/// Runs `true` in a default sandbox: every setup step the real runs need, once.
+fn probe_sandbox() -> SandboxProbe {
+    match run_probe() {
         Ok(outcome) => {
             let problem = program_problem(&outcome);
             let stages = doctor::stage_results(problem.as_ref().map(|_| Stage::Program));

@@ -198,7 +198,7 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
 }
 
 /// `SRC[:DST]`, with SRC resolved on the host and DST defaulting to SRC's absolute path.
-fn parse_bind(value: &str, writable: bool) -> anyhow::Result<Mount> {
+pub(crate) fn parse_bind(value: &str, writable: bool) -> anyhow::Result<Mount> {
     let flag = if writable { "--bind-rw" } else { "--bind" };
     let (src, dst) = match value.split_once(':') {
         Some((src, dst)) => (Path::new(src), Some(PathBuf::from(dst))),
@@ -216,14 +216,14 @@ fn parse_bind(value: &str, writable: bool) -> anyhow::Result<Mount> {
     Ok(Mount::Bind { src, dst, writable })
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<f64>() {
         return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
     }
     humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 2m, 500ms)"))
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     isotest_runtime::parse_size(text)
         .ok_or_else(|| format!("`{text}` is not a size (use e.g. 512M, 2G)"))
 }

@@ -3,6 +3,14 @@
 
 /// The command line or a configuration is wrong (clap also uses 2).
 pub const USAGE: i32 = 2;
+/// `run`: the tests ran, and at least one failed or timed out.
+pub const TESTS_FAILED: i32 = 100;
+/// `run`, `list`: cargo could not build the tests.
+pub const BUILD_FAILED: i32 = 101;
+/// `run`, `list`: a test binary's list of tests could not be obtained or read.
+pub const LIST_FAILED: i32 = 104;
+/// `run`, `list`: something else the run needs failed (starting helpers, writing reports).
+pub const SETUP_FAILED: i32 = 96;
 /// `exec`: the program did not finish before its timeout.
 pub const TIMED_OUT: i32 = 124;
 /// No sandbox could be created on this host; doctor's diagnosis was printed.
@@ -11,3 +19,5 @@ pub const NO_SANDBOX: i32 = 125;
 pub const CANNOT_EXECUTE: i32 = 126;
 /// `exec`: the program was not found in the sandbox.
 pub const NOT_FOUND: i32 = 127;
+/// `run`: cancelled by Ctrl-C (or SIGTERM, SIGHUP); the partial report was written.
+pub const INTERRUPTED: i32 = 130;

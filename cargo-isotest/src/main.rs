@@ -1,12 +1,27 @@
 //! `cargo isotest`: run tests, or any command, in fresh rootless Linux sandboxes.
+//!
+//! `run` is a pipeline: discover (build, find binaries, list tests) → plan (select, give
+//! each test its command and sandbox) → run (helpers create one sandbox per test) →
+//! report (terminal, JSON, JUnit).
 
+mod cargo_options;
+mod config_env;
+mod discover;
 mod doctor;
+mod environment;
 mod exec;
 mod exit_code;
+mod helper;
+mod interrupt;
+mod list;
+mod plan;
+mod report;
+mod run;
+mod schedule;
 
 use std::ffi::OsString;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -14,26 +29,56 @@ use clap::{Parser, Subcommand};
     bin_name = "cargo isotest",
     version,
     about = "Run every test in its own fresh rootless Linux sandbox",
-    propagate_version = true
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// When to use colours (NO_COLOR is honoured under `auto`).
+    #[arg(long, value_enum, global = true, default_value_t = Color::Auto, value_name = "WHEN")]
+    color: Color,
+    /// Without a subcommand: `run`.
+    #[command(flatten)]
+    run: run::RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build the tests and run each one in its own sandbox (the default).
+    Run(Box<run::RunArgs>),
+    /// List the tests a run would select.
+    List(Box<list::ListArgs>),
     /// Run one command in a fresh sandbox.
     Exec(Box<exec::ExecArgs>),
     /// Check whether this host can create sandboxes; if not, say why and how to fix it.
     Doctor(doctor::DoctorArgs),
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
 fn main() {
-    let cli = Cli::parse_from(cargo_args(std::env::args_os()));
+    let args = cargo_args(std::env::args_os());
+    if args.get(1).is_some_and(|a| a == helper::ARG) {
+        std::process::exit(helper::serve());
+    }
+    let cli = Cli::parse_from(args);
+    match cli.color {
+        Color::Auto => {}
+        Color::Always => anstream::ColorChoice::Always.write_global(),
+        Color::Never => anstream::ColorChoice::Never.write_global(),
+    }
     let code = match cli.command {
-        Command::Exec(args) => exec::run(*args),
-        Command::Doctor(args) => doctor::run(args),
+        None => run::run(cli.run),
+        Some(Command::Run(args)) => run::run(*args),
+        Some(Command::List(args)) => list::run(*args),
+        Some(Command::Exec(args)) => exec::run(*args),
+        Some(Command::Doctor(args)) => doctor::run(args),
     };
     std::process::exit(code);
 }

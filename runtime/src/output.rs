@@ -25,6 +25,25 @@ impl Captured {
         }
     }
 
+    /// Rebuilds a capture sent elsewhere as its kept head, kept tail and total length.
+    pub fn from_parts(head: Vec<u8>, tail: Vec<u8>, total: u64) -> Captured {
+        let half = head.len().max(tail.len());
+        Captured {
+            head,
+            tail: tail.into(),
+            half,
+            total,
+        }
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    pub fn tail(&self) -> Vec<u8> {
+        self.tail.iter().copied().collect()
+    }
+
     pub fn push(&mut self, mut bytes: &[u8]) {
         self.total += bytes.len() as u64;
         let room = self.half.saturating_sub(self.head.len());

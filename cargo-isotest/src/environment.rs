@@ -1,0 +1,129 @@
+//! What a test sees: the environment `cargo test` would give it, inside a sandbox that shows
+//! the source tree, the build outputs and the toolchain read-only at their own paths.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use isotest_runtime::{Mount, Net, Spec};
+
+use crate::discover::{Build, TestBinary};
+
+/// What the user may change about every test's sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxOptions {
+    pub timeout: Option<Duration>,
+    pub net: Net,
+    /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
+    pub binds: Vec<Mount>,
+    pub tmpfs_size: u64,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            timeout: None,
+            net: Net::Loopback,
+            binds: Vec::new(),
+            tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+        }
+    }
+}
+
+/// `CARGO_TARGET_TMPDIR`: a private tmpfs per test, where cargo's own would be shared.
+pub fn target_tmpdir(build: &Build) -> PathBuf {
+    build.target_dir.join("tmp")
+}
+
+/// The sandbox `binary` runs in, for the program `argv`.
+pub fn binary_spec(
+    build: &Build,
+    binary: &TestBinary,
+    options: &SandboxOptions,
+    argv: Vec<String>,
+) -> Spec {
+    let mut spec = Spec::new(argv);
+    let mut read_only = vec![
+        build.workspace_root.clone(),
+        build.target_dir.clone(),
+        binary.manifest_dir.clone(),
+        build.sysroot.clone(),
+    ];
+    read_only.extend(binary.link_paths.iter().filter(|p| p.is_dir()).cloned());
+    for path in read_only {
+        let covered = spec
+            .mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Bind { dst, .. } if path.starts_with(dst)));
+        if !covered && path.exists() {
+            spec.mounts.push(Mount::Bind {
+                src: path.clone(),
+                dst: path,
+                writable: false,
+            });
+        }
+    }
+    spec.mounts.push(Mount::Tmpfs {
+        dst: target_tmpdir(build),
+        size: options.tmpfs_size,
+    });
+    spec.mounts.extend(options.binds.iter().cloned());
+    for mount in &mut spec.mounts {
+        if let Mount::Tmpfs { size, .. } = mount {
+            *size = options.tmpfs_size;
+        }
+    }
+    spec.cwd = binary.manifest_dir.clone();
+    spec.net = options.net;
+    spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
+    spec.env.set = test_env(build, binary, &mut spec.env.pass);
+    spec
+}
+
+/// Cargo's variables for the binary, the config's `[env]`, a library path that makes
+/// `-C prefer-dynamic` work, and isotest's own markers.
+fn test_env(
+    build: &Build,
+    binary: &TestBinary,
+    pass: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let mut env = binary.env.clone();
+    for entry in &build.config_env {
+        if !entry.force && std::env::var_os(&entry.key).is_some() {
+            // As under `cargo test`, a variable the environment already has wins.
+            pass.push(entry.key.clone());
+        } else {
+            env.insert(entry.key.clone(), entry.value.clone());
+        }
+    }
+    env.insert("LD_LIBRARY_PATH".into(), library_path(build, binary));
+    env.insert(
+        "CARGO_TARGET_TMPDIR".into(),
+        target_tmpdir(build).display().to_string(),
+    );
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        env.insert("CARGO".into(), cargo.to_string_lossy().into_owned());
+    }
+    env.insert("ISOTEST".into(), "1".into());
+    env.insert("ISOTEST_BINARY_ID".into(), binary.id.clone());
+    env
+}
+
+fn library_path(build: &Build, binary: &TestBinary) -> String {
+    let deps = binary.path.parent().unwrap_or(Path::new("/"));
+    let profile = deps.parent().unwrap_or(deps);
+    let mut dirs: Vec<PathBuf> = binary.link_paths.clone();
+    dirs.extend([
+        profile.to_path_buf(),
+        deps.to_path_buf(),
+        build.target_libdir.clone(),
+        build.sysroot.join("lib"),
+    ]);
+    let mut text: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    if let Ok(existing) = std::env::var("LD_LIBRARY_PATH")
+        && !existing.is_empty()
+    {
+        text.push(existing);
+    }
+    text.join(":")
+}

@@ -1,0 +1,260 @@
+//! Sandbox helpers: this binary re-executed in a hidden single-threaded mode that creates
+//! one sandbox per request. The runner is multi-threaded, and forking a multi-threaded
+//! process to set up namespaces is unsound, so each worker thread drives one helper.
+//!
+//! Protocol, over the helper's stdin and stdout: a request is one JSON line; a response is
+//! one JSON header line followed by the raw captured output it announces (stdout head and
+//! tail, then stderr head and tail), so that non-UTF-8 output arrives intact.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use isotest_runtime::{
+    Captured, Echo, Error, Exit, Outcome, Sandbox, SetupError, Spec, StartError, Stray,
+};
+use serde::{Deserialize, Serialize};
+
+/// The hidden argument that starts helper mode.
+pub const ARG: &str = "__sandbox-helper";
+const PARENT_ENV: &str = "ISOTEST_HELPER_PARENT";
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    spec: Spec,
+    capture_limit: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Response {
+    Outcome {
+        exit: Exit,
+        timed_out: bool,
+        duration_ms: u64,
+        strays: Vec<Stray>,
+        start_error: Option<StartError>,
+        stdout: Lengths,
+        stderr: Lengths,
+    },
+    Error {
+        message: String,
+        setup: Option<SetupError>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Lengths {
+    head: usize,
+    tail: usize,
+    total: u64,
+}
+
+/// Why a helper could not deliver an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    /// The sandbox could not be created; `setup` says at which step.
+    #[error("{message}")]
+    Sandbox {
+        message: String,
+        setup: Option<SetupError>,
+    },
+    /// The helper is gone (killed on cancellation, or crashed).
+    #[error("the sandbox helper (pid {pid}) stopped answering: {source}")]
+    Lost { pid: u32, source: std::io::Error },
+}
+
+/// Helper mode: serve requests until stdin closes. Never starts a thread.
+pub fn serve() -> i32 {
+    // The runner may die without a word (even SIGKILL): follow it, and with us every
+    // sandbox we started, whose pid 1 dies with its parent.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let parent = std::env::var(PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok());
+    if parent != Some(nix::unistd::getppid().as_raw()) {
+        return 1;
+    }
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => return 0,
+            Ok(_) => {}
+        }
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => run_one(&request),
+            Err(e) => (
+                Response::Error {
+                    message: format!("the helper got an unreadable request: {e}"),
+                    setup: None,
+                },
+                Vec::new(),
+            ),
+        };
+        if send(&mut stdout, &response.0, &response.1).is_err() {
+            return 0;
+        }
+    }
+}
+
+fn run_one(request: &Request) -> (Response, Vec<u8>) {
+    let result = Sandbox::spawn(&request.spec).and_then(|s| {
+        s.capture_limit(request.capture_limit)
+            .wait(Echo::None, None)
+    });
+    match result {
+        Ok(outcome) => {
+            let mut bytes = Vec::new();
+            let mut lengths = |c: &Captured| {
+                let tail = c.tail();
+                bytes.extend_from_slice(c.head());
+                bytes.extend_from_slice(&tail);
+                Lengths {
+                    head: c.head().len(),
+                    tail: tail.len(),
+                    total: c.total(),
+                }
+            };
+            let stdout = lengths(&outcome.stdout);
+            let stderr = lengths(&outcome.stderr);
+            let response = Response::Outcome {
+                exit: outcome.exit,
+                timed_out: outcome.timed_out,
+                duration_ms: outcome.duration.as_millis() as u64,
+                strays: outcome.strays,
+                start_error: outcome.start_error,
+                stdout,
+                stderr,
+            };
+            (response, bytes)
+        }
+        Err(error) => {
+            let setup = match &error {
+                Error::Setup(e) => Some(e.clone()),
+                _ => None,
+            };
+            (
+                Response::Error {
+                    message: error.to_string(),
+                    setup,
+                },
+                Vec::new(),
+            )
+        }
+    }
+}
+
+fn send(out: &mut impl Write, response: &Response, bytes: &[u8]) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, response)?;
+    out.write_all(b"\n")?;
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// The runner's end of one helper.
+pub struct Helper {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Helper {
+    /// Starts a helper. Call from a thread that lives as long as the run: the helper's
+    /// parent-death signal fires when the thread that forked it ends.
+    pub fn start() -> std::io::Result<Helper> {
+        let exe = std::env::current_exe()?;
+        let mut command = Command::new(exe);
+        command
+            .arg(ARG)
+            .env(PARENT_ENV, std::process::id().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Out of the terminal's process group: Ctrl-C is the runner's to handle.
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe and affects only the new child.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command.spawn()?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Ok(Helper {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs one sandbox to its end.
+    pub fn run(&mut self, spec: &Spec, capture_limit: usize) -> Result<Outcome, HelperError> {
+        let pid = self.pid();
+        let lost = |source| HelperError::Lost { pid, source };
+        let request = Request {
+            spec: spec.clone(),
+            capture_limit,
+        };
+        let mut line = serde_json::to_vec(&request).map_err(|e| lost(e.into()))?;
+        line.push(b'\n');
+        self.stdin
+            .write_all(&line)
+            .and_then(|()| self.stdin.flush())
+            .map_err(lost)?;
+        let mut header = String::new();
+        if self.stdout.read_line(&mut header).map_err(lost)? == 0 {
+            return Err(lost(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        let response: Response = serde_json::from_str(&header).map_err(|e| lost(e.into()))?;
+        match response {
+            Response::Error { message, setup } => Err(HelperError::Sandbox { message, setup }),
+            Response::Outcome {
+                exit,
+                timed_out,
+                duration_ms,
+                strays,
+                start_error,
+                stdout,
+                stderr,
+            } => {
+                let stdout = self.read_captured(&stdout).map_err(lost)?;
+                let stderr = self.read_captured(&stderr).map_err(lost)?;
+                Ok(Outcome {
+                    exit,
+                    timed_out,
+                    duration: Duration::from_millis(duration_ms),
+                    strays,
+                    start_error,
+                    stdout,
+                    stderr,
+                })
+            }
+        }
+    }
+
+    fn read_captured(&mut self, lengths: &Lengths) -> std::io::Result<Captured> {
+        let mut head = vec![0; lengths.head];
+        self.stdout.read_exact(&mut head)?;
+        let mut tail = vec![0; lengths.tail];
+        self.stdout.read_exact(&mut tail)?;
+        Ok(Captured::from_parts(head, tail, lengths.total))
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // Closing its stdin ends the helper's loop; a helper stuck in a sandbox is killed.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
