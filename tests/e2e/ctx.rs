@@ -1,7 +1,7 @@
 //! How a scenario runs `cargo-isotest`: as the current user, or, when the suite runs as
 //! root, also as an unprivileged user, because that is what most users are.
 
-use std::ffi::OsStr;
+use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -116,12 +116,31 @@ impl Ctx {
 
     /// `cargo-isotest exec ARGS`, as this scenario's user, in the scratch directory.
     pub fn exec(&self, args: &[&str]) -> Command {
+        let mut cmd = self.isotest(self.scratch.path());
+        cmd.arg("exec").args(args);
+        cmd
+    }
+
+    /// `cargo-isotest` as this scenario's user in `dir`, with a toolchain it can run.
+    pub fn isotest(&self, dir: &Path) -> Command {
         let mut cmd = Command::new(&self.bins.isotest);
-        cmd.arg("exec").args(args).current_dir(self.scratch.path());
-        cmd.stdin(Stdio::null());
+        cmd.current_dir(dir).stdin(Stdio::null());
+        // The fixtures build into their own copies, never into this run's target dir.
+        cmd.env_remove("CARGO_TARGET_DIR");
         if let Some(user) = &self.user {
-            cmd.uid(user.uid).gid(user.gid);
+            let toolchain = shared_toolchain();
             cmd.env("HOME", &user.home).env("USER", &user.name);
+            cmd.env("CARGO", toolchain.visible.join("bin/cargo"));
+            cmd.env("RUSTC", toolchain.visible.join("bin/rustc"));
+            cmd.env("CARGO_HOME", user_cargo_home(user));
+            cmd.env(
+                "PATH",
+                format!(
+                    "{}:/usr/local/bin:/usr/bin:/bin",
+                    toolchain.visible.join("bin").display()
+                ),
+            );
+            become_user(&mut cmd, user, toolchain);
         }
         cmd
     }
@@ -205,4 +224,139 @@ pub fn read_json(path: impl AsRef<OsStr>) -> Result<serde_json::Value, Failed> {
     let path = Path::new(path.as_ref());
     let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_slice(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()).into())
+}
+
+/// The toolchain this suite was built with, made visible to the unprivileged user.
+///
+/// rustup keeps it under root's home, which others cannot enter. Rather than change the
+/// host's permissions, each unprivileged command gets a private mount namespace in which
+/// the toolchain is bound at a path anyone can reach; rustc finds its sysroot from there.
+pub struct SharedToolchain {
+    /// The toolchain's root (its sysroot) on the host.
+    host: CString,
+    /// Where the user sees it.
+    pub visible: PathBuf,
+}
+
+fn shared_toolchain() -> &'static SharedToolchain {
+    static TOOLCHAIN: OnceLock<SharedToolchain> = OnceLock::new();
+    TOOLCHAIN.get_or_init(|| {
+        let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+            .args(["--print", "sysroot"])
+            .output()
+            .expect("rustc --print sysroot");
+        let host = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+        let visible = shared_binaries().isotest.with_file_name("toolchain");
+        std::fs::create_dir_all(&visible).expect("toolchain mountpoint");
+        SharedToolchain {
+            host: CString::new(host).expect("sysroot path"),
+            visible,
+        }
+    })
+}
+
+/// In the child, as root still: a private mount namespace with the toolchain bound where
+/// the user can reach it, then the user's identity.
+fn become_user(cmd: &mut Command, user: &User, toolchain: &'static SharedToolchain) {
+    let visible =
+        CString::new(toolchain.visible.as_os_str().as_encoded_bytes()).expect("mountpoint path");
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(user.uid),
+        nix::unistd::Gid::from_raw(user.gid),
+    );
+    // SAFETY: only async-signal-safe syscalls on strings prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::mount::{MsFlags, mount};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            mount(
+                None::<&CStr>,
+                c"/",
+                None::<&CStr>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&CStr>,
+            )?;
+            mount(
+                Some(toolchain.host.as_c_str()),
+                visible.as_c_str(),
+                None::<&CStr>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&CStr>,
+            )?;
+            nix::unistd::setgroups(&[])?;
+            nix::unistd::setgid(gid)?;
+            nix::unistd::setuid(uid)?;
+            Ok(())
+        });
+    }
+}
+
+/// A CARGO_HOME of the user's own: cargo takes locks and caches crates there.
+fn user_cargo_home(user: &User) -> PathBuf {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = HOME.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("isotest-e2e-cargo-home")
+            .tempdir()
+            .expect("tempdir");
+        chown_tree(dir.path(), user);
+        dir
+    });
+    dir.path().to_path_buf()
+}
+
+pub fn chown_tree(path: &Path, user: &User) {
+    let uid = Some(nix::unistd::Uid::from_raw(user.uid));
+    let gid = Some(nix::unistd::Gid::from_raw(user.gid));
+    nix::unistd::chown(path, uid, gid).expect("chown");
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).expect("read_dir").flatten() {
+            chown_tree(&entry.path(), user);
+        }
+    }
+}
+
+/// A fixture copied (without its target dir) to a directory the user owns, once per user
+/// for the whole run, so that scenarios share its build.
+pub fn fixture(name: &str, user: Option<&User>) -> PathBuf {
+    type Copies = std::sync::Mutex<std::collections::BTreeMap<(String, bool), tempfile::TempDir>>;
+    static COPIES: OnceLock<Copies> = OnceLock::new();
+    let mut copies = COPIES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("fixture lock");
+    let dir = copies
+        .entry((name.to_string(), user.is_some()))
+        .or_insert_with(|| {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("isotest-fixture-{name}"))
+                .tempdir()
+                .expect("tempdir");
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures")
+                .join(name);
+            copy_tree(&source, &dir.path().join(name));
+            if let Some(user) = user {
+                chown_tree(dir.path(), user);
+            }
+            dir
+        });
+    dir.path().join(name)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read fixture").flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            if entry.file_name() != "target" {
+                copy_tree(&path, &target);
+            }
+        } else {
+            std::fs::copy(&path, &target).expect("copy fixture file");
+        }
+    }
 }

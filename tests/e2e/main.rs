@@ -5,6 +5,7 @@
 
 mod ctx;
 mod probe;
+mod run;
 mod sandbox;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -19,17 +20,27 @@ fn main() {
     let arguments = Arguments::from_args();
     let unprivileged = nix::unistd::geteuid().is_root().then(User::unprivileged);
     let mut trials = Vec::new();
-    for &(name, scenario) in sandbox::SCENARIOS {
-        trials.push(Trial::test(format!("sandbox::{name}"), move || {
-            scenario(&Ctx::new(None))
-        }));
+    let scenarios = sandbox::SCENARIOS
+        .iter()
+        .map(|(n, s)| (format!("sandbox::{n}"), *s));
+    let scenarios = scenarios.chain(
+        run::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    for (name, scenario) in scenarios {
+        trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));
         if let Some(user) = &unprivileged {
             let user = user.clone();
-            trials.push(Trial::test(
-                format!("unprivileged::sandbox::{name}"),
-                move || scenario(&Ctx::new(Some(user))),
-            ));
+            trials.push(Trial::test(format!("unprivileged::{name}"), move || {
+                scenario(&Ctx::new(Some(user)))
+            }));
         }
+    }
+    for &(name, scenario) in run::ONCE {
+        trials.push(Trial::test(format!("run::{name}"), move || {
+            scenario(&Ctx::new(None))
+        }));
     }
     libtest_mimic::run(&arguments, trials).exit();
 }

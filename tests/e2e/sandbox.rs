@@ -365,22 +365,41 @@ fn env_is_an_allowlist(ctx: &Ctx) -> Result<(), Failed> {
     Ok(())
 }
 
-/// Every pid on the host whose command line is exactly `cmdline`.
-fn host_processes(cmdline: &str) -> Vec<i32> {
+/// The host's processes as (pid, command line).
+fn host_cmdlines() -> Vec<(i32, String)> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
+        .map(|pid| {
             let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let text: Vec<String> = raw
+            let parts: Vec<String> = raw
                 .split(|&b| b == 0)
                 .filter(|p| !p.is_empty())
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .collect();
-            text.join(" ") == cmdline
+            (pid, parts.join(" "))
         })
+        .collect()
+}
+
+/// Every pid on the host whose command line is exactly `cmdline`.
+fn host_processes(cmdline: &str) -> Vec<i32> {
+    host_cmdlines()
+        .into_iter()
+        .filter(|(_, c)| c == cmdline)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every pid on the host whose command line contains `text`, except this test process.
+pub fn host_processes_containing(text: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    host_cmdlines()
+        .into_iter()
+        .filter(|(pid, c)| *pid != me && c.contains(text))
+        .map(|(pid, _)| pid)
         .collect()
 }
 
@@ -397,7 +416,12 @@ fn unique_sleeps(ctx: &Ctx, base: u32) -> (String, String) {
 fn strays_reported_with_cmdlines_and_gone(ctx: &Ctx) -> Result<(), Failed> {
     let (plain, daemon) = unique_sleeps(ctx, 71);
     let report = ctx.path("strays.json");
-    let script = format!("{plain} & setsid sh -c '{daemon} & exit 0'; exit 0");
+    // The program waits until both strays have become `sleep`, so that the report names
+    // them as such rather than as a shell half-way to them.
+    let script = format!(
+        "{plain} & setsid sh -c '{daemon} & exit 0'; \
+         until ps -eo args | grep -qx '{plain}' && ps -eo args | grep -qx '{daemon}'; do :; done; exit 0"
+    );
     let out = output(&mut ctx.exec(&["--report-json", &report, "--", "sh", "-c", &script]))?;
     ensure_eq(status_code(&out), Some(0), "exit status")?;
     let json = read_json(&report)?;
