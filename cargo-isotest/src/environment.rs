@@ -68,11 +68,7 @@ pub fn binary_spec(
         size: options.tmpfs_size,
     });
     spec.mounts.extend(options.binds.iter().cloned());
-    for mount in &mut spec.mounts {
-        if let Mount::Tmpfs { size, .. } = mount {
-            *size = options.tmpfs_size;
-        }
-    }
+    spec.set_tmpfs_sizes(options.tmpfs_size);
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);

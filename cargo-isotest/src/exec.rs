@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use isotest_runtime::{Echo, Error, Exit, Identity, Mount, Net, Outcome, Sandbox, Spec, Stray};
+use isotest_runtime::{
+    Echo, Error, Exit, Identity, Mount, Net, Outcome, Sandbox, Spec, Step, Stray,
+};
 use serde::Serialize;
 
 use crate::exit_code;
@@ -20,7 +22,8 @@ pub struct ExecArgs {
     /// After this long, send SIGTERM to the program (e.g. 30s, 2m, 500ms); no limit by default.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     timeout: Option<Duration>,
-    /// Time between SIGTERM and SIGKILL of everything, once the timeout has passed.
+    /// After the timeout's SIGTERM, how long the program may take to exit before everything
+    /// left in the sandbox gets SIGKILL.
     #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
     grace: Duration,
     /// Network: only `lo` (up), no usable interface, or the host's network.
@@ -82,6 +85,16 @@ pub fn run(args: ExecArgs) -> i32 {
     }
     match result {
         Ok(outcome) => finish(&spec, &outcome),
+        Err(Error::Setup(e)) if e.step == Step::Mountpoint => {
+            // The spec asked for a destination that cannot exist: a usage problem, not the host's.
+            eprintln!(
+                "error: cannot create the mount point {} in the sandbox ({}); a --bind destination must \
+                 be outside the read-only binds, or exist in them already",
+                e.path.as_deref().unwrap_or(Path::new("?")).display(),
+                isotest_runtime::errno_text(e.errno)
+            );
+            exit_code::USAGE
+        }
         Err(e) => {
             eprintln!("error: {e}");
             crate::doctor::explain_failure(&e);
@@ -117,7 +130,7 @@ fn finish(spec: &Spec, outcome: &Outcome) -> i32 {
     }
     if outcome.timed_out {
         eprintln!(
-            "isotest: timed out after {}; the program got SIGTERM, and everything was killed {} later ({})",
+            "isotest: timed out after {}: the program got SIGTERM, and whatever was still running {} later got SIGKILL (it ended with {})",
             humantime::format_duration(Duration::from_millis(spec.timeout_ms.unwrap_or_default())),
             humantime::format_duration(Duration::from_millis(spec.grace_ms)),
             outcome.exit
@@ -153,11 +166,7 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     {
         spec.mounts.push(parse_bind(value, writable)?);
     }
-    for mount in &mut spec.mounts {
-        if let Mount::Tmpfs { size, .. } = mount {
-            *size = args.tmpfs_size;
-        }
-    }
+    spec.set_tmpfs_sizes(args.tmpfs_size);
     for item in &args.env {
         match item.split_once('=') {
             Some((key, value)) => {

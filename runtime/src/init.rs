@@ -264,35 +264,53 @@ fn reap_until(program: Pid) -> Option<Exit> {
     }
 }
 
+/// How long pid 1 waits for SIGSTOP to take hold before it reads the process list anyway.
+const FREEZE_WAIT: Duration = Duration::from_millis(50);
+
 /// Lists every live process but us. Stopping them all first means nothing forks while we
-/// look, so the list is complete.
+/// look; waiting until they have all stopped means none is caught half-way through an
+/// exec, with its old command line or none at all.
 fn collect_strays(program: Pid) -> Vec<Stray> {
     if kill(Pid::from_raw(-1), Signal::SIGSTOP).is_err() {
         return Vec::new();
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+    let deadline = Instant::now() + FREEZE_WAIT;
+    let mut strays = loop {
+        let snapshot = process_snapshot(program);
+        let settled = snapshot
+            .iter()
+            .all(|(state, _)| matches!(state, 'T' | 't' | 'Z' | 'X'));
+        if settled || Instant::now() >= deadline {
+            break snapshot;
+        }
+        std::thread::sleep(Duration::from_micros(200));
     };
-    let mut strays: Vec<Stray> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != 1)
-        .filter_map(|pid| read_stray(pid, program.as_raw()))
-        .collect();
+    strays.retain(|(state, _)| !matches!(state, 'Z' | 'X'));
+    let mut strays: Vec<Stray> = strays.into_iter().map(|(_, stray)| stray).collect();
     strays.sort_by_key(|s| s.pid);
     strays
 }
 
-fn read_stray(pid: i32, program: i32) -> Option<Stray> {
+/// Every process but pid 1, with its state letter from /proc/PID/stat.
+fn process_snapshot(program: Pid) -> Vec<(char, Stray)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != 1)
+        .filter_map(|pid| read_stray(pid, program.as_raw()))
+        .collect()
+}
+
+fn read_stray(pid: i32, program: i32) -> Option<(char, Stray)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses; the fields start after the last ')'.
     let (head, fields) = stat.rsplit_once(')')?;
     let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("?");
     let fields: Vec<&str> = fields.split_whitespace().collect();
     let (state, pgrp, session) = (fields.first()?, fields.get(2)?, fields.get(3)?);
-    if *state == "Z" || *state == "X" {
-        return None;
-    }
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = raw
         .split(|&b| b == 0)
@@ -301,7 +319,7 @@ fn read_stray(pid: i32, program: i32) -> Option<Stray> {
         .collect::<Vec<_>>()
         .join(" ");
     let program = program.to_string();
-    Some(Stray {
+    let stray = Stray {
         pid,
         cmdline: if cmdline.is_empty() {
             format!("[{comm}]")
@@ -309,7 +327,8 @@ fn read_stray(pid: i32, program: i32) -> Option<Stray> {
             cmdline
         },
         detached: *session != program || *pgrp != program,
-    })
+    };
+    Some((state.chars().next()?, stray))
 }
 
 /// Kills everything left and waits until pid 1 has no child at all.

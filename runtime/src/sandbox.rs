@@ -26,6 +26,8 @@ use crate::sys::{self, Forked};
 /// itself; only a wedged init ever needs it.
 const BACKSTOP: Duration = Duration::from_secs(10);
 const CHUNK: usize = 64 * 1024;
+/// Ctrl-D, the default VEOF of a fresh pty.
+const END_OF_FILE: u8 = 0x04;
 
 /// The one message pid 1 writes on its status pipe before it exits.
 #[derive(Serialize, Deserialize)]
@@ -249,6 +251,11 @@ impl Sandbox {
                         stdin_open = read_into(&stdin, &mut buf, |b| {
                             let _ = write_all(master.as_fd(), b);
                         });
+                        if !stdin_open {
+                            // The end of piped input reaches the program as the terminal's
+                            // end-of-file character, as if typed.
+                            let _ = write_all(master.as_fd(), &[END_OF_FILE]);
+                        }
                     }
                     Source::Signals => self.forward_signals(signals.expect("polled")),
                 }

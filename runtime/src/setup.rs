@@ -42,6 +42,8 @@ pub(crate) struct Plan {
     pub uid_map: String,
     pub gid_map: String,
     pub mounts: Vec<PlannedMount>,
+    /// tmpfs options of /dev/shm, capped like the spec's /tmp.
+    pub shm_options: String,
     pub hostname: String,
     pub loopback_up: bool,
     pub program: Program,
@@ -127,8 +129,17 @@ impl Plan {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
+        let shm_size = spec
+            .mounts
+            .iter()
+            .find_map(|m| match m {
+                Mount::Tmpfs { dst, size } if dst == Path::new("/tmp") => Some(*size),
+                _ => None,
+            })
+            .unwrap_or(crate::spec::DEFAULT_TMPFS_SIZE);
         Ok(Plan {
             clone_flags,
+            shm_options: format!("size={shm_size},mode=1777"),
             uid_map: format!("{} {} 1\n", inside(uid.as_raw()), uid),
             gid_map: format!("{} {} 1\n", inside(gid.as_raw()), gid),
             mounts: mounts.into_iter().map(|(_, m)| m).collect(),
@@ -246,7 +257,7 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
     mount_root_tmpfs()?;
     populate_root(plan, trees)?;
     mount_proc()?;
-    mount_dev()?;
+    mount_dev(plan)?;
     pivot_into_root()?;
     seal_root()?;
     set_hostname(plan)?;
@@ -469,7 +480,7 @@ fn mount_proc() -> Setup {
 }
 
 /// A minimal /dev: the harmless host nodes, the usual links, private ptys and shm.
-fn mount_dev() -> Setup {
+fn mount_dev(plan: &Plan) -> Setup {
     make_dir_all(Path::new("/dev"))?;
     mount_tmpfs(Path::new("dev"), "mode=0755,size=64k", Step::Dev)?;
     for node in DEV_NODES {
@@ -499,7 +510,7 @@ fn mount_dev() -> Setup {
     )
     .map_err(fail(Step::Dev, "mount", Some(pts)))?;
     make_dir_all(Path::new("/dev/shm"))?;
-    mount_tmpfs(Path::new("dev/shm"), "mode=1777", Step::Dev)
+    mount_tmpfs(Path::new("dev/shm"), &plan.shm_options, Step::Dev)
 }
 
 /// Swaps the staging tmpfs in as `/` and detaches the host's root entirely, so no path

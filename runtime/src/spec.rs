@@ -162,12 +162,10 @@ impl Spec {
         }
     }
 
-    /// Sets the size of every tmpfs mounted at `dst`.
-    pub fn set_tmpfs_size(&mut self, dst: &Path, bytes: u64) {
+    /// Caps every private tmpfs (/tmp, HOME, and any other) at `bytes`.
+    pub fn set_tmpfs_sizes(&mut self, bytes: u64) {
         for mount in &mut self.mounts {
-            if let Mount::Tmpfs { dst: d, size } = mount
-                && d == dst
-            {
+            if let Mount::Tmpfs { size, .. } = mount {
                 *size = bytes;
             }
         }
