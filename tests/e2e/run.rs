@@ -64,6 +64,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         "misbehaving::ctrl_c_writes_a_partial_report",
         ctrl_c_writes_a_partial_report,
     ),
+    (
+        "misbehaving::sigkill_of_the_runner_leaves_nothing",
+        sigkill_of_the_runner_leaves_nothing,
+    ),
     ("exit::build_failure", build_failure),
     ("exit::bad_usage", bad_usage),
 ];
@@ -597,6 +601,54 @@ fn ctrl_c_writes_a_partial_report(ctx: &Ctx) -> Result<(), Failed> {
     while running() {
         ensure(Instant::now() < deadline, || {
             "the sleeper outlived the cancelled run".into()
+        })?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn sigkill_of_the_runner_leaves_nothing(ctx: &Ctx) -> Result<(), Failed> {
+    let dir = fixture("misbehaving", ctx.user.as_ref());
+    let mut child = ctx
+        .isotest(&dir)
+        .args(["--test", "sleeper"])
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let runner = child.id() as i32;
+    let ours = |text: &str| -> Vec<i32> {
+        crate::sandbox::host_processes_containing(text)
+            .into_iter()
+            .filter(|pid| descends_from(*pid, runner))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let sleepers = loop {
+        let found = ours("--exact sleeps_for_minutes");
+        if !found.is_empty() {
+            break found;
+        }
+        ensure(Instant::now() < deadline, || {
+            "the sleeper never started".into()
+        })?;
+        ensure(child.try_wait()?.is_none(), || {
+            "cargo-isotest ended before the sleeper started".into()
+        })?;
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let helpers = ours("__sandbox-helper");
+    ensure(!helpers.is_empty(), || {
+        "no sandbox helper found under the runner".into()
+    })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(runner),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    child.wait()?;
+    let alive = |pid: &i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sleepers.iter().chain(&helpers).any(alive) {
+        ensure(Instant::now() < deadline, || {
+            "a helper or the sleeper outlived the SIGKILLed runner".into()
         })?;
         std::thread::sleep(Duration::from_millis(50));
     }
