@@ -70,21 +70,26 @@ enum NetArg {
 
 pub fn run(args: ExecArgs) -> i32 {
     let report_path = args.report_json.clone();
-    let spec = match build_spec(args) {
-        Ok(spec) => spec,
+    match build_spec(args) {
+        Ok(spec) => run_spec(&spec, report_path.as_deref()),
         Err(e) => {
             eprintln!("error: {e:#}");
-            return exit_code::USAGE;
+            exit_code::USAGE
         }
-    };
-    let result = run_sandbox(&spec);
-    if let Some(path) = &report_path
-        && let Err(e) = write_report(path, &spec, &result)
+    }
+}
+
+/// Runs a spec in the foreground, output and terminal passed through, and returns the
+/// status a shell would: shared by `exec`, `replay` and `shell`.
+pub(crate) fn run_spec(spec: &Spec, report_path: Option<&Path>) -> i32 {
+    let result = run_sandbox(spec);
+    if let Some(path) = report_path
+        && let Err(e) = write_report(path, spec, &result)
     {
         eprintln!("error: {e:#}");
     }
     match result {
-        Ok(outcome) => finish(&spec, &outcome),
+        Ok(outcome) => finish(spec, &outcome),
         Err(Error::Setup(e)) if e.step == Step::Mountpoint => {
             // The spec asked for a destination that cannot exist: a usage problem, not the host's.
             eprintln!(

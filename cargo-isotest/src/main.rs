@@ -7,6 +7,7 @@
 mod cargo_options;
 mod config_env;
 mod discover;
+mod dispatch;
 mod doctor;
 mod environment;
 mod exec;
@@ -15,9 +16,12 @@ mod helper;
 mod interrupt;
 mod list;
 mod plan;
+mod replay;
 mod report;
 mod run;
 mod schedule;
+mod shell;
+mod stress;
 
 use std::ffi::OsString;
 
@@ -49,6 +53,10 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// List the tests a run would select.
     List(Box<list::ListArgs>),
+    /// Run one test of a JSON report again, in the sandbox the report recorded.
+    Replay(replay::ReplayArgs),
+    /// Open a shell inside the sandbox a test runs in.
+    Shell(Box<shell::ShellArgs>),
     /// Run one command in a fresh sandbox.
     Exec(Box<exec::ExecArgs>),
     /// Check whether this host can create sandboxes; if not, say why and how to fix it.
@@ -67,6 +75,10 @@ fn main() {
     if args.get(1).is_some_and(|a| a == helper::ARG) {
         std::process::exit(helper::serve());
     }
+    if args.get(1).is_some_and(|a| a == shell::EXEC_SPEC_ARG) {
+        let json = args.get(2).and_then(|a| a.to_str()).unwrap_or_default();
+        std::process::exit(shell::exec_spec(json));
+    }
     let cli = Cli::parse_from(args);
     match cli.color {
         Color::Auto => {}
@@ -77,6 +89,8 @@ fn main() {
         None => run::run(cli.run),
         Some(Command::Run(args)) => run::run(*args),
         Some(Command::List(args)) => list::run(*args),
+        Some(Command::Replay(args)) => replay::run(args),
+        Some(Command::Shell(args)) => shell::run(*args),
         Some(Command::Exec(args)) => exec::run(*args),
         Some(Command::Doctor(args)) => doctor::run(args),
     };

@@ -7,18 +7,19 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use isotest_runtime::{Mount, Net, Outcome, Spec};
+use isotest_runtime::{Mount, Net, Spec};
 
 use crate::cargo_options::CargoOptions;
 use crate::discover::{self, Build, DiscoverError};
+use crate::dispatch::{Attempt, FlakyPolicy, Policy, StraysPolicy, Stress, Tests, attempt_spec};
 use crate::environment::{SandboxOptions, binary_spec, target_tmpdir};
 use crate::exec::{parse_bind, parse_duration, parse_size};
 use crate::exit_code;
-use crate::helper::{Helper, HelperError};
-use crate::plan::{self, Filter, Listing, TestInstance};
+use crate::helper::Helper;
+use crate::plan::{self, Filter, Listing};
 use crate::report::terminal::Terminal;
-use crate::report::{RunReport, TestOutcome, TestRecord, junit};
-use crate::schedule::{Event, Pool};
+use crate::report::{RunReport, junit};
+use crate::schedule::{Dispatch, Event, Pool};
 
 /// Bytes of each output stream kept per test: head and tail halves.
 const CAPTURE_LIMIT: usize = 4 << 20;
@@ -32,6 +33,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub runner: RunnerArgs,
     #[command(flatten)]
+    pub flaky: FlakyArgs,
+    #[command(flatten)]
     pub sandbox: SandboxArgs,
     #[command(flatten)]
     pub cargo: CargoOptions,
@@ -40,7 +43,8 @@ pub struct RunArgs {
 #[derive(Args, Debug, Default)]
 #[command(next_help_heading = "Runner options")]
 pub struct RunnerArgs {
-    /// Number of tests to run at once [default: the number of CPUs].
+    /// Number of tests to run at once [default: the number of CPUs]; more than the CPUs
+    /// oversubscribes them, which can shake timing bugs loose.
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Run every test even after one fails.
@@ -49,19 +53,43 @@ pub struct RunnerArgs {
     /// What a test that leaves processes behind is: `warn` marks it leaky, `fail` fails it.
     #[arg(long, value_enum, default_value_t = StraysPolicy::Warn, value_name = "POLICY")]
     pub strays: StraysPolicy,
-    /// Write the JSON report (schema isotest-report/1) to PATH, even if the run fails.
+    /// Write the JSON report (schema isotest-report/1) to PATH, even if the run fails
+    /// [default: <target-dir>/isotest/last-run.json].
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
     /// Write a JUnit XML report to PATH.
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+    /// Run only the tests that failed in an earlier JSON report.
+    #[arg(long, value_name = "REPORT")]
+    pub rerun_failed: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum StraysPolicy {
-    #[default]
-    Warn,
-    Fail,
+/// Options for chasing flaky tests.
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Flaky tests")]
+pub struct FlakyArgs {
+    /// Rerun a failing test in a fresh sandbox up to N times.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["stress", "stress_duration"])]
+    pub retries: u32,
+    /// Whether a test that passed only on a retry passes (`pass`) or fails the run (`fail`).
+    #[arg(long, value_enum, default_value_t = FlakyPolicy::Pass, value_name = "RESULT")]
+    pub flaky: FlakyPolicy,
+    /// Run each selected test N times, each in a fresh sandbox, in parallel up to -j.
+    #[arg(long, value_name = "N", conflicts_with = "stress_duration")]
+    pub stress: Option<u32>,
+    /// Run each selected test again and again for this long (e.g. 30s, 10m).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub stress_duration: Option<Duration>,
+    /// With --stress or --stress-duration: stop at the first failure.
+    #[arg(long)]
+    pub stress_until_fail: bool,
+    /// Run tests in a random order; give a SEED to repeat an order.
+    #[arg(long, value_name = "SEED", num_args = 0..=1, default_missing_value = "random")]
+    pub shuffle: Option<String>,
+    /// Keep N threads busy beside the tests, to provoke timing bugs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub cpu_load: usize,
 }
 
 /// Rules of every test's sandbox that a user may relax.
@@ -220,17 +248,12 @@ fn list_tests(
             })
         })
         .collect();
-    let mut outputs: Vec<Option<Result<String, String>>> = vec![None; jobs.len()];
+    let mut queue = Queue::new(jobs.len());
     pool.run(
-        &jobs,
-        |helper: &mut Helper, (_, _, spec)| list_output(helper, spec),
-        |event| {
-            if let Event::Finished(index, result) = event {
-                outputs[index] = Some(result);
-            }
-            false
-        },
+        |helper: &mut Helper, &index: &usize| list_output(helper, &jobs[index].2),
+        &mut queue,
     );
+    let outputs = queue.results;
     let mut listings: Vec<Listing> = build
         .binaries
         .iter()
@@ -293,74 +316,210 @@ pub fn run(args: RunArgs) -> i32 {
 
 fn execute(args: &RunArgs) -> Result<i32, Failure> {
     let started = Instant::now();
+    let seed = seed(args.flaky.shuffle.as_deref())?;
+    let rerun = args
+        .runner
+        .rerun_failed
+        .as_deref()
+        .map(failed_tests)
+        .transpose()?;
     let session = discover(&args.cargo, &args.sandbox, args.runner.jobs)?;
-    let selected = plan::select(&session.listings, &args.filter);
+    let mut selected = plan::select(&session.listings, &args.filter);
+    if let Some(failed) = &rerun {
+        selected.retain(|t| failed.contains(&(t.binary.id.clone(), t.name.clone())));
+    }
     let listed: usize = session.listings.iter().map(|l| l.tests.len()).sum();
     let binaries = selected
         .iter()
         .map(|t| &t.binary.id)
         .collect::<BTreeSet<_>>()
         .len();
-    let runnable: Vec<(usize, Spec)> = selected
+    let specs: Vec<Option<Spec>> = selected
         .iter()
-        .enumerate()
-        .filter(|(_, t)| t.run)
-        .map(|(i, t)| (i, plan::test_spec(&session.build, t, &session.sandbox)))
-        .collect();
-    let mut terminal = Terminal::new(runnable.len());
-    terminal.header(runnable.len(), binaries, listed - runnable.len());
-    let mut records: Vec<Option<TestRecord>> = vec![None; selected.len()];
-    let fail_fast = !args.runner.no_fail_fast;
-    session.pool.run(
-        &runnable,
-        |helper: &mut Helper, (_, spec)| helper.run(spec, CAPTURE_LIMIT),
-        |event| match event {
-            Event::Started(job) => {
-                let test = &selected[runnable[job].0];
-                terminal.started(job, format!("{} {}", test.binary.id, test.name));
-                false
-            }
-            Event::Finished(job, result) => {
-                let (index, spec) = &runnable[job];
-                let record = classify(&selected[*index], spec, result, args.runner.strays);
-                terminal.finished(job, &record);
-                let stop = fail_fast && record.is_failure();
-                records[*index] = Some(record);
-                stop
-            }
-            Event::Tick => {
-                terminal.tick();
-                false
-            }
-        },
-    );
-    let cancelled = session
-        .interrupted
-        .load(std::sync::atomic::Ordering::SeqCst);
-    let tests: Vec<TestRecord> = selected
-        .iter()
-        .zip(records)
-        .map(|(test, record)| {
-            record.unwrap_or_else(|| {
-                let outcome = if test.run {
-                    TestOutcome::NotRun
-                } else {
-                    TestOutcome::Ignored
-                };
-                TestRecord::not_run(&test.binary.id, &test.name, test.kind, outcome)
+        .map(|t| {
+            t.run.then(|| {
+                let mut spec = plan::test_spec(&session.build, t, &session.sandbox);
+                spec.env.set.insert("ISOTEST_SEED".into(), seed.to_string());
+                spec
             })
         })
         .collect();
-    let report = RunReport::new(tests, started.elapsed().as_millis() as u64, cancelled);
-    terminal.summary(&report, None);
+    let mut order: Vec<usize> = (0..selected.len())
+        .filter(|&i| specs[i].is_some())
+        .collect();
+    if args.flaky.shuffle.is_some() {
+        fastrand::Rng::with_seed(seed).shuffle(&mut order);
+    }
+    let policy = policy(args);
+    let report_path = args
+        .runner
+        .report_json
+        .clone()
+        .unwrap_or_else(|| session.build.target_dir.join("isotest/last-run.json"));
+    let attempts = order.len() * policy.stress.as_ref().and_then(|s| s.count).unwrap_or(1) as usize;
+    let mut terminal = Terminal::new(attempts, report_path.display().to_string());
+    terminal.header(order.len(), binaries, listed - order.len());
+    let load = CpuLoad::start(args.flaky.cpu_load);
+    let mut tests = Tests::new(&selected, &specs, &order, &policy, &mut terminal);
+    session.pool.run(
+        |helper: &mut Helper, attempt: &Attempt| {
+            let spec = attempt_spec(
+                specs[attempt.test]
+                    .as_ref()
+                    .expect("only runnable tests are dispatched"),
+                attempt.number,
+            );
+            helper.run(&spec, CAPTURE_LIMIT)
+        },
+        &mut tests,
+    );
+    let records = tests.records();
+    drop(load);
+    let cancelled = session
+        .interrupted
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let report = RunReport::new(
+        records,
+        started.elapsed().as_millis() as u64,
+        seed,
+        cancelled,
+    );
+    terminal.stress_results(&report.tests);
+    let seed_line = args
+        .flaky
+        .shuffle
+        .is_some()
+        .then(|| format!("{:>12} shuffled with --shuffle={seed}", "seed"));
+    terminal.summary(&report, seed_line.as_deref());
+    if let Some(parent) = report_path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    report
+        .write_json(&report_path)
+        .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
     write_reports(&report, &args.runner)?;
+    let failed = report
+        .tests
+        .iter()
+        .any(|t| t.is_failure() || t.stress.as_ref().is_some_and(|s| s.failures > 0));
     Ok(if cancelled {
         exit_code::INTERRUPTED
-    } else if report.summary.failed + report.summary.timed_out > 0 {
+    } else if failed {
         exit_code::TESTS_FAILED
     } else {
         0
     })
+}
+
+fn policy(args: &RunArgs) -> Policy {
+    let flaky = &args.flaky;
+    let stressed = flaky.stress.is_some() || flaky.stress_duration.is_some();
+    Policy {
+        retries: flaky.retries,
+        flaky: flaky.flaky,
+        strays: args.runner.strays,
+        fail_fast: !args.runner.no_fail_fast && !stressed,
+        stress: stressed.then(|| Stress {
+            count: flaky.stress,
+            until: flaky.stress_duration.map(|d| Instant::now() + d),
+            until_fail: flaky.stress_until_fail,
+        }),
+    }
+}
+
+/// The run's seed: the one given to --shuffle, else a fresh one. Every test gets it as
+/// `ISOTEST_SEED`, so a test that seeds its randomness from it can be replayed exactly.
+fn seed(shuffle: Option<&str>) -> Result<u64, Failure> {
+    match shuffle {
+        None | Some("random") => Ok(fastrand::u64(..)),
+        Some(text) => text.parse().map_err(|_| {
+            Failure::new(
+                exit_code::USAGE,
+                format!(
+                    "--shuffle={text}: a seed is a whole number from 0 to {}",
+                    u64::MAX
+                ),
+            )
+        }),
+    }
+}
+
+/// The tests that failed (or timed out) in an earlier report.
+fn failed_tests(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, Failure> {
+    let report = crate::replay::read_report(path)
+        .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
+    Ok(report
+        .tests
+        .into_iter()
+        .filter(|t| matches!(t.outcome.as_str(), "failed" | "timed-out"))
+        .map(|t| (t.binary_id, t.name))
+        .collect())
+}
+
+/// Threads that keep CPUs busy beside the tests until dropped.
+struct CpuLoad {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuLoad {
+    fn start(threads: usize) -> CpuLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x: u64 = 1;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        CpuLoad { stop, threads }
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A fixed list of jobs, by index, with their results in order.
+struct Queue<R> {
+    next: usize,
+    results: Vec<Option<R>>,
+}
+
+impl<R> Queue<R> {
+    fn new(len: usize) -> Queue<R> {
+        Queue {
+            next: 0,
+            results: std::iter::repeat_with(|| None).take(len).collect(),
+        }
+    }
+}
+
+impl<R> Dispatch<usize, R> for Queue<R> {
+    fn next(&mut self) -> Option<usize> {
+        let index = self.next;
+        (index < self.results.len()).then(|| {
+            self.next += 1;
+            index
+        })
+    }
+
+    fn on_event(&mut self, event: Event<usize, R>) {
+        if let Event::Finished(index, result) = event {
+            self.results[index] = Some(result);
+        }
+    }
 }
 
 fn write_reports(report: &RunReport, runner: &RunnerArgs) -> Result<(), Failure> {
@@ -373,93 +532,4 @@ fn write_reports(report: &RunReport, runner: &RunnerArgs) -> Result<(), Failure>
         junit::write(report, path).map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
     }
     Ok(())
-}
-
-/// Turns a sandbox's outcome into the test's record.
-pub fn classify(
-    test: &TestInstance,
-    spec: &Spec,
-    result: Result<Outcome, HelperError>,
-    strays: StraysPolicy,
-) -> TestRecord {
-    let mut record =
-        TestRecord::not_run(&test.binary.id, &test.name, test.kind, TestOutcome::Failed);
-    record.spec = Some(spec.clone());
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(HelperError::Lost { .. }) => {
-            record.outcome = TestOutcome::NotRun;
-            return record;
-        }
-        Err(error @ HelperError::Sandbox { .. }) => {
-            record.error = Some(format!("the test's sandbox could not be created: {error}"));
-            return record;
-        }
-    };
-    record.duration_ms = outcome.duration.as_millis() as u64;
-    record.stdout_truncated = outcome.stdout.truncated();
-    record.stderr_truncated = outcome.stderr.truncated();
-    record.leaky = !outcome.strays.is_empty();
-    record.outcome = if outcome.timed_out {
-        TestOutcome::TimedOut
-    } else if outcome.exit.success() {
-        TestOutcome::Passed
-    } else {
-        TestOutcome::Failed
-    };
-    if let Some(error) = &outcome.start_error {
-        record.error = Some(error.to_string());
-    } else if record.outcome == TestOutcome::Passed && ran_no_test(&outcome) {
-        record.outcome = TestOutcome::Failed;
-        record.error = Some(format!(
-            "the binary listed `{}` but ran no test when asked for it by exact name: its harness does not honour `--exact`",
-            test.name
-        ));
-    }
-    if record.outcome == TestOutcome::Passed && record.leaky && strays == StraysPolicy::Fail {
-        record.outcome = TestOutcome::Failed;
-        record.error = Some(format!(
-            "it left {} process(es) behind (--strays=fail)",
-            outcome.strays.len()
-        ));
-    }
-    record.exit = Some(outcome.exit);
-    record.strays = outcome.strays;
-    record.stdout = outcome.stdout;
-    record.stderr = outcome.stderr;
-    if record.is_failure() {
-        record.hint = sandbox_hint(&record);
-    }
-    record
-}
-
-/// libtest's and libtest-mimic's own words for an empty run.
-fn ran_no_test(outcome: &Outcome) -> bool {
-    outcome
-        .stdout
-        .lossy()
-        .lines()
-        .any(|line| line.trim() == "running 0 tests")
-}
-
-/// Points at the sandbox rule a failure's output suggests it ran into. Only the kernel's
-/// own error texts count, and it is phrased as a possibility.
-fn sandbox_hint(record: &TestRecord) -> Option<String> {
-    let text = format!("{}{}", record.stdout.lossy(), record.stderr.lossy());
-    if text.contains("Read-only file system") || text.contains("os error 30") {
-        return Some(
-            "the output mentions a read-only file system. In the sandbox the source tree, the target \
-             directory and the system directories are read-only; a test can write to $CARGO_TARGET_TMPDIR, \
-             /tmp or $HOME, which are private to it. To let tests write somewhere else, pass --bind-rw PATH."
-                .into(),
-        );
-    }
-    if text.contains("Network is unreachable") || text.contains("os error 101") {
-        return Some(
-            "the output mentions an unreachable network. In the sandbox only the loopback interface exists \
-             (127.0.0.1 and ::1 work). To give tests the host's network, pass --net host."
-                .into(),
-        );
-    }
-    None
 }

@@ -1,8 +1,9 @@
-//! Running jobs on a pool of sandbox helpers, one job per helper at a time, with the
-//! results handed back to the calling thread in the order they finish.
+//! Running jobs on a pool of sandbox helpers, one job per helper at a time. The calling
+//! thread dispatches: it hands each idle helper the next job and sees every result first,
+//! so retries, stress runs and fail-fast are decisions made in one place.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,16 +12,16 @@ use crate::helper::Helper;
 /// How often the caller gets a chance to refresh its view while jobs run.
 const TICK: Duration = Duration::from_millis(200);
 
-pub enum Event<R> {
-    Started(usize),
-    Finished(usize, R),
+pub enum Event<J, R> {
+    Started(J),
+    Finished(J, R),
     /// Nothing happened for a moment: a chance to refresh the view.
     Tick,
 }
 
 pub struct Pool {
     helpers: Vec<Mutex<Helper>>,
-    /// Set to stop handing out jobs: fail-fast, or a cancelled run.
+    /// Set to stop handing out jobs: a cancelled run.
     stop: Arc<AtomicBool>,
 }
 
@@ -51,45 +52,65 @@ impl Pool {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Runs `job` for every item until done or stopped. `on_event` runs on this thread
-    /// and returns true to stop handing out jobs.
-    pub fn run<T: Sync, R: Send>(
+    /// Runs jobs until the dispatcher has none left (or the pool is stopped) and every job
+    /// handed out has finished.
+    pub fn run<J: Clone + Send, R: Send>(
         &self,
-        items: &[T],
-        job: impl Fn(&mut Helper, &T) -> R + Sync,
-        mut on_event: impl FnMut(Event<R>) -> bool,
+        job: impl Fn(&mut Helper, &J) -> R + Sync,
+        dispatcher: &mut impl Dispatch<J, R>,
     ) {
-        let next = AtomicUsize::new(0);
-        let (events, inbox) = channel();
+        let (results, inbox) = channel::<(usize, J, R)>();
         std::thread::scope(|scope| {
-            for helper in &self.helpers {
-                let events = events.clone();
-                let (next, job, stop) = (&next, &job, &self.stop);
-                scope.spawn(move || {
-                    let mut helper = helper.lock().expect("helper lock");
-                    loop {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
+            let workers: Vec<Sender<J>> = self
+                .helpers
+                .iter()
+                .enumerate()
+                .map(|(worker, helper)| {
+                    let (jobs, queue) = channel::<J>();
+                    let (results, job) = (results.clone(), &job);
+                    scope.spawn(move || {
+                        let mut helper = helper.lock().expect("helper lock");
+                        for item in queue {
+                            let result = job(&mut helper, &item);
+                            if results.send((worker, item, result)).is_err() {
+                                return;
+                            }
                         }
-                        let index = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(item) = items.get(index) else { return };
-                        let _ = events.send(Event::Started(index));
-                        let result = job(&mut helper, item);
-                        let _ = events.send(Event::Finished(index, result));
-                    }
-                });
-            }
-            drop(events);
+                    });
+                    jobs
+                })
+                .collect();
+            let mut idle: Vec<usize> = (0..workers.len()).rev().collect();
+            let mut in_flight = 0;
             loop {
-                let event = match inbox.recv_timeout(TICK) {
-                    Ok(event) => event,
-                    Err(RecvTimeoutError::Timeout) => Event::Tick,
+                while !self.stopped() && !idle.is_empty() {
+                    let Some(item) = dispatcher.next() else { break };
+                    let worker = idle.pop().expect("an idle helper");
+                    dispatcher.on_event(Event::Started(item.clone()));
+                    if workers[worker].send(item).is_ok() {
+                        in_flight += 1;
+                    }
+                }
+                if in_flight == 0 {
+                    return;
+                }
+                match inbox.recv_timeout(TICK) {
+                    Ok((worker, item, result)) => {
+                        in_flight -= 1;
+                        idle.push(worker);
+                        dispatcher.on_event(Event::Finished(item, result));
+                    }
+                    Err(RecvTimeoutError::Timeout) => dispatcher.on_event(Event::Tick),
                     Err(RecvTimeoutError::Disconnected) => return,
-                };
-                if on_event(event) {
-                    self.stop.store(true, Ordering::SeqCst);
                 }
             }
         });
     }
+}
+
+/// The caller's side of a run: which job comes next, and what to do with each event.
+/// A result may create more jobs (a retry, another stress run) for `next` to return.
+pub trait Dispatch<J, R> {
+    fn next(&mut self) -> Option<J>;
+    fn on_event(&mut self, event: Event<J, R>);
 }

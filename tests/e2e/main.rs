@@ -4,6 +4,7 @@
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
 
 mod ctx;
+mod flaky;
 mod probe;
 mod run;
 mod sandbox;
@@ -27,6 +28,11 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        flaky::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("flaky::{n}"), *s)),
     );
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));

@@ -79,7 +79,7 @@ pub const ONCE: &[(&str, Scenario)] = &[(
 )];
 
 /// `cargo-isotest ARGS` in a fixture, writing the JSON report to the scratch dir.
-fn run(ctx: &Ctx, name: &str, args: &[&str]) -> Result<(Output, Value, PathBuf), Failed> {
+pub fn run(ctx: &Ctx, name: &str, args: &[&str]) -> Result<(Output, Value, PathBuf), Failed> {
     let dir = fixture(name, ctx.user.as_ref());
     let report = ctx.path(&format!("{name}-{}.json", unique()));
     let mut cmd = ctx.isotest(&dir);
@@ -95,7 +95,7 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::SeqCst)
 }
 
-fn test<'a>(report: &'a Value, binary_id: &str, name: &str) -> Result<&'a Value, Failed> {
+pub fn test<'a>(report: &'a Value, binary_id: &str, name: &str) -> Result<&'a Value, Failed> {
     report["tests"]
         .as_array()
         .and_then(|tests| {
@@ -190,7 +190,7 @@ fn every_outcome_is_classified(ctx: &Ctx) -> Result<(), Failed> {
     }
     ensure_eq(
         report["summary"].clone(),
-        json!({"total": 16, "passed": 6, "failed": 8, "ignored": 2, "timed_out": 0, "leaky": 0, "not_run": 0,
+        json!({"total": 16, "passed": 6, "failed": 8, "ignored": 2, "timed_out": 0, "leaky": 0, "flaky": 0, "not_run": 0,
                "duration_ms": report["summary"]["duration_ms"]}),
         "summary",
     )?;

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{
+    FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
 
-use super::{RunReport, TestOutcome, TestRecord};
+use super::{AttemptRecord, RunReport, TestOutcome, TestRecord};
 
 pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
     let xml = to_xml(report)?;
@@ -29,11 +31,12 @@ pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {
 }
 
 fn test_case(record: &TestRecord) -> TestCase {
-    let status = match record.outcome {
+    let last = &record.last;
+    let mut status = match last.outcome {
         TestOutcome::Passed => TestCaseStatus::success(),
         TestOutcome::Ignored | TestOutcome::NotRun => {
             let mut status = TestCaseStatus::skipped();
-            status.set_message(if record.outcome == TestOutcome::Ignored {
+            status.set_message(if last.outcome == TestOutcome::Ignored {
                 "ignored"
             } else {
                 "not run"
@@ -42,27 +45,52 @@ fn test_case(record: &TestRecord) -> TestCase {
         }
         TestOutcome::Failed | TestOutcome::TimedOut => {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let (kind, message) = failure_kind(record);
+            let (kind, message) = failure_kind(last);
             status.set_type(kind).set_message(message);
+            status.set_rerun_kind(if record.flaky {
+                FlakyOrRerun::Flaky
+            } else {
+                FlakyOrRerun::Rerun
+            });
             status
         }
     };
+    // Earlier failed attempts: <flakyFailure> under a pass, <rerunFailure> under a failure.
+    if record.stress.is_none() {
+        let earlier = record
+            .attempts
+            .iter()
+            .filter(|a| a.attempt != last.attempt && a.is_failure());
+        status.add_reruns(earlier.map(rerun));
+    }
     let mut case = TestCase::new(record.name.as_str(), status);
     case.set_classname(record.binary_id.as_str())
-        .set_time(Duration::from_millis(record.duration_ms));
+        .set_time(Duration::from_millis(last.duration_ms));
     if record.is_failure() {
-        case.set_system_out(record.stdout.lossy())
-            .set_system_err(record.stderr.lossy());
+        case.set_system_out(last.output.stdout.lossy())
+            .set_system_err(last.output.stderr.lossy());
     }
     case
 }
 
+fn rerun(attempt: &AttemptRecord) -> TestRerun {
+    let (kind, message) = failure_kind(attempt);
+    let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+    rerun
+        .set_type(kind)
+        .set_message(message)
+        .set_time(Duration::from_millis(attempt.duration_ms))
+        .set_system_out(attempt.output.stdout.lossy())
+        .set_system_err(attempt.output.stderr.lossy());
+    rerun
+}
+
 /// A failure's type (what kind of end it was) and a one-line message.
-fn failure_kind(record: &TestRecord) -> (String, String) {
-    if record.outcome == TestOutcome::TimedOut {
+fn failure_kind(attempt: &AttemptRecord) -> (String, String) {
+    if attempt.outcome == TestOutcome::TimedOut {
         return ("timeout".into(), "the test timed out".into());
     }
-    match (&record.exit, &record.error) {
+    match (&attempt.exit, &attempt.error) {
         (_, Some(error)) => ("isotest error".into(), error.clone()),
         (Some(isotest_runtime::Exit::Signal { name, .. }), _) => (
             name.clone(),

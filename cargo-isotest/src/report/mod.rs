@@ -10,6 +10,7 @@ use isotest_runtime::{Captured, Exit, Spec, Stray};
 use serde::Serialize;
 
 use crate::discover::TestKind;
+use crate::stress::StressSummary;
 
 pub const SCHEMA: &str = "isotest-report/1";
 
@@ -24,22 +25,39 @@ pub enum TestOutcome {
     NotRun,
 }
 
-/// One test's record, in the JSON report as it is here.
+/// One test's record, in the JSON report as it is here. Its outcome, exit, output and
+/// strays are those of its last attempt.
 #[derive(Clone, Debug, Serialize)]
 pub struct TestRecord {
     pub binary_id: String,
     pub name: String,
     pub kind: TestKind,
+    #[serde(flatten)]
+    pub last: AttemptRecord,
+    /// Passed after failing (with `--retries`).
+    pub flaky: bool,
+    /// Every attempt, when there was more than one (retries), or the failing attempts a
+    /// stress run kept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stress: Option<StressSummary>,
+    /// The sandbox it ran in, with `ISOTEST_ATTEMPT` set per attempt; replaying needs
+    /// nothing else.
+    pub spec: Option<Spec>,
+}
+
+/// One run of one test in one fresh sandbox.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptRecord {
+    /// 1 for the first run.
+    pub attempt: u32,
     pub outcome: TestOutcome,
     /// How the test process ended; null when it did not run.
     pub exit: Option<Exit>,
     pub duration_ms: u64,
-    #[serde(serialize_with = "lossy")]
-    pub stdout: Captured,
-    pub stdout_truncated: bool,
-    #[serde(serialize_with = "lossy")]
-    pub stderr: Captured,
-    pub stderr_truncated: bool,
+    #[serde(flatten)]
+    pub output: Output,
     pub strays: Vec<Stray>,
     /// Left processes behind (whether or not that failed it).
     pub leaky: bool,
@@ -47,43 +65,75 @@ pub struct TestRecord {
     pub error: Option<String>,
     /// A sandbox rule that likely caused the failure, and how to relax it.
     pub hint: Option<String>,
-    /// The sandbox it ran in; replaying needs nothing else.
-    pub spec: Option<Spec>,
+    /// Why it failed in one line: the panic message, else how it ended.
+    pub failure_message: Option<String>,
 }
 
-fn lossy<S: serde::Serializer>(captured: &Captured, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&captured.lossy())
+/// Captured output: raw here, lossy UTF-8 with a truncation flag in JSON.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+impl Serialize for Output {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Output", 4)?;
+        out.serialize_field("stdout", &self.stdout.lossy())?;
+        out.serialize_field("stdout_truncated", &self.stdout.truncated())?;
+        out.serialize_field("stderr", &self.stderr.lossy())?;
+        out.serialize_field("stderr_truncated", &self.stderr.truncated())?;
+        out.end()
+    }
+}
+
+impl AttemptRecord {
+    /// An attempt that has not run (yet); its fields are filled in as it ends.
+    pub fn for_test(attempt: u32) -> AttemptRecord {
+        AttemptRecord {
+            attempt,
+            outcome: TestOutcome::NotRun,
+            exit: None,
+            duration_ms: 0,
+            output: Output::default(),
+            strays: Vec::new(),
+            leaky: false,
+            error: None,
+            hint: None,
+            failure_message: None,
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        matches!(self.outcome, TestOutcome::Failed | TestOutcome::TimedOut)
+    }
 }
 
 impl TestRecord {
-    /// A test that was selected but not run (ignored, or stopped before its turn).
+    /// A test that was selected but did not run: ignored, or stopped before its turn.
     pub fn not_run(
         binary_id: &str,
         name: &str,
         kind: TestKind,
         outcome: TestOutcome,
     ) -> TestRecord {
+        let mut last = AttemptRecord::for_test(0);
+        last.outcome = outcome;
         TestRecord {
             binary_id: binary_id.to_string(),
             name: name.to_string(),
             kind,
-            outcome,
-            exit: None,
-            duration_ms: 0,
-            stdout: Captured::default(),
-            stdout_truncated: false,
-            stderr: Captured::default(),
-            stderr_truncated: false,
-            strays: Vec::new(),
-            leaky: false,
-            error: None,
-            hint: None,
+            last,
+            flaky: false,
+            attempts: Vec::new(),
+            stress: None,
             spec: None,
         }
     }
 
     pub fn is_failure(&self) -> bool {
-        matches!(self.outcome, TestOutcome::Failed | TestOutcome::TimedOut)
+        self.last.is_failure()
     }
 }
 
@@ -95,13 +145,14 @@ pub struct Summary {
     pub ignored: usize,
     pub timed_out: usize,
     pub leaky: usize,
+    pub flaky: usize,
     pub not_run: usize,
     pub duration_ms: u64,
 }
 
 impl Summary {
     pub fn of(tests: &[TestRecord], duration_ms: u64) -> Summary {
-        let count = |outcome| tests.iter().filter(|t| t.outcome == outcome).count();
+        let count = |outcome| tests.iter().filter(|t| t.last.outcome == outcome).count();
         Summary {
             total: tests.len(),
             passed: count(TestOutcome::Passed),
@@ -109,7 +160,8 @@ impl Summary {
             ignored: count(TestOutcome::Ignored),
             timed_out: count(TestOutcome::TimedOut),
             not_run: count(TestOutcome::NotRun),
-            leaky: tests.iter().filter(|t| t.leaky).count(),
+            leaky: tests.iter().filter(|t| t.last.leaky).count(),
+            flaky: tests.iter().filter(|t| t.flaky).count(),
             duration_ms,
         }
     }
@@ -119,16 +171,19 @@ impl Summary {
 pub struct RunReport {
     pub schema: &'static str,
     pub summary: Summary,
+    /// Given to every test as `ISOTEST_SEED`, and the order's seed with `--shuffle`.
+    pub seed: u64,
     /// The run was interrupted; tests it did not reach are `not-run`.
     pub cancelled: bool,
     pub tests: Vec<TestRecord>,
 }
 
 impl RunReport {
-    pub fn new(tests: Vec<TestRecord>, duration_ms: u64, cancelled: bool) -> RunReport {
+    pub fn new(tests: Vec<TestRecord>, duration_ms: u64, seed: u64, cancelled: bool) -> RunReport {
         RunReport {
             schema: SCHEMA,
             summary: Summary::of(&tests, duration_ms),
+            seed,
             cancelled,
             tests,
         }

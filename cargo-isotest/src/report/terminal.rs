@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anstyle::{AnsiColor, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{RunReport, TestOutcome, TestRecord};
+use super::{AttemptRecord, RunReport, TestOutcome, TestRecord};
+use crate::stress::StressSummary;
 
 /// Tests running longer than this are shown as slow, once.
 pub const SLOW_AFTER: Duration = Duration::from_secs(60);
@@ -21,12 +22,16 @@ const BOLD: Style = Style::new().bold();
 
 pub struct Terminal {
     bar: ProgressBar,
-    running: BTreeMap<usize, (Instant, String)>,
-    slow_shown: BTreeSet<usize>,
+    /// Running attempts by (test, attempt number).
+    running: BTreeMap<(usize, u32), (Instant, String)>,
+    slow_shown: BTreeSet<(usize, u32)>,
+    /// The report that `replay` lines point at.
+    replay_report: String,
 }
 
 impl Terminal {
-    pub fn new(total: usize) -> Terminal {
+    /// `total` is the number of attempts the bar counts.
+    pub fn new(total: usize, replay_report: String) -> Terminal {
         let target = if std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
         } else {
@@ -45,6 +50,7 @@ impl Terminal {
             bar,
             running: BTreeMap::new(),
             slow_shown: BTreeSet::new(),
+            replay_report,
         }
     }
 
@@ -66,24 +72,96 @@ impl Terminal {
         ));
     }
 
-    pub fn started(&mut self, index: usize, label: String) {
+    pub fn started(&mut self, test: usize, attempt: u32, label: String) {
         self.bar.set_message(label.clone());
-        self.running.insert(index, (Instant::now(), label));
+        self.running
+            .insert((test, attempt), (Instant::now(), label));
     }
 
-    pub fn finished(&mut self, index: usize, record: &TestRecord) {
-        self.running.remove(&index);
-        self.slow_shown.remove(&index);
+    pub fn ended(&mut self, test: usize, attempt: u32) {
+        self.running.remove(&(test, attempt));
+        self.slow_shown.remove(&(test, attempt));
         self.bar.inc(1);
+    }
+
+    /// A test's final result, with its output and a replay command if it failed.
+    pub fn finished(&mut self, record: &TestRecord) {
         self.line(status_line(record));
         if record.is_failure() {
-            self.line(failure_output(record));
+            let mut block = failure_output(
+                &format!("{} {}", record.binary_id, record.name),
+                &record.last,
+            );
+            block.push('\n');
+            block.push_str(&self.replay_line(record, record.last.attempt));
+            self.line(block);
+        }
+    }
+
+    /// A failed attempt that will be retried.
+    pub fn retrying(&mut self, label: &str, attempt: &AttemptRecord, attempts: u32) {
+        self.line(format!(
+            "{YELLOW}{:>12}{YELLOW:#} [{}] {label} (attempt {}/{attempts} failed: {})",
+            "RETRY",
+            seconds(Duration::from_millis(attempt.duration_ms)),
+            attempt.attempt,
+            attempt.failure_message.as_deref().unwrap_or("failed")
+        ));
+    }
+
+    /// One stress attempt: only failures are worth a line while the run goes on.
+    pub fn stress_attempt(&mut self, attempt: &AttemptRecord) {
+        if attempt.is_failure() {
+            self.bar.suspend(|| {
+                anstream::eprintln!(
+                    "{RED}{:>12}{RED:#} attempt {}: {}",
+                    "FAIL",
+                    attempt.attempt,
+                    attempt.failure_message.as_deref().unwrap_or("failed")
+                )
+            });
+        }
+    }
+
+    fn replay_line(&self, record: &TestRecord, attempt: u32) -> String {
+        let attempt = if attempt > 1 {
+            format!(" --attempt {attempt}")
+        } else {
+            String::new()
+        };
+        format!(
+            "{DIM}{:>12}{DIM:#} cargo isotest replay {} {}{attempt}",
+            "replay",
+            shell_quote(&self.replay_report),
+            shell_quote(&format!("{} {}", record.binary_id, record.name))
+        )
+    }
+
+    /// The statistics of each stressed test, once the run is over.
+    pub fn stress_results(&self, records: &[TestRecord]) {
+        for record in records {
+            let Some(stress) = &record.stress else {
+                continue;
+            };
+            self.line(stress_block(record, stress));
+            if let Some(first) = record.attempts.first() {
+                let mut block = failure_output(
+                    &format!(
+                        "{} {} (attempt {})",
+                        record.binary_id, record.name, first.attempt
+                    ),
+                    first,
+                );
+                block.push('\n');
+                block.push_str(&self.replay_line(record, first.attempt));
+                self.line(block);
+            }
         }
     }
 
     /// Shows tests that crossed the slow threshold since the last tick.
     pub fn tick(&mut self) {
-        let slow: Vec<(usize, Duration, String)> = self
+        let slow: Vec<((usize, u32), Duration, String)> = self
             .running
             .iter()
             .filter(|(index, (start, _))| {
@@ -133,7 +211,11 @@ impl Terminal {
             if ran == 1 { "" } else { "s" },
             parts.join(", ")
         );
-        for record in report.tests.iter().filter(|t| t.is_failure() || t.leaky) {
+        for record in report
+            .tests
+            .iter()
+            .filter(|t| t.is_failure() || t.last.leaky || t.flaky)
+        {
             text.push('\n');
             text.push_str(&status_line(record));
         }
@@ -150,10 +232,12 @@ fn seconds(duration: Duration) -> String {
 }
 
 fn status_line(record: &TestRecord) -> String {
-    let (word, style) = match record.outcome {
-        TestOutcome::Passed if record.leaky => ("LEAKY".to_string(), YELLOW),
+    let last = &record.last;
+    let (word, style) = match last.outcome {
+        TestOutcome::Passed if record.flaky => ("FLAKY".to_string(), YELLOW),
+        TestOutcome::Passed if last.leaky => ("LEAKY".to_string(), YELLOW),
         TestOutcome::Passed => ("PASS".to_string(), GREEN),
-        TestOutcome::Failed => match &record.exit {
+        TestOutcome::Failed => match &last.exit {
             Some(isotest_runtime::Exit::Signal { name, .. }) => (name.clone(), RED),
             _ => ("FAIL".to_string(), RED),
         },
@@ -163,12 +247,15 @@ fn status_line(record: &TestRecord) -> String {
     };
     let mut line = format!(
         "{style}{word:>12}{style:#} [{}] {BOLD}{}{BOLD:#} {}",
-        seconds(Duration::from_millis(record.duration_ms)),
+        seconds(Duration::from_millis(last.duration_ms)),
         record.binary_id,
         record.name
     );
-    if record.leaky {
-        let strays: Vec<String> = record
+    if record.attempts.len() > 1 && record.stress.is_none() {
+        line.push_str(&format!(" (after {} attempts)", record.attempts.len()));
+    }
+    if last.leaky {
+        let strays: Vec<String> = last
             .strays
             .iter()
             .map(|s| format!("pid {} `{}`", s.pid, s.cmdline))
@@ -181,11 +268,48 @@ fn status_line(record: &TestRecord) -> String {
     line
 }
 
-/// The failing test's stdout then stderr, clearly delimited, and what isotest knows.
-fn failure_output(record: &TestRecord) -> String {
-    let id = format!("{} {}", record.binary_id, record.name);
+/// A stressed test: how often it failed, how sure that is, how long it took, and how.
+fn stress_block(record: &TestRecord, stress: &StressSummary) -> String {
+    let style = if stress.failures > 0 { RED } else { GREEN };
+    let percent = |x: f64| format!("{:.1}%", x * 100.0);
+    let mut text = format!(
+        "{style}{:>12}{style:#} {BOLD}{} {}{BOLD:#}: {}/{} runs failed ({}, 95% CI {}–{}); duration min {} ms, median {} ms, max {} ms",
+        "STRESS",
+        record.binary_id,
+        record.name,
+        stress.failures,
+        stress.runs,
+        percent(stress.failure_rate),
+        percent(stress.ci95[0]),
+        percent(stress.ci95[1]),
+        stress.duration_ms.min,
+        stress.duration_ms.median,
+        stress.duration_ms.max
+    );
+    for message in &stress.failure_messages {
+        text.push_str(&format!(
+            "\n{:>12} {:>5}× {}",
+            "", message.count, message.message
+        ));
+    }
+    if !stress.first_failures.is_empty() {
+        let numbers: Vec<String> = stress.first_failures.iter().map(u32::to_string).collect();
+        text.push_str(&format!(
+            "\n{:>12} first failing attempts: {}",
+            "",
+            numbers.join(", ")
+        ));
+    }
+    text
+}
+
+/// The failing attempt's stdout then stderr, clearly delimited, and what isotest knows.
+fn failure_output(id: &str, attempt: &AttemptRecord) -> String {
     let mut text = String::new();
-    for (stream, captured) in [("STDOUT", &record.stdout), ("STDERR", &record.stderr)] {
+    for (stream, captured) in [
+        ("STDOUT", &attempt.output.stdout),
+        ("STDERR", &attempt.output.stderr),
+    ] {
         if captured.total() == 0 {
             continue;
         }
@@ -197,13 +321,22 @@ fn failure_output(record: &TestRecord) -> String {
         }
     }
     let mut notes: Vec<(&str, String)> = Vec::new();
-    if let Some(exit) = &record.exit {
+    if let Some(exit) = &attempt.exit {
         notes.push(("note", format!("the test process ended with {exit}")));
     }
-    notes.extend(record.error.clone().map(|e| ("error", e)));
-    notes.extend(record.hint.clone().map(|h| ("hint", h)));
+    notes.extend(attempt.error.clone().map(|e| ("error", e)));
+    notes.extend(attempt.hint.clone().map(|h| ("hint", h)));
     for (label, note) in notes {
         text.push_str(&format!("{YELLOW}{label:>12}{YELLOW:#} {note}\n"));
     }
     text.trim_end().to_string()
+}
+
+/// Quotes for a POSIX shell, so that the printed command can be pasted as it is.
+pub fn shell_quote(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_string();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
