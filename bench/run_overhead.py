@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""The parts of bench/run-overhead that are easier in Python than in bash: generating the
+trivial crate, timing whole runner commands, and reading the runners' reports.
+
+Subcommands (bench/run-overhead is the only caller; see bench/README.md):
+
+  generate DIR COUNT            write a standalone crate with COUNT trivial tests
+  lock-checksum LOCK NAME VER   print the registry checksum that Cargo.lock records
+  time [options] --case LABEL PROGRAM [ARG...] --case ...
+                                time whole commands, interleaved, into a JSON file
+  report-trivial TIMING COUNT   part 1's table: medians, ratio, per-test overhead
+  report-crates DIR...          part 2's table: walls and per-test agreement
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+# Exit statuses that mean "the runner did its job": 0, and 100 when a test failed (both
+# nextest and isotest use 100 for that). Anything else is the runner's own failure (a
+# build error, a crash, a bad flag), after which its time means nothing.
+RUNNER_OK = (0, 100)
+
+# cargo's line for a crate it rebuilds; after the warm-up no timed run should print it.
+COMPILING = re.compile(r"^\s+Compiling ", re.MULTILINE)
+# The closing line both runners print, with their own clock of the run (see report_trivial).
+SUMMARY = re.compile(r"^\s+Summary \[\s*([0-9.]+)s\]", re.MULTILINE)
+
+
+def say(message):
+    print(f"run-overhead: {message}", file=sys.stderr, flush=True)
+
+
+def fail(message):
+    say(message)
+    sys.exit(1)
+
+
+# --- generate ---------------------------------------------------------------------------
+
+
+def generate(directory, count):
+    directory = Path(directory)
+    (directory / "src").mkdir(parents=True, exist_ok=True)
+    # Its own [workspace] so that no workspace above it (this repository's, when the crate
+    # sits under target/) claims it.
+    manifest = '[package]\nname = "trivial"\nversion = "0.1.0"\nedition = "2021"\npublish = false\n\n[workspace]\n'
+    width = len(str(count - 1))
+    tests = "".join(
+        f"    #[test]\n    fn t{i:0{width}}() {{\n        assert_eq!(1 + 1, 2);\n    }}\n"
+        for i in range(count)
+    )
+    source = f"//! {count} tests that do nothing: what is left is the runner's cost per test.\n\n#[cfg(test)]\nmod tests {{\n{tests}}}\n"
+    # Rewriting identical files would touch their mtime and make cargo rebuild for nothing.
+    for path, text in ((directory / "Cargo.toml", manifest), (directory / "src/lib.rs", source)):
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+
+
+# --- lock-checksum ----------------------------------------------------------------------
+
+
+def lock_checksum(lockfile, name, version):
+    with open(lockfile, "rb") as file:
+        lock = tomllib.load(file)
+    for package in lock.get("package", []):
+        if package.get("name") == name and package.get("version") == version:
+            checksum = package.get("checksum")
+            if not checksum:
+                fail(f"{lockfile}: {name} {version} has no checksum (not from a registry?)")
+            print(checksum)
+            return
+    fail(f"{lockfile}: no package {name} {version}")
+
+
+# --- time -------------------------------------------------------------------------------
+
+
+def parse_time_args(args):
+    options = {"rounds": 5, "warmup": 1, "out": None, "log_dir": None, "cases": []}
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--case":
+            if not args:
+                fail("--case needs a label")
+            options["cases"].append({"label": args.pop(0), "argv": []})
+        elif options["cases"]:
+            options["cases"][-1]["argv"].append(arg)
+        elif arg in ("--rounds", "--warmup", "--out", "--log-dir") and args:
+            key = arg[2:].replace("-", "_")
+            value = args.pop(0)
+            options[key] = int(value) if key in ("rounds", "warmup") else value
+        else:
+            fail(f"time: unexpected argument {arg!r}")
+    if options["rounds"] < 1 or not options["out"] or not options["log_dir"]:
+        fail("time: needs --rounds N (at least 1), --out FILE and --log-dir DIR")
+    if len(options["cases"]) < 2 or any(not case["argv"] for case in options["cases"]):
+        fail("time: needs at least two cases, each with a program")
+    return options
+
+
+def run_once(case, log):
+    """Runs one command with its output in a log file; the wall time covers spawn to exit."""
+    with open(log, "wb") as output:
+        start = time.monotonic_ns()
+        status = subprocess.run(
+            case["argv"], stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        ).returncode
+        elapsed = (time.monotonic_ns() - start) / 1e9
+    text = Path(log).read_text(errors="replace")
+    if status not in RUNNER_OK:
+        tail = "\n".join("    " + line for line in text.rstrip().splitlines()[-25:])
+        fail(
+            f"{case['label']} failed with exit status {status}, so its time would mean"
+            f" nothing.\n  command: {' '.join(case['argv'])}\n  its last lines ({log}):\n{tail}"
+        )
+    summary = SUMMARY.findall(text)
+    return {
+        "wall": elapsed,
+        "status": status,
+        "rebuilt": bool(COMPILING.search(text)),
+        "own_clock": float(summary[-1]) if summary else None,
+        "log": str(log),
+    }
+
+
+def time_cases(args):
+    options = parse_time_args(args)
+    cases = options["cases"]
+    log_dir = Path(options["log_dir"])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    load = load_average()
+    for case in cases:
+        case["runs"] = []
+    total = options["warmup"] + options["rounds"]
+    for round_index in range(total):
+        warm = round_index < options["warmup"]
+        name = "warm-up" if warm else f"round {round_index - options['warmup'] + 1}/{options['rounds']}"
+        # Rotating the start drifts the machine's slow changes (frequency, caches) and the
+        # "right after the other runner" position over every case alike.
+        order = [cases[(round_index + step) % len(cases)] for step in range(len(cases))]
+        line = []
+        for case in order:
+            log = log_dir / f"{case['label']}.{'warmup' if warm else round_index - options['warmup'] + 1}.log"
+            run = run_once(case, log)
+            line.append(f"{case['label']} {run['wall']:.2f}s")
+            if not warm:
+                case["runs"].append(run)
+        say(f"{name}: {', '.join(line)}")
+    result = {
+        "load_before": load,
+        "rounds": options["rounds"],
+        "warmup": options["warmup"],
+        "cases": cases,
+    }
+    Path(options["out"]).write_text(json.dumps(result, indent=2))
+
+
+# --- reports ----------------------------------------------------------------------------
+
+
+def load_average():
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def machine_line():
+    kernel = Path("/proc/sys/kernel/osrelease").read_text().strip()
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = f" ({line.split(':', 1)[1].strip()})"
+            break
+    return f"kernel {kernel}, {os.cpu_count()} CPUs{model}"
+
+
+def case_stats(case):
+    walls = [run["wall"] for run in case["runs"]]
+    clocks = [run["own_clock"] for run in case["runs"] if run["own_clock"] is not None]
+    return {
+        "median": statistics.median(walls),
+        "min": min(walls),
+        "max": max(walls),
+        "own_clock": statistics.median(clocks) if len(clocks) == len(walls) else None,
+        "rebuilt": sum(run["rebuilt"] for run in case["runs"]),
+        "statuses": sorted({run["status"] for run in case["runs"]}),
+    }
+
+
+def seconds(value):
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def timing_warnings(label, timing, stats):
+    """What would make the medians misleading, said next to them rather than hidden."""
+    warnings = []
+    for case in timing["cases"]:
+        s = stats[case["label"]]
+        if s["rebuilt"]:
+            warnings.append(
+                f"{label}{case['label']}: cargo recompiled in {s['rebuilt']} timed run(s):"
+                " the runners do not share a fresh build, so those times include compiling"
+            )
+        if len(s["statuses"]) > 1:
+            warnings.append(
+                f"{label}{case['label']}: exit status varied between rounds {s['statuses']}:"
+                " some test is flaky"
+            )
+    return warnings
+
+
+def report_trivial(timing_path, count):
+    timing = json.loads(Path(timing_path).read_text())
+    stats = {case["label"]: case_stats(case) for case in timing["cases"]}
+    nextest, isotest = stats["nextest"], stats["isotest"]
+    print(machine_line())
+    print(f"load average {timing['load_before']} (1, 5, 15 min) before the timed runs")
+    print(
+        f"N = {timing['rounds']} rounds (after {timing['warmup']} warm-up round), each runner"
+        " once per round, alternating which goes first"
+    )
+    print()
+    for case in timing["cases"]:
+        print(f"  {case['label']:8} {' '.join(case['argv'])}")
+    print()
+    print(f"{'runner':8}  {'median':>8}  {'min':>8}  {'max':>8}  {'own clock':>10}  {'per test':>9}")
+    for label in ("nextest", "isotest"):
+        s = stats[label]
+        per_test = s["median"] / count * 1e3
+        print(
+            f"{label:8}  {seconds(s['median']):>8}  {seconds(s['min']):>8}"
+            f"  {seconds(s['max']):>8}  {seconds(s['own_clock']):>10}  {per_test:>7.2f}ms"
+        )
+    ratio = isotest["median"] / nextest["median"]
+    overhead = (isotest["median"] - nextest["median"]) / count * 1e3
+    print()
+    print(
+        f"isotest/nextest = {ratio:.2f}x (target: within 1.20x, {'met' if ratio <= 1.2 else 'not met'})"
+    )
+    print(f"per-test overhead over nextest = {overhead:+.2f}ms  ((isotest - nextest) / {count})")
+    print(
+        "(own clock: the median time on the runner's closing Summary line; the two clocks"
+        " do not start at the same point, see bench/README.md)"
+    )
+    for warning in timing_warnings("", timing, stats):
+        print(f"warning: {warning}")
+
+
+def nextest_outcomes(directory):
+    """nextest's JUnit leaves out the tests it did not run, so its list fills them in."""
+    outcomes = {}
+    listing = json.loads((directory / "nextest-list.json").read_text())
+    for binary_id, suite in listing["rust-suites"].items():
+        for name, case in suite["testcases"].items():
+            outcomes[(binary_id, name)] = "ignored" if case["ignored"] else "not-run"
+    for suite in ElementTree.parse(directory / "nextest-junit.xml").getroot().iter("testsuite"):
+        for case in suite.iter("testcase"):
+            key = (case.get("classname") or suite.get("name"), case.get("name"))
+            problem = case.find("failure")
+            if problem is None:
+                problem = case.find("error")
+            if problem is not None:
+                kind = (problem.get("type") or "").lower()
+                outcomes[key] = "timed-out" if "timeout" in kind else "failed"
+            elif case.find("skipped") is not None:
+                outcomes[key] = "ignored"
+            else:
+                outcomes[key] = "passed"
+    return outcomes
+
+
+def isotest_outcomes(directory):
+    report = json.loads((directory / "isotest-report.json").read_text())
+    return {(test["binary_id"], test["name"]): test["outcome"] for test in report["tests"]}
+
+
+def count_line(outcomes):
+    counts = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    order = ["passed", "failed", "ignored", "timed-out", "not-run"]
+    return ", ".join(f"{counts[o]} {o}" for o in sorted(counts, key=lambda o: (order + [o]).index(o)))
+
+
+def report_crates(directories):
+    rows, disagreements, warnings, notes = [], [], [], []
+    timings = []
+    for directory in map(Path, directories):
+        label = directory.name
+        timing = json.loads((directory / "timing.json").read_text())
+        timings.append(timing)
+        stats = {case["label"]: case_stats(case) for case in timing["cases"]}
+        warnings += timing_warnings(f"{label}: ", timing, stats)
+        nextest, isotest = nextest_outcomes(directory), isotest_outcomes(directory)
+        keys = sorted(set(nextest) | set(isotest))
+        disagree = [key for key in keys if nextest.get(key) != isotest.get(key)]
+        disagreements += [(label, key, nextest.get(key, "absent"), isotest.get(key, "absent")) for key in disagree]
+        n, i = stats["nextest"]["median"], stats["isotest"]["median"]
+        rows.append((label, len(keys), len(keys) - len(disagree), len(disagree), n, i, i / n))
+        notes.append(f"  {label}: nextest {count_line(nextest)}; isotest {count_line(isotest)}")
+
+    print(machine_line())
+    loads = ", ".join(timing["load_before"] for timing in timings)
+    print(f"load average before each crate's timed runs: {loads}")
+    print(
+        f"N = {timings[0]['rounds']} rounds per crate (after {timings[0]['warmup']} warm-up"
+        " round), each runner once per round, alternating which goes first; outcomes are"
+        " those of the last round"
+    )
+    print()
+    header = ("crate", "tests", "agree", "disagree", "nextest wall", "isotest wall", "ratio")
+    width = max([len(header[0])] + [len(row[0]) for row in rows])
+    print(f"{header[0]:{width}}  {header[1]:>5}  {header[2]:>5}  {header[3]:>8}  {header[4]:>12}  {header[5]:>12}  {header[6]:>6}")
+    for label, tests, agree, disagree, n, i, ratio in rows:
+        print(
+            f"{label:{width}}  {tests:>5}  {agree:>5}  {disagree:>8}  {seconds(n):>12}"
+            f"  {seconds(i):>12}  {ratio:>5.2f}x"
+        )
+    print()
+    print("outcomes:")
+    print("\n".join(notes))
+    print()
+    if disagreements:
+        print(f"disagreements ({len(disagreements)}):")
+        for label, (binary_id, name), n, i in disagreements:
+            print(f"  {label}  {binary_id}  {name}: nextest {n}, isotest {i}")
+    else:
+        print("disagreements: none")
+    for warning in warnings:
+        print(f"warning: {warning}")
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return
+    command, args = argv[1], argv[2:]
+    if command == "generate" and len(args) == 2:
+        generate(args[0], int(args[1]))
+    elif command == "lock-checksum" and len(args) == 3:
+        lock_checksum(*args)
+    elif command == "time":
+        time_cases(args)
+    elif command == "report-trivial" and len(args) == 2:
+        report_trivial(args[0], int(args[1]))
+    elif command == "report-crates" and args:
+        report_crates(args)
+    else:
+        fail(f"bad arguments: {' '.join(argv[1:])} (see --help)")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
