@@ -137,9 +137,21 @@ impl CargoOptions {
     }
 }
 
-/// The cargo that runs us (`$CARGO`), else the one on PATH.
+/// The cargo that runs us (`$CARGO`), else the one on PATH. Tests get the same path as
+/// `$CARGO`, as under `cargo test`.
+pub fn cargo_path() -> PathBuf {
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        return PathBuf::from(cargo);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("cargo"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("cargo"))
+}
+
 pub fn cargo_command() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    Command::new(cargo_path())
 }
 
 #[cfg(test)]

@@ -112,9 +112,7 @@ pub fn build(options: &CargoOptions) -> Result<Build, DiscoverError> {
 
 fn metadata(options: &CargoOptions) -> Result<Metadata, DiscoverError> {
     let mut command = MetadataCommand::new();
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        command.cargo_path(cargo);
-    }
+    command.cargo_path(crate::cargo_options::cargo_path());
     if let Some(path) = &options.manifest_path {
         command.manifest_path(path);
     }

@@ -17,6 +17,12 @@ pub struct SandboxOptions {
     /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
+    /// Host paths that make the cargo and rustc that built the tests usable inside,
+    /// read-only ([`toolchain_paths`], once the build has filled cargo's home); empty for
+    /// a stricter sandbox.
+    pub toolchain: Vec<PathBuf>,
+    /// `KEY` passes a host variable through, `KEY=VALUE` sets one.
+    pub env: Vec<String>,
 }
 
 impl Default for SandboxOptions {
@@ -26,8 +32,38 @@ impl Default for SandboxOptions {
             net: Net::Loopback,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            toolchain: Vec::new(),
+            env: Vec::new(),
         }
     }
+}
+
+/// What tests that run the toolchain (insta's `cargo metadata`, rustfmt, `rustc
+/// --version`) need to see, each at its own path: `$CARGO`, the rustup home with its
+/// settings and toolchains, and of cargo's home the proxies, config and registry cache,
+/// but not its credentials.
+pub fn toolchain_paths() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let dir = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(default)))
+    };
+    let mut paths = Vec::new();
+    if let Ok(cargo) = std::fs::canonicalize(crate::cargo_options::cargo_path())
+        && let Some(bin) = cargo.parent()
+    {
+        paths.push(bin.to_path_buf());
+    }
+    paths.extend(dir("RUSTUP_HOME", ".rustup"));
+    if let Some(cargo_home) = dir("CARGO_HOME", ".cargo") {
+        for entry in ["bin", "registry", "git", "config.toml", "config", "env"] {
+            paths.push(cargo_home.join(entry));
+        }
+    }
+    paths.extend(home.map(|h| h.join(".gitconfig")));
+    paths.retain(|p| p.exists());
+    paths
 }
 
 /// `CARGO_TARGET_TMPDIR`: a private tmpfs per test, where cargo's own would be shared.
@@ -43,13 +79,22 @@ pub fn binary_spec(
     argv: Vec<String>,
 ) -> Spec {
     let mut spec = Spec::new(argv);
+    // The toolchain's libraries are always needed (`-C prefer-dynamic`); its programs
+    // only when the toolchain is visible.
+    let toolchain_libraries = build.sysroot.join("lib");
     let mut read_only = vec![
         build.workspace_root.clone(),
         build.target_dir.clone(),
         binary.manifest_dir.clone(),
-        build.sysroot.clone(),
+        toolchain_libraries,
     ];
     read_only.extend(binary.link_paths.iter().filter(|p| p.is_dir()).cloned());
+    if !options.toolchain.is_empty() {
+        read_only.push(build.sysroot.clone());
+        read_only.extend(options.toolchain.iter().cloned());
+    }
+    // Parents first, so that a path inside one already bound is not bound again.
+    read_only.sort_by_key(|p| p.components().count());
     for path in read_only {
         let covered = spec
             .mounts
@@ -73,8 +118,26 @@ pub fn binary_spec(
     spec.net = options.net;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
     spec.env.set = test_env(build, binary, &mut spec.env.pass);
+    if !options.toolchain.is_empty() {
+        spec.env
+            .pass
+            .extend(TOOLCHAIN_ENV.iter().map(|v| v.to_string()));
+    }
+    for item in &options.env {
+        spec.env.add(item);
+    }
     spec
 }
+
+/// Variables that tell cargo, rustc and rustup's proxies where the toolchain is.
+const TOOLCHAIN_ENV: &[&str] = &[
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "RUSTC",
+    "RUSTDOC",
+    "RUSTFMT",
+];
 
 /// Cargo's variables for the binary, the config's `[env]`, a library path that makes
 /// `-C prefer-dynamic` work, and isotest's own markers.
@@ -97,9 +160,10 @@ fn test_env(
         "CARGO_TARGET_TMPDIR".into(),
         target_tmpdir(build).display().to_string(),
     );
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        env.insert("CARGO".into(), cargo.to_string_lossy().into_owned());
-    }
+    env.insert(
+        "CARGO".into(),
+        crate::cargo_options::cargo_path().display().to_string(),
+    );
     env.insert("ISOTEST".into(), "1".into());
     env.insert("ISOTEST_BINARY_ID".into(), binary.id.clone());
     env

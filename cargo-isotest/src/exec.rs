@@ -173,12 +173,7 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     }
     spec.set_tmpfs_sizes(args.tmpfs_size);
     for item in &args.env {
-        match item.split_once('=') {
-            Some((key, value)) => {
-                spec.env.set.insert(key.to_string(), value.to_string());
-            }
-            None => spec.env.pass.push(item.clone()),
-        }
+        spec.env.add(item);
     }
     spec.hostname = args.hostname;
     spec.net = match args.net {

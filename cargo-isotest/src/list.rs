@@ -13,7 +13,7 @@ pub struct ListArgs {
     #[command(flatten)]
     filter: Filter,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human, value_name = "FORMAT")]
+    #[arg(long, value_enum, default_value_t = Format::Human, value_name = "FORMAT", help_heading = "Output")]
     message_format: Format,
     #[command(flatten)]
     sandbox: SandboxArgs,

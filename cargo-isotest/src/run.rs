@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use isotest_runtime::{Mount, Net, Spec};
+use isotest_runtime::{Mount, Net, Spec, Step};
 
 use crate::cargo_options::CargoOptions;
 use crate::discover::{self, Build, DiscoverError};
@@ -15,7 +15,7 @@ use crate::dispatch::{Attempt, FlakyPolicy, Policy, StraysPolicy, Stress, Tests,
 use crate::environment::{SandboxOptions, binary_spec, target_tmpdir};
 use crate::exec::{parse_bind, parse_duration, parse_size};
 use crate::exit_code;
-use crate::helper::Helper;
+use crate::helper::{Helper, HelperError};
 use crate::plan::{self, Filter, Listing};
 use crate::report::terminal::Terminal;
 use crate::report::{RunReport, junit};
@@ -111,6 +111,12 @@ pub struct SandboxArgs {
     /// Size cap of each test's private /tmp, HOME and CARGO_TARGET_TMPDIR.
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub tmpfs_size: Option<u64>,
+    /// Do not make cargo, rustc, rustup and cargo's registry cache visible to tests.
+    #[arg(long)]
+    pub no_toolchain: bool,
+    /// Pass a host variable through to every test (KEY) or set one (KEY=VALUE).
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -140,6 +146,12 @@ impl SandboxArgs {
             },
             binds,
             tmpfs_size: self.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            toolchain: if self.no_toolchain {
+                Vec::new()
+            } else {
+                defaults.toolchain
+            },
+            env: self.env.clone(),
         })
     }
 }
@@ -162,7 +174,11 @@ impl Failure {
 impl From<DiscoverError> for Failure {
     fn from(error: DiscoverError) -> Failure {
         let code = match error {
-            DiscoverError::BuildFailed { .. } => exit_code::BUILD_FAILED,
+            // Cargo itself refused: the same problem `cargo test` would have.
+            DiscoverError::BuildFailed { .. } | DiscoverError::Metadata(_) => {
+                exit_code::BUILD_FAILED
+            }
+            DiscoverError::Config(_) => exit_code::USAGE,
             _ => exit_code::SETUP_FAILED,
         };
         Failure::new(code, error)
@@ -184,7 +200,7 @@ pub fn discover(
     sandbox: &SandboxArgs,
     jobs: Option<usize>,
 ) -> Result<Session, Failure> {
-    let sandbox = sandbox
+    let mut options = sandbox
         .options()
         .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
     if !crate::doctor::check_host() {
@@ -194,6 +210,9 @@ pub fn discover(
         ));
     }
     let build = discover::build(cargo)?;
+    if !sandbox.no_toolchain {
+        options.toolchain = crate::environment::toolchain_paths();
+    }
     std::fs::create_dir_all(target_tmpdir(&build)).map_err(|e| {
         Failure::new(
             exit_code::SETUP_FAILED,
@@ -213,7 +232,7 @@ pub fn discover(
             format!("cannot watch for Ctrl-C: {e}"),
         )
     })?;
-    let listings = list_tests(&build, &pool, &sandbox)?;
+    let listings = list_tests(&build, &pool, &options)?;
     if pool.stopped() {
         return Err(Failure::new(
             exit_code::INTERRUPTED,
@@ -224,7 +243,7 @@ pub fn discover(
         build,
         pool,
         listings,
-        sandbox,
+        sandbox: options,
         interrupted,
     })
 }
@@ -266,9 +285,9 @@ fn list_tests(
     for ((index, ignored, _), output) in jobs.iter().zip(outputs) {
         let listing = &mut listings[*index];
         let Some(output) = output else { continue };
-        let text = output.map_err(|e| {
+        let text = output.map_err(|(code, e)| {
             Failure::new(
-                exit_code::LIST_FAILED,
+                code,
                 format!("cannot list the tests of `{}`: {e}", listing.binary.id),
             )
         })?;
@@ -283,10 +302,26 @@ fn list_tests(
     Ok(listings)
 }
 
-fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, String> {
-    let outcome = helper.run(spec, CAPTURE_LIMIT).map_err(|e| e.to_string())?;
+fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)> {
+    let outcome = match helper.run(spec, CAPTURE_LIMIT) {
+        Ok(outcome) => outcome,
+        // A mount point the options asked for cannot exist: the options are wrong.
+        Err(HelperError::Sandbox {
+            message,
+            setup: Some(setup),
+        }) if setup.step == Step::Mountpoint => {
+            return Err((
+                exit_code::USAGE,
+                format!(
+                    "{message}; a --bind destination must be outside the read-only binds, or exist in them already"
+                ),
+            ));
+        }
+        Err(e) => return Err((exit_code::LIST_FAILED, e.to_string())),
+    };
+    let failed = |text: String| Err((exit_code::LIST_FAILED, text));
     if let Some(error) = &outcome.start_error {
-        return Err(error.to_string());
+        return failed(error.to_string());
     }
     if !outcome.exit.success() || outcome.timed_out {
         let what = if outcome.timed_out {
@@ -294,7 +329,7 @@ fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, String> {
         } else {
             outcome.exit.to_string()
         };
-        return Err(format!(
+        return failed(format!(
             "`{}` ended with {what}; its output was:\n{}{}",
             spec.argv.join(" "),
             outcome.stdout.lossy(),

@@ -71,6 +71,18 @@ pub struct Env {
     pub set: BTreeMap<String, String>,
 }
 
+impl Env {
+    /// Adds a command-line `KEY` (pass the host's value through) or `KEY=VALUE` (set it).
+    pub fn add(&mut self, item: &str) {
+        match item.split_once('=') {
+            Some((key, value)) => {
+                self.set.insert(key.to_string(), value.to_string());
+            }
+            None => self.pass.push(item.to_string()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Mount {

@@ -68,6 +68,14 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         "misbehaving::sigkill_of_the_runner_leaves_nothing",
         sigkill_of_the_runner_leaves_nothing,
     ),
+    (
+        "toolchain::tests_that_run_cargo_rustc_and_rustfmt_pass",
+        toolchain_is_usable,
+    ),
+    (
+        "toolchain::no_toolchain_is_stricter",
+        no_toolchain_is_stricter,
+    ),
     ("exit::build_failure", build_failure),
     ("exit::bad_usage", bad_usage),
 ];
@@ -669,6 +677,56 @@ fn descends_from(mut pid: i32, ancestor: i32) -> bool {
         }
     }
     false
+}
+
+fn toolchain_is_usable(ctx: &Ctx) -> Result<(), Failed> {
+    let (out, report, _) = run(ctx, "toolchain", &["--no-fail-fast"])?;
+    ensure_eq(status_code(&out), Some(0), &describe(&out))?;
+    ensure_eq(
+        report["summary"]["passed"].as_u64(),
+        Some(11),
+        "every test passed",
+    )?;
+    let record = test(
+        &report,
+        "toolchain::toolchain",
+        "cargo_metadata_finds_the_workspace",
+    )?;
+    let mounts = record["spec"]["mounts"]
+        .as_array()
+        .ok_or("no mounts in the spec")?;
+    let bound = |suffix: &str| {
+        mounts
+            .iter()
+            .any(|m| m["src"].as_str().is_some_and(|s| s.ends_with(suffix)))
+    };
+    ensure(bound("/registry"), || {
+        format!("the spec does not record cargo's registry cache: {mounts:?}")
+    })?;
+    ensure(mounts.iter().all(|m| m["writable"] != true), || {
+        "a toolchain path was bound writable".into()
+    })
+}
+
+fn no_toolchain_is_stricter(ctx: &Ctx) -> Result<(), Failed> {
+    let (out, report, _) = run(ctx, "toolchain", &["--no-fail-fast", "--no-toolchain"])?;
+    ensure_eq(status_code(&out), Some(100), "exit code")?;
+    for name in [
+        "cargo_metadata_finds_the_workspace",
+        "rustc_reports_its_version",
+        "rustfmt_formats_generated_code",
+    ] {
+        ensure_eq(
+            outcome_of(&report, "toolchain::toolchain", name)?,
+            "failed".into(),
+            name,
+        )?;
+    }
+    ensure_eq(
+        report["summary"]["failed"].as_u64(),
+        Some(3),
+        "only the toolchain tests fail",
+    )
 }
 
 fn build_failure(ctx: &Ctx) -> Result<(), Failed> {
