@@ -10,7 +10,7 @@ use libtest_mimic::Failed;
 use serde_json::Value;
 
 use crate::ctx::{Ctx, describe, ensure, ensure_eq, fixture, output, read_json, status_code};
-use crate::run::{run, test};
+use crate::run::{ensure_field_contains, run, test};
 use crate::sandbox::Scenario;
 
 pub const SCENARIOS: &[(&str, Scenario)] = &[
@@ -79,12 +79,7 @@ fn retries_end_passed_with_attempts(ctx: &Ctx) -> Result<(), Failed> {
                 Some("failed"),
                 "earlier attempts",
             )?;
-            ensure(
-                attempt["stderr"]
-                    .as_str()
-                    .is_some_and(|s| s.contains("unlucky draw")),
-                || "failed attempt keeps its output".into(),
-            )?;
+            ensure_field_contains(attempt, "stderr", "unlucky draw")?;
         }
     }
     Ok(())
@@ -234,13 +229,7 @@ fn stress_until_fail(ctx: &Ctx) -> Result<(), Failed> {
         runs < 1000 && stress["failures"].as_u64() >= Some(1),
         || format!("it did not stop at the first failure: {stress}"),
     )?;
-    let kept = &record["attempts"][0];
-    ensure(
-        kept["stderr"]
-            .as_str()
-            .is_some_and(|s| s.contains("unlucky draw")),
-        || format!("the failing attempt's output was not kept: {kept}"),
-    )?;
+    ensure_field_contains(&record["attempts"][0], "stderr", "unlucky draw")?;
     ensure(record["spec"]["argv"].is_array(), || {
         "the failing attempt's spec was not kept".into()
     })

@@ -103,6 +103,17 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::SeqCst)
 }
 
+/// Fails unless the record's text field contains `text`.
+pub fn ensure_field_contains(record: &Value, field: &str, text: &str) -> Result<(), Failed> {
+    let value = record[field].as_str().unwrap_or_default();
+    ensure(value.contains(text), || {
+        format!(
+            "{} {}: `{text}` missing from {field}:\n{value}",
+            record["binary_id"], record["name"]
+        )
+    })
+}
+
 pub fn test<'a>(report: &'a Value, binary_id: &str, name: &str) -> Result<&'a Value, Failed> {
     report["tests"]
         .as_array()
@@ -202,27 +213,13 @@ fn every_outcome_is_classified(ctx: &Ctx) -> Result<(), Failed> {
                "duration_ms": report["summary"]["duration_ms"]}),
         "summary",
     )?;
-    let assert = test(&report, "outcomes", "fails_assert")?;
-    ensure(
-        assert["stderr"]
-            .as_str()
-            .is_some_and(|s| s.contains("left: 2")),
-        || "assertion text missing from stderr".into(),
-    )?;
-    let panic = test(&report, "outcomes", "fails_panic")?;
-    ensure(
-        panic["stderr"]
-            .as_str()
-            .is_some_and(|s| s.contains("distinctive panic message 7c1f")),
-        || "panic text missing".into(),
-    )?;
-    let bytes = test(&report, "outcomes", "non_utf8_output")?;
-    ensure(
-        bytes["stdout"]
-            .as_str()
-            .is_some_and(|s| s.contains("bytes: \u{fffd}\u{fffd} end")),
-        || format!("lossy stdout: {}", bytes["stdout"]),
-    )?;
+    for (name, stream, text) in [
+        ("fails_assert", "stderr", "left: 2"),
+        ("fails_panic", "stderr", "distinctive panic message 7c1f"),
+        ("non_utf8_output", "stdout", "bytes: \u{fffd}\u{fffd} end"),
+    ] {
+        ensure_field_contains(test(&report, "outcomes", name)?, stream, text)?;
+    }
     let spec = &test(&report, "outcomes", "passes")?["spec"];
     let argv = spec["argv"]
         .as_array()
@@ -378,12 +375,10 @@ fn custom_harness_and_cargo_env(ctx: &Ctx) -> Result<(), Failed> {
         Some("bench"),
         "bench kind",
     )?;
-    let fails = test(&report, "harness::mimic", "mimic_fails")?;
-    ensure(
-        fails["stdout"]
-            .as_str()
-            .is_some_and(|s| s.contains("mimic failure 3b9")),
-        || "libtest-mimic's message missing".into(),
+    ensure_field_contains(
+        test(&report, "harness::mimic", "mimic_fails")?,
+        "stdout",
+        "mimic failure 3b9",
     )
 }
 
@@ -497,12 +492,7 @@ fn checkout_stays_unchanged(ctx: &Ctx) -> Result<(), Failed> {
     let (out, report, _) = run(ctx, "isolation", &["writes_to_source_dir"])?;
     ensure_eq(status_code(&out), Some(100), "exit code")?;
     let record = test(&report, "isolation", "writes_to_source_dir")?;
-    ensure(
-        record["stderr"]
-            .as_str()
-            .is_some_and(|s| s.contains("Read-only file system")),
-        || record["stderr"].to_string(),
-    )?;
+    ensure_field_contains(record, "stderr", "Read-only file system")?;
     ensure(
         record["hint"]
             .as_str()
