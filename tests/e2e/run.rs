@@ -34,6 +34,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ),
     ("select::list_as_json", list_as_json),
     (
+        "terminal::colours_follow_color_and_no_color",
+        colours_follow_color_and_no_color,
+    ),
+    (
         "harness::custom_harness_bin_exe_build_script_and_config_env",
         custom_harness_and_cargo_env,
     ),
@@ -322,6 +326,29 @@ fn fail_fast_stops_handing_out_tests(ctx: &Ctx) -> Result<(), Failed> {
     let not_run = report["summary"]["not_run"].as_u64().unwrap_or(0);
     ensure(not_run >= 10, || {
         format!("fail-fast left only {not_run} tests unrun")
+    })
+}
+
+fn colours_follow_color_and_no_color(ctx: &Ctx) -> Result<(), Failed> {
+    const ESCAPE: &str = "\u{1b}[";
+    let colored = |out: &Output| String::from_utf8_lossy(&out.stderr).contains(ESCAPE);
+    let (always, _, _) = run(ctx, "outcomes", &["--exact", "passes", "--color", "always"])?;
+    ensure(colored(&always), || {
+        format!("--color always printed no colour: {}", describe(&always))
+    })?;
+    let (never, _, _) = run(ctx, "outcomes", &["--exact", "passes", "--color", "never"])?;
+    ensure(!colored(&never), || {
+        format!("--color never printed colour: {}", describe(&never))
+    })?;
+    // Not a terminal: `auto` means none, and NO_COLOR is honoured on top.
+    let dir = fixture("outcomes", ctx.user.as_ref());
+    let auto = output(
+        ctx.isotest(&dir)
+            .args(["--exact", "passes"])
+            .env("NO_COLOR", "1"),
+    )?;
+    ensure(!colored(&auto), || {
+        format!("colour on a pipe: {}", describe(&auto))
     })
 }
 

@@ -340,3 +340,34 @@ pub fn shell_quote(text: &str) -> String {
     }
     format!("'{}'", text.replace('\'', r"'\''"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tests_past_the_threshold_are_flagged_slow_once() {
+        let mut terminal = Terminal::new(2, "report.json".into());
+        terminal.started(0, 1, "pkg slow_one".into());
+        terminal.started(1, 1, "pkg fast_one".into());
+        let long_ago = Instant::now()
+            .checked_sub(SLOW_AFTER + Duration::from_secs(1))
+            .expect("a past instant");
+        terminal.running.get_mut(&(0, 1)).expect("running").0 = long_ago;
+        terminal.tick();
+        assert!(terminal.slow_shown.contains(&(0, 1)));
+        assert!(!terminal.slow_shown.contains(&(1, 1)));
+        terminal.ended(0, 1);
+        assert!(terminal.slow_shown.is_empty());
+    }
+
+    #[test]
+    fn replay_commands_are_quoted_for_a_shell() {
+        assert_eq!(
+            shell_quote("target/isotest/last-run.json"),
+            "target/isotest/last-run.json"
+        );
+        assert_eq!(shell_quote("pkg a::b"), "'pkg a::b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
