@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""The parts of bench/run-overhead that are easier in Python than in bash: generating the
-trivial crate, timing whole runner commands, and reading the runners' reports.
+"""The parts of bench/run-overhead and bench/stress-overhead that are easier in Python than
+in bash: generating the trivial crate, timing whole runner commands, and reading the
+runners' reports.
 
-Subcommands (bench/run-overhead is the only caller; see bench/README.md):
+Subcommands (those two scripts are the only callers; see bench/README.md):
 
   generate DIR COUNT            write a standalone crate with COUNT trivial tests
   lock-checksum LOCK NAME VER   print the registry checksum that Cargo.lock records
   time [options] --case LABEL PROGRAM [ARG...] --case ...
-                                time whole commands, interleaved, into a JSON file
+                                time whole commands, interleaved, into a JSON file;
+                                {run} in an argument becomes the run's name
+                                (warmup, 1, 2, ...), e.g. for a report per run
   report-trivial TIMING COUNT   part 1's table: medians, ratio, per-test overhead
   report-crates DIR...          part 2's table: walls and per-test agreement
+  report-stress TIMING COUNT    stress-overhead's table: medians, ratio, failure counts
 """
 
 import json
@@ -34,8 +38,12 @@ COMPILING = re.compile(r"^\s+Compiling ", re.MULTILINE)
 SUMMARY = re.compile(r"^\s+Summary \[\s*([0-9.]+)s\]", re.MULTILINE)
 
 
+# The script on whose behalf this runs, for the progress lines.
+CALLER = os.environ.get("BENCH_CALLER", "run-overhead")
+
+
 def say(message):
-    print(f"run-overhead: {message}", file=sys.stderr, flush=True)
+    print(f"{CALLER}: {message}", file=sys.stderr, flush=True)
 
 
 def fail(message):
@@ -107,12 +115,13 @@ def parse_time_args(args):
     return options
 
 
-def run_once(case, log):
+def run_once(case, log, name):
     """Runs one command with its output in a log file; the wall time covers spawn to exit."""
+    argv = [arg.replace("{run}", name) for arg in case["argv"]]
     with open(log, "wb") as output:
         start = time.monotonic_ns()
         status = subprocess.run(
-            case["argv"], stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
         ).returncode
         elapsed = (time.monotonic_ns() - start) / 1e9
     text = Path(log).read_text(errors="replace")
@@ -120,10 +129,11 @@ def run_once(case, log):
         tail = "\n".join("    " + line for line in text.rstrip().splitlines()[-25:])
         fail(
             f"{case['label']} failed with exit status {status}, so its time would mean"
-            f" nothing.\n  command: {' '.join(case['argv'])}\n  its last lines ({log}):\n{tail}"
+            f" nothing.\n  command: {' '.join(argv)}\n  its last lines ({log}):\n{tail}"
         )
     summary = SUMMARY.findall(text)
     return {
+        "run": name,
         "wall": elapsed,
         "status": status,
         "rebuilt": bool(COMPILING.search(text)),
@@ -148,15 +158,17 @@ def time_cases(args):
         # "right after the other runner" position over every case alike.
         order = [cases[(round_index + step) % len(cases)] for step in range(len(cases))]
         line = []
+        run_name = "warmup" if warm else str(round_index - options["warmup"] + 1)
         for case in order:
-            log = log_dir / f"{case['label']}.{'warmup' if warm else round_index - options['warmup'] + 1}.log"
-            run = run_once(case, log)
+            log = log_dir / f"{case['label']}.{run_name}.log"
+            run = run_once(case, log, run_name)
             line.append(f"{case['label']} {run['wall']:.2f}s")
             if not warm:
                 case["runs"].append(run)
         say(f"{name}: {', '.join(line)}")
     result = {
         "load_before": load,
+        "load_after": load_average(),
         "rounds": options["rounds"],
         "warmup": options["warmup"],
         "cases": cases,
@@ -201,8 +213,10 @@ def seconds(value):
     return "-" if value is None else f"{value:.3f}s"
 
 
-def timing_warnings(label, timing, stats):
-    """What would make the medians misleading, said next to them rather than hidden."""
+def timing_warnings(label, timing, stats, statuses=True):
+    """What would make the medians misleading, said next to them rather than hidden.
+    statuses=False leaves out the varying exit status, for runs of a test that is flaky
+    on purpose."""
     warnings = []
     for case in timing["cases"]:
         s = stats[case["label"]]
@@ -211,7 +225,7 @@ def timing_warnings(label, timing, stats):
                 f"{label}{case['label']}: cargo recompiled in {s['rebuilt']} timed run(s):"
                 " the runners do not share a fresh build, so those times include compiling"
             )
-        if len(s["statuses"]) > 1:
+        if statuses and len(s["statuses"]) > 1:
             warnings.append(
                 f"{label}{case['label']}: exit status varied between rounds {s['statuses']}:"
                 " some test is flaky"
@@ -340,6 +354,146 @@ def report_crates(directories):
         print(f"warning: {warning}")
 
 
+# nextest's closing line of a stress run, e.g. "Summary [   1.159s] 200/200 stress run
+# iterations: 153 passed, 47 failed" (0.9.143; outcomes with no count are left out).
+STRESS_SUMMARY = re.compile(
+    r"^\s+Summary \[\s*[0-9.]+s\] (\d+)/(\d+) stress run iterations: (.*)$", re.MULTILINE
+)
+# Both runners' opening line, e.g. "Starting 1 test across 1 binary (3 skipped)".
+STARTING = re.compile(r"^\s+Starting (\d+) tests? across", re.MULTILINE)
+
+
+def nextest_stress_counts(log):
+    """nextest's own count of the iterations and their outcomes, from its closing line."""
+    text = Path(log).read_text(errors="replace")
+    summary = STRESS_SUMMARY.findall(text)
+    if not summary:
+        return None
+    done, requested, outcomes = summary[-1]
+    counts = {}
+    for part in outcomes.split(", "):
+        number, _, outcome = part.strip().partition(" ")
+        if number.isdigit():
+            counts[outcome] = int(number)
+    started = STARTING.findall(text)
+    return {
+        "runs": int(done),
+        "requested": int(requested),
+        "failures": int(done) - counts.get("passed", 0),
+        "outcomes": counts,
+        "tests": int(started[0]) if started else None,
+    }
+
+
+def isotest_stress_counts(path):
+    """isotest's own count, from its JSON report: tests[0].stress."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    tests = report.get("tests", [])
+    stress = tests[0].get("stress") if tests else None
+    if not stress:
+        return None
+    return {
+        "runs": stress["runs"],
+        "failures": stress["failures"],
+        "tests": len(tests),
+        "cancelled": report.get("cancelled", False),
+    }
+
+
+def fraction(counts):
+    if counts is None:
+        return "?"
+    rate = f" ({counts['failures'] / counts['runs']:.1%})" if counts["runs"] else ""
+    return f"{counts['failures']}/{counts['runs']}{rate}"
+
+
+def report_stress(timing_path, count):
+    timing = json.loads(Path(timing_path).read_text())
+    cases = {case["label"]: case for case in timing["cases"]}
+    stats = {label: case_stats(case) for label, case in cases.items()}
+    nextest, isotest = stats["nextest"], stats["isotest"]
+    # isotest writes one report per run: the --report-json argument, with {run} filled in.
+    argv = cases["isotest"]["argv"]
+    report = argv[argv.index("--report-json") + 1]
+    counts = {
+        "nextest": [nextest_stress_counts(run["log"]) for run in cases["nextest"]["runs"]],
+        "isotest": [isotest_stress_counts(report.replace("{run}", run["run"])) for run in cases["isotest"]["runs"]],
+    }
+
+    print(machine_line())
+    print(
+        f"load average {timing['load_before']} before the timed runs,"
+        f" {timing.get('load_after', 'unknown')} after (1, 5, 15 min)"
+    )
+    print(
+        f"N = {timing['rounds']} rounds (after {timing['warmup']} warm-up round), each runner"
+        " once per round, alternating which goes first"
+    )
+    print()
+    for case in timing["cases"]:
+        print(f"  {case['label']:8} {' '.join(case['argv'])}")
+    print()
+    print(
+        f"{'runner':8}  {'median':>8}  {'min':>8}  {'max':>8}  {'own clock':>10}"
+        f"  {'per run':>8}  {'exit':>7}"
+    )
+    for label in ("nextest", "isotest"):
+        s = stats[label]
+        per_run = s["median"] / count * 1e3
+        exits = ",".join(map(str, s["statuses"]))
+        print(
+            f"{label:8}  {seconds(s['median']):>8}  {seconds(s['min']):>8}"
+            f"  {seconds(s['max']):>8}  {seconds(s['own_clock']):>10}  {per_run:>6.2f}ms  {exits:>7}"
+        )
+    ratio = isotest["median"] / nextest["median"]
+    print()
+    print(
+        f"isotest/nextest = {ratio:.2f}x (goal: at most 1.00x, {'met' if ratio <= 1.0 else 'not met'})"
+    )
+    print()
+    print("failures/runs each runner counted itself (nextest: its Summary line; isotest: its")
+    print("report's tests[0].stress):")
+    print(f"{'round':>5}  {'nextest':>16}  {'isotest':>16}")
+    for index in range(timing["rounds"]):
+        print(f"{index + 1:>5}  {fraction(counts['nextest'][index]):>16}  {fraction(counts['isotest'][index]):>16}")
+    totals = {}
+    for label, runs in counts.items():
+        known = [c for c in runs if c is not None]
+        totals[label] = {
+            "failures": sum(c["failures"] for c in known),
+            "runs": sum(c["runs"] for c in known),
+        }
+    print(f"{'all':>5}  {fraction(totals['nextest']):>16}  {fraction(totals['isotest']):>16}")
+
+    warnings = timing_warnings("", timing, stats, statuses=False)
+    for label, runs in counts.items():
+        for index, c in enumerate(runs, 1):
+            if c is None:
+                warnings.append(f"{label} round {index}: no count found (see its log)")
+                continue
+            if c["runs"] != count:
+                warnings.append(f"{label} round {index}: {c['runs']} runs, not {count}")
+            if c["tests"] != 1:
+                warnings.append(f"{label} round {index}: {c['tests']} tests selected, not 1")
+            if c.get("cancelled"):
+                warnings.append(f"{label} round {index}: the run was cancelled")
+    # nextest 0.9.143 under --stress-count --no-fail-fast exits with the status of its last
+    # iteration only; said here so that its 0 is not read as "nothing failed".
+    for run, c in zip(cases["nextest"]["runs"], counts["nextest"]):
+        if c is not None and c["failures"] and run["status"] == 0:
+            print()
+            print(
+                "note: nextest exited 0 in rounds where iterations failed: its exit status"
+                " follows the last iteration only, so the counts above come from its Summary line"
+            )
+            break
+    for warning in warnings:
+        print(f"warning: {warning}")
+
+
 def main(argv):
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
         print(__doc__.strip())
@@ -355,6 +509,8 @@ def main(argv):
         report_trivial(args[0], int(args[1]))
     elif command == "report-crates" and args:
         report_crates(args)
+    elif command == "report-stress" and len(args) == 2:
+        report_stress(args[0], int(args[1]))
     else:
         fail(f"bad arguments: {' '.join(argv[1:])} (see --help)")
 
