@@ -395,7 +395,18 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     let mut terminal = Terminal::new(attempts, report_path.display().to_string());
     terminal.header(order.len(), binaries, listed - order.len());
     let load = CpuLoad::start(args.flaky.cpu_load);
+    if let Some(parent) = report_path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
     let mut tests = Tests::new(&selected, &specs, &order, &policy, &mut terminal);
+    let mut checkpointed = Checkpointed {
+        tests: &mut tests,
+        path: &report_path,
+        seed,
+        started,
+        written: Instant::now(),
+        dirty: false,
+    };
     session.pool.run(
         |helper: &mut Helper, attempt: &Attempt| {
             let spec = attempt_spec(
@@ -406,7 +417,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
             );
             helper.run(&spec, CAPTURE_LIMIT)
         },
-        &mut tests,
+        &mut checkpointed,
     );
     let records = tests.records();
     drop(load);
@@ -426,9 +437,6 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         .is_some()
         .then(|| format!("{:>12} shuffled with --shuffle={seed}", "seed"));
     terminal.summary(&report, seed_line.as_deref());
-    if let Some(parent) = report_path.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
     report
         .write_json(&report_path)
         .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
@@ -489,6 +497,44 @@ fn failed_tests(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, Fa
         .filter(|t| matches!(t.outcome.as_str(), "failed" | "timed-out"))
         .map(|t| (t.binary_id, t.name))
         .collect())
+}
+
+/// How often the report on disk is brought up to date while tests finish.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps the JSON report on disk up to date while the run goes on, so that a runner
+/// killed outright still leaves what it knew.
+struct Checkpointed<'t, 'a> {
+    tests: &'t mut Tests<'a>,
+    path: &'t std::path::Path,
+    seed: u64,
+    started: Instant,
+    written: Instant,
+    dirty: bool,
+}
+
+impl Dispatch<Attempt, Result<isotest_runtime::Outcome, HelperError>> for Checkpointed<'_, '_> {
+    fn next(&mut self) -> Option<Attempt> {
+        self.tests.next()
+    }
+
+    fn on_event(&mut self, event: Event<Attempt, Result<isotest_runtime::Outcome, HelperError>>) {
+        self.dirty |= matches!(event, Event::Finished(..));
+        self.tests.on_event(event);
+        if self.dirty && self.written.elapsed() >= CHECKPOINT_EVERY {
+            let mut report = RunReport::new(
+                self.tests.records(),
+                self.started.elapsed().as_millis() as u64,
+                self.seed,
+                false,
+            );
+            report.in_progress = true;
+            // A failed checkpoint is not worth stopping the run for; the final write reports.
+            let _ = report.write_json(self.path);
+            self.written = Instant::now();
+            self.dirty = false;
+        }
+    }
 }
 
 /// Threads that keep CPUs busy beside the tests until dropped.

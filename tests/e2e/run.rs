@@ -632,11 +632,24 @@ fn ctrl_c_writes_a_partial_report(ctx: &Ctx) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Also: what the runner knew is on disk, as a checkpoint of the report.
 fn sigkill_of_the_runner_leaves_nothing(ctx: &Ctx) -> Result<(), Failed> {
     let dir = fixture("misbehaving", ctx.user.as_ref());
+    let report = ctx.path("killed.json");
+    let args = [
+        "--test",
+        "sleeper",
+        "--test",
+        "liar",
+        "--no-fail-fast",
+        "-j",
+        "2",
+        "--report-json",
+        &report,
+    ];
     let mut child = ctx
         .isotest(&dir)
-        .args(["--test", "sleeper"])
+        .args(args)
         .stderr(std::process::Stdio::null())
         .spawn()?;
     let runner = child.id() as i32;

@@ -175,6 +175,9 @@ pub struct RunReport {
     pub seed: u64,
     /// The run was interrupted; tests it did not reach are `not-run`.
     pub cancelled: bool,
+    /// A checkpoint written while the run still went on: what a runner that was killed
+    /// outright (SIGKILL, out of memory) knew. A finished run's report says false.
+    pub in_progress: bool,
     pub tests: Vec<TestRecord>,
 }
 
@@ -185,6 +188,7 @@ impl RunReport {
             summary: Summary::of(&tests, duration_ms),
             seed,
             cancelled,
+            in_progress: false,
             tests,
         }
     }
