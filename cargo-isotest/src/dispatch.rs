@@ -215,11 +215,16 @@ impl<'a> Tests<'a> {
             return record;
         }
         record.flaky = !last.is_failure() && attempts.len() > 1;
-        if record.flaky && self.policy.flaky == FlakyPolicy::Fail {
-            record.last.outcome = TestOutcome::Failed;
+        if record.flaky
+            && self.policy.flaky == FlakyPolicy::Fail
+            && let Some(first_failure) = attempts.iter().find(|a| a.is_failure())
+        {
+            // The run fails because of the failing attempt: that is what to show and replay.
+            record.last = first_failure.clone();
             record.last.error = Some(format!(
-                "flaky: it failed {} time(s) before passing (--flaky=fail)",
-                attempts.len() - 1
+                "flaky: it failed {} time(s) before passing on attempt {} (--flaky=fail)",
+                attempts.len() - 1,
+                last.attempt
             ));
         }
         if attempts.len() > 1 {

@@ -34,7 +34,7 @@ use clap::{Parser, Subcommand, ValueEnum};
     version,
     about = "Run every test in its own fresh rootless Linux sandbox",
     propagate_version = true,
-    args_conflicts_with_subcommands = true
+    subcommand_precedence_over_arg = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -76,8 +76,7 @@ fn main() {
         std::process::exit(helper::serve());
     }
     if args.get(1).is_some_and(|a| a == shell::EXEC_SPEC_ARG) {
-        let json = args.get(2).and_then(|a| a.to_str()).unwrap_or_default();
-        std::process::exit(shell::exec_spec(json));
+        std::process::exit(shell::exec_spec());
     }
     let cli = Cli::parse_from(args);
     match cli.color {

@@ -68,6 +68,7 @@ pub struct RunnerArgs {
 /// Options for chasing flaky tests.
 #[derive(Args, Debug, Default)]
 #[command(next_help_heading = "Flaky tests")]
+#[command(group(clap::ArgGroup::new("stress_mode").args(["stress", "stress_duration"]).multiple(false)))]
 pub struct FlakyArgs {
     /// Rerun a failing test in a fresh sandbox up to N times.
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["stress", "stress_duration"])]
@@ -76,13 +77,13 @@ pub struct FlakyArgs {
     #[arg(long, value_enum, default_value_t = FlakyPolicy::Pass, value_name = "RESULT")]
     pub flaky: FlakyPolicy,
     /// Run each selected test N times, each in a fresh sandbox, in parallel up to -j.
-    #[arg(long, value_name = "N", conflicts_with = "stress_duration")]
+    #[arg(long, value_name = "N", conflicts_with = "stress_duration", value_parser = clap::value_parser!(u32).range(1..))]
     pub stress: Option<u32>,
     /// Run each selected test again and again for this long (e.g. 30s, 10m).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub stress_duration: Option<Duration>,
     /// With --stress or --stress-duration: stop at the first failure.
-    #[arg(long)]
+    #[arg(long, requires = "stress_mode")]
     pub stress_until_fail: bool,
     /// Run tests in a random order; give a SEED to repeat an order.
     #[arg(long, value_name = "SEED", num_args = 0..=1, default_missing_value = "random")]
@@ -134,6 +135,12 @@ impl SandboxArgs {
         }
         for value in &self.bind_rw {
             binds.push(parse_bind(value, true)?);
+        }
+        for item in &self.env {
+            let key = item.split_once('=').map_or(item.as_str(), |(key, _)| key);
+            if key.is_empty() || key.contains('\0') {
+                anyhow::bail!("--env {item}: give a variable name, as KEY or KEY=VALUE");
+            }
         }
         let defaults = SandboxOptions::default();
         Ok(SandboxOptions {
@@ -391,7 +398,10 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         .report_json
         .clone()
         .unwrap_or_else(|| session.build.target_dir.join("isotest/last-run.json"));
-    let attempts = order.len() * policy.stress.as_ref().and_then(|s| s.count).unwrap_or(1) as usize;
+    let attempts = match &policy.stress {
+        Some(stress) => stress.count.map(|count| order.len() * count as usize),
+        None => Some(order.len()),
+    };
     let mut terminal = Terminal::new(attempts, report_path.display().to_string());
     terminal.header(order.len(), binaries, listed - order.len());
     let load = CpuLoad::start(args.flaky.cpu_load);
@@ -474,7 +484,8 @@ fn policy(args: &RunArgs) -> Policy {
 /// `ISOTEST_SEED`, so a test that seeds its randomness from it can be replayed exactly.
 fn seed(shuffle: Option<&str>) -> Result<u64, Failure> {
     match shuffle {
-        None | Some("random") => Ok(fastrand::u64(..)),
+        // Below 2^53, so that JSON readers that use doubles (JavaScript, jq) keep it exact.
+        None | Some("random") => Ok(fastrand::u64(..1 << 53)),
         Some(text) => text.parse().map_err(|_| {
             Failure::new(
                 exit_code::USAGE,

@@ -16,6 +16,8 @@ use crate::run::{SandboxArgs, discover};
 
 /// The hidden argument under which this binary runs one spec in the foreground.
 pub const EXEC_SPEC_ARG: &str = "__exec-spec";
+/// Where that spec is, as JSON.
+const SPEC_ENV: &str = "ISOTEST_EXEC_SPEC";
 
 #[derive(Args, Debug)]
 pub struct ShellArgs {
@@ -42,8 +44,8 @@ pub fn run(args: ShellArgs) -> i32 {
         [one] => one,
         [] => {
             eprintln!(
-                "error: no test matches {:?}; `cargo isotest list` shows them all",
-                args.filter.patterns
+                "error: no test matches `{}`; `cargo isotest list` shows them all",
+                args.filter.patterns.join(" ")
             );
             return exit_code::USAGE;
         }
@@ -58,7 +60,11 @@ pub fn run(args: ShellArgs) -> i32 {
             return exit_code::USAGE;
         }
     };
-    let test_spec = attempt_spec(&plan::test_spec(&session.build, test, &session.sandbox), 1);
+    let mut test_spec = attempt_spec(&plan::test_spec(&session.build, test, &session.sandbox), 1);
+    test_spec
+        .env
+        .set
+        .insert("ISOTEST_SEED".into(), fastrand::u64(..1 << 53).to_string());
     eprintln!(
         "isotest: a shell in the sandbox of {} {}. The test runs as:\n  cd {} && {}\nLeave with `exit`.",
         test.binary.id,
@@ -77,7 +83,11 @@ pub fn run(args: ShellArgs) -> i32 {
     } else {
         "sh"
     };
-    spec.argv = vec![shell.into(), "-i".into()];
+    // No rc files: the prompt below says where the shell is (HOME is empty anyway).
+    spec.argv = match shell {
+        "bash" => vec!["bash".into(), "--norc".into(), "-i".into()],
+        _ => vec![shell.into(), "-i".into()],
+    };
     spec.tty = true;
     spec.timeout_ms = None;
     spec.env.set.insert("PS1".into(), "isotest:\\w\\$ ".into());
@@ -90,9 +100,12 @@ pub fn run(args: ShellArgs) -> i32 {
     };
     // Threads now run in this process (helpers' drivers, the signal watcher), and a
     // sandbox must be created from a single-threaded one: a fresh image of this binary.
+    // The spec goes in the environment, which only its owner can read, not on the
+    // command line, which every user can.
     let error = match std::env::current_exe() {
         Ok(exe) => std::process::Command::new(exe)
-            .args([EXEC_SPEC_ARG, &json])
+            .arg(EXEC_SPEC_ARG)
+            .env(SPEC_ENV, &json)
             .exec(),
         Err(e) => e,
     };
@@ -100,9 +113,10 @@ pub fn run(args: ShellArgs) -> i32 {
     exit_code::SETUP_FAILED
 }
 
-/// The hidden mode `shell` execs into: run the spec given as JSON in the foreground.
-pub fn exec_spec(json: &str) -> i32 {
-    match serde_json::from_str(json) {
+/// The hidden mode `shell` execs into: run the spec it was given in the foreground.
+pub fn exec_spec() -> i32 {
+    let json = std::env::var(SPEC_ENV).unwrap_or_default();
+    match serde_json::from_str(&json) {
         Ok(spec) => crate::exec::run_spec(&spec, None),
         Err(e) => {
             eprintln!("error: unreadable sandbox spec: {e}");

@@ -117,9 +117,12 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
             .cmp(&a.count)
             .then_with(|| a.message.cmp(&b.message))
     });
-    let mut first_failures: Vec<u32> = failed.iter().map(|a| a.attempt).collect();
-    first_failures.sort_unstable();
-    first_failures.truncate(KEPT_FAILURES);
+    // In the order they ended, like the failing attempts a stress run keeps whole.
+    let first_failures: Vec<u32> = failed
+        .iter()
+        .map(|a| a.attempt)
+        .take(KEPT_FAILURES)
+        .collect();
     StressSummary {
         runs,
         failures,
@@ -194,7 +197,7 @@ mod tests {
         ];
         let summary = summarize(&attempts);
         assert_eq!((summary.runs, summary.failures), (6, 5));
-        assert_eq!(summary.first_failures, [2, 3, 4, 5, 6]);
+        assert_eq!(summary.first_failures, [2, 6, 3, 4, 5]);
         assert_eq!(
             summary.failure_messages,
             [

@@ -137,6 +137,18 @@ fn second_attempt_pass_is_flaky(ctx: &Ctx) -> Result<(), Failed> {
         Some("failed"),
         "outcome with --flaky=fail",
     )?;
+    // The run fails because of the failing attempt: that is the one shown and replayed.
+    let record = test(&report, "flaky", "passes_on_second_attempt")?;
+    ensure_eq(
+        record["attempt"].as_u64(),
+        Some(1),
+        "the attempt a --flaky=fail failure shows",
+    )?;
+    ensure_field_contains(
+        record,
+        "failure_message",
+        "first attempts of this test always fail",
+    )?;
     let (out, report, _) = run(
         ctx,
         "flaky",

@@ -354,7 +354,12 @@ fn colours_follow_color_and_no_color(ctx: &Ctx) -> Result<(), Failed> {
 
 fn list_as_json(ctx: &Ctx) -> Result<(), Failed> {
     let dir = fixture("outcomes", ctx.user.as_ref());
-    let out = output(ctx.isotest(&dir).args(["list", "--message-format", "json"]))?;
+    // A global option before the subcommand must not turn it into a filter.
+    let out =
+        output(
+            ctx.isotest(&dir)
+                .args(["--color", "never", "list", "--message-format", "json"]),
+        )?;
     ensure_eq(status_code(&out), Some(0), &describe(&out))?;
     let json: Value = serde_json::from_slice(&out.stdout)?;
     let tests = json["tests"].as_array().ok_or("no tests array")?;

@@ -47,11 +47,9 @@ fn test_case(record: &TestRecord) -> TestCase {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let (kind, message) = failure_kind(last);
             status.set_type(kind).set_message(message);
-            status.set_rerun_kind(if record.flaky {
-                FlakyOrRerun::Flaky
-            } else {
-                FlakyOrRerun::Rerun
-            });
+            // Under a failure, earlier failures are reruns; <flakyFailure> belongs under a
+            // pass only (Surefire's convention, which CI systems read).
+            status.set_rerun_kind(FlakyOrRerun::Rerun);
             status
         }
     };

@@ -30,20 +30,28 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    /// `total` is the number of attempts the bar counts.
-    pub fn new(total: usize, replay_report: String) -> Terminal {
+    /// `total` is the number of attempts the bar counts, when it is known in advance
+    /// (not for `--stress-duration`).
+    pub fn new(total: Option<usize>, replay_report: String) -> Terminal {
         let target = if std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
         };
-        let bar = ProgressBar::with_draw_target(Some(total as u64), target);
+        let bar = ProgressBar::with_draw_target(total.map(|t| t as u64), target);
+        let colour = anstream::ColorChoice::global() != anstream::ColorChoice::Never;
+        let template = match (total.is_some(), colour) {
+            (true, true) => {
+                "{prefix:>12.cyan.bold} [{elapsed_precise}] {wide_bar} {pos}/{len}: {msg}"
+            }
+            (true, false) => "{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len}: {msg}",
+            (false, true) => "{prefix:>12.cyan.bold} [{elapsed_precise}] {pos} runs: {msg}",
+            (false, false) => "{prefix:>12} [{elapsed_precise}] {pos} runs: {msg}",
+        };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12.cyan.bold} [{elapsed_precise}] {wide_bar} {pos}/{len}: {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_prefix("Running");
         Terminal {
@@ -347,7 +355,7 @@ mod tests {
 
     #[test]
     fn tests_past_the_threshold_are_flagged_slow_once() {
-        let mut terminal = Terminal::new(2, "report.json".into());
+        let mut terminal = Terminal::new(Some(2), "report.json".into());
         terminal.started(0, 1, "pkg slow_one".into());
         terminal.started(1, 1, "pkg fast_one".into());
         let long_ago = Instant::now()
