@@ -7,6 +7,7 @@
 //! sysctl) cannot all be reproduced on one machine; its tests inject what each produces.
 
 use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -620,39 +621,29 @@ pub fn probe_overlayfs(dir: &Path) -> Result<(), ProbeError> {
     match unsafe { nix::unistd::fork() }.map_err(ProbeError::call("fork"))? {
         nix::unistd::ForkResult::Child => {
             if let Err((index, errno)) = overlay_child(&dir, &uid_map, &gid_map) {
-                let mut message = [0u8; 5];
-                message[0] = index;
-                message[1..].copy_from_slice(&(errno as i32).to_le_bytes());
-                let _ = nix::unistd::write(&report_w, &message);
+                crate::sys::send_failure(report_w.as_fd(), index, errno);
             }
             // SAFETY: _exit ends the child at once, without running the parent's cleanup.
             unsafe { libc::_exit(0) }
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(report_w);
-            let mut message = [0u8; 5];
-            let mut read = 0;
-            while read < message.len() {
-                match nix::unistd::read(&report_r, &mut message[read..]) {
-                    Ok(0) => break,
-                    Ok(n) => read += n,
-                    Err(Errno::EINTR) => continue,
-                    Err(_) => break,
-                }
-            }
+            let failure = crate::sys::receive_failure(report_r.as_fd());
             let status = loop {
                 match nix::sys::wait::waitpid(child, None) {
                     Err(Errno::EINTR) => continue,
                     other => break other.map_err(ProbeError::call("waitpid"))?,
                 }
             };
-            if read == message.len() {
+            if let Some((index, errno)) = failure {
                 let call = OVERLAY_CALLS
-                    .get(usize::from(message[0]))
+                    .get(usize::from(index))
                     .unwrap_or(&"?")
                     .to_string();
-                let errno = i32::from_le_bytes(message[1..].try_into().expect("four bytes"));
-                return Err(ProbeError::Call { call, errno });
+                return Err(ProbeError::Call {
+                    call,
+                    errno: errno as i32,
+                });
             }
             match status {
                 WaitStatus::Exited(_, 0) => Ok(()),

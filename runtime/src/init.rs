@@ -87,10 +87,7 @@ enum Attempt {
 /// pid 2: becomes the program. Only returns by exec; any failure is reported and exits 127.
 fn exec_program(program: &Program, fds: &ChildFds, report: OwnedFd) -> ! {
     let failed = |attempt: Attempt, errno: Errno| -> ! {
-        let mut message = [0u8; 5];
-        message[0] = attempt as u8;
-        message[1..].copy_from_slice(&(errno as i32).to_le_bytes());
-        let _ = nix::unistd::write(&report, &message);
+        sys::send_failure(report.as_fd(), attempt as u8, errno);
         // SAFETY: _exit ends this process at once; nothing else runs after it.
         unsafe { libc::_exit(127) }
     };
@@ -170,22 +167,9 @@ fn drop_capabilities() -> Result<(), Errno> {
 }
 
 fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
-    let mut message = [0u8; 5];
-    let mut read = 0;
-    while read < message.len() {
-        match nix::unistd::read(&pipe, &mut message[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    if read < message.len() {
-        return None;
-    }
-    let errno = i32::from_le_bytes(message[1..].try_into().expect("four bytes"));
+    let (attempt, errno) = sys::receive_failure(pipe.as_fd())?;
     let text = |c: &CString| c.to_string_lossy().into_owned();
-    let (action, path) = match message[0] {
+    let (action, path) = match attempt {
         1 => ("enter working directory", text(&program.cwd)),
         2 => ("execute", text(&program.argv[0])),
         _ => ("prepare the process for", text(&program.argv[0])),
@@ -193,7 +177,7 @@ fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
     Some(StartError {
         action: action.to_string(),
         path,
-        errno,
+        errno: errno as i32,
     })
 }
 

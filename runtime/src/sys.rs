@@ -164,3 +164,29 @@ pub fn close_fds_except(keep: &[RawFd]) {
     }
     close_range(next, u32::MAX);
 }
+
+/// A forked child's last word before `_exit`: which of its steps failed, and the errno.
+/// Sent on a close-on-exec pipe, so that the parent reads EOF when the child execs or
+/// exits cleanly instead.
+pub fn send_failure(pipe: BorrowedFd<'_>, step: u8, errno: Errno) {
+    let mut message = [0u8; 5];
+    message[0] = step;
+    message[1..].copy_from_slice(&(errno as i32).to_le_bytes());
+    let _ = nix::unistd::write(pipe, &message);
+}
+
+/// Reads what [`send_failure`] sent, or `None` at EOF.
+pub fn receive_failure(pipe: BorrowedFd<'_>) -> Option<(u8, Errno)> {
+    let mut message = [0u8; 5];
+    let mut read = 0;
+    while read < message.len() {
+        match nix::unistd::read(pipe, &mut message[read..]) {
+            Ok(0) => return None,
+            Ok(n) => read += n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    let errno = i32::from_le_bytes(message[1..].try_into().expect("four bytes"));
+    Some((message[0], Errno::from_raw(errno)))
+}
