@@ -402,6 +402,11 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         Some(stress) => stress.count.map(|count| order.len() * count as usize),
         None => Some(order.len()),
     };
+    if selected.is_empty() {
+        anstream::eprintln!(
+            "warning: no test matches the filters; `cargo isotest list` shows them all"
+        );
+    }
     let mut terminal = Terminal::new(attempts, report_path.display().to_string());
     terminal.header(order.len(), binaries, listed - order.len());
     let load = CpuLoad::start(args.flaky.cpu_load);

@@ -312,7 +312,22 @@ fn filters_skip_and_exit_zero(ctx: &Ctx) -> Result<(), Failed> {
         names,
         vec!["ignored_passes", "passes", "integration_passes"],
         "selected tests",
-    )
+    )?;
+    let (none, report, _) = run(ctx, "outcomes", &["no-test-is-called-this"])?;
+    ensure_eq(
+        status_code(&none),
+        Some(0),
+        "exit code when nothing matches",
+    )?;
+    ensure_eq(
+        report["summary"]["total"].as_u64(),
+        Some(0),
+        "nothing selected",
+    )?;
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    ensure(stderr.contains("warning: no test matches"), || {
+        stderr.to_string()
+    })
 }
 
 fn fail_fast_stops_handing_out_tests(ctx: &Ctx) -> Result<(), Failed> {
