@@ -145,7 +145,7 @@ fn finish(spec: &Spec, outcome: &Outcome) -> i32 {
     outcome.exit.shell_status()
 }
 
-pub fn describe_strays(strays: &[Stray]) -> String {
+fn describe_strays(strays: &[Stray]) -> String {
     let mut text = format!(
         "isotest: {} stray process{} left behind and killed:",
         strays.len(),

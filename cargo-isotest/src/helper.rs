@@ -20,9 +20,17 @@ use serde::{Deserialize, Serialize};
 pub const ARG: &str = "__sandbox-helper";
 const PARENT_ENV: &str = "ISOTEST_HELPER_PARENT";
 
-#[derive(Serialize, Deserialize)]
+/// A request as the helper reads it.
+#[derive(Deserialize)]
 struct Request {
     spec: Spec,
+    capture_limit: usize,
+}
+
+/// The same request as the runner writes it, borrowing the spec: no copy per test.
+#[derive(Serialize)]
+struct RequestRef<'a> {
+    spec: &'a Spec,
     capture_limit: usize,
 }
 
@@ -201,8 +209,8 @@ impl Helper {
     pub fn run(&mut self, spec: &Spec, capture_limit: usize) -> Result<Outcome, HelperError> {
         let pid = self.pid();
         let lost = |source| HelperError::Lost { pid, source };
-        let request = Request {
-            spec: spec.clone(),
+        let request = RequestRef {
+            spec,
             capture_limit,
         };
         let mut line = serde_json::to_vec(&request).map_err(|e| lost(e.into()))?;

@@ -109,9 +109,15 @@ pub fn test_argv(test: &TestInstance) -> Vec<String> {
     argv
 }
 
-/// The sandbox one test runs in.
-pub fn test_spec(build: &Build, test: &TestInstance, options: &SandboxOptions) -> Spec {
-    let mut spec = binary_spec(build, &test.binary, options, test_argv(test));
+/// The sandbox every test of a binary runs in, before it is told which test it runs.
+pub fn binary_test_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> Spec {
+    binary_spec(build, binary, options, Vec::new())
+}
+
+/// The sandbox one test runs in: its binary's, with the test's command and name.
+pub fn test_spec(binary_spec: &Spec, test: &TestInstance) -> Spec {
+    let mut spec = binary_spec.clone();
+    spec.argv = test_argv(test);
     spec.env
         .set
         .insert("ISOTEST_TEST_NAME".into(), test.name.clone());

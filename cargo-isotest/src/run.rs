@@ -1,6 +1,6 @@
 //! `cargo isotest run`: discover → plan → run → report, each test in its own sandbox.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -376,13 +376,20 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         .map(|t| &t.binary.id)
         .collect::<BTreeSet<_>>()
         .len();
+    // Everything but the command and the test's name is the binary's: worked out once
+    // per binary, not once per test.
+    let mut binary_specs: BTreeMap<&str, Spec> = BTreeMap::new();
     let specs: Vec<Option<Spec>> = selected
         .iter()
         .map(|t| {
             t.run.then(|| {
-                let mut spec = plan::test_spec(&session.build, t, &session.sandbox);
-                spec.env.set.insert("ISOTEST_SEED".into(), seed.to_string());
-                spec
+                let base = binary_specs.entry(&t.binary.id).or_insert_with(|| {
+                    let mut spec =
+                        plan::binary_test_spec(&session.build, &t.binary, &session.sandbox);
+                    spec.env.set.insert("ISOTEST_SEED".into(), seed.to_string());
+                    spec
+                });
+                plan::test_spec(base, t)
             })
         })
         .collect();

@@ -60,7 +60,8 @@ pub fn run(args: ShellArgs) -> i32 {
             return exit_code::USAGE;
         }
     };
-    let mut test_spec = attempt_spec(&plan::test_spec(&session.build, test, &session.sandbox), 1);
+    let binary_spec = plan::binary_test_spec(&session.build, &test.binary, &session.sandbox);
+    let mut test_spec = attempt_spec(&plan::test_spec(&binary_spec, test), 1);
     test_spec
         .env
         .set
