@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use isotest_runtime::{
-    Echo, Error, Exit, Identity, Mount, Net, Outcome, Sandbox, Spec, Step, Stray,
-};
+use isotest_runtime::{Echo, Error, Exit, Identity, Mount, Net, Outcome, Sandbox, Spec, Stray};
 use serde::Serialize;
 
 use crate::exit_code;
@@ -90,14 +88,8 @@ pub(crate) fn run_spec(spec: &Spec, report_path: Option<&Path>) -> i32 {
     }
     match result {
         Ok(outcome) => finish(spec, &outcome),
-        Err(Error::Setup(e)) if e.step == Step::Mountpoint => {
-            // The spec asked for a destination that cannot exist: a usage problem, not the host's.
-            eprintln!(
-                "error: cannot create the mount point {} in the sandbox ({}); a --bind destination must \
-                 be outside the read-only binds, or exist in them already",
-                e.path.as_deref().unwrap_or(Path::new("?")).display(),
-                isotest_runtime::errno_text(e.errno)
-            );
+        Err(Error::Setup(e)) if e.is_spec_problem() => {
+            eprintln!("error: {e}; {BIND_DESTINATION_HINT}");
             exit_code::USAGE
         }
         Err(e) => {
@@ -112,6 +104,10 @@ fn run_sandbox(spec: &Spec) -> Result<Outcome, Error> {
     let signals = isotest_runtime::forwarded_signals(spec.tty)?;
     Sandbox::spawn(spec)?.wait(Echo::Inherit, Some(&signals))
 }
+
+/// What to do when a bind's destination cannot be created.
+pub(crate) const BIND_DESTINATION_HINT: &str =
+    "a --bind destination must be outside the read-only binds, or exist in them already";
 
 /// Tells the user what happened besides the program's own output, and picks the status.
 fn finish(spec: &Spec, outcome: &Outcome) -> i32 {

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use isotest_runtime::{Mount, Net, Spec, Step};
+use isotest_runtime::{Mount, Net, Spec};
 
 use crate::cargo_options::CargoOptions;
 use crate::discover::{self, Build, DiscoverError};
@@ -312,16 +312,13 @@ fn list_tests(
 fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)> {
     let outcome = match helper.run(spec, CAPTURE_LIMIT) {
         Ok(outcome) => outcome,
-        // A mount point the options asked for cannot exist: the options are wrong.
         Err(HelperError::Sandbox {
             message,
             setup: Some(setup),
-        }) if setup.step == Step::Mountpoint => {
+        }) if setup.is_spec_problem() => {
             return Err((
                 exit_code::USAGE,
-                format!(
-                    "{message}; a --bind destination must be outside the read-only binds, or exist in them already"
-                ),
+                format!("{message}; {}", crate::exec::BIND_DESTINATION_HINT),
             ));
         }
         Err(e) => return Err((exit_code::LIST_FAILED, e.to_string())),

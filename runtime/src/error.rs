@@ -72,6 +72,12 @@ impl SetupError {
     pub fn errno(&self) -> Errno {
         Errno::from_raw(self.errno)
     }
+
+    /// The spec asked for a mount point that cannot exist (inside a read-only bind): the
+    /// caller's options are wrong, not the host.
+    pub fn is_spec_problem(&self) -> bool {
+        self.step == Step::Mountpoint
+    }
 }
 
 /// `ENOENT (No such file or directory)`.
