@@ -24,8 +24,12 @@ import subprocess
 import sys
 import time
 import tomllib
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+
+# Reading the two runners' results is the compatibility corpus's job; part 2 here is a
+# small corpus of its own, compared the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compat"))
+from compat import count_line, isotest_outcomes, nextest_outcomes  # noqa: E402
 
 # Exit statuses that mean "the runner did its job": 0, and 100 when a test failed (both
 # nextest and isotest use 100 for that). Anything else is the runner's own failure (a
@@ -270,42 +274,6 @@ def report_trivial(timing_path, count):
         print(f"warning: {warning}")
 
 
-def nextest_outcomes(directory):
-    """nextest's JUnit leaves out the tests it did not run, so its list fills them in."""
-    outcomes = {}
-    listing = json.loads((directory / "nextest-list.json").read_text())
-    for binary_id, suite in listing["rust-suites"].items():
-        for name, case in suite["testcases"].items():
-            outcomes[(binary_id, name)] = "ignored" if case["ignored"] else "not-run"
-    for suite in ElementTree.parse(directory / "nextest-junit.xml").getroot().iter("testsuite"):
-        for case in suite.iter("testcase"):
-            key = (case.get("classname") or suite.get("name"), case.get("name"))
-            problem = case.find("failure")
-            if problem is None:
-                problem = case.find("error")
-            if problem is not None:
-                kind = (problem.get("type") or "").lower()
-                outcomes[key] = "timed-out" if "timeout" in kind else "failed"
-            elif case.find("skipped") is not None:
-                outcomes[key] = "ignored"
-            else:
-                outcomes[key] = "passed"
-    return outcomes
-
-
-def isotest_outcomes(directory):
-    report = json.loads((directory / "isotest-report.json").read_text())
-    return {(test["binary_id"], test["name"]): test["outcome"] for test in report["tests"]}
-
-
-def count_line(outcomes):
-    counts = {}
-    for outcome in outcomes.values():
-        counts[outcome] = counts.get(outcome, 0) + 1
-    order = ["passed", "failed", "ignored", "timed-out", "not-run"]
-    return ", ".join(f"{counts[o]} {o}" for o in sorted(counts, key=lambda o: (order + [o]).index(o)))
-
-
 def report_crates(directories):
     rows, disagreements, warnings, notes = [], [], [], []
     timings = []
@@ -315,7 +283,7 @@ def report_crates(directories):
         timings.append(timing)
         stats = {case["label"]: case_stats(case) for case in timing["cases"]}
         warnings += timing_warnings(f"{label}: ", timing, stats)
-        nextest, isotest = nextest_outcomes(directory), isotest_outcomes(directory)
+        nextest, isotest = nextest_outcomes(directory)[0], isotest_outcomes(directory)[0]
         keys = sorted(set(nextest) | set(isotest))
         disagree = [key for key in keys if nextest.get(key) != isotest.get(key)]
         disagreements += [(label, key, nextest.get(key, "absent"), isotest.get(key, "absent")) for key in disagree]
