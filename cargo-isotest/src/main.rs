@@ -4,28 +4,21 @@
 //! each test its command and sandbox) → run (helpers create one sandbox per test) →
 //! report (terminal, JSON, JUnit).
 
-mod cargo_options;
-mod config_env;
-mod discover;
-mod dispatch;
-mod doctor;
-mod environment;
-mod exec;
+mod cargo;
+mod commands;
 mod exit_code;
-mod helper;
-mod interrupt;
-mod list;
 mod plan;
-mod replay;
+mod pool;
 mod report;
-mod run;
-mod schedule;
-mod shell;
-mod stress;
+mod runner;
+mod sandbox;
 
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use commands::{doctor, exec, list, replay, run, shell};
+use pool::helper;
 
 #[derive(Parser)]
 #[command(

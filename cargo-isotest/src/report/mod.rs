@@ -9,8 +9,8 @@ use std::path::Path;
 use isotest_runtime::{Captured, Exit, Spec, Stray};
 use serde::Serialize;
 
-use crate::discover::TestKind;
-use crate::stress::StressSummary;
+use crate::cargo::build::TestKind;
+use crate::runner::stress::StressSummary;
 
 pub const SCHEMA: &str = "isotest-report/1";
 

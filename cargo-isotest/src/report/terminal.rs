@@ -9,7 +9,7 @@ use anstyle::{AnsiColor, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{AttemptRecord, RunReport, TestOutcome, TestRecord};
-use crate::stress::StressSummary;
+use crate::runner::stress::StressSummary;
 
 /// Tests running longer than this are shown as slow, once.
 pub const SLOW_AFTER: Duration = Duration::from_secs(60);

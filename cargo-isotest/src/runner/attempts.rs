@@ -7,12 +7,12 @@ use std::time::Instant;
 use clap::ValueEnum;
 use isotest_runtime::{Captured, Outcome, Spec};
 
-use crate::helper::HelperError;
 use crate::plan::TestInstance;
+use crate::pool::helper::HelperError;
+use crate::pool::{Dispatch, Event};
 use crate::report::terminal::Terminal;
 use crate::report::{AttemptRecord, Output, TestOutcome, TestRecord};
-use crate::schedule::{Dispatch, Event};
-use crate::stress::{self, KEPT_FAILURES};
+use crate::runner::stress::{self, KEPT_FAILURES};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum StraysPolicy {

@@ -11,8 +11,8 @@ use cargo_metadata::{
     Artifact, BuildScript, Message, Metadata, MetadataCommand, Package, PackageId, TargetKind,
 };
 
-use crate::cargo_options::{CargoOptions, cargo_command};
-use crate::config_env::{self, ConfigEnv};
+use crate::cargo::config_env::{self, ConfigEnv};
+use crate::cargo::{CargoOptions, cargo_command};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -112,7 +112,7 @@ pub fn build(options: &CargoOptions) -> Result<Build, DiscoverError> {
 
 fn metadata(options: &CargoOptions) -> Result<Metadata, DiscoverError> {
     let mut command = MetadataCommand::new();
-    command.cargo_path(crate::cargo_options::cargo_path());
+    command.cargo_path(crate::cargo::cargo_path());
     if let Some(path) = &options.manifest_path {
         command.manifest_path(path);
     }

@@ -1,5 +1,8 @@
 //! The cargo flags `run`, `list` and `shell` accept and forward to `cargo test --no-run`.
 
+pub mod build;
+pub mod config_env;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;

@@ -94,7 +94,7 @@ pub(crate) fn run_spec(spec: &Spec, report_path: Option<&Path>) -> i32 {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            crate::doctor::explain_failure(&e);
+            crate::commands::doctor::explain_failure(&e);
             exit_code::NO_SANDBOX
         }
     }

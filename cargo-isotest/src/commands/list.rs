@@ -3,10 +3,10 @@
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::cargo_options::CargoOptions;
-use crate::discover::TestKind;
+use crate::cargo::CargoOptions;
+use crate::cargo::build::TestKind;
+use crate::commands::run::{SandboxArgs, discover};
 use crate::plan::{self, Filter};
-use crate::run::{SandboxArgs, discover};
 
 #[derive(Args, Debug)]
 pub struct ListArgs {

@@ -8,10 +8,10 @@ use clap::Args;
 use isotest_runtime::Spec;
 use serde::Deserialize;
 
-use crate::dispatch::attempt_spec;
 use crate::exit_code;
 use crate::report::SCHEMA;
 use crate::report::terminal::shell_quote;
+use crate::runner::attempts::attempt_spec;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -78,7 +78,7 @@ pub fn run(args: ReplayArgs) -> i32 {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            crate::exec::run_spec(&spec, None)
+            crate::commands::exec::run_spec(&spec, None)
         }
         Err(e) => {
             eprintln!("error: {e:#}");

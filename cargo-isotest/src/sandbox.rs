@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use isotest_runtime::{Mount, Net, Spec};
 
-use crate::discover::{Build, TestBinary};
+use crate::cargo::build::{Build, TestBinary};
 
 /// What the user may change about every test's sandbox.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub fn toolchain_paths() -> Vec<PathBuf> {
             .or_else(|| home.as_ref().map(|h| h.join(default)))
     };
     let mut paths = Vec::new();
-    if let Ok(cargo) = std::fs::canonicalize(crate::cargo_options::cargo_path())
+    if let Ok(cargo) = std::fs::canonicalize(crate::cargo::cargo_path())
         && let Some(bin) = cargo.parent()
     {
         paths.push(bin.to_path_buf());
@@ -162,7 +162,7 @@ fn test_env(
     );
     env.insert(
         "CARGO".into(),
-        crate::cargo_options::cargo_path().display().to_string(),
+        crate::cargo::cargo_path().display().to_string(),
     );
     env.insert("ISOTEST".into(), "1".into());
     env.insert("ISOTEST_BINARY_ID".into(), binary.id.clone());

@@ -9,17 +9,19 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use isotest_runtime::{Mount, Net, Spec};
 
-use crate::cargo_options::CargoOptions;
-use crate::discover::{self, Build, DiscoverError};
-use crate::dispatch::{Attempt, FlakyPolicy, Policy, StraysPolicy, Stress, Tests, attempt_spec};
-use crate::environment::{SandboxOptions, binary_spec, target_tmpdir};
-use crate::exec::{parse_bind, parse_duration, parse_size};
+use crate::cargo::CargoOptions;
+use crate::cargo::build::{self as discover, Build, DiscoverError};
+use crate::commands::exec::{parse_bind, parse_duration, parse_size};
 use crate::exit_code;
-use crate::helper::{Helper, HelperError};
 use crate::plan::{self, Filter, Listing};
+use crate::pool::helper::{Helper, HelperError};
+use crate::pool::{Dispatch, Event, Pool};
 use crate::report::terminal::Terminal;
 use crate::report::{RunReport, junit};
-use crate::schedule::{Dispatch, Event, Pool};
+use crate::runner::attempts::{
+    Attempt, FlakyPolicy, Policy, StraysPolicy, Stress, Tests, attempt_spec,
+};
+use crate::sandbox::{SandboxOptions, binary_spec, target_tmpdir};
 
 /// Bytes of each output stream kept per test: head and tail halves.
 const CAPTURE_LIMIT: usize = 4 << 20;
@@ -210,7 +212,7 @@ pub fn discover(
     let mut options = sandbox
         .options()
         .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
-    if !crate::doctor::check_host() {
+    if !crate::commands::doctor::check_host() {
         return Err(Failure::new(
             exit_code::NO_SANDBOX,
             "no sandbox can be created on this host",
@@ -218,7 +220,7 @@ pub fn discover(
     }
     let build = discover::build(cargo)?;
     if !sandbox.no_toolchain {
-        options.toolchain = crate::environment::toolchain_paths();
+        options.toolchain = crate::sandbox::toolchain_paths();
     }
     std::fs::create_dir_all(target_tmpdir(&build)).map_err(|e| {
         Failure::new(
@@ -233,12 +235,13 @@ pub fn discover(
             format!("cannot start the sandbox helpers: {e}"),
         )
     })?;
-    let interrupted = crate::interrupt::watch(pool.stop_flag(), pool.pids()).map_err(|e| {
-        Failure::new(
-            exit_code::SETUP_FAILED,
-            format!("cannot watch for Ctrl-C: {e}"),
-        )
-    })?;
+    let interrupted =
+        crate::pool::interrupt::watch(pool.stop_flag(), pool.pids()).map_err(|e| {
+            Failure::new(
+                exit_code::SETUP_FAILED,
+                format!("cannot watch for Ctrl-C: {e}"),
+            )
+        })?;
     let listings = list_tests(&build, &pool, &options)?;
     if pool.stopped() {
         return Err(Failure::new(
@@ -318,7 +321,10 @@ fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)
         }) if setup.is_spec_problem() => {
             return Err((
                 exit_code::USAGE,
-                format!("{message}; {}", crate::exec::BIND_DESTINATION_HINT),
+                format!(
+                    "{message}; {}",
+                    crate::commands::exec::BIND_DESTINATION_HINT
+                ),
             ));
         }
         Err(e) => return Err((exit_code::LIST_FAILED, e.to_string())),
@@ -509,7 +515,7 @@ fn seed(shuffle: Option<&str>) -> Result<u64, Failure> {
 
 /// The tests that failed (or timed out) in an earlier report.
 fn failed_tests(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, Failure> {
-    let report = crate::replay::read_report(path)
+    let report = crate::commands::replay::read_report(path)
         .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
     Ok(report
         .tests

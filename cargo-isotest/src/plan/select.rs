@@ -7,8 +7,8 @@ use std::sync::Arc;
 use clap::Args;
 use isotest_runtime::Spec;
 
-use crate::discover::{Build, ListedTest, TestBinary, TestKind};
-use crate::environment::{SandboxOptions, binary_spec};
+use crate::cargo::build::{Build, ListedTest, TestBinary, TestKind};
+use crate::sandbox::{SandboxOptions, binary_spec};
 
 /// libtest's selection flags.
 #[derive(Args, Debug, Clone, Default)]

@@ -7,12 +7,12 @@ use std::path::Path;
 
 use clap::Args;
 
-use crate::cargo_options::CargoOptions;
-use crate::dispatch::attempt_spec;
+use crate::cargo::CargoOptions;
+use crate::commands::run::{SandboxArgs, discover};
 use crate::exit_code;
 use crate::plan::{self, Filter};
 use crate::report::terminal::shell_quote;
-use crate::run::{SandboxArgs, discover};
+use crate::runner::attempts::attempt_spec;
 
 /// The hidden argument under which this binary runs one spec in the foreground.
 pub const EXEC_SPEC_ARG: &str = "__exec-spec";
@@ -118,7 +118,7 @@ pub fn run(args: ShellArgs) -> i32 {
 pub fn exec_spec() -> i32 {
     let json = std::env::var(SPEC_ENV).unwrap_or_default();
     match serde_json::from_str(&json) {
-        Ok(spec) => crate::exec::run_spec(&spec, None),
+        Ok(spec) => crate::commands::exec::run_spec(&spec, None),
         Err(e) => {
             eprintln!("error: unreadable sandbox spec: {e}");
             exit_code::USAGE

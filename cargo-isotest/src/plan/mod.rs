@@ -1,0 +1,3 @@
+mod select;
+
+pub use select::*;
