@@ -1,5 +1,5 @@
-//! Discover: build the tests with cargo, find every test binary and what cargo would give
-//! it at run time, then list each binary's tests (inside a sandbox).
+//! Build the tests with cargo, and find every test binary and what cargo would give it at
+//! run time.
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -11,11 +11,11 @@ use cargo_metadata::{
     Artifact, BuildScript, Message, Metadata, MetadataCommand, Package, PackageId, TargetKind,
 };
 
-use crate::cargo::config_env::{self, ConfigEnv};
-use crate::cargo::{CargoOptions, cargo_command};
+use super::config_env::{self, ConfigEnv};
+use super::{CargoOptions, cargo_command, cargo_path};
 
 #[derive(Debug, thiserror::Error)]
-pub enum DiscoverError {
+pub enum BuildError {
     #[error("cannot run `{command}`: {source}")]
     Spawn {
         command: String,
@@ -60,7 +60,7 @@ pub struct TestBinary {
 }
 
 /// Runs `cargo test --no-run`, letting its human output through, and collects the binaries.
-pub fn build(options: &CargoOptions) -> Result<Build, DiscoverError> {
+pub fn build(options: &CargoOptions) -> Result<Build, BuildError> {
     let metadata = metadata(options)?;
     let mut cargo = cargo_command();
     cargo
@@ -73,7 +73,7 @@ pub fn build(options: &CargoOptions) -> Result<Build, DiscoverError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let command = "cargo test --no-run --message-format=json-render-diagnostics";
-    let mut child = cargo.spawn().map_err(|source| DiscoverError::Spawn {
+    let mut child = cargo.spawn().map_err(|source| BuildError::Spawn {
         command: command.into(),
         source,
     })?;
@@ -81,18 +81,18 @@ pub fn build(options: &CargoOptions) -> Result<Build, DiscoverError> {
     let mut artifacts = Vec::new();
     let mut scripts = Vec::new();
     for message in Message::parse_stream(BufReader::new(stdout)) {
-        match message.map_err(DiscoverError::Messages)? {
+        match message.map_err(BuildError::Messages)? {
             Message::CompilerArtifact(artifact) => artifacts.push(artifact),
             Message::BuildScriptExecuted(script) => scripts.push(script),
             _ => {}
         }
     }
-    let status = child.wait().map_err(|source| DiscoverError::Spawn {
+    let status = child.wait().map_err(|source| BuildError::Spawn {
         command: command.into(),
         source,
     })?;
     if !status.success() {
-        return Err(DiscoverError::BuildFailed { status });
+        return Err(BuildError::BuildFailed { status });
     }
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
     let target_dir = match &options.target_dir {
@@ -110,9 +110,9 @@ pub fn build(options: &CargoOptions) -> Result<Build, DiscoverError> {
     })
 }
 
-fn metadata(options: &CargoOptions) -> Result<Metadata, DiscoverError> {
+fn metadata(options: &CargoOptions) -> Result<Metadata, BuildError> {
     let mut command = MetadataCommand::new();
-    command.cargo_path(crate::cargo::cargo_path());
+    command.cargo_path(cargo_path());
     if let Some(path) = &options.manifest_path {
         command.manifest_path(path);
     }
@@ -133,19 +133,19 @@ fn rustc_print(
     what: &'static str,
     dir: &Path,
     target: Option<&str>,
-) -> Result<PathBuf, DiscoverError> {
+) -> Result<PathBuf, BuildError> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let mut command = std::process::Command::new(rustc);
     command.args(["--print", what]).current_dir(dir);
     if let Some(target) = target {
         command.args(["--target", target]);
     }
-    let output = command.output().map_err(|e| DiscoverError::Rustc {
+    let output = command.output().map_err(|e| BuildError::Rustc {
         what,
         detail: e.to_string(),
     })?;
     if !output.status.success() {
-        return Err(DiscoverError::Rustc {
+        return Err(BuildError::Rustc {
             what,
             detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
@@ -310,90 +310,4 @@ fn link_paths(script: &BuildScript) -> Vec<PathBuf> {
             PathBuf::from(path)
         })
         .collect()
-}
-
-/// One test as a binary lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedTest {
-    pub name: String,
-    pub kind: TestKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TestKind {
-    Test,
-    Bench,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot parse the test list of `{binary_id}` (line {line}: {text:?}); its output was:\n{output}"
-)]
-pub struct ListError {
-    pub binary_id: String,
-    pub line: usize,
-    pub text: String,
-    pub output: String,
-}
-
-/// Parses `--list --format terse` output: `name: test` and `name: bench` lines.
-pub fn parse_list(binary_id: &str, output: &str) -> Result<Vec<ListedTest>, ListError> {
-    output
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            let parsed = line.rsplit_once(": ").and_then(|(name, kind)| {
-                let kind = match kind.trim() {
-                    "test" => TestKind::Test,
-                    "bench" | "benchmark" => TestKind::Bench,
-                    _ => return None,
-                };
-                Some(ListedTest {
-                    name: name.to_string(),
-                    kind,
-                })
-            });
-            parsed.ok_or_else(|| ListError {
-                binary_id: binary_id.to_string(),
-                line: index + 1,
-                text: line.to_string(),
-                output: output.to_string(),
-            })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_accepts_tests_and_benches() {
-        let output = "a::b: test\nweird: name: test\nmimic_bench: bench\nold: benchmark\n\n";
-        let tests = parse_list("pkg", output).unwrap();
-        let names: Vec<(&str, TestKind)> =
-            tests.iter().map(|t| (t.name.as_str(), t.kind)).collect();
-        assert_eq!(
-            names,
-            [
-                ("a::b", TestKind::Test),
-                ("weird: name", TestKind::Test),
-                ("mimic_bench", TestKind::Bench),
-                ("old", TestKind::Bench)
-            ]
-        );
-    }
-
-    #[test]
-    fn list_rejects_what_it_cannot_read_and_names_the_binary() {
-        let err = parse_list("pkg::it", "ok: test\n3 tests, 0 benchmarks\n").unwrap_err();
-        assert_eq!(err.line, 2);
-        let message = err.to_string();
-        assert!(
-            message.contains("pkg::it") && message.contains("3 tests, 0 benchmarks"),
-            "{message}"
-        );
-    }
 }

@@ -3,9 +3,9 @@
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::args::SandboxArgs;
 use crate::cargo::CargoOptions;
-use crate::cargo::build::TestKind;
-use crate::commands::run::{SandboxArgs, discover};
+use crate::discover::{TestKind, discover};
 use crate::plan::{self, Filter};
 
 #[derive(Args, Debug)]
@@ -40,10 +40,7 @@ struct Listed<'a> {
 pub fn run(args: ListArgs) -> i32 {
     let session = match discover(&args.cargo, &args.sandbox, None) {
         Ok(session) => session,
-        Err(failure) => {
-            anstream::eprintln!("error: {}", failure.message);
-            return failure.code;
-        }
+        Err(failure) => return failure.report(),
     };
     let selected = plan::select(&session.listings, &args.filter);
     let listed: Vec<Listed> = selected

@@ -2,22 +2,16 @@
 //! test runs in (binds, environment, working directory, hostname, network), on a real
 //! terminal, with the test's own command printed first.
 
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-
 use clap::Args;
 
+use crate::args::SandboxArgs;
 use crate::cargo::CargoOptions;
-use crate::commands::run::{SandboxArgs, discover};
+use crate::discover::discover;
 use crate::exit_code;
+use crate::launch::helper::{self, ReexecError};
 use crate::plan::{self, Filter};
 use crate::report::terminal::shell_quote;
-use crate::runner::attempts::attempt_spec;
-
-/// The hidden argument under which this binary runs one spec in the foreground.
-pub const EXEC_SPEC_ARG: &str = "__exec-spec";
-/// Where that spec is, as JSON.
-const SPEC_ENV: &str = "ISOTEST_EXEC_SPEC";
+use crate::sandbox;
 
 #[derive(Args, Debug)]
 pub struct ShellArgs {
@@ -32,10 +26,7 @@ pub struct ShellArgs {
 pub fn run(args: ShellArgs) -> i32 {
     let session = match discover(&args.cargo, &args.sandbox, Some(1)) {
         Ok(session) => session,
-        Err(failure) => {
-            anstream::eprintln!("error: {}", failure.message);
-            return failure.code;
-        }
+        Err(failure) => return failure.report(),
     };
     let mut filter = args.filter.clone();
     filter.include_ignored = true;
@@ -60,12 +51,16 @@ pub fn run(args: ShellArgs) -> i32 {
             return exit_code::USAGE;
         }
     };
-    let binary_spec = plan::binary_test_spec(&session.build, &test.binary, &session.sandbox);
-    let mut test_spec = attempt_spec(&plan::test_spec(&binary_spec, test), 1);
-    test_spec
-        .env
-        .set
-        .insert("ISOTEST_SEED".into(), fastrand::u64(..1 << 53).to_string());
+    let binary_spec = sandbox::binary_test_spec(
+        &session.build,
+        &test.binary,
+        &session.sandbox,
+        sandbox::fresh_seed(),
+    );
+    let test_spec = sandbox::attempt_spec(
+        &sandbox::test_spec(&binary_spec, &test.binary, &test.name, test.ignored),
+        1,
+    );
     eprintln!(
         "isotest: a shell in the sandbox of {} {}. The test runs as:\n  cd {} && {}\nLeave with `exit`.",
         test.binary.id,
@@ -78,50 +73,11 @@ pub fn run(args: ShellArgs) -> i32 {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let mut spec = test_spec;
-    let shell = if Path::new("/usr/bin/bash").exists() || Path::new("/bin/bash").exists() {
-        "bash"
-    } else {
-        "sh"
-    };
-    // No rc files: the prompt below says where the shell is (HOME is empty anyway).
-    spec.argv = match shell {
-        "bash" => vec!["bash".into(), "--norc".into(), "-i".into()],
-        _ => vec![shell.into(), "-i".into()],
-    };
-    spec.tty = true;
-    spec.timeout_ms = None;
-    spec.env.set.insert("PS1".into(), "isotest:\\w\\$ ".into());
-    let json = match serde_json::to_string(&spec) {
-        Ok(json) => json,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::SETUP_FAILED;
-        }
-    };
     // Threads now run in this process (helpers' drivers, the signal watcher), and a
     // sandbox must be created from a single-threaded one: a fresh image of this binary.
-    // The spec goes in the environment, which only its owner can read, not on the
-    // command line, which every user can.
-    let error = match std::env::current_exe() {
-        Ok(exe) => std::process::Command::new(exe)
-            .arg(EXEC_SPEC_ARG)
-            .env(SPEC_ENV, &json)
-            .exec(),
-        Err(e) => e,
-    };
-    eprintln!("error: cannot start the shell: {error}");
-    exit_code::SETUP_FAILED
-}
-
-/// The hidden mode `shell` execs into: run the spec it was given in the foreground.
-pub fn exec_spec() -> i32 {
-    let json = std::env::var(SPEC_ENV).unwrap_or_default();
-    match serde_json::from_str(&json) {
-        Ok(spec) => crate::commands::exec::run_spec(&spec, None),
-        Err(e) => {
-            eprintln!("error: unreadable sandbox spec: {e}");
-            exit_code::USAGE
-        }
+    match helper::exec_foreground(&sandbox::shell_spec(&test_spec)) {
+        ReexecError::Encode(e) => eprintln!("error: {e}"),
+        ReexecError::Exec(e) => eprintln!("error: cannot start the shell: {e}"),
     }
+    exit_code::SETUP_FAILED
 }

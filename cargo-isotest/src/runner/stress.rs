@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::{AttemptRecord, TestOutcome};
+use super::record::AttemptRecord;
 
 /// How many failing attempts are named in `first_failures` and kept in full.
 pub const KEPT_FAILURES: usize = 5;
@@ -53,30 +53,6 @@ pub fn wilson_interval(failures: u32, runs: u32) -> [f64; 2] {
     [(center - half).max(0.0), (center + half).min(1.0)]
 }
 
-/// The first line that says why an attempt failed: the panic message, else how it ended.
-/// Taken when the attempt ends, while its output is still there.
-pub fn failure_message(attempt: &AttemptRecord) -> String {
-    if attempt.outcome == TestOutcome::TimedOut {
-        return "timed out".into();
-    }
-    if let Some(error) = &attempt.error {
-        return error.clone();
-    }
-    let stderr = attempt.output.stderr.lossy();
-    let mut lines = stderr.lines();
-    while let Some(line) = lines.next() {
-        if line.contains("panicked at") {
-            // Since Rust 1.73 the message follows on the next line; before, after the location.
-            let message = lines.next().filter(|l| !l.trim().is_empty());
-            return message.map_or_else(|| line.trim().to_string(), |m| m.trim().to_string());
-        }
-    }
-    match &attempt.exit {
-        Some(exit) => format!("ended with {exit}"),
-        None => "failed".into(),
-    }
-}
-
 /// A message with every run of digits replaced by `#`.
 fn shape(message: &str) -> String {
     let mut shape = String::with_capacity(message.len());
@@ -105,7 +81,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
         let message = attempt
             .failure_message
             .clone()
-            .unwrap_or_else(|| failure_message(attempt));
+            .unwrap_or_else(|| attempt.describe_failure());
         groups
             .entry(shape(&message))
             .or_insert(MessageCount { message, count: 0 })
@@ -145,6 +121,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::record::TestOutcome;
 
     #[test]
     fn wilson_interval_matches_published_values() {

@@ -2,15 +2,12 @@
 //! thread dispatches: it hands each idle helper the next job and sees every result first,
 //! so retries, stress runs and fail-fast are decisions made in one place.
 
-pub mod helper;
-pub mod interrupt;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use helper::Helper;
+use super::helper::Helper;
 
 /// How often the caller gets a chance to refresh its view while jobs run.
 const TICK: Duration = Duration::from_millis(200);

@@ -1,11 +1,17 @@
-//! Sandbox helpers: this binary re-executed in a hidden single-threaded mode that creates
-//! one sandbox per request. The runner is multi-threaded, and forking a multi-threaded
-//! process to set up namespaces is unsound, so each worker thread drives one helper.
+//! This binary re-executed in a hidden single-threaded mode, to create sandboxes for a
+//! process that has threads. Forking a multi-threaded process to set up namespaces is
+//! unsound (the child gets one thread and every other thread's locks, held forever), so:
+//!
+//! - `__sandbox-helper` serves the runner: one sandbox per request, captured, until its
+//!   stdin closes. Each of the pool's worker threads drives one helper.
+//! - `__exec-spec` runs one spec in the foreground on the terminal: `shell` execs into it
+//!   once discovery has started threads.
 //!
 //! Protocol, over the helper's stdin and stdout: a request is one JSON line; a response is
 //! one JSON header line followed by the raw captured output it announces (stdout head and
 //! tail, then stderr head and tail), so that non-UTF-8 output arrives intact.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -17,8 +23,65 @@ use isotest_runtime::{
 use serde::{Deserialize, Serialize};
 
 /// The hidden argument that starts helper mode.
-pub const ARG: &str = "__sandbox-helper";
+const HELPER_ARG: &str = "__sandbox-helper";
 const PARENT_ENV: &str = "ISOTEST_HELPER_PARENT";
+/// The hidden argument under which this binary runs one spec in the foreground.
+const EXEC_SPEC_ARG: &str = "__exec-spec";
+/// Where that spec is, as JSON.
+const SPEC_ENV: &str = "ISOTEST_EXEC_SPEC";
+
+/// Runs a hidden mode when `args` (the command line, program name first) asks for one,
+/// and returns its exit status.
+pub fn hidden_mode(args: &[OsString]) -> Option<i32> {
+    let mode = args.get(1)?;
+    if mode == HELPER_ARG {
+        Some(serve())
+    } else if mode == EXEC_SPEC_ARG {
+        Some(exec_spec())
+    } else {
+        None
+    }
+}
+
+/// Why this process could not become a fresh image running a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum ReexecError {
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{0}")]
+    Exec(#[from] std::io::Error),
+}
+
+/// Replaces this process by a fresh single-threaded image of this binary that runs
+/// `spec` in the foreground; returns only if that fails.
+pub fn exec_foreground(spec: &Spec) -> ReexecError {
+    let json = match serde_json::to_string(spec) {
+        Ok(json) => json,
+        Err(e) => return e.into(),
+    };
+    // The spec goes in the environment, which only its owner can read, not on the
+    // command line, which every user can.
+    match std::env::current_exe() {
+        Ok(exe) => Command::new(exe)
+            .arg(EXEC_SPEC_ARG)
+            .env(SPEC_ENV, &json)
+            .exec()
+            .into(),
+        Err(e) => e.into(),
+    }
+}
+
+/// The `__exec-spec` mode: run the spec it was given in the foreground.
+fn exec_spec() -> i32 {
+    let json = std::env::var(SPEC_ENV).unwrap_or_default();
+    match serde_json::from_str(&json) {
+        Ok(spec) => super::foreground::run(&spec, |_| {}),
+        Err(e) => {
+            eprintln!("error: unreadable sandbox spec: {e}");
+            crate::exit_code::USAGE
+        }
+    }
+}
 
 /// A request as the helper reads it.
 #[derive(Deserialize)]
@@ -74,7 +137,7 @@ pub enum HelperError {
 }
 
 /// Helper mode: serve requests until stdin closes. Never starts a thread.
-pub fn serve() -> i32 {
+fn serve() -> i32 {
     // The runner may die without a word (even SIGKILL): follow it, and with us every
     // sandbox we started, whose pid 1 dies with its parent.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -177,7 +240,7 @@ impl Helper {
         let exe = std::env::current_exe()?;
         let mut command = Command::new(exe);
         command
-            .arg(ARG)
+            .arg(HELPER_ARG)
             .env(PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
