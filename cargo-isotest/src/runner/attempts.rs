@@ -189,3 +189,152 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::policy::{FlakyPolicy, Stress};
+    use crate::runner::stress::KEPT_FAILURES;
+    use crate::runner::test_support::{Log, failed, instance, passed};
+
+    /// Runs one test under `policy`, answering its attempts with `results` in turn, and
+    /// returns its record and what the reporters were told.
+    fn drive(policy: &Policy, mut results: Vec<Outcome>) -> (TestRecord, Vec<String>) {
+        let tests = [instance("a")];
+        let specs = [Some(Spec::new(Vec::new()))];
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0], policy, &mut log);
+        results.reverse();
+        while let Some(attempt) = attempts.next() {
+            attempts.on_event(Event::Started(attempt));
+            let result = results.pop().expect("no more attempts than results");
+            attempts.on_event(Event::Finished(attempt, Ok(result)));
+        }
+        let record = attempts.record(0);
+        (record, log.0)
+    }
+
+    #[test]
+    fn a_failing_test_is_retried_until_it_passes() {
+        let policy = Policy {
+            retries: 3,
+            ..Policy::default()
+        };
+        let (record, log) = drive(&policy, vec![failed("1"), failed("2"), passed()]);
+        assert!(record.flaky && !record.is_failure());
+        assert_eq!(record.last.attempt, 3);
+        assert_eq!(
+            log,
+            [
+                "start 1",
+                "end 1",
+                "retry 1/4",
+                "start 2",
+                "end 2",
+                "retry 2/4",
+                "start 3",
+                "end 3",
+                "finished Passed"
+            ]
+        );
+    }
+
+    #[test]
+    fn retries_end_at_the_limit_and_flaky_fail_fails_a_late_pass() {
+        let policy = Policy {
+            retries: 1,
+            ..Policy::default()
+        };
+        let (record, _) = drive(&policy, vec![failed("1"), failed("2")]);
+        assert!(record.is_failure() && !record.flaky);
+        assert_eq!(record.attempts.len(), 2);
+        let policy = Policy {
+            retries: 1,
+            flaky: FlakyPolicy::Fail,
+            ..Policy::default()
+        };
+        let (record, log) = drive(&policy, vec![failed("1"), passed()]);
+        assert!(record.is_failure() && record.flaky);
+        assert_eq!(log.last().unwrap(), "finished Failed");
+    }
+
+    #[test]
+    fn a_stress_run_keeps_the_first_failures_whole_and_counts_every_run() {
+        let runs = KEPT_FAILURES as u32 + 3;
+        let policy = Policy {
+            stress: Some(Stress {
+                count: Some(runs),
+                until: None,
+                until_fail: false,
+            }),
+            ..Policy::default()
+        };
+        let mut results: Vec<Outcome> = (0..runs).map(|i| failed(&format!("run {i}"))).collect();
+        results[0] = passed();
+        let (record, log) = drive(&policy, results);
+        let stress = record.stress.as_ref().unwrap();
+        assert_eq!((stress.runs, stress.failures), (runs, runs - 1));
+        assert_eq!(record.attempts.len(), KEPT_FAILURES);
+        assert!(record.attempts.iter().all(|a| a.output.stderr.total() > 0));
+        assert_eq!(
+            record.last.attempt, 2,
+            "the first failure is the one to show"
+        );
+        assert_eq!(
+            log.iter().filter(|e| e.starts_with("stress")).count(),
+            runs as usize
+        );
+        assert!(!log.iter().any(|e| e.starts_with("finished")));
+    }
+
+    #[test]
+    fn a_stress_run_until_fail_stops_at_the_first_failure() {
+        let policy = Policy {
+            stress: Some(Stress {
+                count: Some(10),
+                until: None,
+                until_fail: true,
+            }),
+            ..Policy::default()
+        };
+        let (record, _) = drive(&policy, vec![passed(), failed("x")]);
+        assert_eq!(record.stress.unwrap().runs, 2);
+    }
+
+    #[test]
+    fn fail_fast_stops_handing_out_tests() {
+        let tests = [instance("a"), instance("b")];
+        let specs = [Some(Spec::new(Vec::new())), Some(Spec::new(Vec::new()))];
+        let policy = Policy {
+            fail_fast: true,
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0, 1], &policy, &mut log);
+        let first = attempts.next().unwrap();
+        attempts.on_event(Event::Finished(first, Ok(failed("x"))));
+        assert_eq!(attempts.next(), None);
+        assert_eq!(attempts.record(1).last.outcome, TestOutcome::NotRun);
+    }
+
+    #[test]
+    fn a_lost_helper_leaves_the_test_not_run_without_a_verdict() {
+        let tests = [instance("a")];
+        let specs = [Some(Spec::new(Vec::new()))];
+        let policy = Policy {
+            retries: 2,
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0], &policy, &mut log);
+        let attempt = attempts.next().unwrap();
+        let lost = HelperError::Lost {
+            pid: 7,
+            source: std::io::ErrorKind::BrokenPipe.into(),
+        };
+        attempts.on_event(Event::Finished(attempt, Err(lost)));
+        assert_eq!(attempts.next(), None, "a lost helper is not retried");
+        assert_eq!(attempts.record(0).last.outcome, TestOutcome::NotRun);
+        assert_eq!(log.0, ["end 1"]);
+    }
+}

@@ -9,6 +9,8 @@ mod load;
 pub mod policy;
 pub mod record;
 pub mod stress;
+#[cfg(test)]
+mod test_support;
 pub mod verdict;
 
 use isotest_runtime::Outcome;

@@ -171,3 +171,149 @@ fn sandbox_hint(output: &Output) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::test_support::{failed, instance, outcome, passed};
+
+    fn run(result: Result<Outcome, HelperError>, strays: StraysPolicy) -> AttemptRecord {
+        attempt("a", 1, result, strays)
+    }
+
+    #[test]
+    fn a_passing_test_passes_and_a_failing_one_says_why() {
+        let record = run(Ok(passed()), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Passed);
+        assert_eq!(record.failure_message, None);
+        let record = run(Ok(failed("boom")), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Failed);
+        assert_eq!(record.failure_message.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn strays_make_a_test_leaky_or_with_strays_fail_failed() {
+        let leaky = run(Ok(outcome(0, "running 1 test\n", 2)), StraysPolicy::Warn);
+        assert_eq!(leaky.outcome, TestOutcome::Passed);
+        assert!(leaky.leaky && leaky.error.is_none());
+        let failed = run(Ok(outcome(0, "running 1 test\n", 2)), StraysPolicy::Fail);
+        assert_eq!(failed.outcome, TestOutcome::Failed);
+        assert!(failed.leaky);
+        let error = failed.error.unwrap();
+        assert!(
+            error.contains("2 process(es)") && error.contains("--strays=fail"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_binary_that_ran_no_test_fails() {
+        let record = run(Ok(outcome(0, "running 0 tests\n", 0)), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Failed);
+        let error = record.error.unwrap();
+        assert!(
+            error.contains("ran no test") && error.contains("`a`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_lost_helper_leaves_the_attempt_not_run_and_a_failed_sandbox_fails_it() {
+        let lost = HelperError::Lost {
+            pid: 7,
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        };
+        assert_eq!(
+            run(Err(lost), StraysPolicy::Warn).outcome,
+            TestOutcome::NotRun
+        );
+        let broken = HelperError::Sandbox {
+            message: "mount failed".into(),
+            setup: None,
+        };
+        let record = run(Err(broken), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Failed);
+        assert!(record.error.unwrap().contains("mount failed"));
+    }
+
+    #[test]
+    fn a_read_only_file_system_gets_a_hint() {
+        let record = run(
+            Ok(failed("Read-only file system (os error 30)")),
+            StraysPolicy::Warn,
+        );
+        assert!(record.hint.unwrap().contains("--bind-rw"));
+    }
+
+    fn attempts(results: Vec<Outcome>) -> Vec<AttemptRecord> {
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| attempt("a", i as u32 + 1, Ok(o), StraysPolicy::Warn))
+            .collect()
+    }
+
+    #[test]
+    fn a_pass_after_failures_is_flaky_and_with_flaky_fail_a_failure() {
+        let spec = isotest_runtime::Spec::new(Vec::new());
+        let history = attempts(vec![failed("first"), passed()]);
+        let mut policy = Policy {
+            retries: 1,
+            ..Policy::default()
+        };
+        let record = test(&instance("a"), Some(&spec), &history, &policy);
+        assert!(record.flaky && !record.is_failure());
+        assert_eq!(record.attempts.len(), 2);
+        assert!(!run_failed(std::slice::from_ref(&record)));
+
+        policy.flaky = FlakyPolicy::Fail;
+        let record = test(&instance("a"), Some(&spec), &history, &policy);
+        assert!(record.is_failure(), "the failing attempt is what to show");
+        assert_eq!(record.last.attempt, 1);
+        assert!(record.last.error.unwrap().contains("--flaky=fail"));
+        assert!(run_failed(std::slice::from_ref(&test(
+            &instance("a"),
+            Some(&spec),
+            &history,
+            &policy
+        ))));
+    }
+
+    #[test]
+    fn retries_stop_at_the_limit_and_when_the_run_stops() {
+        let policy = Policy {
+            retries: 2,
+            ..Policy::default()
+        };
+        let failure = |n| attempt("a", n, Ok(failed("x")), StraysPolicy::Warn);
+        assert!(retry(&failure(1), &policy, false));
+        assert!(retry(&failure(2), &policy, false));
+        assert!(!retry(&failure(3), &policy, false));
+        assert!(!retry(&failure(1), &policy, true));
+        let pass = attempt("a", 1, Ok(passed()), StraysPolicy::Warn);
+        assert!(!retry(&pass, &policy, false));
+    }
+
+    #[test]
+    fn a_stressed_test_keeps_its_first_failures_and_counts_the_rest() {
+        let failure = attempt("a", 1, Ok(failed("x")), StraysPolicy::Warn);
+        assert!(keep_stress_output(&failure, KEPT_FAILURES - 1));
+        assert!(!keep_stress_output(&failure, KEPT_FAILURES));
+        let pass = attempt("a", 1, Ok(passed()), StraysPolicy::Warn);
+        assert!(!keep_stress_output(&pass, 0));
+    }
+
+    #[test]
+    fn ignored_and_unreached_tests_are_not_run() {
+        let policy = Policy::default();
+        let spec = isotest_runtime::Spec::new(Vec::new());
+        assert_eq!(
+            test(&instance("a"), None, &[], &policy).last.outcome,
+            TestOutcome::Ignored
+        );
+        assert_eq!(
+            test(&instance("a"), Some(&spec), &[], &policy).last.outcome,
+            TestOutcome::NotRun
+        );
+    }
+}
