@@ -15,11 +15,8 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
 
-use isotest_runtime::{
-    Captured, Echo, Error, Exit, Outcome, Sandbox, SetupError, Spec, StartError, Stray,
-};
+use isotest_runtime::{Captured, Echo, Error, Outcome, Sandbox, SetupError, Spec};
 use serde::{Deserialize, Serialize};
 
 /// The hidden argument that starts helper mode.
@@ -100,12 +97,10 @@ struct RequestRef<'a> {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum Response {
+    /// The outcome's own serde form, without its output; the lengths say how much of the
+    /// raw output follows the header line.
     Outcome {
-        exit: Exit,
-        timed_out: bool,
-        duration_ms: u64,
-        strays: Vec<Stray>,
-        start_error: Option<StartError>,
+        outcome: Box<Outcome>,
         stdout: Lengths,
         stderr: Lengths,
     },
@@ -193,11 +188,7 @@ fn run_one(request: &Request) -> (Response, Vec<u8>) {
             let stdout = lengths(&outcome.stdout);
             let stderr = lengths(&outcome.stderr);
             let response = Response::Outcome {
-                exit: outcome.exit,
-                timed_out: outcome.timed_out,
-                duration_ms: outcome.duration.as_millis() as u64,
-                strays: outcome.strays,
-                start_error: outcome.start_error,
+                outcome: Box::new(outcome),
                 stdout,
                 stderr,
             };
@@ -290,25 +281,13 @@ impl Helper {
         match response {
             Response::Error { message, setup } => Err(HelperError::Sandbox { message, setup }),
             Response::Outcome {
-                exit,
-                timed_out,
-                duration_ms,
-                strays,
-                start_error,
+                mut outcome,
                 stdout,
                 stderr,
             } => {
-                let stdout = self.read_captured(&stdout).map_err(lost)?;
-                let stderr = self.read_captured(&stderr).map_err(lost)?;
-                Ok(Outcome {
-                    exit,
-                    timed_out,
-                    duration: Duration::from_millis(duration_ms),
-                    strays,
-                    start_error,
-                    stdout,
-                    stderr,
-                })
+                outcome.stdout = self.read_captured(&stdout).map_err(lost)?;
+                outcome.stderr = self.read_captured(&stderr).map_err(lost)?;
+                Ok(*outcome)
             }
         }
     }
