@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use isotest_runtime::Spec;
 use serde::Deserialize;
 
-use super::{RunReport, SCHEMA, write_atomically};
+use super::document::{RunReport, SCHEMA};
+use super::file::write_atomically;
 use crate::exit_code::{self, Failure};
 use crate::runner::record::TestRecord;
 

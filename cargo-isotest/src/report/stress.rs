@@ -2,8 +2,7 @@
 //! is, its durations, how it failed, and the first failure in full.
 
 use super::terminal::{BOLD, GREEN, RED, Terminal, failure_output};
-use crate::runner::record::TestRecord;
-use crate::runner::stress::StressSummary;
+use crate::runner::record::{StressSummary, TestRecord};
 
 /// The statistics of each stressed test, once the run is over.
 pub fn show_results(terminal: &Terminal, records: &[TestRecord]) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anstyle::{AnsiColor, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::RunReport;
+use super::document::RunReport;
 use crate::runner::events::{Reporter, RunEvent};
 use crate::runner::record::{AttemptRecord, TestOutcome, TestRecord};
 

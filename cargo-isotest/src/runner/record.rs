@@ -4,7 +4,6 @@
 use isotest_runtime::{Captured, Exit, Spec, Stray};
 use serde::Serialize;
 
-use super::stress::StressSummary;
 use crate::discover::TestKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -152,4 +151,33 @@ impl TestRecord {
     pub fn is_failure(&self) -> bool {
         self.last.is_failure()
     }
+}
+
+/// What many runs of one stressed test say.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StressSummary {
+    pub runs: u32,
+    pub failures: u32,
+    pub failure_rate: f64,
+    /// The Wilson score interval at 95%: unlike the normal approximation it stays inside
+    /// [0, 1] and is honest for rates near 0 or 1 and for few runs.
+    pub ci95: [f64; 2],
+    pub duration_ms: Durations,
+    /// Distinct failure messages, most frequent first.
+    pub failure_messages: Vec<MessageCount>,
+    /// Attempt numbers of the first failures.
+    pub first_failures: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Durations {
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MessageCount {
+    pub message: String,
+    pub count: u32,
 }

@@ -3,40 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use super::record::AttemptRecord;
+use super::record::{AttemptRecord, Durations, MessageCount, StressSummary};
 
 /// How many failing attempts are named in `first_failures` and kept in full.
 pub const KEPT_FAILURES: usize = 5;
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StressSummary {
-    pub runs: u32,
-    pub failures: u32,
-    pub failure_rate: f64,
-    /// The Wilson score interval at 95%: unlike the normal approximation it stays inside
-    /// [0, 1] and is honest for rates near 0 or 1 and for few runs.
-    pub ci95: [f64; 2],
-    pub duration_ms: Durations,
-    /// Distinct failure messages, most frequent first.
-    pub failure_messages: Vec<MessageCount>,
-    /// Attempt numbers of the first failures.
-    pub first_failures: Vec<u32>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Durations {
-    pub min: u64,
-    pub median: u64,
-    pub max: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct MessageCount {
-    pub message: String,
-    pub count: u32,
-}
 
 /// The 95% Wilson score interval for `failures` out of `runs`.
 pub fn wilson_interval(failures: u32, runs: u32) -> [f64; 2] {
