@@ -12,6 +12,12 @@ use crate::exit_code;
 
 /// `true` takes milliseconds; a probe that takes longer is wedged and must not hang doctor.
 const PROBE_TIMEOUT_MS: u64 = 10_000;
+/// How the runtime's fixes name us.
+const CALLER: doctor::Caller = doctor::Caller {
+    name: "cargo isotest",
+    binary: "cargo-isotest",
+    doctor: "cargo isotest doctor",
+};
 /// Wide enough for the longest key, the AppArmor sysctl.
 const KEY_WIDTH: usize = 46;
 
@@ -54,7 +60,10 @@ struct OverlayProbe {
 pub fn run(args: DoctorArgs) -> i32 {
     let host = HostFacts::read();
     let sandbox = probe_sandbox();
-    let diagnosis = sandbox.failure.as_ref().map(|f| doctor::diagnose(f, &host));
+    let diagnosis = sandbox
+        .failure
+        .as_ref()
+        .map(|f| doctor::diagnose(f, &host, &CALLER));
     let report = Report {
         version: env!("CARGO_PKG_VERSION"),
         sandbox_works: sandbox.error.is_none(),
@@ -82,7 +91,7 @@ pub fn run(args: DoctorArgs) -> i32 {
 /// Prints why the sandbox could not be created and how to fix it, when setup failed.
 pub fn explain_failure(error: &Error) {
     if let Error::Setup(failure) = error {
-        let diagnosis = doctor::diagnose(failure, &HostFacts::read());
+        let diagnosis = doctor::diagnose(failure, &HostFacts::read(), &CALLER);
         eprintln!(
             "isotest: {}\nhow to fix it:\n{}\nRun `cargo isotest doctor` for a full report on this host.",
             diagnosis.summary,
