@@ -16,7 +16,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::error::{SetupError, Step};
 use crate::outcome::{Exit, Finish, StartError, Stray};
-use crate::setup::{ChildFds, ChildStdio, Plan, Program};
+use crate::prepare::{ChildFds, ChildStdio, Plan, Program};
 use crate::sys;
 
 /// Signals pid 1 passes on to the program; SIGCHLD is its own.

@@ -18,7 +18,8 @@ use crate::error::{Error, SetupError, Step};
 use crate::init;
 use crate::outcome::{Finish, Outcome};
 use crate::output::{Captured, DEFAULT_CAPTURE_LIMIT};
-use crate::setup::{self, ChildFds, ChildStdio, Plan};
+use crate::prepare::{ChildFds, ChildStdio, Plan};
+use crate::setup;
 use crate::spec::Spec;
 use crate::sys::{self, Forked};
 
