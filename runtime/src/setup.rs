@@ -80,7 +80,9 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
 /// The supervisor's other descriptors (other sandboxes' pipes, its own files) must not
 /// reach this sandbox.
 fn close_inherited_fds(fds: &ChildFds) {
-    sys::close_fds_except(&fds.raw());
+    // SAFETY: this is the cloned child, which ends in `sandbox_main`'s _exit; the owners of
+    // the other descriptors sit in the supervisor's frames, which never resume here.
+    unsafe { sys::close_fds_except(&fds.raw()) };
 }
 
 /// If the supervisor dies (even by SIGKILL), the kernel kills us, and with pid 1 the whole
