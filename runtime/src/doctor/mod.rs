@@ -11,13 +11,15 @@
 mod cgroup;
 mod classify;
 mod facts;
+mod fixes;
 mod mountinfo;
 mod overlayfs;
 mod stages;
 
 pub use cgroup::{CgroupInfo, CgroupLayout, cgroup_layout, cgroup2_directory, cgroup2_path};
-pub use classify::{Caller, Cause, Diagnosis, diagnose, failed_call};
+pub use classify::{Cause, Diagnosis, diagnose};
 pub use facts::{HostFacts, SeccompMode, proc_overmounts};
+pub use fixes::{Caller, failed_call};
 pub use mountinfo::{MountEntry, parse_mountinfo};
 pub use overlayfs::{ProbeError, probe_overlayfs};
 pub use stages::{Stage, StageResult, StageStatus, stage_results};
