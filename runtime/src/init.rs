@@ -183,8 +183,8 @@ fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
     })
 }
 
-/// Waits for the program, reaping orphans meanwhile; at the timeout sends SIGCONT and
-/// SIGTERM, and after the grace period SIGKILL to everything.
+/// Waits for the program, reaping orphans meanwhile; at the timeout sends SIGTERM and
+/// SIGCONT, and after the grace period SIGKILL to everything.
 fn supervise(
     program: Pid,
     signals: &SignalFd,
@@ -203,8 +203,10 @@ fn supervise(
         if term_at.is_some_and(|t| now >= t) {
             timed_out = true;
             term_at = None;
-            let _ = kill(program, Signal::SIGCONT);
+            // SIGTERM first: a stopped program keeps it pending and meets it as soon as
+            // SIGCONT wakes it, before it can run on and exit by itself.
             let _ = kill(program, Signal::SIGTERM);
+            let _ = kill(program, Signal::SIGCONT);
             kill_at = Some(now + grace);
         }
         if kill_at.is_some_and(|t| now >= t) {

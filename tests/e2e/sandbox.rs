@@ -483,7 +483,7 @@ fn sigterm_ignored_is_killed_at_timeout(ctx: &Ctx) -> Result<(), Failed> {
     )
 }
 
-/// A stopped program would never see its SIGTERM without the SIGCONT that precedes it.
+/// A stopped program would never see its SIGTERM without the SIGCONT that goes with it.
 fn stopped_program_still_gets_sigterm(ctx: &Ctx) -> Result<(), Failed> {
     let report = ctx.path("stopped.json");
     let out = output(&mut ctx.exec(&[
