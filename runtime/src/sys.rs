@@ -147,18 +147,6 @@ pub fn make_read_only(mount: MountRef<'_>, recursive: bool) -> Result<(), Errno>
     Errno::result(ret).map(drop)
 }
 
-/// Closes every descriptor from `first` to `last` inclusive in one syscall.
-///
-/// # Safety
-/// As for [`close_fds_except`].
-unsafe fn close_range(first: u32, last: u32) {
-    if first > last {
-        return;
-    }
-    // SAFETY: the caller guarantees that no owner of these descriptors uses them again.
-    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
-}
-
 /// Closes every descriptor above 2 except those in `keep`.
 ///
 /// # Safety
@@ -167,6 +155,13 @@ unsafe fn close_range(first: u32, last: u32) {
 /// number: call this only in a forked child that ends in exec or `_exit`, before which
 /// those owners are not touched.
 pub unsafe fn close_fds_except(keep: &[RawFd]) {
+    let close_range = |first: u32, last: u32| {
+        if first <= last {
+            // SAFETY: our caller guarantees that no owner of these descriptors uses them
+            // again; close_range takes plain integers.
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        }
+    };
     let mut keep: Vec<u32> = keep
         .iter()
         .map(|&fd| fd as u32)
@@ -176,13 +171,11 @@ pub unsafe fn close_fds_except(keep: &[RawFd]) {
     let mut next = 3u32;
     for fd in keep {
         if fd > next {
-            // SAFETY: passed on from our caller.
-            unsafe { close_range(next, fd - 1) };
+            close_range(next, fd - 1);
         }
         next = next.max(fd + 1);
     }
-    // SAFETY: passed on from our caller.
-    unsafe { close_range(next, u32::MAX) };
+    close_range(next, u32::MAX);
 }
 
 /// A forked child's last word before `_exit`: which of its steps failed, and the errno.
