@@ -6,6 +6,7 @@
 
 mod args;
 mod cargo;
+mod chaos;
 mod commands;
 mod discover;
 mod exit_code;

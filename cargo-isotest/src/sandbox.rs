@@ -16,6 +16,7 @@ use isotest_runtime::{Mount, Net, Spec};
 use crate::args::{SandboxArgs, check_env, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
+use crate::chaos::{self, Kind, Perturbation};
 
 /// Bytes of each output stream kept per run: head and tail halves.
 pub const CAPTURE_LIMIT: usize = 4 << 20;
@@ -36,6 +37,8 @@ pub struct SandboxOptions {
     pub toolchain: Vec<PathBuf>,
     /// `KEY` passes a host variable through, `KEY=VALUE` sets one.
     pub env: Vec<String>,
+    /// The perturbations `--chaos` asks for, drawn per attempt ([`attempt_spec`]).
+    pub chaos: Vec<Kind>,
 }
 
 impl Default for SandboxOptions {
@@ -47,6 +50,7 @@ impl Default for SandboxOptions {
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
             toolchain: Vec::new(),
             env: Vec::new(),
+            chaos: Vec::new(),
         }
     }
 }
@@ -65,6 +69,7 @@ impl SandboxOptions {
             tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
             toolchain: defaults.toolchain,
             env: args.env.clone(),
+            chaos: defaults.chaos,
         })
     }
 
@@ -119,6 +124,11 @@ pub fn binary_test_spec(
 ) -> Spec {
     let mut spec = binary_spec(build, binary, options);
     spec.env.set.insert("ISOTEST_SEED".into(), seed.to_string());
+    if !options.chaos.is_empty() {
+        spec.env
+            .set
+            .insert(chaos::ENV.into(), chaos::format_kinds(&options.chaos));
+    }
     spec
 }
 
@@ -146,13 +156,33 @@ fn test_argv(binary: &TestBinary, name: &str, ignored: bool) -> Vec<String> {
     argv
 }
 
-/// The sandbox of one attempt: the test's own, telling the test which attempt it is.
+/// The sandbox of one attempt: the test's own, telling the test which attempt it is,
+/// with the perturbations `ISOTEST_CHAOS` asks for drawn from the attempt's seed.
 pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
     let mut spec = spec.clone();
     spec.env
         .set
         .insert("ISOTEST_ATTEMPT".into(), number.to_string());
+    if let Some(draw) = chaos_draw(&spec, number) {
+        if let Some(size) = draw.perturbation.tmpfs_size {
+            spec.set_tmpfs_sizes(size);
+        }
+        spec.chaos = draw.chaos;
+    }
     spec
+}
+
+/// What attempt `number` of the test in `spec` is perturbed with, if the run used `--chaos`.
+pub fn attempt_perturbation(spec: &Spec, number: u32) -> Option<Perturbation> {
+    chaos_draw(spec, number).map(|d| d.perturbation)
+}
+
+fn chaos_draw(spec: &Spec, number: u32) -> Option<chaos::Draw> {
+    let var = |key: &str| spec.env.set.get(key).map(String::as_str);
+    let kinds = chaos::parse_kinds(var(chaos::ENV)?).ok()?;
+    let run_seed = var("ISOTEST_SEED")?.parse().ok()?;
+    let seed = chaos::attempt_seed(run_seed, var("ISOTEST_TEST_NAME").unwrap_or(""), number);
+    Some(chaos::draw(&kinds, seed, chaos::Host::current()))
 }
 
 /// An interactive shell on a terminal in a test's sandbox, with no time limit.

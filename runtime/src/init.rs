@@ -16,6 +16,7 @@ use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout};
 
 use crate::error::{SetupError, Step};
 use crate::outcome::{Exit, Finish, StartError, Stray};
+use crate::perturb;
 use crate::prepare::{ChildFds, ChildStdio, Plan, Program};
 use crate::sys;
 
@@ -34,6 +35,7 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
     let init_fail = |syscall| move |errno| SetupError::new(Step::Init, syscall, None, errno);
     let signals = block_signals().map_err(init_fail("signalfd"))?;
     let (start_r, start_w) = start_error_pipe().map_err(init_fail("pipe2"))?;
+    perturb::before_program(&plan.chaos)?;
     let started = Instant::now();
     // SAFETY: pid 1 is single-threaded; the child only execs or _exits.
     let program = match unsafe { nix::unistd::fork() }.map_err(init_fail("fork"))? {
@@ -42,8 +44,10 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
     };
     drop(start_w);
     let start_error = read_start_error(start_r, &plan.program);
-    let (status, timed_out) = supervise(program, &signals, plan.timeout, plan.grace);
+    let mut chaos = perturb::During::start(&plan.chaos);
+    let (status, timed_out) = supervise(program, &signals, plan.timeout, plan.grace, &mut chaos);
     let duration = started.elapsed();
+    chaos.end();
     let strays = collect_strays(program);
     empty_the_sandbox();
     Ok(Finish {
@@ -190,6 +194,7 @@ fn supervise(
     signals: &SignalFd,
     timeout: Option<Duration>,
     grace: Duration,
+    chaos: &mut perturb::During,
 ) -> (Exit, bool) {
     let start = Instant::now();
     let mut term_at = timeout.map(|t| start + t);
@@ -200,6 +205,7 @@ fn supervise(
             return (exit, timed_out);
         }
         let now = Instant::now();
+        chaos.tick(now);
         if term_at.is_some_and(|t| now >= t) {
             timed_out = true;
             term_at = None;
@@ -213,7 +219,7 @@ fn supervise(
             kill_at = None;
             let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
         }
-        let wait = [term_at, kill_at]
+        let wait = [term_at, kill_at, chaos.next_at()]
             .into_iter()
             .flatten()
             .min()

@@ -7,17 +7,20 @@
 //!
 //! This crate knows nothing about cargo or tests.
 
+mod chaos;
 pub mod doctor;
 mod error;
 mod init;
 mod outcome;
 mod output;
+mod perturb;
 mod prepare;
 mod sandbox;
 mod setup;
 mod spec;
 mod sys;
 
+pub use chaos::{Chaos, ChaosError, MAX_DELAY_PERCENT, MAX_PAUSE_MS, Pause, Paused, affordable};
 pub use error::{Error, SetupError, Step, errno_text};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};

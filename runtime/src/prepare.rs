@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
+use crate::chaos::Chaos;
 use crate::error::Error;
 use crate::spec::{Identity, Mount, Net, Spec};
 
@@ -29,6 +30,7 @@ pub(crate) struct Plan {
     pub program: Program,
     pub timeout: Option<Duration>,
     pub grace: Duration,
+    pub chaos: Chaos,
 }
 
 pub(crate) enum PlannedMount {
@@ -136,6 +138,7 @@ impl Plan {
             },
             timeout: spec.timeout_ms.map(Duration::from_millis),
             grace: Duration::from_millis(spec.grace_ms),
+            chaos: spec.chaos.clone(),
         })
     }
 }

@@ -8,6 +8,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::chaos::{Chaos, ChaosError};
+
 /// Host variables that pass into a sandbox unless the spec says otherwise. Locale, terminal
 /// and Rust diagnostics only: nothing that carries credentials.
 pub const DEFAULT_ENV_PASS: &[&str] = &[
@@ -61,6 +63,9 @@ pub struct Spec {
     pub grace_ms: u64,
     /// Give the program a pseudo-terminal instead of pipes, and relay the caller's terminal.
     pub tty: bool,
+    /// Perturbations pid 1 applies to the program (none by default).
+    #[serde(default, skip_serializing_if = "Chaos::is_empty")]
+    pub chaos: Chaos,
 }
 
 /// The environment inside: exactly `set`, plus the listed host variables that exist.
@@ -137,6 +142,8 @@ pub enum SpecError {
     Hostname(String),
     #[error("environment variable name `{0}` is not valid")]
     EnvName(String),
+    #[error(transparent)]
+    Chaos(#[from] ChaosError),
 }
 
 impl Spec {
@@ -171,6 +178,7 @@ impl Spec {
             timeout_ms: None,
             grace_ms: DEFAULT_GRACE_MS,
             tty: false,
+            chaos: Chaos::default(),
         }
     }
 
@@ -229,6 +237,7 @@ impl Spec {
                 return Err(SpecError::EnvName(key.clone()));
             }
         }
+        self.chaos.validate()?;
         Ok(())
     }
 

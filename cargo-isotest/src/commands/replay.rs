@@ -7,11 +7,12 @@ use anyhow::bail;
 use clap::Args;
 use isotest_runtime::Spec;
 
+use crate::chaos::{self, Perturbation};
 use crate::exit_code;
 use crate::launch::foreground;
 use crate::report::json::{self, StoredTest};
 use crate::report::terminal::shell_quote;
-use crate::sandbox::attempt_spec;
+use crate::sandbox::{attempt_perturbation, attempt_spec};
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -28,7 +29,7 @@ pub struct ReplayArgs {
 
 pub fn run(args: ReplayArgs) -> i32 {
     match prepare(&args) {
-        Ok((label, spec)) => {
+        Ok((label, spec, perturbation)) => {
             eprintln!(
                 "isotest: replaying {label} from {}:\n  cd {} && {}",
                 args.report.display(),
@@ -39,6 +40,12 @@ pub fn run(args: ReplayArgs) -> i32 {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
+            if let Some(perturbation) = perturbation {
+                eprintln!(
+                    "isotest: with the same chaos: {}",
+                    chaos::describe(&perturbation)
+                );
+            }
             foreground::run(&spec, |_| {})
         }
         Err(e) => {
@@ -48,7 +55,7 @@ pub fn run(args: ReplayArgs) -> i32 {
     }
 }
 
-fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
+fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec, Option<Perturbation>)> {
     let report = json::read(&args.report)?;
     let test = find(&report.tests, &args.filter)?;
     let Some(spec) = &test.spec else {
@@ -66,7 +73,11 @@ fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
             .map_or(test.attempt, |a| a.attempt)
     });
     let label = format!("{} {} (attempt {attempt})", test.binary_id, test.name);
-    Ok((label, attempt_spec(spec, attempt)))
+    Ok((
+        label,
+        attempt_spec(spec, attempt),
+        attempt_perturbation(spec, attempt),
+    ))
 }
 
 /// The one test the filter names: an exact `<binary id> <name>` or name first, else the

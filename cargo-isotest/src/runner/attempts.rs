@@ -2,7 +2,7 @@
 //! rounds), and what each result makes of the test: a state machine fed by the pool,
 //! which tells the reporters what happened through [`RunEvent`]s.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use isotest_runtime::{Outcome, Spec};
@@ -14,6 +14,7 @@ use super::verdict;
 use crate::launch::helper::HelperError;
 use crate::launch::pool::{Dispatch, Event};
 use crate::plan::TestInstance;
+use crate::sandbox::attempt_perturbation;
 
 /// How often the reporters get every record while tests finish.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
@@ -38,6 +39,9 @@ pub struct Attempts<'a> {
     /// A result came in since the last checkpoint.
     dirty: bool,
     checkpointed: Instant,
+    began: Instant,
+    /// When each running attempt started, in ms since `began`.
+    start_ms: HashMap<(usize, u32), u64>,
 }
 
 impl<'a> Attempts<'a> {
@@ -65,6 +69,8 @@ impl<'a> Attempts<'a> {
             stopped: false,
             dirty: false,
             checkpointed: Instant::now(),
+            began: Instant::now(),
+            start_ms: HashMap::new(),
         }
     }
 
@@ -96,6 +102,7 @@ impl<'a> Attempts<'a> {
         if record.outcome == TestOutcome::NotRun {
             return;
         }
+        self.stamp(attempt, &mut record);
         if let Some(stress) = &self.policy.stress {
             self.reporter.report(RunEvent::StressAttempt(&record));
             let failures = self.attempts[attempt.test]
@@ -133,6 +140,15 @@ impl<'a> Attempts<'a> {
         }
     }
 
+    /// When the attempt started, and what `--chaos` drew for it.
+    fn stamp(&mut self, attempt: Attempt, record: &mut AttemptRecord) {
+        let key = (attempt.test, attempt.number);
+        record.started_ms = self.start_ms.remove(&key).unwrap_or_default();
+        record.perturbation = self.specs[attempt.test]
+            .as_ref()
+            .and_then(|spec| attempt_perturbation(spec, attempt.number));
+    }
+
     /// The test's record as it stands.
     pub fn record(&self, index: usize) -> TestRecord {
         verdict::test(
@@ -164,6 +180,9 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
     fn on_event(&mut self, event: Event<Attempt, Result<Outcome, HelperError>>) {
         match event {
             Event::Started(attempt) => {
+                let started = self.began.elapsed().as_millis() as u64;
+                self.start_ms
+                    .insert((attempt.test, attempt.number), started);
                 let label = self.label(attempt);
                 self.reporter.report(RunEvent::AttemptStarted {
                     test: attempt.test,

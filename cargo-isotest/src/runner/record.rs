@@ -4,6 +4,8 @@
 use isotest_runtime::{Captured, Exit, Spec, Stray};
 use serde::Serialize;
 
+use super::chaos_rates::ChaosSummary;
+use crate::chaos::Perturbation;
 use crate::discover::TestKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -59,6 +61,12 @@ pub struct AttemptRecord {
     pub hint: Option<String>,
     /// Why it failed in one line: the panic message, else how it ended.
     pub failure_message: Option<String>,
+    /// When it started, in ms from the start of the run: with `duration_ms`, which tests
+    /// ran before it and beside it (`cargo isotest bisect`).
+    pub started_ms: u64,
+    /// What `--chaos` drew for this attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perturbation: Option<Perturbation>,
 }
 
 /// Captured output: raw here, lossy UTF-8 with a truncation flag in JSON.
@@ -94,6 +102,8 @@ impl AttemptRecord {
             error: None,
             hint: None,
             failure_message: None,
+            started_ms: 0,
+            perturbation: None,
         }
     }
 
@@ -167,6 +177,9 @@ pub struct StressSummary {
     pub failure_messages: Vec<MessageCount>,
     /// Attempt numbers of the first failures.
     pub first_failures: Vec<u32>,
+    /// With `--chaos`: the failure rate per perturbation, and the smallest that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosSummary>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::chaos_rates;
 use super::record::{AttemptRecord, Durations, MessageCount, StressSummary};
 
 /// How many failing attempts are named in `first_failures` and kept in full.
@@ -85,6 +86,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
         },
         failure_messages,
         first_failures,
+        chaos: chaos_rates::summarize(attempts),
     }
 }
 
