@@ -21,7 +21,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use commands::{doctor, exec, list, replay, run, shell};
+use commands::{bisect, doctor, exec, list, replay, run, shell};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,8 @@ enum Command {
     List(Box<list::ListArgs>),
     /// Run one test of a JSON report again, in the sandbox the report recorded.
     Replay(replay::ReplayArgs),
+    /// Find the tests that make a test fail: those that ran before it or beside it.
+    Bisect(bisect::BisectArgs),
     /// Open a shell inside the sandbox a test runs in.
     Shell(Box<shell::ShellArgs>),
     /// Run one command in a fresh sandbox.
@@ -82,6 +84,7 @@ fn main() {
         Some(Command::Run(args)) => run::run(*args),
         Some(Command::List(args)) => list::run(*args),
         Some(Command::Replay(args)) => replay::run(args),
+        Some(Command::Bisect(args)) => bisect::run(args),
         Some(Command::Shell(args)) => shell::run(*args),
         Some(Command::Exec(args)) => exec::run(*args),
         Some(Command::Doctor(args)) => doctor::run(args),

@@ -1,3 +1,4 @@
+pub mod bisect;
 pub mod doctor;
 pub mod exec;
 pub mod list;

@@ -74,6 +74,12 @@ pub struct StoredTest {
     pub spec: Option<Spec>,
     #[serde(default)]
     pub attempts: Vec<StoredAttempt>,
+    /// When its last attempt started, in ms from the start of the run (0 in reports of
+    /// versions before bisect).
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -112,4 +118,35 @@ pub fn failed_tests(path: &Path) -> Result<BTreeSet<(String, String)>, Failure> 
         .filter(|t| failed(&t.outcome))
         .map(|t| (t.binary_id, t.name))
         .collect())
+}
+
+/// The one test the filter names: an exact `<binary id> <name>` or name first, else the
+/// only test containing it.
+pub fn find<'a>(tests: &'a [StoredTest], filter: &str) -> anyhow::Result<&'a StoredTest> {
+    let full = |t: &StoredTest| format!("{} {}", t.binary_id, t.name);
+    let exact: Vec<&StoredTest> = tests
+        .iter()
+        .filter(|t| full(t) == filter || t.name == filter)
+        .collect();
+    let matches = if exact.is_empty() {
+        tests.iter().filter(|t| full(t).contains(filter)).collect()
+    } else {
+        exact
+    };
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("no test in the report matches `{filter}`"),
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .take(20)
+                .map(|t| format!("  {}", full(t)))
+                .collect();
+            bail!(
+                "`{filter}` matches {} tests; name one of them:\n{}",
+                many.len(),
+                names.join("\n")
+            )
+        }
+    }
 }
