@@ -3,6 +3,7 @@
 //! Run as root, every sandbox scenario runs a second time as an unprivileged user
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
 
+mod chaos;
 mod ctx;
 mod flaky;
 mod probe;
@@ -28,6 +29,11 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        chaos::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("chaos::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS

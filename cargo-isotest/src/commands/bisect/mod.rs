@@ -55,7 +55,10 @@ fn execute(args: &BisectArgs) -> Result<i32, Failure> {
     if target.spec.is_none() {
         return Err(Failure::new(
             exit_code::USAGE,
-            format!("{} did not run, so there is nothing to bisect", label(target)),
+            format!(
+                "{} did not run, so there is nothing to bisect",
+                label(target)
+            ),
         ));
     }
     let suspects: Vec<&StoredTest> = suspects(&report.tests, target)
@@ -67,11 +70,14 @@ fn execute(args: &BisectArgs) -> Result<i32, Failure> {
         specs.iter().copied().chain(target.spec.as_ref()),
     ))
     .map_err(|e| Failure::new(exit_code::SETUP_FAILED, format!("{e:#}")))?;
-    let jobs = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let pool = Pool::start(jobs).map_err(|e| {
-        Failure::new(exit_code::NO_SANDBOX, format!("cannot start sandbox helpers: {e}"))
+        Failure::new(
+            exit_code::NO_SANDBOX,
+            format!("cannot start sandbox helpers: {e}"),
+        )
     })?;
     eprintln!(
         "isotest: bisecting {}: {} tests ran before or beside it",

@@ -102,7 +102,11 @@ fn copy_tree(src: &Path, dst: &Path) -> anyhow::Result<()> {
         .status()
         .context("cannot run cp")?;
     if !status.success() {
-        bail!("cp -a {} {} failed ({status})", src.display(), dst.display());
+        bail!(
+            "cp -a {} {} failed ({status})",
+            src.display(),
+            dst.display()
+        );
     }
     Ok(())
 }
@@ -138,7 +142,10 @@ mod tests {
         let state = SharedState::snapshot(std::slice::from_ref(&shared)).unwrap();
         std::fs::write(shared.join("sub/new"), "b").unwrap();
         std::fs::write(shared.join("kept"), "changed").unwrap();
-        assert_eq!(state.changes(), [shared.join("kept"), shared.join("sub/new")]);
+        assert_eq!(
+            state.changes(),
+            [shared.join("kept"), shared.join("sub/new")]
+        );
         state.restore().unwrap();
         assert_eq!(state.changes(), Vec::<PathBuf>::new());
         assert_eq!(std::fs::read_to_string(shared.join("kept")).unwrap(), "a");
