@@ -23,5 +23,5 @@ pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};
 pub use sandbox::{Echo, Sandbox, forwarded_signals};
 pub use spec::{
     DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE,
-    Env, Identity, Mount, Net, Spec, SpecError, parse_size, system_mounts,
+    Env, Identity, Mount, Net, Pid, Spec, SpecError, Sys, parse_size, system_mounts,
 };
