@@ -9,6 +9,7 @@
 
 pub mod doctor;
 mod error;
+mod hostview;
 mod init;
 mod outcome;
 mod output;

@@ -84,6 +84,8 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Tmpfs
         | Step::Proc
         | Step::Dev
+        | Step::Sys
+        | Step::Cgroups
         | Step::PivotRoot
         | Step::Seal => true,
         Step::Clone
