@@ -5,6 +5,7 @@
 
 mod ctx;
 mod flaky;
+mod hostfacts;
 mod probe;
 mod run;
 mod sandbox;
@@ -28,6 +29,11 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostfacts::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS

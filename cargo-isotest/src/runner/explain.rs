@@ -266,6 +266,7 @@ pub fn explain_failures(
         "--explain: rerunning {} failed test(s) with each sandbox rule relaxed in turn",
         failed.len()
     )));
+    let _ = std::fs::create_dir_all(scratch_in);
     let scratch = tempfile::Builder::new()
         .prefix("explain")
         .tempdir_in(scratch_in)
