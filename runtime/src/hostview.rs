@@ -8,10 +8,19 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::doctor::{MountEntry, parse_mountinfo};
-use crate::setup::{DEV_LINKS, DEV_NODES};
 
 /// Where the host keeps its cgroup hierarchies.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Device nodes bound from the host; a user namespace cannot mknod them.
+pub(crate) const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+pub(crate) const DEV_LINKS: &[(&str, &str)] = &[
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
 
 /// Directories of the sandbox's /dev beside its nodes and links.
 const DEV_DIRS: &[&str] = &["pts", "shm"];

@@ -19,22 +19,13 @@ use nix::sys::stat::Mode;
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 
 use crate::error::{SetupError, Step};
+use crate::hostview::{DEV_LINKS, DEV_NODES};
 use crate::prepare::{ChildFds, Plan, PlannedMount};
 use crate::sys::{self, MountRef};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
 /// /tmp only inside our private mount namespace, and bind sources were cloned before.
 const STAGING: &str = "/tmp";
-
-/// Device nodes bound from the host; a user namespace cannot mknod them.
-pub(crate) const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
-pub(crate) const DEV_LINKS: &[(&str, &str)] = &[
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-];
 
 type Setup<T = ()> = Result<T, SetupError>;
 

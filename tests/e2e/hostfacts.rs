@@ -127,35 +127,64 @@ fn host_root_device() -> Option<String> {
     is_block.then_some(source)
 }
 
-/// A cgroup the scenario sets up as root (v1 `pids`, as this machine has it): the
-/// sandbox of a runner placed in it sees that cgroup as its root, with its limit.
+/// Cgroups the scenario sets up as root (v1 `pids` and `cpu`, as this machine has them):
+/// the sandbox of a runner placed in them sees them as its root, with their limits, and
+/// std's `available_parallelism` honours the CPU quota.
 fn cgroup_limits_are_visible_inside(ctx: &Ctx) -> Result<(), Failed> {
-    let hierarchy = Path::new("/sys/fs/cgroup/pids");
-    ensure(hierarchy.join("cgroup.procs").exists(), || {
-        "this scenario needs the cgroup v1 pids hierarchy (hybrid or legacy host)".into()
-    })?;
+    let (pids, cpu) = (
+        Path::new("/sys/fs/cgroup/pids"),
+        Path::new("/sys/fs/cgroup/cpu"),
+    );
+    ensure(
+        pids.join("cgroup.procs").exists() && cpu.join("cpu.cfs_quota_us").exists(),
+        || {
+            "this scenario needs the cgroup v1 pids and cpu hierarchies (hybrid or legacy host)"
+                .into()
+        },
+    )?;
     if !nix::unistd::geteuid().is_root() {
-        return Err("this scenario sets up its cgroup as root".into());
+        return Err("this scenario sets up its cgroups as root".into());
     }
-    let cgroup = Cgroup::create(hierarchy, ctx)?;
-    std::fs::write(cgroup.path.join("pids.max"), "123")?;
-    let procs = cgroup.path.join("cgroup.procs");
+    let pids = Cgroup::create(pids, "pids", ctx)?;
+    let cpu = Cgroup::create(cpu, "cpu", ctx)?;
+    std::fs::write(pids.path.join("pids.max"), "123")?;
+    std::fs::write(cpu.path.join("cpu.cfs_period_us"), "100000")?;
+    std::fs::write(cpu.path.join("cpu.cfs_quota_us"), "100000")?;
+    let join = |cmd: &mut std::process::Command| {
+        let procs = [
+            pids.path.join("cgroup.procs"),
+            cpu.path.join("cgroup.procs"),
+        ];
+        // After become_user: the scenario's user moves itself, as a runner put in a
+        // cgroup by its CI would be.
+        // SAFETY: only write(2)s to paths prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || procs.iter().try_for_each(|p| std::fs::write(p, "0")));
+        }
+    };
     let mut cmd = ctx.exec(&[
         "--",
         "sh",
         "-c",
-        "cat /sys/fs/cgroup/pids/pids.max; grep pids /proc/self/cgroup",
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us; \
+         grep -E ':(pids|cpu):' /proc/self/cgroup",
     ]);
-    // After become_user: the scenario's user moves itself, as a runner put in a cgroup
-    // by its CI would be.
-    // SAFETY: only a write(2) to a path prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || std::fs::write(&procs, "0"));
-    }
+    join(&mut cmd);
     let out = output(&mut cmd)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure(stdout.starts_with("123\n"), || describe(&out))?;
-    ensure(stdout.contains(":pids:/\n"), || describe(&out))
+    ensure(stdout.starts_with("123\n100000\n"), || describe(&out))?;
+    ensure(
+        stdout.contains(":pids:/\n") && stdout.contains(":cpu:/\n"),
+        || describe(&out),
+    )?;
+    let mut probe = ctx.probe(&[], &["parallelism"]);
+    join(&mut probe);
+    let out = output(&mut probe)?;
+    ensure_eq(
+        crate::ctx::probe_value(&out, "parallelism")?,
+        "1".to_string(),
+        "available_parallelism under a one-CPU quota",
+    )
 }
 
 /// A scratch cgroup, given to the scenario's user and removed at the end.
@@ -164,19 +193,23 @@ struct Cgroup {
 }
 
 impl Cgroup {
-    fn create(hierarchy: &Path, ctx: &Ctx) -> Result<Cgroup, Failed> {
+    fn create(hierarchy: &Path, controller: &str, ctx: &Ctx) -> Result<Cgroup, Failed> {
         let own = std::fs::read_to_string("/proc/self/cgroup")?;
         let parent = own
             .lines()
             .find_map(|l| {
-                l.split(':')
-                    .nth(2)
-                    .filter(|_| l.split(':').nth(1) == Some("pids"))
+                let mut fields = l.splitn(3, ':').skip(1);
+                let controllers = fields.next()?;
+                let path = fields.next()?;
+                controllers
+                    .split(',')
+                    .any(|c| c == controller)
+                    .then_some(path)
             })
             .unwrap_or("/");
         let path = hierarchy.join(parent.trim_start_matches('/')).join(format!(
             "isotest-e2e-{}",
-            std::process::id() as u64 * 1000 + fastrand_id()
+            std::process::id() as u64 * 1000 + next_id()
         ));
         std::fs::create_dir(&path)?;
         if let Some(user) = &ctx.user {
@@ -192,7 +225,7 @@ impl Cgroup {
     }
 }
 
-fn fastrand_id() -> u64 {
+fn next_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::SeqCst)
@@ -284,7 +317,11 @@ fn explain_names_the_rule_each_test_needs(ctx: &Ctx) -> Result<(), Failed> {
             "host-sys",
             "--sys host",
         ),
-        ("tests::env_reads_a_host_variable", "host-env", "env-pass"),
+        (
+            "tests::env_reads_a_host_variable",
+            "host-env",
+            "env-pass = [\"HOSTFACTS_SETTING\"]",
+        ),
         ("tests::home_reads_a_dotfile", "host-home", "$HOME"),
         (
             "tests::pid_sees_its_grandparent",

@@ -150,8 +150,15 @@ impl Relaxation {
     }
 
     /// The sentence a pass with this relaxation earns: what the test needs, and how to
-    /// allow it for this test alone.
-    pub fn meaning(self, spec: &Spec, host: &HostFacts, package_dir: &Path) -> String {
+    /// allow it for this test alone. `output` is the failure's, which may name the
+    /// variable a test missed.
+    pub fn meaning(
+        self,
+        spec: &Spec,
+        host: &HostFacts,
+        package_dir: &Path,
+        output: &str,
+    ) -> String {
         match self {
             Relaxation::HostNet => "passes with --net host: this test needs the host's network \
                  interfaces; allow it per test with net = \"host\""
@@ -168,6 +175,15 @@ impl Relaxation {
                 .to_string(),
             Relaxation::HostEnv => {
                 let added = added_variables(spec, host);
+                let named: Vec<&String> =
+                    added.iter().filter(|name| mentions(output, name)).collect();
+                if let [name] = named[..] {
+                    return format!(
+                        "passes with the host's environment: this test reads {name}, which the \
+                         sandbox withholds; pass it with --env {name}, or per test with \
+                         env-pass = [\"{name}\"]"
+                    );
+                }
                 let shown: Vec<&str> = added.iter().take(8).map(String::as_str).collect();
                 let more = added.len().saturating_sub(shown.len());
                 let more = if more > 0 {
@@ -193,6 +209,14 @@ impl Relaxation {
                 .to_string(),
         }
     }
+}
+
+/// Whether `text` has `name` as a word of its own, not inside a longer identifier.
+fn mentions(text: &str, name: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    text.match_indices(name).any(|(at, _)| {
+        !word(text[..at].chars().next_back()) && !word(text[at + name.len()..].chars().next())
+    })
 }
 
 /// Host variables the sandbox does not already pass or set, secrets left out.
@@ -306,7 +330,14 @@ pub fn explain_failures(
         let index = explaining.index;
         let spec = specs[index].as_ref().expect("only run tests failed");
         let package = &tests[index].binary.manifest_dir;
-        let explanation = verdict(explaining.tried, |r| r.meaning(spec, host, package));
+        let output = format!(
+            "{}{}",
+            records[index].last.output.stdout.lossy(),
+            records[index].last.output.stderr.lossy()
+        );
+        let explanation = verdict(explaining.tried, |r| {
+            r.meaning(spec, host, package, &output)
+        });
         let record = &mut records[index];
         record.last.hint = Some(match record.last.hint.take() {
             Some(hint) => format!("{}; {hint}", explanation.message),
@@ -639,8 +670,18 @@ mod tests {
             assert!(!looks_secret(name), "{name}");
         }
         let host = host();
-        let meaning = Relaxation::HostEnv.meaning(&spec(), &host, Path::new("/w"));
+        let meaning = Relaxation::HostEnv.meaning(&spec(), &host, Path::new("/w"), "");
         assert!(meaning.contains("MY_SETTING") && !meaning.contains("GITHUB_TOKEN"));
+        let named = Relaxation::HostEnv.meaning(
+            &spec(),
+            &host,
+            Path::new("/w"),
+            "MY_SETTING is set: NotPresent (see PATH_X and x_MY_SETTING)",
+        );
+        assert!(
+            named.contains("reads MY_SETTING") && named.contains("--env MY_SETTING"),
+            "{named}"
+        );
     }
 
     #[test]
@@ -702,7 +743,7 @@ mod tests {
 
     #[test]
     fn the_net_hint_names_the_flag_and_the_per_test_key() {
-        let text = Relaxation::HostNet.meaning(&spec(), &host(), Path::new("/w"));
+        let text = Relaxation::HostNet.meaning(&spec(), &host(), Path::new("/w"), "");
         assert_eq!(
             text,
             "passes with --net host: this test needs the host's network interfaces; allow it \
