@@ -2,7 +2,8 @@
 //!
 //! The sandbox gets new user, pid, mount, network, UTS, IPC and cgroup namespaces, a tmpfs
 //! root holding read-only binds at their host paths, a fresh /proc, a minimal /dev, a
-//! private /tmp and HOME, and loopback-only networking. Its pid 1 starts the program,
+//! read-only /sys of its own (with its own cgroups), a private /tmp and HOME, and
+//! loopback-only networking. Its pid 1 starts the program,
 //! and when the program ends reports every process it left behind and kills them.
 //!
 //! This crate knows nothing about cargo or tests.
