@@ -161,6 +161,15 @@ pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
     spec
 }
 
+/// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.
+pub fn explain_spec(relaxed: &Spec, relaxation: &str) -> Spec {
+    let mut spec = attempt_spec(relaxed, 1);
+    spec.env
+        .set
+        .insert("ISOTEST_EXPLAIN".into(), relaxation.to_string());
+    spec
+}
+
 /// An interactive shell on a terminal in a test's sandbox, with no time limit.
 pub fn shell_spec(test_spec: &Spec) -> Spec {
     let mut spec = test_spec.clone();

@@ -351,8 +351,17 @@ fn explain_names_the_rule_each_test_needs(ctx: &Ctx) -> Result<(), Failed> {
         ),
         || describe(&out),
     )?;
-    // The writable-source rerun wrote into a private copy, never into the checkout.
+    // The writable-source rerun wrote into a private copy, never into the checkout, and
+    // the copy is gone.
     ensure(!dir.join("written-by-hostfacts.txt").exists(), || {
         "the checkout was written to".into()
+    })?;
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("target/isotest"))?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("explain"))
+        .map(|e| e.path())
+        .collect();
+    ensure(leftovers.is_empty(), || {
+        format!("copies left behind: {leftovers:?}")
     })
 }

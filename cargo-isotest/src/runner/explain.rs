@@ -14,7 +14,7 @@ use super::record::{TestOutcome, TestRecord};
 use super::verdict;
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::pool::{Dispatch, Event, Pool};
-use crate::plan::{Plan, TestInstance};
+use crate::plan::Plan;
 
 /// Bytes of each output stream a rerun keeps: only whether it passed matters.
 const RERUN_CAPTURE: usize = 64 << 10;
@@ -299,33 +299,43 @@ pub fn explain_failures(
         tests: failed
             .iter()
             .map(|&index| {
-                let test = &tests[index];
                 let spec = specs[index].as_ref().expect("only run tests failed");
-                let package = test.binary.manifest_dir.clone();
-                let copy = scratch
-                    .as_ref()
-                    .and_then(|dir| writable_copy(&package, &dir.path().join(index.to_string())));
-                let reruns: Vec<(Relaxation, Spec)> = ORDER
+                let package = &tests[index].binary.manifest_dir;
+                // Whether a writable copy can be made is known only once it is made.
+                let stand_in = WritableCopy {
+                    dir: PathBuf::new(),
+                    left_out: Vec::new(),
+                };
+                let applicable = ORDER
                     .iter()
-                    .filter_map(|r| Some((*r, r.apply(spec, host, &package, copy.as_ref())?)))
+                    .copied()
+                    .filter(|r| r.apply(spec, host, package, Some(&stand_in)).is_some())
+                    .filter(|r| *r != Relaxation::WritableSource || scratch.is_some())
                     .collect();
                 Explaining {
                     index,
-                    reruns,
+                    applicable,
                     tried: Vec::new(),
                     running: false,
+                    copy: None,
                 }
             })
             .collect(),
-        instances: tests,
+        plan,
+        host,
+        scratch: scratch.as_ref().map(|dir| dir.path()),
     };
     pool.run(
-        |helper: &mut Helper, job: &Rerun| {
-            let spec = &queue_spec(job);
-            helper.run(spec, RERUN_CAPTURE)
-        },
+        |helper: &mut Helper, job: &Rerun| helper.run(&job.spec, RERUN_CAPTURE),
         &mut queue,
     );
+    if pool.stopped() {
+        // Interrupted: the reruns that did not run would read as failures.
+        reporter.report(RunEvent::Note(
+            "--explain interrupted: no explanation recorded",
+        ));
+        return;
+    }
     for explaining in queue.tests {
         let index = explaining.index;
         let spec = specs[index].as_ref().expect("only run tests failed");
@@ -357,9 +367,8 @@ fn writable_copy(package: &Path, to: &Path) -> Option<WritableCopy> {
         from: &Path,
         to: &Path,
         budget: &mut u64,
-        left_out: Option<&mut Vec<PathBuf>>,
+        mut left_out: Option<&mut Vec<PathBuf>>,
     ) -> std::io::Result<()> {
-        let mut left_out = left_out;
         std::fs::create_dir_all(to)?;
         for entry in std::fs::read_dir(from)? {
             let entry = entry?;
@@ -392,7 +401,7 @@ fn writable_copy(package: &Path, to: &Path) -> Option<WritableCopy> {
     })
 }
 
-/// One rerun: the failed test's index and the sandbox it runs in.
+/// One rerun: which of the tests being explained, with what relaxed, in which sandbox.
 #[derive(Clone)]
 struct Rerun {
     test: usize,
@@ -400,53 +409,71 @@ struct Rerun {
     spec: Spec,
 }
 
-fn queue_spec(job: &Rerun) -> Spec {
-    let mut spec = job.spec.clone();
-    spec.env
-        .set
-        .insert("ISOTEST_EXPLAIN".into(), job.relaxation.id().into());
-    spec
-}
-
-/// One failed test being explained: its reruns in order, and those done.
+/// One failed test being explained: the relaxations that apply to it, those tried, and
+/// the writable copy of its package while a rerun uses it.
 struct Explaining {
     index: usize,
-    reruns: Vec<(Relaxation, Spec)>,
+    applicable: Vec<Relaxation>,
     tried: Vec<Tried>,
     running: bool,
+    copy: Option<WritableCopy>,
 }
 
 /// Hands out each test's reruns one at a time, in order, until one passes: different
-/// tests' reruns run in parallel.
+/// tests' reruns run in parallel. A package is copied only for its writable-source
+/// rerun, and the copy is removed as soon as that rerun ends.
 struct Reruns<'a> {
     tests: Vec<Explaining>,
-    instances: &'a [TestInstance],
+    plan: &'a Plan,
+    host: &'a HostFacts,
+    scratch: Option<&'a Path>,
+}
+
+impl Reruns<'_> {
+    fn rerun_of(&mut self, test: usize) -> Option<Rerun> {
+        let explaining = &mut self.tests[test];
+        let spec = self.plan.specs[explaining.index].as_ref()?;
+        let package = &self.plan.tests[explaining.index].binary.manifest_dir;
+        loop {
+            let relaxation = next_relaxation(&explaining.applicable, &explaining.tried)?;
+            if relaxation == Relaxation::WritableSource {
+                let to = self.scratch?.join(explaining.index.to_string());
+                explaining.copy = writable_copy(package, &to);
+                if explaining.copy.is_none() {
+                    let _ = std::fs::remove_dir_all(&to);
+                    explaining.applicable.retain(|r| *r != relaxation);
+                    continue;
+                }
+            }
+            let relaxed = relaxation.apply(spec, self.host, package, explaining.copy.as_ref())?;
+            return Some(Rerun {
+                test,
+                relaxation,
+                spec: crate::sandbox::explain_spec(&relaxed, relaxation.id()),
+            });
+        }
+    }
 }
 
 impl Dispatch<Rerun, Result<Outcome, HelperError>> for Reruns<'_> {
     fn next(&mut self) -> Option<Rerun> {
-        self.tests.iter_mut().enumerate().find_map(|(test, t)| {
-            if t.running {
-                return None;
-            }
-            let applicable: Vec<Relaxation> = t.reruns.iter().map(|(r, _)| *r).collect();
-            let relaxation = next_relaxation(&applicable, &t.tried)?;
-            let spec = t.reruns.iter().find(|(r, _)| *r == relaxation)?.1.clone();
-            t.running = true;
-            Some(Rerun {
-                test,
-                relaxation,
-                spec,
-            })
-        })
+        let idle: Vec<usize> = (0..self.tests.len())
+            .filter(|&t| !self.tests[t].running)
+            .collect();
+        let rerun = idle.into_iter().find_map(|test| self.rerun_of(test))?;
+        self.tests[rerun.test].running = true;
+        Some(rerun)
     }
 
     fn on_event(&mut self, event: Event<Rerun, Result<Outcome, HelperError>>) {
         if let Event::Finished(job, result) = event {
             let explaining = &mut self.tests[job.test];
-            let instance = &self.instances[explaining.index];
-            let record = verdict::attempt(&instance.name, 1, result, StraysPolicy::Warn);
+            let name = &self.plan.tests[explaining.index].name;
+            let record = verdict::attempt(name, 1, result, StraysPolicy::Warn);
             explaining.running = false;
+            if let Some(copy) = explaining.copy.take() {
+                let _ = std::fs::remove_dir_all(copy.dir);
+            }
             explaining.tried.push(Tried {
                 relaxation: job.relaxation,
                 passed: record.outcome == TestOutcome::Passed,
