@@ -548,7 +548,7 @@ pub fn output_hint(text: &str) -> Option<String> {
         return Some(format!(
             "{what}. In the sandbox /sys is its own read-only view: the sandbox's network \
              interfaces and cgroups, the host's devices; nothing under it is writable. For the \
-             host's /sys, pass --sys host.{explain}"
+             host's /sys, pass --sys host (per test: sys = \"host\").{explain}"
         ));
     }
     let lower = text.to_ascii_lowercase();
@@ -568,7 +568,16 @@ pub fn output_hint(text: &str) -> Option<String> {
     {
         return Some(format!(
             "the output mentions a network interface. In the sandbox the only interface is \
-             lo; for the host's interfaces, pass --net host.{explain}"
+             lo; for the host's interfaces, pass --net host (per test: net = \"host\").{explain}"
+        ));
+    }
+    let cpu_of_processes = lower.contains("process") && lower.contains("cpu_usage");
+    if cpu_of_processes || lower.contains("no cpu") {
+        return Some(format!(
+            "the output mentions the CPU use of processes. In the sandbox a test sees only its \
+             own processes (a pid namespace of its own, whose pid 1 is the sandbox's init), so \
+             no other process's CPU use is visible; for the host's processes, pass --pid host \
+             (per test: pid = \"host\").{explain}"
         ));
     }
     if lower.contains("disk") && (lower.contains("is_empty") || lower.contains("no disk")) {
@@ -799,6 +808,13 @@ mod tests {
         assert!(nic.contains("--net host"), "{nic}");
         let disks = output_hint("assertion failed: !disks.list().is_empty()").unwrap();
         assert!(disks.contains("disk"), "{disks}");
+        for cpu in [
+            "assertion failed: s.processes().iter().any(|(_, p)| p.cpu_usage() > 0.0)",
+            "using NO CPU: failed at iteration 0",
+        ] {
+            let hint = output_hint(cpu).unwrap();
+            assert!(hint.contains("--pid host"), "{hint}");
+        }
         assert_eq!(output_hint("assertion failed: 1 == 2"), None);
         assert_eq!(output_hint("see /usr/sys/x and mysys/y"), None);
     }
