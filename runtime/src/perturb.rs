@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::ptrace;
 use nix::sys::resource::{Resource, setrlimit};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use rustix::time::ClockId;
@@ -90,9 +90,19 @@ fn errno(e: rustix::io::Errno) -> Errno {
     Errno::from_raw(e.raw_os_error())
 }
 
+/// The processes of the sandbox as init sees them: its own pid namespace, or its
+/// descendants when it shares the host's.
+pub(crate) trait Members {
+    /// Every process of the sandbox but init.
+    fn pids(&self) -> Vec<i32>;
+    /// Sends `signal` to every member.
+    fn signal_all(&self, signal: Signal) -> bool;
+}
+
 /// What is applied while the program runs: started after the fork, driven by init's loop
 /// through [`During::next_at`] and [`During::tick`], and undone by [`During::end`].
 pub(crate) struct During<'a> {
+    members: &'a dyn Members,
     pauses: &'a [Pause],
     next: usize,
     started: Instant,
@@ -112,9 +122,10 @@ enum Held {
 }
 
 impl<'a> During<'a> {
-    pub fn start(chaos: &'a Chaos) -> During<'a> {
+    pub fn start(chaos: &'a Chaos, members: &'a dyn Members) -> During<'a> {
         let stop = Arc::new(AtomicBool::new(false));
         During {
+            members,
             pauses: &chaos.pauses,
             next: 0,
             started: Instant::now(),
@@ -169,7 +180,7 @@ impl<'a> During<'a> {
             {
                 continue;
             }
-            if let Some(held) = hold(pause.what) {
+            if let Some(held) = hold(pause.what, self.members) {
                 self.delayed_ms += pause.for_ms;
                 self.active = Some((now + Duration::from_millis(pause.for_ms), held));
                 return;
@@ -180,7 +191,7 @@ impl<'a> During<'a> {
     fn release(&mut self, held: Held) {
         match held {
             Held::Sandbox => {
-                let _ = kill(Pid::from_raw(-1), Signal::SIGCONT);
+                self.members.signal_all(Signal::SIGCONT);
             }
             Held::Thread(tid, mut signal) => {
                 if !try_thaw(tid, &mut signal) {
@@ -241,14 +252,11 @@ fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>
 }
 
 /// Starts a pause; `None` when there is nothing to hold (no thread to pick).
-fn hold(what: Paused) -> Option<Held> {
+fn hold(what: Paused, members: &dyn Members) -> Option<Held> {
     match what {
-        Paused::Sandbox => {
-            kill(Pid::from_raw(-1), Signal::SIGSTOP).ok()?;
-            Some(Held::Sandbox)
-        }
+        Paused::Sandbox => members.signal_all(Signal::SIGSTOP).then_some(Held::Sandbox),
         Paused::Thread { pick } => {
-            let threads = secondary_threads();
+            let threads = secondary_threads(members);
             let tid = *threads.get(pick as usize % threads.len().max(1))?;
             freeze(tid)
         }
@@ -257,7 +265,7 @@ fn hold(what: Paused) -> Option<Held> {
 
 /// Every thread of the sandbox's processes but their main threads, in tid order. Main
 /// threads are left alone: their ptrace stops would reach init's reaping loop.
-fn secondary_threads() -> Vec<Pid> {
+fn secondary_threads(members: &dyn Members) -> Vec<Pid> {
     let numbers = |dir: &Path| -> Vec<i32> {
         std::fs::read_dir(dir)
             .map(|entries| {
@@ -268,9 +276,9 @@ fn secondary_threads() -> Vec<Pid> {
             })
             .unwrap_or_default()
     };
-    let mut threads: Vec<Pid> = numbers(Path::new("/proc"))
+    let mut threads: Vec<Pid> = members
+        .pids()
         .into_iter()
-        .filter(|&pid| pid != 1)
         .flat_map(|pid| {
             numbers(&Path::new("/proc").join(pid.to_string()).join("task"))
                 .into_iter()

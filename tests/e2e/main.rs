@@ -6,6 +6,7 @@
 mod chaos;
 mod ctx;
 mod flaky;
+mod hostfacts;
 mod probe;
 mod run;
 mod sandbox;
@@ -34,6 +35,11 @@ fn main() {
         chaos::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("chaos::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostfacts::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS
