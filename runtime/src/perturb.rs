@@ -213,13 +213,16 @@ impl<'a> During<'a> {
                 .retain_mut(|(tid, signal)| !try_thaw(*tid, signal));
         }
         self.stop.store(true, Ordering::Relaxed);
+        for neighbour in &self.neighbours {
+            neighbour.thread().unpark();
+        }
         for neighbour in self.neighbours.drain(..) {
             let _ = neighbour.join();
         }
     }
 }
 
-/// Busy threads of pid 1 itself: not processes of the sandbox, so never strays, and gone
+/// Busy threads of pid 1 itself, half of the time each: not processes of the sandbox, so never strays, and gone
 /// with pid 1 whatever happens.
 fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
     let cpus: Vec<usize> = match &chaos.cpus {
@@ -242,8 +245,17 @@ fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>
                     if let Ok(set) = cpu_set(&[cpu]) {
                         let _ = sched_setaffinity(Pid::from_raw(0), &set);
                     }
+                    // Bursts of 1 to 8 ms, each followed by a rest as long: a noisy
+                    // machine rather than a stalled one, at half the cost to the host.
+                    let mut round = i;
                     while !stop.load(Ordering::Relaxed) {
-                        std::hint::spin_loop();
+                        let burst = Duration::from_millis(1 + (round * 5 % 8) as u64);
+                        let until = Instant::now() + burst;
+                        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                        std::thread::park_timeout(burst);
+                        round += 1;
                     }
                 })
                 .ok()
