@@ -10,6 +10,7 @@
 pub mod doctor;
 mod error;
 mod init;
+pub mod limits;
 mod outcome;
 mod output;
 mod sandbox;
@@ -18,10 +19,11 @@ mod spec;
 mod sys;
 
 pub use error::{Error, SetupError, Step, errno_text};
+pub use limits::{LimitExceeded, Mechanism, Resources, format_bytes};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};
 pub use sandbox::{Echo, Sandbox, forwarded_signals};
 pub use spec::{
     DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE,
-    Env, Identity, Mount, Net, Spec, SpecError, parse_size, system_mounts,
+    Env, Identity, Limits, Mount, Net, Spec, SpecError, parse_cpus, parse_size, system_mounts,
 };

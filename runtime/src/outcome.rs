@@ -5,6 +5,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::watch::InitUsage;
+use crate::limits::{LimitExceeded, Resources};
 use crate::output::Captured;
 
 /// How the program ended: `{"code": N}` or `{"signal": N, "name": "SIGSEGV"}`.
@@ -70,6 +72,7 @@ pub struct Finish {
     pub strays: Vec<Stray>,
     /// Set when the program never started; its exit is then 127.
     pub start_error: Option<StartError>,
+    pub usage: InitUsage,
 }
 
 /// Why the program could not be started inside an otherwise working sandbox.
@@ -91,6 +94,10 @@ pub struct Outcome {
     pub start_error: Option<StartError>,
     pub stdout: Captured,
     pub stderr: Captured,
+    /// What it used, and what measured and limited it.
+    pub resources: Resources,
+    /// The limit that stopped the program, if one did.
+    pub limit_exceeded: Option<LimitExceeded>,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, SetupError, Step};
 use crate::init;
+use crate::limits::{Enforcement, Enforcer, LimitsError};
 use crate::outcome::{Finish, Outcome};
 use crate::output::{Captured, DEFAULT_CAPTURE_LIMIT};
 use crate::setup::{self, ChildFds, ChildStdio, Plan};
@@ -60,6 +61,8 @@ pub struct Sandbox {
     _lifeline: OwnedFd,
     backstop: Option<Instant>,
     capture_limit: usize,
+    /// The sandbox's cgroup, removed once pid 1 is reaped (or on drop).
+    limits: Enforcer,
 }
 
 impl Sandbox {
@@ -71,6 +74,7 @@ impl Sandbox {
         let plan = Plan::new(spec)?;
         check_single_threaded()?;
         ensure_standard_fds();
+        let (limits, enforcement) = Enforcer::prepare(spec).map_err(limits_error)?;
         let (status_r, status_w) = pipe().map_err(Error::host("pipe2"))?;
         let (lifeline_r, lifeline_w) = pipe().map_err(Error::host("pipe2"))?;
         let (parent_io, child_io) = if spec.tty {
@@ -92,10 +96,11 @@ impl Sandbox {
             )
         };
         // SAFETY: checked single-threaded above; the child ends in `sandbox_main`'s _exit.
-        match unsafe { sys::fork_into(plan.clone_flags) } {
+        match unsafe { sys::fork_into(plan.clone_flags, limits.clone_into()) } {
             Err((syscall, errno)) => Err(SetupError::new(Step::Clone, syscall, None, errno).into()),
             Ok(Forked::Child) => sandbox_main(
                 &plan,
+                &enforcement,
                 ChildFds {
                     status: status_w,
                     lifeline: lifeline_r,
@@ -119,6 +124,7 @@ impl Sandbox {
                         .timeout
                         .map(|t| Instant::now() + t + plan.grace + BACKSTOP),
                     capture_limit: DEFAULT_CAPTURE_LIMIT,
+                    limits,
                 })
             }
         }
@@ -305,15 +311,23 @@ impl Sandbox {
             serde_json::from_slice(&report).map_err(|e| Error::Protocol(e.to_string()))?;
         match message {
             Message::SetupFailed(e) => Err(e.into()),
-            Message::Finished(finish) => Ok(Outcome {
-                exit: finish.exit,
-                timed_out: finish.timed_out,
-                duration: Duration::from_millis(finish.duration_ms),
-                strays: finish.strays,
-                start_error: finish.start_error,
-                stdout,
-                stderr,
-            }),
+            Message::Finished(finish) => {
+                let (resources, limit_exceeded) = self
+                    .limits
+                    .finish(&finish.usage, &finish.exit, finish.timed_out)
+                    .map_err(|e| limits_error(e.into()))?;
+                Ok(Outcome {
+                    exit: finish.exit,
+                    timed_out: finish.timed_out,
+                    duration: Duration::from_millis(finish.duration_ms),
+                    strays: finish.strays,
+                    start_error: finish.start_error,
+                    stdout,
+                    stderr,
+                    resources,
+                    limit_exceeded,
+                })
+            }
         }
     }
 }
@@ -353,10 +367,12 @@ enum ParentIo {
 }
 
 /// Runs in the cloned child: build the sandbox, run init, send the one report, exit.
-fn sandbox_main(plan: &Plan, fds: ChildFds) -> ! {
-    let message = match setup::build_sandbox(plan, &fds) {
+fn sandbox_main(plan: &Plan, limits: &Enforcement, fds: ChildFds) -> ! {
+    let built =
+        crate::limits::enter_cgroups(&limits.join).and_then(|()| setup::build_sandbox(plan, &fds));
+    let message = match built {
         Err(e) => Message::SetupFailed(e),
-        Ok(()) => match init::run(plan, &fds) {
+        Ok(()) => match init::run(plan, &fds, limits) {
             Ok(finish) => Message::Finished(finish),
             Err(e) => Message::SetupFailed(e),
         },
@@ -365,6 +381,19 @@ fn sandbox_main(plan: &Plan, fds: ChildFds) -> ! {
     let _ = write_all(fds.status.as_fd(), &bytes);
     // SAFETY: _exit ends this process at once, skipping the parent's atexit handlers.
     unsafe { libc::_exit(0) }
+}
+
+fn limits_error(error: LimitsError) -> Error {
+    match error {
+        LimitsError::Cgroup(e) => Error::Host {
+            syscall: "cgroup",
+            errno: Errno::from_raw(e.errno),
+        },
+        LimitsError::Unavailable(_) => Error::Host {
+            syscall: "cgroup",
+            errno: Errno::ENODEV,
+        },
+    }
 }
 
 /// One read; calls `f` with the data and returns false at EOF (or a pty's EIO).
