@@ -5,6 +5,7 @@
 
 mod ctx;
 mod flaky;
+mod limits;
 mod probe;
 mod run;
 mod sandbox;
@@ -28,6 +29,11 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        limits::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("limits::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS
