@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use isotest_runtime::{Mount, Net, Spec};
+use isotest_runtime::{Limits, Mount, Net, Spec};
 
 use crate::args::{SandboxArgs, check_env, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
@@ -30,6 +30,7 @@ pub struct SandboxOptions {
     /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
+    pub limits: Limits,
     /// Host paths that make the cargo and rustc that built the tests usable inside,
     /// read-only ([`toolchain::paths`], once the build has filled cargo's home); empty
     /// for a stricter sandbox.
@@ -45,6 +46,7 @@ impl Default for SandboxOptions {
             net: Net::Loopback,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            limits: Limits::default(),
             toolchain: Vec::new(),
             env: Vec::new(),
         }
@@ -62,7 +64,8 @@ impl SandboxOptions {
             timeout: args.timeout,
             net: args.net.map_or(defaults.net, Net::from),
             binds,
-            tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            tmpfs_size: args.limits.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            limits: args.limits.limits(),
             toolchain: defaults.toolchain,
             env: args.env.clone(),
         })
@@ -212,6 +215,7 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     });
     spec.mounts.extend(options.binds.iter().cloned());
     spec.set_tmpfs_sizes(options.tmpfs_size);
+    spec.limits = options.limits.clone();
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);

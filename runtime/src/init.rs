@@ -48,6 +48,7 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds, limits: &Enforcement) -> Result<F
     let start_error = read_start_error(start_r, &plan.program);
     let (status, timed_out) = supervise(program, &signals, plan.timeout, plan.grace, &mut watch);
     let duration = started.elapsed();
+    watch.program_ended();
     let strays = collect_strays(program);
     empty_the_sandbox();
     Ok(Finish {

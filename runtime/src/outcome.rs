@@ -150,6 +150,11 @@ mod tests {
             start_error: None,
             stdout,
             stderr: Captured::default(),
+            resources: Resources {
+                peak_memory_bytes: Some(4096),
+                ..Resources::default()
+            },
+            limit_exceeded: Some(LimitExceeded::Processes { limit: 9 }),
         };
         let json = serde_json::to_value(&outcome).unwrap();
         assert_eq!(json["duration_ms"], 1234);
@@ -161,5 +166,7 @@ mod tests {
             (outcome.exit, true, outcome.strays)
         );
         assert_eq!(back.stdout.total(), 0);
+        assert_eq!(back.resources, outcome.resources);
+        assert_eq!(back.limit_exceeded, outcome.limit_exceeded);
     }
 }

@@ -28,6 +28,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         "sigkill_of_the_runner_leaves_no_cgroup",
         sigkill_of_the_runner_leaves_no_cgroup,
     ),
+    (
+        "ctrl_c_of_the_runner_leaves_no_cgroup",
+        ctrl_c_of_the_runner_leaves_no_cgroup,
+    ),
 ];
 
 /// The mechanism this host gives the scenario's user.
@@ -42,7 +46,13 @@ fn expected_mechanism(ctx: &Ctx) -> &'static str {
 /// Runs one `limits` fixture test with `flags`, expecting it to fail, and checks what
 /// every limit scenario promises: the limit named in the record, JUnit and terminal, a
 /// hint naming the flag, a runner that finished in good time, and a clean host.
-fn stopped_by(ctx: &Ctx, name: &str, flags: &[&str], words: &str, flag: &str) -> Result<Value, Failed> {
+fn stopped_by(
+    ctx: &Ctx,
+    name: &str,
+    flags: &[&str],
+    words: &str,
+    flag: &str,
+) -> Result<Value, Failed> {
     let junit = ctx.path(&format!("{name}.xml"));
     let mut args = vec!["--test", "hostile", name, "--exact", "--junit", &junit];
     args.extend(flags);
@@ -64,9 +74,10 @@ fn stopped_by(ctx: &Ctx, name: &str, flags: &[&str], words: &str, flag: &str) ->
         "mechanism",
     )?;
     let xml = std::fs::read_to_string(&junit)?;
-    ensure(xml.contains(r#"type="limit-exceeded""#) && xml.contains(words), || {
-        format!("JUnit lacks the limit failure:\n{xml}")
-    })?;
+    ensure(
+        xml.contains(r#"type="limit-exceeded""#) && xml.contains(words),
+        || format!("JUnit lacks the limit failure:\n{xml}"),
+    )?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure(stdout.contains(words) || stderr.contains(words), || {
@@ -105,7 +116,9 @@ fn a_gibibyte_stops_at_the_memory_limit(ctx: &Ctx) -> Result<(), Failed> {
         "exceeded memory limit 256 MiB (peak ",
         "--memory-max",
     )?;
-    let peak = record["resources"]["peak_memory_bytes"].as_u64().unwrap_or(0);
+    let peak = record["resources"]["peak_memory_bytes"]
+        .as_u64()
+        .unwrap_or(0);
     ensure((200 << 20..=512 << 20).contains(&peak), || {
         format!("peak_memory_bytes {peak} is not near the limit of 256 MiB")
     })
@@ -133,23 +146,29 @@ fn every_test_is_accounted(ctx: &Ctx) -> Result<(), Failed> {
     let record = test(&report, "limits::hostile", "modest")?;
     let resources = &record["resources"];
     let peak = resources["peak_memory_bytes"].as_u64().unwrap_or(0);
-    ensure(peak >= 8 << 20, || format!("peak {peak} below the 8 MiB it used"))?;
-    ensure(resources["tmpfs_peak_bytes"].as_u64().unwrap_or(0) >= 1 << 20, || {
-        format!("tmpfs_peak_bytes misses the 1 MiB written: {resources}")
+    ensure(peak >= 8 << 20, || {
+        format!("peak {peak} below the 8 MiB it used")
     })?;
-    ensure(resources["max_processes"].as_u64().unwrap_or(0) >= 1, || {
-        format!("max_processes: {resources}")
-    })?;
-    ensure(resources["cpu_user_ms"].is_u64() && resources["cpu_system_ms"].is_u64(), || {
-        format!("cpu times: {resources}")
-    })?;
+    ensure(
+        resources["tmpfs_peak_bytes"].as_u64().unwrap_or(0) >= 1 << 20,
+        || format!("tmpfs_peak_bytes misses the 1 MiB written: {resources}"),
+    )?;
+    ensure(
+        resources["max_processes"].as_u64().unwrap_or(0) >= 1,
+        || format!("max_processes: {resources}"),
+    )?;
+    ensure(
+        resources["cpu_user_ms"].is_u64() && resources["cpu_system_ms"].is_u64(),
+        || format!("cpu times: {resources}"),
+    )?;
     let xml = std::fs::read_to_string(&junit)?;
     ensure(xml.contains(r#"name="isotest.peak_memory_bytes""#), || {
         format!("JUnit has no resource properties:\n{xml}")
     })?;
-    ensure(String::from_utf8_lossy(&out.stderr).contains("heaviest"), || {
-        format!("no heaviest tests in the summary; {}", describe(&out))
-    })
+    ensure(
+        String::from_utf8_lossy(&out.stderr).contains("HEAVIEST"),
+        || format!("no heaviest tests in the summary; {}", describe(&out)),
+    )
 }
 
 fn exec_names_the_limit(ctx: &Ctx) -> Result<(), Failed> {
@@ -177,12 +196,30 @@ fn exec_names_the_limit(ctx: &Ctx) -> Result<(), Failed> {
     host_is_clean()
 }
 
-/// A limited test running when the runner is SIGKILLed: its cgroup goes anyway.
 fn sigkill_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
+    runner_stopped_leaves_no_cgroup(ctx, nix::sys::signal::Signal::SIGKILL)
+}
+
+fn ctrl_c_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
+    runner_stopped_leaves_no_cgroup(ctx, nix::sys::signal::Signal::SIGINT)
+}
+
+/// A limited test running when the runner gets `signal`: its cgroup goes anyway.
+fn runner_stopped_leaves_no_cgroup(
+    ctx: &Ctx,
+    signal: nix::sys::signal::Signal,
+) -> Result<(), Failed> {
     let dir = crate::ctx::fixture("misbehaving", ctx.user.as_ref());
     let mut child = ctx
         .isotest(&dir)
-        .args(["--test", "sleeper", "--memory-max", "512M", "--pids-max", "64"])
+        .args([
+            "--test",
+            "sleeper",
+            "--memory-max",
+            "512M",
+            "--pids-max",
+            "64",
+        ])
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()?;
@@ -199,7 +236,9 @@ fn sigkill_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
         if sleeping && !helpers.is_empty() {
             break helpers;
         }
-        ensure(Instant::now() < deadline, || "the sleeper never started".into())?;
+        ensure(Instant::now() < deadline, || {
+            "the sleeper never started".into()
+        })?;
         ensure(child.try_wait()?.is_none(), || {
             "cargo-isotest ended before the sleeper started".into()
         })?;
@@ -210,10 +249,7 @@ fn sigkill_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
             format!("no cgroup of the helpers {helpers:?} while the sleeper runs")
         })?;
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(runner),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(runner), signal)?;
     child.wait()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -222,7 +258,7 @@ fn sigkill_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
             break;
         }
         ensure(Instant::now() < deadline, || {
-            format!("cgroups outlived the SIGKILLed runner: {left:?}")
+            format!("cgroups outlived the runner stopped by {signal}: {left:?}")
         })?;
         std::thread::sleep(Duration::from_millis(50));
     }

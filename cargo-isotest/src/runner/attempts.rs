@@ -10,7 +10,7 @@ use isotest_runtime::{Outcome, Spec};
 use super::events::{Reporter, RunEvent};
 use super::policy::Policy;
 use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
-use super::verdict;
+use super::{budget, verdict};
 use crate::launch::helper::HelperError;
 use crate::launch::pool::{Dispatch, Event};
 use crate::plan::TestInstance;
@@ -38,6 +38,9 @@ pub struct Attempts<'a> {
     /// A result came in since the last checkpoint.
     dirty: bool,
     checkpointed: Instant,
+    /// Memory held by the running attempts under `--memory-budget`, and how many run.
+    reserved: u64,
+    running: usize,
 }
 
 impl<'a> Attempts<'a> {
@@ -65,7 +68,32 @@ impl<'a> Attempts<'a> {
             stopped: false,
             dirty: false,
             checkpointed: Instant::now(),
+            reserved: 0,
+            running: 0,
         }
+    }
+
+    /// The next attempt to start: the queue's first, or under a memory budget the first
+    /// whose test fits beside the running ones.
+    fn take_next(&mut self) -> Option<Attempt> {
+        let index = match &self.policy.memory_budget {
+            None => 0,
+            Some(budget) => {
+                let waiting = self.queue.iter().map(|a| budget.needs[a.test]);
+                budget::pick(waiting, budget.total, self.reserved, self.running)?
+            }
+        };
+        let attempt = self.queue.remove(index)?;
+        self.reserved += self.need(attempt);
+        self.running += 1;
+        Some(attempt)
+    }
+
+    fn need(&self, attempt: Attempt) -> u64 {
+        self.policy
+            .memory_budget
+            .as_ref()
+            .map_or(0, |b| b.needs[attempt.test])
     }
 
     fn label(&self, attempt: Attempt) -> String {
@@ -156,7 +184,7 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
         if self.queue.is_empty() {
             self.refill();
         }
-        let attempt = self.queue.pop_front()?;
+        let attempt = self.take_next()?;
         self.started[attempt.test] = self.started[attempt.test].max(attempt.number);
         Some(attempt)
     }
@@ -173,6 +201,8 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
             }
             Event::Finished(attempt, result) => {
                 self.dirty = true;
+                self.reserved -= self.need(attempt);
+                self.running -= 1;
                 self.reporter.report(RunEvent::AttemptEnded {
                     test: attempt.test,
                     attempt: attempt.number,

@@ -4,6 +4,7 @@
 //! [`events`].
 
 pub mod attempts;
+pub mod budget;
 pub mod events;
 mod load;
 pub mod policy;

@@ -110,10 +110,29 @@ fn parents() -> &'static Parents {
     PARENTS.get_or_init(Parents::discover)
 }
 
-/// The mechanism this host gives sandboxes, and what it offers, for doctor.
-pub fn host_mechanism() -> (Mechanism, Available) {
-    let available = parents().available();
-    (choose(available, None).unwrap_or_default(), available)
+/// What this host offers sandboxes for their limits, for doctor.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostLimits {
+    /// The mechanism a sandbox without a forced one gets.
+    pub mechanism: Mechanism,
+    pub available: Available,
+    /// The delegated cgroup2 directory sandbox cgroups would be made in.
+    pub cgroup_v2_parent: Option<PathBuf>,
+    /// The cgroup v1 directories (memory, pids, cpu, cpuacct) they would be made in.
+    pub cgroup_v1_parents: Vec<PathBuf>,
+}
+
+impl HostLimits {
+    pub fn read() -> HostLimits {
+        let parents = parents();
+        let available = parents.available();
+        HostLimits {
+            mechanism: choose(available, None).unwrap_or_default(),
+            available,
+            cgroup_v2_parent: parents.v2.clone(),
+            cgroup_v1_parents: parents.dirs(Mechanism::CgroupV1),
+        }
+    }
 }
 
 /// What the sandbox's own side does for its limits, prepared before clone.

@@ -68,6 +68,7 @@ pub struct Watch {
     usage: InitUsage,
     next: Instant,
     interval: Duration,
+    last_processes: u64,
 }
 
 impl Watch {
@@ -76,6 +77,7 @@ impl Watch {
             interval: config.interval,
             next: Instant::now(),
             usage: InitUsage::default(),
+            last_processes: 0,
             config,
         }
     }
@@ -87,10 +89,26 @@ impl Watch {
 
     /// Takes a sample if one is due; returns the limit the sandbox is over, once.
     pub fn sample(&mut self) -> Option<Killed> {
-        let started = Instant::now();
-        if started < self.next {
+        if Instant::now() < self.next {
             return None;
         }
+        self.sample_now()
+    }
+
+    /// The look as the program ends, while what it left still runs: the program was alive
+    /// beside all of it a moment ago, so it counts once more. A program stopped by a
+    /// process limit fails at its last fork and exits at once, between two samples.
+    pub fn program_ended(&mut self) {
+        if self.sample_now().is_none()
+            && let Some(max) = &mut self.usage.max_processes
+        {
+            *max = (*max).max(self.last_processes + 1);
+        }
+    }
+
+    /// Takes a sample now.
+    fn sample_now(&mut self) -> Option<Killed> {
+        let started = Instant::now();
         let tmpfs = self.sample_tmpfs();
         let mut verdict = None;
         if self.config.processes {
@@ -100,6 +118,7 @@ impl Watch {
             *peak = (*peak).max(memory);
             let max = self.usage.max_processes.get_or_insert(0);
             *max = (*max).max(processes);
+            self.last_processes = processes;
             if self.usage.killed_for.is_none() {
                 verdict = over_limit(&self.config, memory, processes);
                 self.usage.killed_for = verdict;
