@@ -8,6 +8,13 @@ use isotest_runtime::{Echo, Error, Outcome, Sandbox, Spec};
 /// `true` takes milliseconds; a probe that takes longer is wedged and must not hang.
 pub const PROBE_TIMEOUT_MS: u64 = 10_000;
 
+/// How the runtime's fixes name us.
+pub const CALLER: doctor::Caller = doctor::Caller {
+    name: "cargo isotest",
+    binary: "cargo-isotest",
+    doctor: "cargo isotest doctor",
+};
+
 /// Runs `true` in a default sandbox: every setup step the real runs need, once.
 pub fn probe() -> Result<Outcome, Error> {
     let mut spec = Spec::new(vec!["true".into()]);
@@ -32,7 +39,7 @@ pub fn check() -> bool {
 /// Prints why the sandbox could not be created and how to fix it, when setup failed.
 pub fn explain_failure(error: &Error) {
     if let Error::Setup(failure) = error {
-        let diagnosis = doctor::diagnose(failure, &HostFacts::read());
+        let diagnosis = doctor::diagnose(failure, &HostFacts::read(), &CALLER);
         eprintln!(
             "isotest: {}\nhow to fix it:\n{}\nRun `cargo isotest doctor` for a full report on this host.",
             diagnosis.summary,

@@ -13,6 +13,7 @@ mod init;
 pub mod limits;
 mod outcome;
 mod output;
+mod prepare;
 mod sandbox;
 mod setup;
 mod spec;

@@ -28,9 +28,22 @@ struct CloneArgs {
 /// clone3's flag to start the child in the cgroup2 directory `clone_args.cgroup`.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// Whether clone(2) may stand in for clone3. s390 takes the stack before the flags, and
+/// sparc returns the parent's pid to the child, so there a filtered clone3 is an error.
+const CLONE_FALLBACK: bool = !cfg!(any(
+    target_arch = "s390x",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+));
+
 pub enum Forked {
     Child,
-    Parent { pid: Pid, pidfd: OwnedFd },
+    Parent {
+        pid: Pid,
+        pidfd: OwnedFd,
+        /// The child started in the cgroup asked for.
+        into_cgroup: bool,
+    },
 }
 
 /// Forks into new namespaces and returns a pidfd for the child, so that the host side can
@@ -40,8 +53,7 @@ pub enum Forked {
 /// (Docker's default seccomp profile does this). The error names the syscall that failed.
 ///
 /// With `cgroup` (a cgroup2 directory), the child starts in that cgroup (CLONE_INTO_CGROUP)
-/// where the kernel can; where it cannot, it starts where the caller is, and must move
-/// itself.
+/// where the kernel can; where it cannot, it starts where the caller is, to be moved.
 ///
 /// # Safety
 /// The caller must be single-threaded: the child continues on a copy of this one thread, and
@@ -72,19 +84,20 @@ pub unsafe fn fork_into(
     };
     let mut ret = clone3(&mut args);
     if ret == -1 && cgroup.is_some() && Errno::last() != Errno::ENOSYS {
-        // A kernel before 5.7, or a cgroup clone3 cannot enter: the child moves itself.
+        // A kernel before 5.7, or a cgroup clone3 cannot enter: the caller moves the child.
         args.flags &= !CLONE_INTO_CGROUP;
         args.cgroup = 0;
         ret = clone3(&mut args);
     }
     let mut syscall = "clone3";
-    if ret == -1 && Errno::last() == Errno::ENOSYS {
+    if ret == -1 && Errno::last() == Errno::ENOSYS && CLONE_FALLBACK {
         syscall = "clone";
         let raw_flags = flags.bits() as libc::c_ulong
             | libc::CLONE_PIDFD as libc::c_ulong
             | libc::SIGCHLD as libc::c_ulong;
-        // SAFETY: as above; clone(2) stores the pidfd through its third argument
-        // (parent_tid) on every architecture.
+        // SAFETY: as above; where CLONE_FALLBACK holds, the raw clone(2) takes flags, stack
+        // and parent_tid first, stores the pidfd through parent_tid, and returns 0 in the
+        // child.
         ret = unsafe {
             libc::syscall(
                 libc::SYS_clone,
@@ -100,6 +113,7 @@ pub unsafe fn fork_into(
         -1 => Err((syscall, Errno::last())),
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent {
+            into_cgroup: syscall == "clone3" && args.flags & CLONE_INTO_CGROUP != 0,
             pid: Pid::from_raw(pid as i32),
             // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
@@ -159,17 +173,21 @@ pub fn make_read_only(mount: MountRef<'_>, recursive: bool) -> Result<(), Errno>
     Errno::result(ret).map(drop)
 }
 
-/// Closes every descriptor from `first` to `last` inclusive in one syscall.
-pub fn close_range(first: u32, last: u32) {
-    if first > last {
-        return;
-    }
-    // SAFETY: close_range takes plain integers; the caller no longer uses these descriptors.
-    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
-}
-
 /// Closes every descriptor above 2 except those in `keep`.
-pub fn close_fds_except(keep: &[RawFd]) {
+///
+/// # Safety
+/// The descriptors closed still have owners (`OwnedFd`s, files) in this process's memory.
+/// None of them may be used or dropped afterwards, or it would act on whatever reuses the
+/// number: call this only in a forked child that ends in exec or `_exit`, before which
+/// those owners are not touched.
+pub unsafe fn close_fds_except(keep: &[RawFd]) {
+    let close_range = |first: u32, last: u32| {
+        if first <= last {
+            // SAFETY: our caller guarantees that no owner of these descriptors uses them
+            // again; close_range takes plain integers.
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        }
+    };
     let mut keep: Vec<u32> = keep
         .iter()
         .map(|&fd| fd as u32)

@@ -64,7 +64,10 @@ struct OverlayProbe {
 pub fn run(args: DoctorArgs) -> i32 {
     let host = HostFacts::read();
     let sandbox = probe_sandbox();
-    let diagnosis = sandbox.failure.as_ref().map(|f| doctor::diagnose(f, &host));
+    let diagnosis = sandbox
+        .failure
+        .as_ref()
+        .map(|f| doctor::diagnose(f, &host, &host::CALLER));
     let report = Report {
         version: env!("CARGO_PKG_VERSION"),
         sandbox_works: sandbox.error.is_none(),

@@ -315,10 +315,11 @@ impl Group {
         }
     }
 
-    /// The `cgroup.procs` files the sandbox's pid 1 writes itself into, before anything
-    /// else, where clone3 did not already place it.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    /// Moves the process `pid` (and so everything it will start) into the cgroup.
+    pub fn place(&self, pid: nix::unistd::Pid) -> Result<(), CgroupError> {
+        self.dirs
+            .iter()
+            .try_for_each(|dir| write_control(dir, "cgroup.procs", &pid.to_string()))
     }
 
     /// What the sandbox used, read once it has ended.
@@ -521,7 +522,8 @@ mod tests {
         assert_eq!(read("pids.max"), "200");
         assert_eq!(read("cpu.max"), "150000 100000");
         assert!(group.clone_into().is_some());
-        assert_eq!(group.procs_files(), [dir.join("cgroup.procs")]);
+        group.place(nix::unistd::Pid::from_raw(4242)).unwrap();
+        assert_eq!(read("cgroup.procs"), "4242");
 
         // The kernel's counters, in its formats.
         let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();

@@ -55,7 +55,9 @@ fn wait_and_sweep(read: OwnedFd, parents: &[PathBuf], owner: i32) -> ! {
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
     }
-    crate::sys::close_fds_except(&[read.as_raw_fd()]);
+    // SAFETY: this forked child ends in _exit below, and the owners of the descriptors it
+    // closes sit in the owner's frames, which never resume here.
+    unsafe { crate::sys::close_fds_except(&[read.as_raw_fd()]) };
     let mut poll = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
     // Only the owner's end of the pipe closing (its exit) wakes us.
     while !matches!(nix::poll::poll(&mut poll, PollTimeout::NONE), Ok(n) if n > 0) {}

@@ -63,19 +63,27 @@ pub struct Available {
 #[error("the limits mechanism `{}` was asked for, but this host does not offer it (`cargo isotest doctor` shows what it offers and how to enable cgroup v2 delegation)", .0.as_str())]
 pub struct Unavailable(pub Mechanism);
 
-/// The best mechanism available, or the forced one if the host has it.
-pub fn choose(available: Available, forced: Option<Mechanism>) -> Result<Mechanism, Unavailable> {
+/// The best mechanism available, or the forced one if the host has it. cgroup v1 only
+/// serves a sandbox with a limit: moving a process into a v1 cgroup waits for an RCU grace
+/// period (milliseconds), while pid 1 measures an unlimited sandbox for free. cgroup v2
+/// starts pid 1 in its cgroup at clone, at no such cost.
+pub fn choose(
+    available: Available,
+    forced: Option<Mechanism>,
+    limited: bool,
+) -> Result<Mechanism, Unavailable> {
     let has = |m| match m {
         Mechanism::CgroupV2 => available.cgroup_v2,
         Mechanism::CgroupV1 => available.cgroup_v1,
         Mechanism::Fallback => true,
     };
+    let worth = |m| m != Mechanism::CgroupV1 || limited;
     match forced {
         Some(m) if has(m) => Ok(m),
         Some(m) => Err(Unavailable(m)),
         None => Ok([Mechanism::CgroupV2, Mechanism::CgroupV1]
             .into_iter()
-            .find(|&m| has(m))
+            .find(|&m| has(m) && worth(m))
             .unwrap_or(Mechanism::Fallback)),
     }
 }
@@ -127,7 +135,7 @@ impl HostLimits {
         let parents = parents();
         let available = parents.available();
         HostLimits {
-            mechanism: choose(available, None).unwrap_or_default(),
+            mechanism: choose(available, None, true).unwrap_or_default(),
             available,
             cgroup_v2_parent: parents.v2.clone(),
             cgroup_v1_parents: parents.dirs(Mechanism::CgroupV1),
@@ -137,8 +145,6 @@ impl HostLimits {
 
 /// What the sandbox's own side does for its limits, prepared before clone.
 pub(crate) struct Enforcement {
-    /// `cgroup.procs` files pid 1 writes itself into before anything else.
-    pub join: Vec<PathBuf>,
     /// Set on the program's process before exec.
     pub rlimits: Vec<(Resource, u64)>,
     pub max_user_namespaces: Option<u64>,
@@ -159,7 +165,8 @@ impl Enforcer {
     pub fn prepare(spec: &Spec) -> Result<(Enforcer, Enforcement), LimitsError> {
         let parents = parents();
         let available = parents.available();
-        let mechanism = choose(available, spec.limits.mechanism)?;
+        let limited = spec.limits.any_sandbox_limit();
+        let mechanism = choose(available, spec.limits.mechanism, limited)?;
         let name = cgroup::next_name();
         let group = match mechanism {
             Mechanism::CgroupV2 => {
@@ -174,7 +181,6 @@ impl Enforcer {
             Mechanism::Fallback => None,
         };
         let enforcement = Enforcement {
-            join: group.as_ref().map(Group::procs_files).unwrap_or_default(),
             rlimits: rlimits(&spec.limits, mechanism),
             max_user_namespaces: spec.limits.max_user_namespaces,
             watch: watch_config(spec, mechanism),
@@ -186,6 +192,15 @@ impl Enforcer {
             unenforced: unenforced(mechanism, available, &spec.limits),
         };
         Ok((enforcer, enforcement))
+    }
+
+    /// Moves pid 1 (host pid `pid`) into the sandbox's cgroups, unless clone3 started it
+    /// there. The sandbox's setup runs meanwhile and waits for this only at its end.
+    pub fn place(&self, pid: nix::unistd::Pid, into_cgroup: bool) -> Result<(), CgroupError> {
+        match &self.group {
+            Some(group) if !into_cgroup => group.place(pid),
+            _ => Ok(()),
+        }
     }
 
     /// The cgroup2 directory clone3 places pid 1 in.
@@ -210,18 +225,6 @@ impl Enforcer {
         let hit = verdict(&self.limits, &observed, resources.peak_memory_bytes);
         Ok((resources, hit))
     }
-}
-
-/// Pid 1 moves itself into its cgroups before anything else, so that the limits hold for
-/// everything the sandbox does; under cgroup v2 clone3 has usually placed it already.
-pub(crate) fn enter_cgroups(join: &[PathBuf]) -> Result<(), crate::error::SetupError> {
-    for procs in join {
-        std::fs::write(procs, "0").map_err(|e| {
-            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-            crate::error::SetupError::new(crate::error::Step::Clone, "write", Some(procs), errno)
-        })?;
-    }
-    Ok(())
 }
 
 /// The per-process limits: RLIMIT_NPROC counts the processes of one user in one user
@@ -483,24 +486,40 @@ mod tests {
 
     #[test]
     fn the_best_available_mechanism_wins() {
-        assert_eq!(choose(ALL, None), Ok(Mechanism::CgroupV2));
+        assert_eq!(choose(ALL, None, false), Ok(Mechanism::CgroupV2));
         let hybrid_root = Available {
             cgroup_v2: false,
             ..ALL
         };
-        assert_eq!(choose(hybrid_root, None), Ok(Mechanism::CgroupV1));
-        assert_eq!(choose(Available::default(), None), Ok(Mechanism::Fallback));
+        assert_eq!(choose(hybrid_root, None, true), Ok(Mechanism::CgroupV1));
+        assert_eq!(
+            choose(Available::default(), None, true),
+            Ok(Mechanism::Fallback)
+        );
+    }
+
+    #[test]
+    fn an_unlimited_sandbox_is_measured_by_pid_1_rather_than_moved_into_cgroup_v1() {
+        let hybrid_root = Available {
+            cgroup_v2: false,
+            ..ALL
+        };
+        assert_eq!(choose(hybrid_root, None, false), Ok(Mechanism::Fallback));
+        assert_eq!(
+            choose(hybrid_root, Some(Mechanism::CgroupV1), false),
+            Ok(Mechanism::CgroupV1)
+        );
     }
 
     #[test]
     fn a_forced_mechanism_must_be_there() {
         assert_eq!(
-            choose(ALL, Some(Mechanism::Fallback)),
+            choose(ALL, Some(Mechanism::Fallback), true),
             Ok(Mechanism::Fallback)
         );
         let none = Available::default();
         assert_eq!(
-            choose(none, Some(Mechanism::CgroupV1)),
+            choose(none, Some(Mechanism::CgroupV1), true),
             Err(Unavailable(Mechanism::CgroupV1))
         );
     }

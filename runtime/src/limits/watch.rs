@@ -69,6 +69,9 @@ pub struct Watch {
     next: Instant,
     interval: Duration,
     last_processes: u64,
+    /// The program's own pid in the sandbox, and its tasks when last sampled.
+    program: u32,
+    program_tasks: u64,
 }
 
 impl Watch {
@@ -78,6 +81,8 @@ impl Watch {
             next: Instant::now(),
             usage: InitUsage::default(),
             last_processes: 0,
+            program: 0,
+            program_tasks: 0,
             config,
         }
     }
@@ -95,14 +100,20 @@ impl Watch {
         self.sample_now()
     }
 
+    /// The program's pid in the sandbox, once started.
+    pub fn watch_program(&mut self, pid: u32) {
+        self.program = pid;
+    }
+
     /// The look as the program ends, while what it left still runs: the program was alive
-    /// beside all of it a moment ago, so it counts once more. A program stopped by a
-    /// process limit fails at its last fork and exits at once, between two samples.
+    /// beside all of it a moment ago, with the tasks it had when last seen. A program
+    /// stopped by a process limit fails at its last fork and exits at once, between two
+    /// samples.
     pub fn program_ended(&mut self) {
         if self.sample_now().is_none()
             && let Some(max) = &mut self.usage.max_processes
         {
-            *max = (*max).max(self.last_processes + 1);
+            *max = (*max).max(self.last_processes + self.program_tasks.max(1));
         }
     }
 
@@ -112,7 +123,10 @@ impl Watch {
         let tmpfs = self.sample_tmpfs();
         let mut verdict = None;
         if self.config.processes {
-            let (processes, pss) = sample_processes();
+            let (processes, pss, program_tasks) = sample_processes(self.program);
+            if program_tasks > 0 {
+                self.program_tasks = program_tasks;
+            }
             let memory = pss + tmpfs;
             let peak = self.usage.peak_memory_bytes.get_or_insert(0);
             *peak = (*peak).max(memory);
@@ -170,23 +184,28 @@ fn tmpfs_use(path: &Path) -> Option<(u64, bool)> {
 }
 
 /// Tasks (threads count, as for pids.max) and the total PSS of every process this pid
-/// namespace's /proc shows.
-fn sample_processes() -> (u64, u64) {
+/// namespace's /proc shows, and the tasks of `program` alone.
+fn sample_processes(program: u32) -> (u64, u64, u64) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     let mut tasks = 0;
+    let mut program_tasks = 0;
     let mut pss = 0;
     for pid in entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
     {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        tasks += threads(&stat).unwrap_or(1);
+        let these = threads(&stat).unwrap_or(1);
+        tasks += these;
+        if pid == program {
+            program_tasks = these;
+        }
         let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"));
         pss += rollup.ok().and_then(|r| pss_bytes(&r)).unwrap_or(0);
     }
-    (tasks, pss)
+    (tasks, pss, program_tasks)
 }
 
 /// `num_threads`, the 20th field of /proc/PID/stat.
@@ -230,8 +249,8 @@ mod tests {
 
     #[test]
     fn this_process_is_sampled() {
-        let (tasks, pss) = sample_processes();
-        assert!(tasks >= 1 && pss > 0, "{tasks} {pss}");
+        let (tasks, pss, mine) = sample_processes(std::process::id());
+        assert!(tasks >= 1 && pss > 0 && mine >= 1, "{tasks} {pss} {mine}");
         let dir = tempfile::tempdir().unwrap();
         assert!(tmpfs_use(dir.path()).is_some());
     }
