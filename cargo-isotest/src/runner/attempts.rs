@@ -245,6 +245,35 @@ mod tests {
     }
 
     #[test]
+    fn under_a_memory_budget_a_test_waits_until_it_fits() {
+        use crate::runner::budget::MemoryBudget;
+        let tests = [instance("big"), instance("also_big"), instance("small")];
+        let specs = [
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+        ];
+        let policy = Policy {
+            memory_budget: Some(MemoryBudget {
+                total: 100,
+                needs: vec![60, 60, 30],
+            }),
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0, 1, 2], &policy, &mut log);
+        let first = attempts.next().expect("the first always starts");
+        attempts.on_event(Event::Started(first));
+        // 60 held: the second big one waits, the small one behind it starts.
+        let second = attempts.next().expect("the small one fits");
+        assert_eq!((first.test, second.test), (0, 2));
+        attempts.on_event(Event::Started(second));
+        assert_eq!(attempts.next(), None);
+        attempts.on_event(Event::Finished(first, Ok(passed())));
+        assert_eq!(attempts.next().map(|a| a.test), Some(1));
+    }
+
+    #[test]
     fn a_failing_test_is_retried_until_it_passes() {
         let policy = Policy {
             retries: 3,
