@@ -92,6 +92,19 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
+    /// The limits, checked against what this host gives: a forced mechanism it lacks is
+    /// an error, and a limit it cannot enforce is said once, on stderr.
+    pub fn checked_limits(&self) -> anyhow::Result<Limits> {
+        let limits = self.limits();
+        for name in isotest_runtime::limits::check(&limits)? {
+            let flag = name.trim_end_matches("_millis").replace('_', "-");
+            eprintln!(
+                "warning: --{flag} is not enforced on this host (no cgroup gives it); `cargo isotest doctor` says how to get cgroup v2"
+            );
+        }
+        Ok(limits)
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             memory_max: self.memory_max,

@@ -65,7 +65,7 @@ impl SandboxOptions {
             net: args.net.map_or(defaults.net, Net::from),
             binds,
             tmpfs_size: args.limits.tmpfs_size.unwrap_or(defaults.tmpfs_size),
-            limits: args.limits.limits(),
+            limits: args.limits.checked_limits()?,
             toolchain: defaults.toolchain,
             env: args.env.clone(),
         })

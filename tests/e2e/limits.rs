@@ -25,6 +25,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("every_test_is_accounted", every_test_is_accounted),
     ("exec_names_the_limit", exec_names_the_limit),
     (
+        "cpu_max_throttles_or_says_it_cannot",
+        cpu_max_throttles_or_says_it_cannot,
+    ),
+    (
         "sigkill_of_the_runner_leaves_no_cgroup",
         sigkill_of_the_runner_leaves_no_cgroup,
     ),
@@ -206,6 +210,43 @@ fn sigkill_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
 
 fn ctrl_c_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
     runner_stopped_leaves_no_cgroup(ctx, nix::sys::signal::Signal::SIGINT)
+}
+
+/// A second of busy loop under a fifth of a CPU: cgroups give it about 200 ms of CPU; the
+/// fallback cannot throttle, and says so on stderr and in the record.
+fn cpu_max_throttles_or_says_it_cannot(ctx: &Ctx) -> Result<(), Failed> {
+    let report = ctx.path("cpu.json");
+    let out = output(&mut ctx.exec(&[
+        "--cpu-max",
+        "0.2",
+        "--report-json",
+        &report,
+        "--",
+        "timeout",
+        "1",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]))?;
+    let json = read_json(&report)?;
+    let resources = &json["resources"];
+    let cpu = resources["cpu_user_ms"].as_u64().unwrap_or(0)
+        + resources["cpu_system_ms"].as_u64().unwrap_or(0);
+    if expected_mechanism(ctx) == "fallback" {
+        ensure_eq(
+            resources["unenforced"].clone(),
+            serde_json::json!(["cpu_max_millis"]),
+            "unenforced",
+        )?;
+        ensure(
+            String::from_utf8_lossy(&out.stderr).contains("--cpu-max is not enforced"),
+            || describe(&out),
+        )
+    } else {
+        ensure((100..=450).contains(&cpu), || {
+            format!("a fifth of a CPU for a second used {cpu} ms: {resources}")
+        })
+    }
 }
 
 /// A limited test running when the runner gets `signal`: its cgroup goes anyway.

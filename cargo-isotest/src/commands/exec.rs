@@ -84,7 +84,7 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     if let Some(size) = args.limits.tmpfs_size {
         spec.set_tmpfs_sizes(size);
     }
-    spec.limits = args.limits.limits();
+    spec.limits = args.limits.checked_limits()?;
     for item in &args.env {
         spec.env.add(item);
     }

@@ -143,6 +143,14 @@ impl HostLimits {
     }
 }
 
+/// Whether this host can give a sandbox `limits`: an error for a forced mechanism it
+/// lacks, else the limits the chosen mechanism cannot enforce, by their spec names.
+pub fn check(limits: &Limits) -> Result<Vec<String>, Unavailable> {
+    let available = parents().available();
+    let mechanism = choose(available, limits.mechanism, limits.any_sandbox_limit())?;
+    Ok(unenforced(mechanism, available, limits))
+}
+
 /// What the sandbox's own side does for its limits, prepared before clone.
 pub(crate) struct Enforcement {
     /// Set on the program's process before exec.
@@ -168,16 +176,18 @@ impl Enforcer {
         let limited = spec.limits.any_sandbox_limit();
         let mechanism = choose(available, spec.limits.mechanism, limited)?;
         let name = cgroup::next_name();
+        if mechanism != Mechanism::Fallback {
+            // Every parent, whichever mechanism later sandboxes of this process get.
+            let mut dirs = parents.dirs(Mechanism::CgroupV2);
+            dirs.extend(parents.dirs(Mechanism::CgroupV1));
+            janitor::ensure(&dirs);
+        }
         let group = match mechanism {
             Mechanism::CgroupV2 => {
                 let parent = parents.v2.as_deref().expect("chosen only when found");
-                janitor::ensure(&parents.dirs(mechanism));
                 Some(Group::create_v2(parent, &name, &spec.limits)?)
             }
-            Mechanism::CgroupV1 => {
-                janitor::ensure(&parents.dirs(mechanism));
-                Some(Group::create_v1(&parents.v1, &name, &spec.limits)?)
-            }
+            Mechanism::CgroupV1 => Some(Group::create_v1(&parents.v1, &name, &spec.limits)?),
             Mechanism::Fallback => None,
         };
         let enforcement = Enforcement {
