@@ -60,7 +60,6 @@ pub struct V1Parents {
     pub memory: Option<PathBuf>,
     pub pids: Option<PathBuf>,
     pub cpu: Option<PathBuf>,
-    pub cpuacct: Option<PathBuf>,
 }
 
 impl Parents {
@@ -100,16 +99,11 @@ impl Parents {
     pub fn dirs(&self, mechanism: super::Mechanism) -> Vec<PathBuf> {
         match mechanism {
             super::Mechanism::CgroupV2 => self.v2.iter().cloned().collect(),
-            super::Mechanism::CgroupV1 => [
-                &self.v1.memory,
-                &self.v1.pids,
-                &self.v1.cpu,
-                &self.v1.cpuacct,
-            ]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect(),
+            super::Mechanism::CgroupV1 => [&self.v1.memory, &self.v1.pids, &self.v1.cpu]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
             super::Mechanism::Fallback => Vec::new(),
         }
     }
@@ -164,7 +158,6 @@ fn v1_parents(mounts: &[MountEntry], own: &str) -> V1Parents {
         memory: find("memory", "memory.limit_in_bytes"),
         pids: find("pids", "pids.max"),
         cpu: find("cpu", "cpu.cfs_quota_us"),
-        cpuacct: find("cpuacct", "cpuacct.usage_user"),
     }
 }
 
@@ -191,15 +184,8 @@ pub struct Group {
 }
 
 enum Kind {
-    V2 {
-        dir: PathBuf,
-        fd: OwnedFd,
-    },
-    V1 {
-        memory: PathBuf,
-        pids: PathBuf,
-        cpuacct: Option<PathBuf>,
-    },
+    V2 { dir: PathBuf, fd: OwnedFd },
+    V1 { memory: PathBuf, pids: PathBuf },
 }
 
 /// Writes `value` to the control file `dir/file`.
@@ -240,7 +226,9 @@ impl Group {
         Ok(group)
     }
 
-    /// One cgroup per v1 hierarchy (memory and pids, cpu and cpuacct where mounted).
+    /// One cgroup in each of the v1 memory and pids hierarchies, and in cpu for a CPU
+    /// limit: each is one more migration of pid 1, which is what v1 costs. CPU time comes
+    /// from pid 1's accounting of its children, which is exact too.
     pub fn create_v1(
         parents: &V1Parents,
         name: &str,
@@ -255,20 +243,13 @@ impl Group {
         let mut group = Group::existing(Vec::new());
         let memory = group.make(memory_parent, name)?;
         let pids = group.make(pids_parent, name)?;
-        let cpu = parents
-            .cpu
-            .as_deref()
-            .map(|p| group.make(p, name))
-            .transpose()?;
-        let cpuacct = parents
-            .cpuacct
-            .as_deref()
-            .map(|p| group.make(p, name))
-            .transpose()?;
+        let cpu = match (limits.cpu_max_millis, &parents.cpu) {
+            (Some(_), Some(parent)) => Some(group.make(parent, name)?),
+            _ => None,
+        };
         group.kind = Kind::V1 {
             memory: memory.clone(),
             pids: pids.clone(),
-            cpuacct,
         };
         if let Some(max) = limits.memory_max {
             write_control(&memory, "memory.limit_in_bytes", &max.to_string())?;
@@ -294,7 +275,6 @@ impl Group {
             kind: Kind::V1 {
                 memory: PathBuf::new(),
                 pids: PathBuf::new(),
-                cpuacct: None,
             },
             dirs,
         }
@@ -336,22 +316,14 @@ impl Group {
                 cpu_user_ms: key(dir, "cpu.stat", "user_usec").map(|us| us / 1000),
                 cpu_system_ms: key(dir, "cpu.stat", "system_usec").map(|us| us / 1000),
             },
-            Kind::V1 {
-                memory,
-                pids,
-                cpuacct,
-            } => {
-                let ns = |file| cpuacct.as_deref().and_then(|d| number(d, file));
-                CgroupUsage {
-                    peak_memory: number(memory, "memory.max_usage_in_bytes"),
-                    memory_killed: key(memory, "memory.oom_control", "oom_kill")
-                        .is_some_and(|n| n > 0),
-                    pids_peak: number(pids, "pids.peak"),
-                    pids_refused: key(pids, "pids.events", "max").is_some_and(|n| n > 0),
-                    cpu_user_ms: ns("cpuacct.usage_user").map(|ns| ns / 1_000_000),
-                    cpu_system_ms: ns("cpuacct.usage_sys").map(|ns| ns / 1_000_000),
-                }
-            }
+            Kind::V1 { memory, pids } => CgroupUsage {
+                peak_memory: number(memory, "memory.max_usage_in_bytes"),
+                memory_killed: key(memory, "memory.oom_control", "oom_kill").is_some_and(|n| n > 0),
+                pids_peak: number(pids, "pids.peak"),
+                pids_refused: key(pids, "pids.events", "max").is_some_and(|n| n > 0),
+                cpu_user_ms: None,
+                cpu_system_ms: None,
+            },
         }
     }
 

@@ -126,7 +126,7 @@ pub struct HostLimits {
     pub available: Available,
     /// The delegated cgroup2 directory sandbox cgroups would be made in.
     pub cgroup_v2_parent: Option<PathBuf>,
-    /// The cgroup v1 directories (memory, pids, cpu, cpuacct) they would be made in.
+    /// The cgroup v1 directories (memory, pids, cpu) they would be made in.
     pub cgroup_v1_parents: Vec<PathBuf>,
 }
 
