@@ -214,8 +214,11 @@ impl Group {
                 write_control(&dir, "memory.swap.max", "0")?;
             }
         }
-        // An out-of-memory kill takes the whole sandbox, not one process of it.
-        write_control(&dir, "memory.oom.group", "1")?;
+        // An out-of-memory kill takes the whole sandbox, not one process of it (where the
+        // memory controller is enabled, as a chosen parent has it).
+        if dir.join("memory.oom.group").exists() {
+            write_control(&dir, "memory.oom.group", "1")?;
+        }
         if let Some(max) = limits.pids_max {
             write_control(&dir, "pids.max", &max.to_string())?;
         }
@@ -440,6 +443,8 @@ fn kill_members(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
+
     use crate::limits::Mechanism;
 
     /// A directory laid out like a cgroup2 filesystem: the same file names and formats.
@@ -452,6 +457,7 @@ mod tests {
             std::fs::write(path, text).unwrap();
         };
         write("cgroup.subtree_control", "cpu memory pids\n");
+        write("memory.oom.group", "0\n");
         write("cgroup.procs", "");
         write("user.slice/cgroup.subtree_control", "memory pids\n");
         write("user.slice/cgroup.procs", "");
@@ -575,6 +581,58 @@ mod tests {
             [PathBuf::from("/sys/fs/cgroup/user.slice")]
         );
         assert!(parents.dirs(Mechanism::Fallback).is_empty());
+    }
+
+    /// The real cgroup2 hierarchy, where this host has one we may write (root on a hybrid
+    /// host's /sys/fs/cgroup/unified, which has no controllers): clone3 starts the child in
+    /// the sandbox's cgroup, and the kernel's own cpu.stat reads.
+    #[test]
+    fn clone3_starts_the_child_in_a_real_cgroup2_directory() {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let Some(mount) = parse_mountinfo(&mountinfo).into_iter().find(|m| {
+            m.fs_type == "cgroup2" && m.root == Path::new("/") && writable(&m.mount_point)
+        }) else {
+            eprintln!("no writable cgroup2 hierarchy here: the real clone3 path is not checked");
+            return;
+        };
+        let name = next_name();
+        let mut group = Group::create_v2(&mount.mount_point, &name, &Limits::default()).unwrap();
+        let (read, write) = nix::unistd::pipe().unwrap();
+        // SAFETY: the child makes only async-signal-safe calls (open, read, write, _exit)
+        // on buffers of its own stack, as a fork of a multi-threaded test process must.
+        match unsafe { crate::sys::fork_into(nix::sched::CloneFlags::empty(), group.clone_into()) }
+            .unwrap()
+        {
+            crate::sys::Forked::Child => {
+                let mut buf = [0u8; 512];
+                // SAFETY: a valid C string and a buffer of the length passed.
+                let n = unsafe {
+                    let fd = libc::open(c"/proc/self/cgroup".as_ptr(), libc::O_RDONLY);
+                    libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
+                };
+                // SAFETY: the pipe's write end and the bytes read; then _exit at once.
+                unsafe {
+                    libc::write(write.as_raw_fd(), buf.as_ptr().cast(), n.max(0) as usize);
+                    libc::_exit(0)
+                }
+            }
+            crate::sys::Forked::Parent {
+                pidfd, into_cgroup, ..
+            } => {
+                drop(write);
+                assert!(into_cgroup, "clone3 did not take CLONE_INTO_CGROUP");
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text).unwrap();
+                let _ = rustix::process::waitid(
+                    rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                    rustix::process::WaitIdOptions::EXITED,
+                );
+                assert!(text.lines().any(|l| l == format!("0::/{name}")), "{text}");
+            }
+        }
+        assert!(group.usage().cpu_user_ms.is_some(), "cpu.stat unreadable");
+        group.remove().unwrap();
+        assert!(!mount.mount_point.join(&name).exists());
     }
 
     #[test]
