@@ -215,8 +215,8 @@ impl Group {
             }
         }
         // An out-of-memory kill takes the whole sandbox, not one process of it (where the
-        // memory controller is enabled, as a chosen parent has it).
-        if dir.join("memory.oom.group").exists() {
+        // parent gives its children the memory controller, as a chosen parent does).
+        if enabled_for_children(parent, &["memory"]) {
             write_control(&dir, "memory.oom.group", "1")?;
         }
         if let Some(max) = limits.pids_max {
@@ -457,7 +457,6 @@ mod tests {
             std::fs::write(path, text).unwrap();
         };
         write("cgroup.subtree_control", "cpu memory pids\n");
-        write("memory.oom.group", "0\n");
         write("cgroup.procs", "");
         write("user.slice/cgroup.subtree_control", "memory pids\n");
         write("user.slice/cgroup.procs", "");
