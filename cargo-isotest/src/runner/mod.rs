@@ -6,6 +6,7 @@
 pub mod attempts;
 pub mod budget;
 pub mod events;
+pub mod explain;
 mod load;
 pub mod policy;
 pub mod record;

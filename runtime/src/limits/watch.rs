@@ -69,6 +69,7 @@ pub struct Watch {
     next: Instant,
     interval: Duration,
     last_processes: u64,
+    last_memory: Option<u64>,
     /// The program's own pid in the sandbox, and its tasks when last sampled.
     program: u32,
     program_tasks: u64,
@@ -81,6 +82,7 @@ impl Watch {
             next: Instant::now(),
             usage: InitUsage::default(),
             last_processes: 0,
+            last_memory: None,
             program: 0,
             program_tasks: 0,
             config,
@@ -128,6 +130,7 @@ impl Watch {
                 self.program_tasks = program_tasks;
             }
             let memory = pss + tmpfs;
+            self.last_memory = Some(memory);
             let peak = self.usage.peak_memory_bytes.get_or_insert(0);
             *peak = (*peak).max(memory);
             let max = self.usage.max_processes.get_or_insert(0);
@@ -139,9 +142,22 @@ impl Watch {
             }
         }
         let cost = started.elapsed();
-        self.interval = self.config.interval.max(cost * COST_SHARE);
+        self.interval = self.next_interval().max(cost * COST_SHARE);
         self.next = Instant::now() + self.interval;
         verdict
+    }
+
+    /// The closer memory is to its limit, the sooner the next look: a sandbox at half its
+    /// limit is sampled twice as often, down to every millisecond.
+    fn next_interval(&self) -> Duration {
+        let (Some(max), Some(used)) = (self.config.memory_max, self.last_memory) else {
+            return self.config.interval;
+        };
+        let headroom = max.saturating_sub(used) as f64 / max.max(1) as f64;
+        self.config
+            .interval
+            .mul_f64(headroom)
+            .max(Duration::from_millis(1))
     }
 
     fn sample_tmpfs(&mut self) -> u64 {
@@ -237,6 +253,20 @@ mod tests {
         assert_eq!(over_limit(&config, 101, 10), Some(Killed::Memory));
         assert_eq!(over_limit(&config, 50, 11), Some(Killed::Processes));
         assert_eq!(over_limit(&Config::default(), u64::MAX, u64::MAX), None);
+    }
+
+    #[test]
+    fn near_its_memory_limit_the_sandbox_is_watched_more_often() {
+        let mut watch = Watch::new(Config {
+            memory_max: Some(100),
+            interval: ENFORCING_INTERVAL,
+            ..Config::default()
+        });
+        assert_eq!(watch.next_interval(), ENFORCING_INTERVAL);
+        watch.last_memory = Some(50);
+        assert_eq!(watch.next_interval(), ENFORCING_INTERVAL / 2);
+        watch.last_memory = Some(100);
+        assert_eq!(watch.next_interval(), Duration::from_millis(1));
     }
 
     #[test]
