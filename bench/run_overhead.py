@@ -251,12 +251,12 @@ def report_trivial(timing_path, count):
     for case in timing["cases"]:
         print(f"  {case['label']:8} {' '.join(case['argv'])}")
     print()
-    print(f"{'runner':14}  {'median':>8}  {'min':>8}  {'max':>8}  {'own clock':>10}  {'per test':>9}")
+    print(f"{'runner':16}  {'median':>8}  {'min':>8}  {'max':>8}  {'own clock':>10}  {'per test':>9}")
     for label in stats:
         s = stats[label]
         per_test = s["median"] / count * 1e3
         print(
-            f"{label:14}  {seconds(s['median']):>8}  {seconds(s['min']):>8}"
+            f"{label:16}  {seconds(s['median']):>8}  {seconds(s['min']):>8}"
             f"  {seconds(s['max']):>8}  {seconds(s['own_clock']):>10}  {per_test:>7.2f}ms"
         )
     ratio = isotest["median"] / nextest["median"]
