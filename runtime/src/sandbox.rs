@@ -120,9 +120,14 @@ impl Sandbox {
             }) => {
                 drop(placed_r);
                 if let Err(e) = limits.place(pid, into_cgroup) {
-                    // Its setup step waits for word from us; without it, it ends.
+                    // Its setup waits for word from us; it ends now, and is reaped before
+                    // its cgroup goes.
                     let _ =
                         rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+                    let _ = rustix::process::waitid(
+                        rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                        rustix::process::WaitIdOptions::EXITED,
+                    );
                     return Err(Error::Limits(e.into()));
                 }
                 write_all(placed_w.as_fd(), b"1").map_err(Error::host("write"))?;
