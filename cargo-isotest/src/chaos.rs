@@ -30,7 +30,7 @@ pub enum Kind {
     Uptime,
     /// Delay and loss on loopback (needs sch_netem).
     Net,
-    /// A small tmpfs (ENOSPC) and a low RLIMIT_NOFILE (EMFILE).
+    /// A small tmpfs (ENOSPC), a low RLIMIT_NOFILE (EMFILE), a memory cap (pressure).
     Resources,
     /// Busy threads on the sandbox's CPUs.
     Neighbours,
@@ -99,6 +99,8 @@ pub struct Perturbation {
     pub tmpfs_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_files: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_max: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neighbours: Option<u32>,
     /// Kinds asked for that this host cannot apply, with the reason.
@@ -204,6 +206,9 @@ pub fn attempt_seed(run_seed: u64, name: &str, attempt: u32) -> u64 {
 pub const TMPFS_SIZES: [u64; 4] = [1 << 20, 4 << 20, 16 << 20, 64 << 20];
 /// Descriptor limits a `resources` draw picks from.
 pub const OPEN_FILES: [u64; 4] = [32, 64, 256, 1024];
+/// Memory caps of the whole sandbox a `resources` draw picks from: pressure, through the
+/// limits' own mechanism.
+pub const MEMORY_SIZES: [u64; 4] = [64 << 20, 128 << 20, 256 << 20, 512 << 20];
 /// Pauses are planned over the first this many ms of a run.
 const SCHEDULE_MS: u64 = 10_000;
 const MAX_PAUSES: usize = 128;
@@ -250,10 +255,10 @@ pub fn draw(kinds: &[Kind], seed: u64, host: &Host) -> Draw {
                 }
             }
             Kind::Resources => {
+                // Through the spec's own limits ([`crate::sandbox::attempt_spec`]).
                 p.tmpfs_size = Some(TMPFS_SIZES[sub.usize(..TMPFS_SIZES.len())]);
-                let files = OPEN_FILES[sub.usize(..OPEN_FILES.len())];
-                chaos.open_files = Some(files);
-                p.open_files = Some(files);
+                p.open_files = Some(OPEN_FILES[sub.usize(..OPEN_FILES.len())]);
+                p.memory_max = Some(MEMORY_SIZES[sub.usize(..MEMORY_SIZES.len())]);
             }
             Kind::Neighbours => {
                 // One or two per CPU of the sandbox: a noisy machine, not a stalled one.
@@ -354,6 +359,9 @@ pub fn describe(p: &Perturbation) -> String {
     }
     if let Some(files) = p.open_files {
         parts.push(format!("RLIMIT_NOFILE {files}"));
+    }
+    if let Some(memory) = p.memory_max {
+        parts.push(format!("memory {} MiB", memory >> 20));
     }
     if let Some(n) = p.neighbours {
         parts.push(format!(
@@ -479,9 +487,10 @@ mod tests {
         let net = draw(&[Kind::Net], 7, &host()).perturbation;
         assert_eq!(net.skipped[&Kind::Net], "no netem");
         assert!(net.kinds.is_empty());
-        let d = draw(&[Kind::Resources], 7, &host());
-        assert!(OPEN_FILES.contains(&d.chaos.open_files.unwrap()));
-        assert!(TMPFS_SIZES.contains(&d.perturbation.tmpfs_size.unwrap()));
+        let p = draw(&[Kind::Resources], 7, &host()).perturbation;
+        assert!(OPEN_FILES.contains(&p.open_files.unwrap()));
+        assert!(TMPFS_SIZES.contains(&p.tmpfs_size.unwrap()));
+        assert!(MEMORY_SIZES.contains(&p.memory_max.unwrap()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use isotest_runtime::{Mount, Net, Pid, Spec, Sys};
+use isotest_runtime::{Limits, Mount, Net, Pid, Spec, Sys};
 
 use crate::args::{SandboxArgs, check_env, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
@@ -33,6 +33,7 @@ pub struct SandboxOptions {
     /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
+    pub limits: Limits,
     /// Host paths that make the cargo and rustc that built the tests usable inside,
     /// read-only ([`toolchain::paths`], once the build has filled cargo's home); empty
     /// for a stricter sandbox.
@@ -52,6 +53,7 @@ impl Default for SandboxOptions {
             pid: Pid::Sandbox,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            limits: Limits::default(),
             toolchain: Vec::new(),
             env: Vec::new(),
             chaos: Vec::new(),
@@ -72,7 +74,8 @@ impl SandboxOptions {
             sys: args.sys.into(),
             pid: args.pid.into(),
             binds,
-            tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            tmpfs_size: args.limits.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            limits: args.limits.checked_limits()?,
             toolchain: defaults.toolchain,
             env: args.env.clone(),
             chaos: defaults.chaos,
@@ -170,9 +173,18 @@ pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
         .set
         .insert("ISOTEST_ATTEMPT".into(), number.to_string());
     if let Some(draw) = chaos_draw(&spec, number) {
-        if let Some(size) = draw.perturbation.tmpfs_size {
+        let p = &draw.perturbation;
+        if let Some(size) = p.tmpfs_size {
             spec.set_tmpfs_sizes(size);
         }
+        // Never above a limit the user set.
+        let lower = |limit: &mut Option<u64>, drawn: Option<u64>| {
+            if let Some(drawn) = drawn {
+                *limit = Some(limit.map_or(drawn, |l| l.min(drawn)));
+            }
+        };
+        lower(&mut spec.limits.open_files_max, p.open_files);
+        lower(&mut spec.limits.memory_max, p.memory_max);
         spec.chaos = draw.chaos;
     }
     spec
@@ -257,6 +269,7 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     });
     spec.mounts.extend(options.binds.iter().cloned());
     spec.set_tmpfs_sizes(options.tmpfs_size);
+    spec.limits = options.limits.clone();
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
     spec.sys = options.sys;

@@ -1,6 +1,6 @@
 //! Perturbations a spec asks pid 1 to apply to its program, so that a flaky test fails
-//! on demand: fewer CPUs, a recently booted clock, few descriptors, busy neighbours and
-//! pauses. Plain data, drawn by the caller; the runtime only applies what it is given, so
+//! on demand: fewer CPUs, a recently booted clock, busy neighbours and pauses. (Low
+//! limits are the spec's own `limits`.) Plain data, drawn by the caller; the runtime only applies what it is given, so
 //! that a recorded spec replays the very same perturbation.
 
 use serde::{Deserialize, Serialize};
@@ -22,9 +22,6 @@ pub struct Chaos {
     /// program starts, through a time namespace. The wall clock is not shifted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_s: Option<u64>,
-    /// `RLIMIT_NOFILE` of the program, soft and hard.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub open_files: Option<u64>,
     /// Busy threads of pid 1, pinned round-robin to the sandbox's CPUs for the whole run.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub neighbours: u32,
@@ -62,8 +59,6 @@ pub enum ChaosError {
     NoCpu,
     #[error("chaos.cpus names CPU {0}, beyond the {max} CPUs the kernel's mask can hold", max = nix::sched::CpuSet::count())]
     CpuOutOfRange(usize),
-    #[error("chaos.open_files is {0}: the program needs at least 16 descriptors to start")]
-    OpenFiles(u64),
     #[error("chaos.neighbours is {0}, above the limit of {MAX_NEIGHBOURS}")]
     Neighbours(u32),
     #[error("a chaos pause lasts {0} ms, above the limit of {MAX_PAUSE_MS} ms")]
@@ -85,9 +80,6 @@ impl Chaos {
             if let Some(&cpu) = cpus.iter().find(|&&c| c >= nix::sched::CpuSet::count()) {
                 return Err(ChaosError::CpuOutOfRange(cpu));
             }
-        }
-        if let Some(n) = self.open_files.filter(|&n| n < 16) {
-            return Err(ChaosError::OpenFiles(n));
         }
         if self.neighbours > MAX_NEIGHBOURS {
             return Err(ChaosError::Neighbours(self.neighbours));
@@ -154,7 +146,6 @@ mod tests {
         let chaos = Chaos {
             cpus: Some(vec![1]),
             uptime_s: Some(12),
-            open_files: Some(64),
             neighbours: 2,
             pauses: vec![Pause {
                 at_ms: 3,

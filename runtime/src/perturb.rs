@@ -1,5 +1,5 @@
-//! In pid 1: apply a spec's [`Chaos`] to the program. What the program inherits (its CPUs,
-//! its clocks, its descriptor limit) is set in pid 1 just before the fork; what happens
+//! In pid 1: apply a spec's [`Chaos`] to the program. What the program inherits (its CPUs
+//! and its clocks) is set in pid 1 just before the fork; what happens
 //! while it runs (busy neighbours, pauses, frozen threads) is driven from init's loop.
 
 use std::path::Path;
@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::ptrace;
-use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -28,8 +27,7 @@ const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// Everything the program inherits from pid 1, set before the fork, in this order.
 pub(crate) fn before_program(chaos: &Chaos) -> Result<(), SetupError> {
     pin_cpus(chaos)?;
-    enter_time_namespace(chaos)?;
-    limit_open_files(chaos)
+    enter_time_namespace(chaos)
 }
 
 fn chaos_fail(syscall: &'static str, path: Option<&Path>) -> impl FnOnce(Errno) -> SetupError {
@@ -76,14 +74,6 @@ fn enter_time_namespace(chaos: &Chaos) -> Result<(), SetupError> {
         let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
         SetupError::new(Step::Init, "write", Some(offsets), errno)
     })
-}
-
-/// A low descriptor limit for the program; pid 1 itself needs only a handful.
-fn limit_open_files(chaos: &Chaos) -> Result<(), SetupError> {
-    let Some(limit) = chaos.open_files else {
-        return Ok(());
-    };
-    setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(chaos_fail("setrlimit", None))
 }
 
 fn errno(e: rustix::io::Errno) -> Errno {

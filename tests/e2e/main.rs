@@ -7,6 +7,7 @@ mod chaos;
 mod ctx;
 mod flaky;
 mod hostfacts;
+mod limits;
 mod probe;
 mod run;
 mod sandbox;
@@ -35,6 +36,11 @@ fn main() {
         chaos::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("chaos::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        limits::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("limits::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         hostfacts::SCENARIOS

@@ -5,13 +5,14 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::args::{SandboxArgs, parse_duration};
+use crate::args::{SandboxArgs, parse_duration, parse_size};
 use crate::cargo::CargoOptions;
 use crate::chaos::{self, Kind};
 use crate::discover::discover;
 use crate::exit_code::{self, Failure};
 use crate::plan::{self, Filter};
 use crate::report::{RunReporter, json};
+use crate::runner::budget::MemoryBudget;
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
 use crate::runner::{self, explain, verdict};
 
@@ -57,6 +58,10 @@ pub struct RunnerArgs {
     /// first that makes it pass.
     #[arg(long)]
     pub explain: bool,
+    /// Start a test only when its memory fits beside the running ones: its peak in the
+    /// last report, else its --memory-max (e.g. 8G).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub memory_budget: Option<u64>,
 }
 
 /// Options for chasing flaky tests.
@@ -127,12 +132,17 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         seed,
         args.flaky.shuffle.is_some(),
     );
-    let policy = policy(args);
     let json_path = args
         .runner
         .report_json
         .clone()
         .unwrap_or_else(|| session.build.target_dir.join("isotest/last-run.json"));
+    let mut policy = policy(args);
+    // Learned from the report this run is about to replace.
+    policy.memory_budget = args
+        .runner
+        .memory_budget
+        .map(|total| MemoryBudget::new(total, &plan.tests, &plan.specs, &json::peaks(&json_path)));
     let mut reporter = RunReporter::start(
         &plan,
         runner::planned_attempts(&plan, &policy),
@@ -199,5 +209,6 @@ fn policy(args: &RunArgs) -> Policy {
             until: flaky.stress_duration.map(|d| Instant::now() + d),
             until_fail: flaky.stress_until_fail,
         }),
+        memory_budget: None,
     }
 }

@@ -43,12 +43,13 @@ pub struct ChaosSummary {
 type LevelOf = fn(&Perturbation) -> String;
 
 /// The factors a perturbation is judged by: one per kind, two for `resources`.
-const FACTORS: [(Kind, LevelOf); 6] = [
+const FACTORS: [(Kind, LevelOf); 7] = [
     (Kind::Cpus, cpus_level),
     (Kind::Uptime, uptime_level),
     (Kind::Sched, sched_level),
     (Kind::Resources, open_files_level),
     (Kind::Resources, tmpfs_level),
+    (Kind::Resources, memory_level),
     (Kind::Neighbours, neighbours_level),
 ];
 
@@ -85,6 +86,13 @@ fn tmpfs_level(p: &Perturbation) -> String {
     p.tmpfs_size.map_or_else(
         || "default tmpfs".into(),
         |s| format!("tmpfs {} MiB", s >> 20),
+    )
+}
+
+fn memory_level(p: &Perturbation) -> String {
+    p.memory_max.map_or_else(
+        || "default memory".into(),
+        |m| format!("memory {} MiB", m >> 20),
     )
 }
 

@@ -285,6 +285,7 @@ mod tests {
             attempt: 1,
             spec: ran.then(|| Spec::new(vec!["t".into()])),
             attempts: Vec::new(),
+            resources: None,
             started_ms,
             duration_ms,
         }
