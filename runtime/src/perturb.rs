@@ -1,6 +1,6 @@
 //! In pid 1: apply a spec's [`Chaos`] to the program. What the program inherits (its CPUs
-//! and its clocks) is set in pid 1 just before the fork; what happens
-//! while it runs (busy neighbours, pauses, frozen threads) is driven from init's loop.
+//! and its clocks) is set in pid 1 just before the fork; what happens while it runs (busy
+//! neighbours, pauses, frozen threads) is driven from init's loop.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -212,8 +212,8 @@ impl<'a> During<'a> {
     }
 }
 
-/// Busy threads of pid 1 itself, half of the time each: not processes of the sandbox, so never strays, and gone
-/// with pid 1 whatever happens.
+/// Busy threads of pid 1 itself, each busy half of the time: not processes of the
+/// sandbox, so never strays, and gone with pid 1 whatever happens.
 fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
     let cpus: Vec<usize> = match &chaos.cpus {
         Some(cpus) => cpus.clone(),
