@@ -4,6 +4,17 @@
 //! each test its command and sandbox) → run (helpers create one sandbox per test) →
 //! report (terminal, JSON, JUnit).
 
+// Issue 13's CI modules, not yet wired into the commands: the expectation fails (and is
+// to be removed) once they are.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        unused_imports,
+        reason = "wired into `archive` and `run` next"
+    )
+)]
+mod archive;
 mod cargo_options;
 mod config_env;
 mod discover;
@@ -15,6 +26,13 @@ mod exit_code;
 mod helper;
 mod interrupt;
 mod list;
+#[cfg(test)]
+mod nextest_fixture;
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "wired into `run --partition` next")
+)]
+mod partition;
 mod plan;
 mod replay;
 mod report;
@@ -22,6 +40,11 @@ mod run;
 mod schedule;
 mod shell;
 mod stress;
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "wired into `run --stress-shard` next")
+)]
+mod stress_shard;
 
 use std::ffi::OsString;
 
