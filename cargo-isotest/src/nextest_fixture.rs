@@ -113,7 +113,7 @@ pub fn build(name: &str) -> Built {
 }
 
 /// `rustc -vV`'s host and `--print target-libdir`.
-pub fn host_platform() -> crate::archive::Platform {
+pub fn host_platform() -> crate::cargo::archive::Platform {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let version = output(Command::new(&rustc).arg("-vV"));
     let triple = version
@@ -122,7 +122,7 @@ pub fn host_platform() -> crate::archive::Platform {
         .expect("rustc -vV names the host")
         .to_string();
     let libdir = output(Command::new(&rustc).args(["--print", "target-libdir"]));
-    crate::archive::Platform {
+    crate::cargo::archive::Platform {
         triple,
         libdir: Some(Utf8PathBuf::from(libdir.trim())),
     }

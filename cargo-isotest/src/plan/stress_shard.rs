@@ -9,7 +9,7 @@
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-use crate::partition::{ShardParseError, parse_shard};
+use super::partition::{ShardParseError, parse_shard};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StressShard {
