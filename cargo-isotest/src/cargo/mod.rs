@@ -3,9 +3,11 @@
 //! ([`config_env`]) and the toolchain's paths ([`toolchain`]).
 
 pub mod archive;
+pub mod archived;
 pub mod build;
 pub mod config_env;
 pub mod toolchain;
+pub mod wrapped;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -57,7 +57,7 @@ impl StressShare {
             self.attempts.contains(&attempt),
             "{attempt} not in {self:?}"
         );
-        self.base_seed.wrapping_add(u64::from(attempt) - 1)
+        crate::sandbox::attempt_seed(self.base_seed, attempt)
     }
 
     /// The seeds of this shard's runs, in the order of their attempts.

@@ -224,7 +224,7 @@ impl Reporter for Terminal {
             } => self.started(test, attempt, label.to_string()),
             RunEvent::AttemptEnded { test, attempt } => self.ended(test, attempt),
             RunEvent::Retrying { label, attempt, of } => self.retrying(label, attempt, of),
-            RunEvent::StressAttempt(attempt) => self.stress_attempt(attempt),
+            RunEvent::StressAttempt { attempt, .. } => self.stress_attempt(attempt),
             RunEvent::TestFinished(record) => self.finished(record),
             RunEvent::Tick => self.tick(),
             RunEvent::Checkpoint(_) => {}

@@ -40,7 +40,8 @@ pub fn run(
             let spec = plan.specs[attempt.test]
                 .as_ref()
                 .expect("only runnable tests are dispatched");
-            helper.run(&attempt_spec(spec, attempt.number), CAPTURE_LIMIT)
+            let seed = plan.attempt_seeds.then_some(plan.seed);
+            helper.run(&attempt_spec(spec, attempt.number, seed), CAPTURE_LIMIT)
         },
         &mut attempts,
     );
@@ -51,7 +52,9 @@ pub fn run(
 /// `--stress-duration`).
 pub fn planned_attempts(plan: &Plan, policy: &Policy) -> Option<usize> {
     match &policy.stress {
-        Some(stress) => stress.count.map(|count| plan.order.len() * count as usize),
+        Some(stress) => stress
+            .attempts()
+            .map(|runs| plan.order.len() * runs.count()),
         None => Some(plan.order.len()),
     }
 }

@@ -75,7 +75,7 @@ impl Reporter for Log {
             RunEvent::AttemptStarted { attempt, .. } => format!("start {attempt}"),
             RunEvent::AttemptEnded { attempt, .. } => format!("end {attempt}"),
             RunEvent::Retrying { attempt, of, .. } => format!("retry {}/{of}", attempt.attempt),
-            RunEvent::StressAttempt(attempt) => format!("stress {}", attempt.attempt),
+            RunEvent::StressAttempt { attempt, .. } => format!("stress {}", attempt.attempt),
             RunEvent::TestFinished(record) => format!("finished {:?}", record.last.outcome),
             RunEvent::Tick => "tick".into(),
             RunEvent::Checkpoint(_) => "checkpoint".into(),

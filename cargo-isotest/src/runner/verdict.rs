@@ -4,7 +4,7 @@
 use isotest_runtime::{Captured, Outcome, Spec};
 
 use super::policy::{FlakyPolicy, Policy, StraysPolicy};
-use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
+use super::record::{AttemptRecord, Output, Panic, TestOutcome, TestRecord};
 use super::stress::{self, KEPT_FAILURES};
 use crate::launch::helper::HelperError;
 use crate::plan::TestInstance;
@@ -54,13 +54,13 @@ pub fn attempt(
     }
     record.exit = Some(outcome.exit);
     record.strays = outcome.strays;
-    record.output = Output {
-        stdout: outcome.stdout,
-        stderr: outcome.stderr,
-    };
+    record.output = Output::new(outcome.stdout, outcome.stderr);
     if record.is_failure() {
         record.hint = sandbox_hint(&record.output);
         record.failure_message = Some(record.describe_failure());
+        record.failure_location = Panic::find(&record.output.stderr.lossy())
+            .and_then(|p| p.location)
+            .filter(|_| record.error.is_none());
     }
     record
 }
@@ -100,6 +100,7 @@ pub fn test(
         attempts: Vec::new(),
         stress: None,
         spec: Some(spec.clone()),
+        argv: Some(spec.argv.clone()),
     };
     if policy.stress.is_some() {
         let summary = stress::summarize(attempts);

@@ -25,6 +25,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use binary_list::{Dirs, Platform, binary_list, platforms};
+pub use entry_path::relative_path;
 pub use pack::{Depth, ExtraPath, OnMissing, PackInput, PackWarning, Packed, pack};
 pub use unpack::{Unpacked, unpack};
 
@@ -78,4 +79,24 @@ pub enum ArchiveError {
     WorkspaceRemap { dir: PathBuf, problem: String },
     #[error("cannot unpack into `{}`: {problem}", dir.display())]
     Destination { dir: PathBuf, problem: String },
+}
+
+/// `sha256:<hex>` of the archive file, recorded in every report run from it so that
+/// `merge` can tell shards of one archive from shards of another.
+pub fn digest(archive: &std::path::Path) -> Result<String, ArchiveError> {
+    use sha2::Digest;
+    let read = |source| ArchiveError::Read {
+        what: "the archive",
+        path: archive.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(archive).map_err(read)?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(read)?;
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("sha256:{hex}"))
 }
