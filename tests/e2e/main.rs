@@ -3,6 +3,7 @@
 //! Run as root, every sandbox scenario runs a second time as an unprivileged user
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
 
+mod ci;
 mod ctx;
 mod flaky;
 mod probe;
@@ -29,6 +30,7 @@ fn main() {
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
     );
+    let scenarios = scenarios.chain(ci::SCENARIOS.iter().map(|(n, s)| (format!("ci::{n}"), *s)));
     let scenarios = scenarios.chain(
         flaky::SCENARIOS
             .iter()
