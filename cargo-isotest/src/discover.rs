@@ -162,6 +162,15 @@ fn unpack(file: &std::path::Path, args: &ArchiveArgs) -> Result<(Build, ArchiveS
         }
     };
     let unpacked = archive::unpack(file, &dest, args.workspace_remap.as_deref())?;
+    anstream::eprintln!(
+        "{:>12} {} files of {} (built in {}, target {}) into {}",
+        "Unpacked",
+        unpacked.files,
+        file.display(),
+        unpacked.original_workspace_root,
+        unpacked.original_target_dir,
+        unpacked.dir
+    );
     let build = archived::build(&unpacked)?;
     Ok((
         build,

@@ -8,15 +8,26 @@ use std::process::Output;
 use libtest_mimic::Failed;
 use serde_json::Value;
 
-use crate::ctx::{Ctx, chown_tree, describe, ensure, ensure_eq, fixture, output, read_json, status_code};
+use crate::ctx::{
+    Ctx, chown_tree, describe, ensure, ensure_eq, fixture, output, read_json, status_code,
+};
 use crate::run::test;
 
 type Scenario = fn(&Ctx) -> Result<(), Failed>;
 
 pub const SCENARIOS: &[(&str, Scenario)] = &[
-    ("archive::shards_merge_into_a_single_run", shards_merge_into_a_single_run),
-    ("archive::stress_shards_merge_to_the_totals", stress_shards_merge_to_the_totals),
-    ("nextest::wrapper_script_sandboxes_and_reports_strays", wrapper_script_sandboxes_and_reports_strays),
+    (
+        "archive::shards_merge_into_a_single_run",
+        shards_merge_into_a_single_run,
+    ),
+    (
+        "archive::stress_shards_merge_to_the_totals",
+        stress_shards_merge_to_the_totals,
+    ),
+    (
+        "nextest::wrapper_script_sandboxes_and_reports_strays",
+        wrapper_script_sandboxes_and_reports_strays,
+    ),
 ];
 
 /// `cargo-isotest ARGS` in `dir`.
@@ -29,7 +40,11 @@ fn isotest(ctx: &Ctx, dir: &Path, args: &[&str]) -> Result<Output, Failed> {
 fn archived(ctx: &Ctx) -> Result<(PathBuf, PathBuf), Failed> {
     let source = fixture("outcomes", ctx.user.as_ref());
     let archive = ctx.scratch.path().join("tests.tar.zst");
-    let out = isotest(ctx, &source, &["archive", "--archive-file", archive.to_str().unwrap()])?;
+    let out = isotest(
+        ctx,
+        &source,
+        &["archive", "--archive-file", archive.to_str().unwrap()],
+    )?;
     ensure_eq(status_code(&out), Some(0), &describe(&out))?;
     let checkout = ctx.scratch.path().join("elsewhere/outcomes");
     copy_sources(&source, &checkout)?;
@@ -87,9 +102,20 @@ fn shards_merge_into_a_single_run(ctx: &Ctx) -> Result<(), Failed> {
     let before = tree(&checkout);
     let archive = archive.to_str().unwrap();
     let remap = checkout.to_str().unwrap();
-    let from_archive = ["run", "--archive-file", archive, "--workspace-remap", remap, "--no-fail-fast"];
+    let from_archive = [
+        "run",
+        "--archive-file",
+        archive,
+        "--workspace-remap",
+        remap,
+        "--no-fail-fast",
+    ];
     let single = ctx.path("single.json");
-    let out = isotest(ctx, ctx.scratch.path(), &[&from_archive[..], &["--report-json", &single]].concat())?;
+    let out = isotest(
+        ctx,
+        ctx.scratch.path(),
+        &[&from_archive[..], &["--report-json", &single]].concat(),
+    )?;
     ensure_eq(status_code(&out), Some(100), &describe(&out))?;
     ensure(!out.stderr.windows(9).any(|w| w == b"Compiling"), || {
         format!("a run from an archive built something:\n{}", describe(&out))
@@ -98,17 +124,34 @@ fn shards_merge_into_a_single_run(ctx: &Ctx) -> Result<(), Failed> {
     for k in 1..=3 {
         let report = ctx.path(&format!("shard{k}.json"));
         let partition = format!("hash:{k}/3");
-        let args = [&from_archive[..], &["--partition", &partition, "--report-json", &report]].concat();
+        let args = [
+            &from_archive[..],
+            &["--partition", &partition, "--report-json", &report],
+        ]
+        .concat();
         let out = isotest(ctx, ctx.scratch.path(), &args)?;
-        ensure(matches!(status_code(&out), Some(0 | 100)), || describe(&out))?;
-        let json = read_json(&report)?;
-        ensure_eq(json["partition"].as_str(), Some(partition.as_str()), "the report records its shard")?;
-        ensure(json["archive"].as_str().is_some_and(|d| d.starts_with("sha256:")), || {
-            "the report records the archive's digest".into()
+        ensure(matches!(status_code(&out), Some(0 | 100)), || {
+            describe(&out)
         })?;
+        let json = read_json(&report)?;
+        ensure_eq(
+            json["partition"].as_str(),
+            Some(partition.as_str()),
+            "the report records its shard",
+        )?;
+        ensure(
+            json["archive"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("sha256:")),
+            || "the report records the archive's digest".into(),
+        )?;
         shards.push(report);
     }
-    ensure_eq(tree(&checkout), before, "nothing is written into the remapped checkout")?;
+    ensure_eq(
+        tree(&checkout),
+        before,
+        "nothing is written into the remapped checkout",
+    )?;
 
     let merged = ctx.path("merged.json");
     let junit = ctx.path("merged.xml");
@@ -118,8 +161,16 @@ fn shards_merge_into_a_single_run(ctx: &Ctx) -> Result<(), Failed> {
     ensure_eq(status_code(&out), Some(100), &describe(&out))?;
     let single = read_json(&single)?;
     let merged_json = read_json(&merged)?;
-    ensure_eq(outcomes(&merged_json), outcomes(&single), "merged outcomes against a single run")?;
-    ensure_eq(&merged_json["summary"]["failed"], &single["summary"]["failed"], "summary")?;
+    ensure_eq(
+        outcomes(&merged_json),
+        outcomes(&single),
+        "merged outcomes against a single run",
+    )?;
+    ensure_eq(
+        &merged_json["summary"]["failed"],
+        &single["summary"]["failed"],
+        "summary",
+    )?;
 
     // JUnit: the panic's message and location, and its text as the failure's body.
     let xml = std::fs::read_to_string(&junit)?;
@@ -135,25 +186,65 @@ fn shards_merge_into_a_single_run(ctx: &Ctx) -> Result<(), Failed> {
         || format!("the JUnit failure lacks the panic: {failure}"),
     )?;
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&junit)?.permissions());
-    ensure_eq(mode & 0o777, 0o644, "a report file has the umask's mode (022)")?;
+    ensure_eq(
+        mode & 0o777,
+        0o644,
+        "a report file has the umask's mode (022)",
+    )?;
 
     // What cannot be one run is refused, by name.
     let out = isotest(ctx, ctx.scratch.path(), &["merge", &shards[0], &shards[2]])?;
     ensure_eq(status_code(&out), Some(2), &describe(&out))?;
-    ensure(String::from_utf8_lossy(&out.stderr).contains("--partition hash:2/3 missing"), || describe(&out))?;
-    let out = isotest(ctx, ctx.scratch.path(), &["merge", &shards[0], &shards[0], &shards[1], &shards[2]])?;
-    ensure(String::from_utf8_lossy(&out.stderr).contains("is in 2 reports"), || describe(&out))?;
+    ensure(
+        String::from_utf8_lossy(&out.stderr).contains("--partition hash:2/3 missing"),
+        || describe(&out),
+    )?;
+    let out = isotest(
+        ctx,
+        ctx.scratch.path(),
+        &["merge", &shards[0], &shards[0], &shards[1], &shards[2]],
+    )?;
+    ensure(
+        String::from_utf8_lossy(&out.stderr).contains("is in 2 reports"),
+        || describe(&out),
+    )?;
     let mut other: Value = read_json(&shards[1])?;
     other["archive"] = "sha256:0000".into();
     let other_path = ctx.path("other-archive.json");
     std::fs::write(&other_path, other.to_string())?;
-    let out = isotest(ctx, ctx.scratch.path(), &["merge", &shards[0], &other_path, &shards[2]])?;
-    ensure(String::from_utf8_lossy(&out.stderr).contains("merge only the shards of one archive"), || describe(&out))?;
+    let out = isotest(
+        ctx,
+        ctx.scratch.path(),
+        &["merge", &shards[0], &other_path, &shards[2]],
+    )?;
+    ensure(
+        String::from_utf8_lossy(&out.stderr).contains("merge only the shards of one archive"),
+        || describe(&out),
+    )?;
 
     // replay and --rerun-failed read schema 2, from the merged report too.
-    let out = isotest(ctx, ctx.scratch.path(), &[&from_archive[..], &["--rerun-failed", &merged, "--report-json", &ctx.path("rerun.json")]].concat())?;
+    let out = isotest(
+        ctx,
+        ctx.scratch.path(),
+        &[
+            &from_archive[..],
+            &[
+                "--rerun-failed",
+                &merged,
+                "--report-json",
+                &ctx.path("rerun.json"),
+            ],
+        ]
+        .concat(),
+    )?;
     let rerun = read_json(ctx.path("rerun.json"))?;
-    ensure_eq(rerun["summary"]["total"].as_u64(), single["summary"]["failed"].as_u64().map(|f| f + single["summary"]["timed_out"].as_u64().unwrap_or(0)), &describe(&out))?;
+    ensure_eq(
+        rerun["summary"]["total"].as_u64(),
+        single["summary"]["failed"]
+            .as_u64()
+            .map(|f| f + single["summary"]["timed_out"].as_u64().unwrap_or(0)),
+        &describe(&out),
+    )?;
     Ok(())
 }
 
@@ -165,9 +256,21 @@ fn stress_shards_merge_to_the_totals(ctx: &Ctx) -> Result<(), Failed> {
         let report = ctx.path(&format!("stress{k}.json"));
         let shard = format!("{k}/3");
         let args = [
-            "run", "--archive-file", archive, "--workspace-remap", remap, "--stress", "7",
-            "--stress-shard", &shard, "--shuffle=11", "--exact", "passes", "fails_panic",
-            "--report-json", &report,
+            "run",
+            "--archive-file",
+            archive,
+            "--workspace-remap",
+            remap,
+            "--stress",
+            "7",
+            "--stress-shard",
+            &shard,
+            "--shuffle=11",
+            "--exact",
+            "passes",
+            "fails_panic",
+            "--report-json",
+            &report,
         ];
         let out = isotest(ctx, ctx.scratch.path(), &args)?;
         ensure_eq(status_code(&out), Some(100), &describe(&out))?;
@@ -184,13 +287,28 @@ fn stress_shards_merge_to_the_totals(ctx: &Ctx) -> Result<(), Failed> {
     let merged = read_json(&merged)?;
     let failing = &test(&merged, "outcomes", "fails_panic")?["stress"];
     ensure_eq(failing["runs"].as_u64(), Some(7), "runs over every shard")?;
-    ensure_eq(failing["failures"].as_u64(), Some(7), "failures over every shard")?;
-    ensure_eq(&failing["first_failures"], &serde_json::json!([1, 2, 3, 4, 5]), "global attempt numbers")?;
+    ensure_eq(
+        failing["failures"].as_u64(),
+        Some(7),
+        "failures over every shard",
+    )?;
+    ensure_eq(
+        &failing["first_failures"],
+        &serde_json::json!([1, 2, 3, 4, 5]),
+        "global attempt numbers",
+    )?;
     let passing = &test(&merged, "outcomes", "passes")?["stress"];
-    ensure_eq((passing["runs"].as_u64(), passing["failures"].as_u64()), (Some(7), Some(0)), "passes")?;
-    ensure(passing["ci95"][1].as_f64().is_some_and(|hi| (hi - 0.3543).abs() < 1e-3), || {
-        format!("the interval is the totals' (0/7): {passing}")
-    })
+    ensure_eq(
+        (passing["runs"].as_u64(), passing["failures"].as_u64()),
+        (Some(7), Some(0)),
+        "passes",
+    )?;
+    ensure(
+        passing["ci95"][1]
+            .as_f64()
+            .is_some_and(|hi| (hi - 0.3543).abs() < 1e-3),
+        || format!("the interval is the totals' (0/7): {passing}"),
+    )
 }
 
 /// `.config/nextest.toml` running every test through `cargo-isotest isotest wrap`.
@@ -214,12 +332,23 @@ fn wrapper_config(ctx: &Ctx, dir: &Path) -> Result<(), Failed> {
 
 fn nextest(ctx: &Ctx, dir: &Path, args: &[&str]) -> Result<Output, Failed> {
     let mut cmd = ctx.command(Path::new("cargo"), dir);
-    cmd.args(["nextest", "run", "--no-fail-fast", "--success-output", "immediate"]).args(args);
+    cmd.args([
+        "nextest",
+        "run",
+        "--no-fail-fast",
+        "--success-output",
+        "immediate",
+    ])
+    .args(args);
     output(&mut cmd)
 }
 
 fn wrapper_script_sandboxes_and_reports_strays(ctx: &Ctx) -> Result<(), Failed> {
-    if std::process::Command::new("cargo-nextest").arg("--version").output().is_err() {
+    if std::process::Command::new("cargo-nextest")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         return Err("cargo-nextest is not installed; .ci/run installs it".into());
     }
     // A test that fails unless it runs in isotest's sandbox proves the wrapper is in
@@ -228,26 +357,39 @@ fn wrapper_script_sandboxes_and_reports_strays(ctx: &Ctx) -> Result<(), Failed> 
     wrapper_config(ctx, &flaky)?;
     let out = nextest(ctx, &flaky, &["-E", "test(=reports_attempt_and_seed)"])?;
     ensure_eq(status_code(&out), Some(0), &describe(&out))?;
-    ensure(String::from_utf8_lossy(&out.stderr).contains("attempt=1 seed="), || describe(&out))?;
+    ensure(
+        String::from_utf8_lossy(&out.stderr).contains("attempt=1 seed="),
+        || describe(&out),
+    )?;
 
     let isolation = fixture("isolation", ctx.user.as_ref());
     wrapper_config(ctx, &isolation)?;
     let junit_dir = "target/nextest/default";
     let mut config = std::fs::read_to_string(isolation.join(".config/nextest.toml"))?;
-    config.push_str("\n[profile.default.junit]\npath = \"junit.xml\"\nstore-success-output = true\n");
+    config
+        .push_str("\n[profile.default.junit]\npath = \"junit.xml\"\nstore-success-output = true\n");
     std::fs::write(isolation.join(".config/nextest.toml"), config)?;
     let out = nextest(
         ctx,
         &isolation,
-        &["-E", "test(=leaves_stray_sleep) | test(=tmp_claim_a) | test(=tmp_claim_b)"],
+        &[
+            "-E",
+            "test(=leaves_stray_sleep) | test(=tmp_claim_a) | test(=tmp_claim_b)",
+        ],
     )?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure_eq(status_code(&out), Some(0), &describe(&out))?;
     ensure(stderr.contains("3 passed"), || describe(&out))?;
-    ensure(!stderr.contains("LEAK"), || format!("nextest saw a leak: {}", describe(&out)))?;
-    ensure(stderr.contains("stray process was left behind and killed") && stderr.contains("sleep 3600"), || {
-        format!("wrap did not report the stray: {}", describe(&out))
+    ensure(!stderr.contains("LEAK"), || {
+        format!("nextest saw a leak: {}", describe(&out))
     })?;
+    ensure(
+        stderr.contains("stray process was left behind and killed")
+            && stderr.contains("sleep 3600"),
+        || format!("wrap did not report the stray: {}", describe(&out)),
+    )?;
     let junit = std::fs::read_to_string(isolation.join(junit_dir).join("junit.xml"))?;
-    ensure(junit.contains("sleep 3600"), || format!("the stray is not in nextest's JUnit: {junit}"))
+    ensure(junit.contains("sleep 3600"), || {
+        format!("the stray is not in nextest's JUnit: {junit}")
+    })
 }

@@ -225,7 +225,11 @@ fn every_outcome_is_classified(ctx: &Ctx) -> Result<(), Failed> {
         ensure_field_contains(test(&report, "outcomes", name)?, stream, text)?;
     }
     let passes = test(&report, "outcomes", "passes")?;
-    ensure_eq(passes["stdout"].as_str(), Some(""), "a passing test's output is not kept")?;
+    ensure_eq(
+        passes["stdout"].as_str(),
+        Some(""),
+        "a passing test's output is not kept",
+    )?;
     let spec = &report["binaries"]["outcomes"]["spec"];
     let argv = passes["argv"]
         .as_array()

@@ -177,9 +177,8 @@ fn metadata(options: &CargoOptions, no_deps: bool) -> Result<(Metadata, String),
             stderr: String::new(),
         }));
     }
-    let json = String::from_utf8(output.stdout).map_err(|e| {
-        BuildError::Metadata(cargo_metadata::Error::Utf8(e.utf8_error()))
-    })?;
+    let json = String::from_utf8(output.stdout)
+        .map_err(|e| BuildError::Metadata(cargo_metadata::Error::Utf8(e.utf8_error())))?;
     let metadata = MetadataCommand::parse(&json)?;
     Ok((metadata, json))
 }

@@ -113,7 +113,9 @@ fn binary_id(binary: &Path, vars: &BTreeMap<String, String>) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let target = stem.rsplit_once('-').map_or(stem.as_str(), |(name, _)| name);
+    let target = stem
+        .rsplit_once('-')
+        .map_or(stem.as_str(), |(name, _)| name);
     if package.is_empty() {
         return target.to_string();
     }
@@ -147,15 +149,26 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let args: Vec<String> = ["--exact", "a::b", "--nocapture"].map(String::from).to_vec();
-        let w = wrapped(Path::new("/w/target/debug/deps/it-0123"), &args, &vars, Path::new("/w/outcomes"), toolchain());
+        let args: Vec<String> = ["--exact", "a::b", "--nocapture"]
+            .map(String::from)
+            .to_vec();
+        let w = wrapped(
+            Path::new("/w/target/debug/deps/it-0123"),
+            &args,
+            &vars,
+            Path::new("/w/outcomes"),
+            toolchain(),
+        );
         assert_eq!(w.binary.id, "outcomes::it");
         assert_eq!(w.test_name.as_deref(), Some("a::b"));
         assert_eq!(w.build.workspace_root, Path::new("/w"));
         assert_eq!(w.build.target_dir, Path::new("/w/target"));
         assert_eq!(w.binary.manifest_dir, Path::new("/w/outcomes"));
         assert!(w.binary.env.contains_key("CARGO_PKG_NAME"));
-        assert!(!w.binary.env.contains_key("HOME"), "the sandbox decides HOME");
+        assert!(
+            !w.binary.env.contains_key("HOME"),
+            "the sandbox decides HOME"
+        );
     }
 
     #[test]

@@ -18,9 +18,12 @@ pub struct ArchiveArgs {
     #[arg(long, value_name = "FILE")]
     archive_file: PathBuf,
     /// Also pack this file or directory (whole tree) of the target directory, given
-    /// relative to it; an error if it is missing.
+    /// relative to it (see --archive-include-on-missing).
     #[arg(long, value_name = "PATH")]
     archive_include: Vec<Utf8PathBuf>,
+    /// What a missing --archive-include path is: an error, a warning, or nothing.
+    #[arg(long, value_enum, default_value_t = OnMissing::Error, value_name = "WHAT")]
+    archive_include_on_missing: OnMissing,
     /// zstd's compression level, 1 (fastest) to 19 (smallest); 0 is zstd's default.
     #[arg(long, value_name = "LEVEL", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     zstd_level: i32,
@@ -73,7 +76,7 @@ fn execute(args: &ArchiveArgs) -> Result<i32, Failure> {
         .map(|path| ExtraPath {
             path: path.clone(),
             depth: Depth::Infinite,
-            on_missing: OnMissing::Error,
+            on_missing: args.archive_include_on_missing,
         })
         .collect();
     let packed = archive::pack(

@@ -145,7 +145,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         args.flaky.shuffle.is_some(),
         sharding,
     );
-    let policy = policy(args, seed);
+    let policy = policy(args);
     let json_path = match (&args.runner.report_json, &args.archive.archive_file) {
         (Some(path), _) => path.clone(),
         // The unpacked target directory is temporary: nothing is written into the checkout.
@@ -200,7 +200,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
 }
 
 /// The policy the flags ask for. A `--stress-duration` starts now, once the build is done.
-fn policy(args: &RunArgs, seed: u64) -> Policy {
+fn policy(args: &RunArgs) -> Policy {
     let flaky = &args.flaky;
     let stressed = flaky.stress.is_some() || flaky.stress_duration.is_some();
     Policy {
@@ -215,7 +215,7 @@ fn policy(args: &RunArgs, seed: u64) -> Policy {
             share: flaky
                 .stress_shard
                 .zip(flaky.stress)
-                .map(|(shard, runs)| stress_shard::share(runs, shard, seed).attempts),
+                .map(|(shard, runs)| stress_shard::share(runs, shard)),
         }),
     }
 }

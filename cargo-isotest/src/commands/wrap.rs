@@ -17,21 +17,24 @@ use crate::launch::foreground;
 use crate::sandbox::{self, SandboxOptions};
 
 #[derive(Args, Debug)]
-#[command(
-    after_help = "AS A NEXTEST WRAPPER SCRIPT (.config/nextest.toml):\n  \
+#[command(after_help = "AS A NEXTEST WRAPPER SCRIPT (.config/nextest.toml):\n  \
                   [scripts.wrapper.isotest]\n  \
                   command = [\"cargo-isotest\", \"isotest\", \"wrap\"]\n\n  \
                   [[profile.default.scripts]]\n  \
                   filter = \"all()\"\n  \
                   run-wrapper = \"isotest\"\n\n\
                   AS A CARGO TARGET RUNNER:\n  \
-                  CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=\"cargo-isotest isotest wrap\" cargo test"
-)]
+                  CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=\"cargo-isotest isotest wrap\" cargo test")]
 pub struct WrapArgs {
     #[command(flatten)]
     sandbox: SandboxArgs,
     /// The test binary and its arguments, as nextest or cargo pass them.
-    #[arg(value_name = "TEST-BINARY ARGS", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "TEST-BINARY ARGS",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     command: Vec<String>,
 }
 
@@ -42,18 +45,27 @@ pub fn run(args: WrapArgs) -> i32 {
 fn execute(args: &WrapArgs) -> Result<i32, Failure> {
     let usage = |e: String| Failure::new(exit_code::USAGE, e);
     let setup = |e: String| Failure::new(exit_code::SETUP_FAILED, e);
-    let (program, rest) = args.command.split_first().expect("clap requires the binary");
-    let binary = std::fs::canonicalize(program)
-        .map_err(|e| usage(format!("wrap {program}: {e}; give the test binary's path first")))?;
-    let cwd = std::env::current_dir().map_err(|e| setup(format!("cannot read the working directory: {e}")))?;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .expect("clap requires the binary");
+    let binary = std::fs::canonicalize(program).map_err(|e| {
+        usage(format!(
+            "wrap {program}: {e}; give the test binary's path first"
+        ))
+    })?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| setup(format!("cannot read the working directory: {e}")))?;
     let vars: BTreeMap<String, String> = std::env::vars().collect();
     let toolchain = Toolchain {
         sysroot: rustc_print("sysroot", &cwd, None).map_err(|e| setup(e.to_string()))?,
-        target_libdir: rustc_print("target-libdir", &cwd, None).map_err(|e| setup(e.to_string()))?,
+        target_libdir: rustc_print("target-libdir", &cwd, None)
+            .map_err(|e| setup(e.to_string()))?,
     };
     let mut wrapped = wrapped::wrapped(&binary, rest, &vars, &cwd, toolchain);
     wrapped.build.config_env = config_env::read(&cwd).map_err(|e| usage(e.to_string()))?;
-    let mut options = SandboxOptions::from_args(&args.sandbox).map_err(|e| usage(format!("{e:#}")))?;
+    let mut options =
+        SandboxOptions::from_args(&args.sandbox).map_err(|e| usage(format!("{e:#}")))?;
     options.add_toolchain(&args.sandbox);
     let tmpdir = sandbox::target_tmpdir(&wrapped.build);
     std::fs::create_dir_all(&tmpdir)
@@ -72,5 +84,8 @@ fn execute(args: &WrapArgs) -> Result<i32, Failure> {
         .get("NEXTEST_ATTEMPT")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
-    Ok(foreground::run(&sandbox::attempt_spec(&spec, attempt, None), |_| {}))
+    Ok(foreground::run(
+        &sandbox::attempt_spec(&spec, attempt, None),
+        |_| {},
+    ))
 }

@@ -33,53 +33,17 @@ impl FromStr for StressShard {
     }
 }
 
-/// One shard's runs of each test.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StressShare {
-    /// The runs' numbers among the N (from 1); empty when there are more shards than runs.
-    pub attempts: RangeInclusive<u32>,
-    base_seed: u64,
-}
-
-impl StressShare {
-    pub fn runs(&self) -> u32 {
-        if self.attempts.is_empty() {
-            0
-        } else {
-            self.attempts.end() - self.attempts.start() + 1
-        }
-    }
-
-    /// The seed of run `attempt`: the shared base seed moved on by the run's number, so
-    /// the shards' seeds are as disjoint as their runs (all N differ, modulo 2^64).
-    pub fn seed(&self, attempt: u32) -> u64 {
-        debug_assert!(
-            self.attempts.contains(&attempt),
-            "{attempt} not in {self:?}"
-        );
-        crate::sandbox::attempt_seed(self.base_seed, attempt)
-    }
-
-    /// The seeds of this shard's runs, in the order of their attempts.
-    pub fn seeds(&self) -> impl Iterator<Item = u64> + '_ {
-        self.attempts.clone().map(|attempt| self.seed(attempt))
-    }
-}
-
-/// Shard `shard`'s share of `runs` runs; `base_seed` must be the same on every shard (the
-/// run's `--shuffle=SEED`) for the seeds to be disjoint.
-pub fn share(runs: u32, shard: StressShard, base_seed: u64) -> StressShare {
+/// Shard `shard`'s runs among `runs` (global numbers from 1); empty when there are more
+/// shards than runs. Each run's seed is [`crate::sandbox::attempt_seed`] of its number,
+/// so with the same base seed on every shard no two runs share a seed.
+pub fn share(runs: u32, shard: StressShard) -> RangeInclusive<u32> {
     let index = shard.shard - 1;
     let (each, extra) = (runs / shard.total, runs % shard.total);
     let count = each + u32::from(index < extra);
     // Runs before this shard: `each` per earlier shard plus one for each earlier big one.
     let before = each * index + index.min(extra);
     // With no runs this is (before + 1)..=before: empty, and still says where it would start.
-    let attempts = (before + 1)..=(before + count);
-    StressShare {
-        attempts,
-        base_seed,
-    }
+    (before + 1)..=(before + count)
 }
 
 #[cfg(test)]
@@ -112,15 +76,15 @@ mod tests {
     fn shares_are_balanced_contiguous_and_sum_to_n() {
         for runs in [0, 1, 2, 7, 10, 100, 1000, 1001] {
             for total in [1, 2, 3, 7, 8, 13] {
-                let shares: Vec<StressShare> = (1..=total)
-                    .map(|k| share(runs, StressShard { shard: k, total }, 0))
+                let shares: Vec<RangeInclusive<u32>> = (1..=total)
+                    .map(|k| share(runs, StressShard { shard: k, total }))
                     .collect();
-                assert_eq!(shares.iter().map(StressShare::runs).sum::<u32>(), runs);
-                let counts: Vec<u32> = shares.iter().map(StressShare::runs).collect();
+                let counts: Vec<u32> = shares.iter().map(|s| s.clone().count() as u32).collect();
+                assert_eq!(counts.iter().sum::<u32>(), runs);
                 let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
                 assert!(max - min <= 1, "{runs} over {total}: {counts:?}");
                 // Together the shards number the runs 1..=N, each once, in order.
-                let all: Vec<u32> = shares.iter().flat_map(|s| s.attempts.clone()).collect();
+                let all: Vec<u32> = shares.iter().flat_map(|s| s.clone()).collect();
                 assert_eq!(all, (1..=runs).collect::<Vec<_>>(), "{runs} over {total}");
             }
         }
@@ -128,26 +92,23 @@ mod tests {
 
     #[test]
     fn the_first_shards_take_the_remainder() {
-        let of = |k| share(10, StressShard { shard: k, total: 4 }, 0).attempts;
+        let of = |k| share(10, StressShard { shard: k, total: 4 });
         assert_eq!([of(1), of(2), of(3), of(4)], [1..=3, 4..=6, 7..=8, 9..=10]);
-        let more_shards_than_runs = share(2, StressShard { shard: 3, total: 4 }, 0);
-        assert_eq!(more_shards_than_runs.runs(), 0);
-        assert_eq!(more_shards_than_runs.seeds().count(), 0);
+        assert!(share(2, StressShard { shard: 3, total: 4 }).is_empty());
     }
 
     #[test]
     fn seeds_are_disjoint_across_shards_even_when_they_wrap() {
         let base = u64::MAX - 5;
         let mut seen = std::collections::BTreeSet::new();
+        let seed = |attempt| crate::sandbox::attempt_seed(base, attempt);
         for k in 1..=3 {
-            let share = share(20, StressShard { shard: k, total: 3 }, base);
-            for seed in share.seeds() {
-                assert!(seen.insert(seed), "seed {seed} twice");
+            for attempt in share(20, StressShard { shard: k, total: 3 }) {
+                assert!(seen.insert(seed(attempt)), "attempt {attempt}'s seed twice");
             }
         }
         assert_eq!(seen.len(), 20);
-        let first = share(20, StressShard { shard: 1, total: 3 }, base);
-        assert_eq!(first.seed(1), base);
-        assert_eq!(first.seed(7), 0);
+        assert_eq!(seed(1), base);
+        assert_eq!(seed(7), 0);
     }
 }

@@ -113,7 +113,10 @@ pub struct StoredAttempt {
 
 impl StoredReport {
     /// The binary's part of a test's sandbox and the test's argv; `None` when it did not run.
-    pub fn test_sandbox<'a>(&'a self, test: &'a StoredTest) -> Option<(&'a Spec, Option<&'a [String]>)> {
+    pub fn test_sandbox<'a>(
+        &'a self,
+        test: &'a StoredTest,
+    ) -> Option<(&'a Spec, Option<&'a [String]>)> {
         match (&test.spec, &test.argv) {
             (Some(spec), _) => Some((spec, None)),
             (None, Some(argv)) => Some((&self.binaries.get(&test.binary_id)?.spec, Some(argv))),
@@ -157,7 +160,8 @@ pub fn read_full(path: &Path) -> anyhow::Result<RunReport> {
             value["schema"]
         );
     }
-    serde_json::from_value(value).with_context(|| format!("{} does not match {SCHEMA}", path.display()))
+    serde_json::from_value(value)
+        .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
 }
 
 /// The `(binary id, name)` of every test that failed (or timed out) in an earlier report.

@@ -114,7 +114,10 @@ fn timestamp(text: Option<&str>) -> Option<chrono::DateTime<chrono::FixedOffset>
 fn failure_text(attempt: &AttemptRecord) -> Option<String> {
     let panic = Panic::find(&attempt.output.stderr.lossy()).map(|p| p.text);
     let notes = [attempt.error.clone(), attempt.hint.clone()];
-    let text: Vec<String> = panic.into_iter().chain(notes.into_iter().flatten()).collect();
+    let text: Vec<String> = panic
+        .into_iter()
+        .chain(notes.into_iter().flatten())
+        .collect();
     (!text.is_empty()).then(|| text.join("\n\n"))
 }
 

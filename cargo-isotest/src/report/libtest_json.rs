@@ -59,9 +59,11 @@ impl Stream {
         let mut stream = Stream {
             closed: self.closed,
         };
-        for record in report.tests.iter().filter(|t| {
-            t.last.outcome == TestOutcome::Ignored || t.stress.is_some()
-        }) {
+        for record in report
+            .tests
+            .iter()
+            .filter(|t| t.last.outcome == TestOutcome::Ignored || t.stress.is_some())
+        {
             stream.emit(test_line(record));
         }
         let summary = &report.summary;

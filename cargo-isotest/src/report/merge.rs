@@ -3,7 +3,7 @@
 //! one run: reports of different archives, missing or repeated shards, a test in two
 //! partitions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::document::{RunInfo, RunReport, SCHEMA, Summary};
 use crate::runner::record::TestRecord;
@@ -17,16 +17,22 @@ pub struct Shard {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
-    #[error("{name} is {schema}, not {SCHEMA}; merge reads reports of this version of cargo isotest")]
+    #[error(
+        "{name} is {schema}, not {SCHEMA}; merge reads reports of this version of cargo isotest"
+    )]
     Schema { name: String, schema: String },
-    #[error("{first} ran {first_archive} and {other} ran {other_archive}: merge only the shards of one archive")]
+    #[error(
+        "{first} ran {first_archive} and {other} ran {other_archive}: merge only the shards of one archive"
+    )]
     Archives {
         first: String,
         first_archive: String,
         other: String,
         other_archive: String,
     },
-    #[error("{first} has {what} {first_value} and {other} has {other_value}: the shards of one matrix share the same kind and count")]
+    #[error(
+        "{first} has {what} {first_value} and {other} has {other_value}: the shards of one matrix share the same kind and count"
+    )]
     Mismatch {
         what: &'static str,
         first: String,
@@ -147,7 +153,12 @@ pub fn merge(shards: Vec<Shard>) -> Result<RunReport, MergeError> {
         .map(|s| (s.name.clone(), s.report.info.stress_shard.clone()))
         .collect();
     check_dimension("partition", "--partition", &partitions, &mut problems)?;
-    let stressed = check_dimension("stress shard", "--stress-shard", &stress_shards, &mut problems)?;
+    let stressed = check_dimension(
+        "stress shard",
+        "--stress-shard",
+        &stress_shards,
+        &mut problems,
+    )?;
     let mut by_key: BTreeMap<(Option<String>, Option<String>), Vec<&str>> = BTreeMap::new();
     for shard in &shards {
         by_key
@@ -157,16 +168,23 @@ pub fn merge(shards: Vec<Shard>) -> Result<RunReport, MergeError> {
     }
     for ((partition, stress_shard), names) in &by_key {
         if names.len() > 1 {
-            let what: Vec<String> = [partition.as_ref().map(|p| format!("--partition {p}")), stress_shard.as_ref().map(|s| format!("--stress-shard {s}"))]
-                .into_iter()
-                .flatten()
-                .collect();
+            let what: Vec<String> = [
+                partition.as_ref().map(|p| format!("--partition {p}")),
+                stress_shard.as_ref().map(|s| format!("--stress-shard {s}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             let what = if what.is_empty() {
                 "the same unsharded run".to_string()
             } else {
                 what.join(" ")
             };
-            problems.push(format!("{what} is in {} reports: {}", names.len(), names.join(", ")));
+            problems.push(format!(
+                "{what} is in {} reports: {}",
+                names.len(),
+                names.join(", ")
+            ));
         }
     }
     if !problems.is_empty() {
@@ -215,11 +233,17 @@ pub fn merge(shards: Vec<Shard>) -> Result<RunReport, MergeError> {
         .unwrap_or_default();
     for shard in &shards[1..] {
         for (id, binary) in &shard.report.info.binaries {
-            info.binaries.entry(id.clone()).or_insert_with(|| binary.clone());
+            info.binaries
+                .entry(id.clone())
+                .or_insert_with(|| binary.clone());
         }
     }
     // The matrix takes as long as its longest shard.
-    let duration_ms = shards.iter().map(|s| s.report.summary.duration_ms).max().unwrap_or(0);
+    let duration_ms = shards
+        .iter()
+        .map(|s| s.report.summary.duration_ms)
+        .max()
+        .unwrap_or(0);
     Ok(RunReport {
         schema: SCHEMA.into(),
         summary: Summary::of(&records, duration_ms),
@@ -239,7 +263,10 @@ fn merge_test(records: Vec<&TestRecord>) -> TestRecord {
     }
     let summaries: Vec<_> = records.iter().filter_map(|r| r.stress.as_ref()).collect();
     let summary = stress::combine(&summaries);
-    let mut failing: Vec<_> = records.iter().flat_map(|r| r.attempts.iter().cloned()).collect();
+    let mut failing: Vec<_> = records
+        .iter()
+        .flat_map(|r| r.attempts.iter().cloned())
+        .collect();
     failing.sort_by_key(|a| a.attempt);
     failing.truncate(stress::KEPT_FAILURES);
     if let Some(first) = failing.first() {
@@ -304,7 +331,10 @@ mod tests {
         .to_string();
         assert!(err.contains("--partition count:3/8 missing"), "{err}");
         assert!(err.contains("--partition count:8/8 missing"), "{err}");
-        assert!(err.contains("--partition count:2/8 is in 2 reports: two, again"), "{err}");
+        assert!(
+            err.contains("--partition count:2/8 is in 2 reports: two, again"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -318,8 +348,11 @@ mod tests {
         assert!(err.contains("pkg a is in one, two"), "{err}");
         let mut other = report(Some("hash:2/2"), None, &["b"]);
         other.info.archive = Some("sha256:bb".into());
-        let err = merge(vec![shard("one", report(Some("hash:1/2"), None, &["a"])), shard("two", other)])
-            .unwrap_err();
+        let err = merge(vec![
+            shard("one", report(Some("hash:1/2"), None, &["a"])),
+            shard("two", other),
+        ])
+        .unwrap_err();
         assert!(matches!(err, MergeError::Archives { .. }), "{err}");
         let err = merge(vec![
             shard("one", report(Some("hash:1/2"), None, &["a"])),
@@ -340,6 +373,9 @@ mod tests {
         let err = merge(vec![shard("one", report(None, Some("1/3"), &["a"]))])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--stress-shard 2/3 missing") && err.contains("3/3 missing"), "{err}");
+        assert!(
+            err.contains("--stress-shard 2/3 missing") && err.contains("3/3 missing"),
+            "{err}"
+        );
     }
 }

@@ -4,9 +4,9 @@
 
 mod document;
 mod file;
-pub mod libtest_json;
 pub mod json;
 pub mod junit;
+pub mod libtest_json;
 pub mod merge;
 mod stress;
 pub mod terminal;
@@ -18,7 +18,7 @@ use crate::exit_code::{self, Failure};
 use crate::plan::Plan;
 use crate::runner::events::{Reporter, RunEvent};
 use crate::runner::record::TestRecord;
-pub use document::{BinaryInfo, RunInfo, RunReport, SCHEMA, Summary};
+pub use document::{BinaryInfo, RunInfo, RunReport};
 pub use file::write_atomically;
 use terminal::Terminal;
 
@@ -83,9 +83,12 @@ impl RunReporter {
     pub fn finish(self, records: Vec<TestRecord>, cancelled: bool) -> Result<RunReport, Failure> {
         let report = self.checkpoint.report(records, cancelled);
         stress::show_results(&self.terminal, &report.tests);
-        let seed_line = self
-            .shuffled
-            .then(|| format!("{:>12} shuffled with --shuffle={}", "seed", report.info.seed));
+        let seed_line = self.shuffled.then(|| {
+            format!(
+                "{:>12} shuffled with --shuffle={}",
+                "seed", report.info.seed
+            )
+        });
         self.terminal.summary(&report, seed_line.as_deref());
         if let Some(stream) = &self.stream {
             stream.suite_finished(&report);

@@ -104,8 +104,7 @@ impl<'a> Attempts<'a> {
         if record.outcome == TestOutcome::NotRun {
             return;
         }
-        record.started_at =
-            started_at.map(|t| humantime::format_rfc3339_millis(t).to_string());
+        record.started_at = started_at.map(|t| humantime::format_rfc3339_millis(t).to_string());
         if let Some(stress) = &self.policy.stress {
             let label = self.label(attempt);
             self.reporter.report(RunEvent::StressAttempt {

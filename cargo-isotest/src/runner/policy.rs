@@ -44,6 +44,8 @@ pub struct Stress {
 impl Stress {
     /// The attempt numbers this machine runs of each test, when they are known.
     pub fn attempts(&self) -> Option<RangeInclusive<u32>> {
-        self.share.clone().or_else(|| self.count.map(|count| 1..=count))
+        self.share
+            .clone()
+            .or_else(|| self.count.map(|count| 1..=count))
     }
 }

@@ -1,7 +1,7 @@
 //! What the runner decided about each test and each attempt: the records the reporters
 //! show and the JSON report stores as they are.
 
-use isotest_runtime::{Captured, Exit, Spec, Stray};
+use isotest_runtime::{Captured, Exit, Stray};
 use serde::{Deserialize, Serialize};
 
 use crate::discover::TestKind;
@@ -34,11 +34,9 @@ pub struct TestRecord {
     pub attempts: Vec<AttemptRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stress: Option<StressSummary>,
-    /// The sandbox it ran in, with `ISOTEST_ATTEMPT` set per attempt. The JSON report
-    /// stores its binary's part once per binary and the test's argv here.
-    #[serde(skip)]
-    pub spec: Option<Spec>,
-    /// The command the test ran as, in its binary's sandbox; null when it did not run.
+    /// The command the test ran as, in its binary's sandbox (the report's `binaries`,
+    /// with `ISOTEST_ATTEMPT` set per attempt); null when it did not run. Replaying needs
+    /// nothing else.
     pub argv: Option<Vec<String>>,
 }
 
@@ -225,7 +223,6 @@ impl TestRecord {
             flaky: false,
             attempts: Vec::new(),
             stress: None,
-            spec: None,
             argv: None,
         }
     }

@@ -99,7 +99,6 @@ pub fn test(
         flaky: false,
         attempts: Vec::new(),
         stress: None,
-        spec: Some(spec.clone()),
         argv: Some(spec.argv.clone()),
     };
     if policy.stress.is_some() {

@@ -26,7 +26,9 @@ use std::path::PathBuf;
 
 pub use binary_list::{Dirs, Platform, binary_list, platforms};
 pub use entry_path::relative_path;
-pub use pack::{Depth, ExtraPath, OnMissing, PackInput, PackWarning, Packed, pack};
+pub use pack::{Depth, ExtraPath, OnMissing, PackInput, pack};
+#[cfg(test)]
+pub use pack::{PackWarning, Packed};
 pub use unpack::{Unpacked, unpack};
 
 /// nextest's names; nextest reads an archive by them.

@@ -40,7 +40,7 @@ impl Depth {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnMissing {
     Warn,
     Ignore,
