@@ -362,6 +362,40 @@ fn wrapper_script_sandboxes_and_reports_strays(ctx: &Ctx) -> Result<(), Failed> 
         || describe(&out),
     )?;
 
+    // The same test under plain `cargo test`, with wrap as cargo's target runner.
+    let rustc =
+        std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+            .arg("-vV")
+            .output()?;
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .ok_or("rustc -vV names no host")?;
+    let runner = format!(
+        "CARGO_TARGET_{}_RUNNER",
+        host.to_uppercase().replace('-', "_")
+    );
+    let mut cargo = ctx.command(Path::new("cargo"), &flaky);
+    cargo
+        .args([
+            "test",
+            "--lib",
+            "--",
+            "--exact",
+            "reports_attempt_and_seed",
+            "--nocapture",
+        ])
+        .env(
+            runner,
+            format!("{} isotest wrap", ctx.isotest_path().display()),
+        );
+    let out = output(&mut cargo)?;
+    ensure_eq(status_code(&out), Some(0), &describe(&out))?;
+    ensure(
+        String::from_utf8_lossy(&out.stdout).contains("attempt=1 seed="),
+        || describe(&out),
+    )?;
+
     let isolation = fixture("isolation", ctx.user.as_ref());
     wrapper_config(ctx, &isolation)?;
     let junit_dir = "target/nextest/default";

@@ -60,7 +60,8 @@ pub struct AttemptRecord {
     pub hint: Option<String>,
     /// Why it failed in one line: the panic message, else how it ended.
     pub failure_message: Option<String>,
-    /// Where it panicked, `file:line:column` relative to its package, when it did.
+    /// Where it panicked, `file:line:column` as rustc printed it (relative to the
+    /// workspace root for the workspace's own code), when it did.
     #[serde(default)]
     pub failure_location: Option<String>,
     /// When it started (RFC 3339, UTC); null when it did not run.
