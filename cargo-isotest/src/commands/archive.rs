@@ -55,7 +55,12 @@ fn execute(args: &ArchiveArgs) -> Result<i32, Failure> {
         .build_directory
         .clone()
         .unwrap_or_else(|| target_dir.clone());
-    let host = host_platform(&built.build.workspace_root)?;
+    // Without --target the build's libdir is the host's: rustc need not be asked again.
+    let host_libdir = match args.cargo.target {
+        None => built.build.target_libdir.clone(),
+        Some(_) => rustc_print("target-libdir", &built.build.workspace_root, None)?,
+    };
+    let host = host_platform(&built.build.workspace_root, host_libdir)?;
     let target = args.cargo.target.as_ref().map(|triple| Platform {
         triple: triple.clone(),
         libdir: Utf8PathBuf::from_path_buf(built.build.target_libdir.clone()).ok(),
@@ -114,8 +119,11 @@ fn utf8(path: &std::path::Path) -> Result<Utf8PathBuf, Failure> {
     })
 }
 
-/// The host's triple (`rustc -vV`) and its libstd directory.
-fn host_platform(dir: &std::path::Path) -> Result<Platform, BuildError> {
+/// The host's triple (`rustc -vV`) with its libstd directory.
+fn host_platform(
+    dir: &std::path::Path,
+    libdir: std::path::PathBuf,
+) -> Result<Platform, BuildError> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = std::process::Command::new(rustc)
         .arg("-vV")
@@ -133,7 +141,6 @@ fn host_platform(dir: &std::path::Path) -> Result<Platform, BuildError> {
             what: "-vV",
             detail: "it named no host".into(),
         })?;
-    let libdir = rustc_print("target-libdir", dir, None)?;
     Ok(Platform {
         triple: triple.to_string(),
         libdir: Utf8PathBuf::from_path_buf(libdir).ok(),
