@@ -6,6 +6,8 @@
 mod ci;
 mod ctx;
 mod flaky;
+mod hostfacts;
+mod limits;
 mod probe;
 mod run;
 mod sandbox;
@@ -31,6 +33,16 @@ fn main() {
             .map(|(n, s)| (format!("run::{n}"), *s)),
     );
     let scenarios = scenarios.chain(ci::SCENARIOS.iter().map(|(n, s)| (format!("ci::{n}"), *s)));
+    let scenarios = scenarios.chain(
+        limits::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("limits::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostfacts::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
+    );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS
             .iter()

@@ -7,15 +7,16 @@ use clap::Args;
 
 use clap::ValueEnum;
 
-use crate::args::{ArchiveArgs, SandboxArgs, parse_duration};
+use crate::args::{ArchiveArgs, SandboxArgs, parse_duration, parse_size};
 use crate::cargo::CargoOptions;
 use crate::discover::discover;
 use crate::exit_code::{self, Failure};
 use crate::plan::stress_shard::{self, StressShard};
 use crate::plan::{self, Filter, Partition, Sharding};
 use crate::report::{Outputs, RunInfo, RunReporter, json};
+use crate::runner::budget::MemoryBudget;
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
-use crate::runner::{self, verdict};
+use crate::runner::{self, explain, verdict};
 
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
@@ -56,6 +57,15 @@ pub struct RunnerArgs {
     /// Run only the tests that failed in an earlier JSON report.
     #[arg(long, value_name = "REPORT")]
     pub rerun_failed: Option<PathBuf>,
+    /// Rerun each failed test once per sandbox rule relaxed (host network, writable
+    /// source, host /sys, host environment, host HOME, no pid namespace), and report the
+    /// first that makes it pass.
+    #[arg(long)]
+    pub explain: bool,
+    /// Start a test only when its memory fits beside the running ones: its peak in the
+    /// last report, else its --memory-max (e.g. 8G).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub memory_budget: Option<u64>,
     /// Run only shard K of N of the selected tests: hash:K/N, count:K/N or slice:K/N
     /// (cargo-nextest's meanings).
     #[arg(long, value_name = "KIND:K/N")]
@@ -145,7 +155,6 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         args.flaky.shuffle.is_some(),
         sharding,
     );
-    let policy = policy(args);
     let json_path = match (&args.runner.report_json, &args.archive.archive_file) {
         (Some(path), _) => path.clone(),
         // The unpacked target directory is temporary: nothing is written into the checkout.
@@ -171,6 +180,11 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         keep_passing_output: args.runner.keep_passing_output,
         libtest_json: args.runner.message_format == MessageFormat::LibtestJson,
     };
+    let mut policy = policy(args);
+    // Learned from the report this run is about to replace.
+    policy.memory_budget = args.runner.memory_budget.map(|total| {
+        MemoryBudget::new(total, &plan.tests, &plan.specs, &json::peaks(&outputs.json))
+    });
     let mut reporter = RunReporter::start(
         &plan,
         runner::planned_attempts(&plan, &policy),
@@ -178,13 +192,28 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         info,
         started,
     );
-    let records = runner::run(
+    let mut records = runner::run(
         &session.pool,
         &plan,
         &policy,
         args.flaky.cpu_load,
         &mut reporter,
     );
+    if args.runner.explain && policy.stress.is_none() {
+        let host = explain::HostFacts {
+            env: std::env::vars().collect(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            toolchain: crate::cargo::toolchain::paths(),
+        };
+        explain::explain_failures(
+            &session.pool,
+            &plan,
+            &mut records,
+            &host,
+            &session.build.target_dir.join("isotest"),
+            &mut reporter,
+        );
+    }
     let cancelled = session
         .interrupted
         .load(std::sync::atomic::Ordering::SeqCst);
@@ -217,5 +246,6 @@ fn policy(args: &RunArgs) -> Policy {
                 .zip(flaky.stress)
                 .map(|(shard, runs)| stress_shard::share(runs, shard)),
         }),
+        memory_budget: None,
     }
 }

@@ -103,6 +103,13 @@ pub struct StoredTest {
     pub argv: Option<Vec<String>>,
     #[serde(default)]
     pub attempts: Vec<StoredAttempt>,
+    #[serde(default)]
+    pub resources: Option<StoredResources>,
+}
+
+#[derive(Deserialize)]
+pub struct StoredResources {
+    pub peak_memory_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +169,22 @@ pub fn read_full(path: &Path) -> anyhow::Result<RunReport> {
     }
     serde_json::from_value(value)
         .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
+}
+
+/// The memory peak of every test an earlier report measured, by `(binary id, name)`. A
+/// missing or unreadable report teaches nothing: the first run has none.
+pub fn peaks(path: &Path) -> BTreeMap<(String, String), u64> {
+    let Ok(report) = read(path) else {
+        return BTreeMap::new();
+    };
+    report
+        .tests
+        .into_iter()
+        .filter_map(|t| {
+            let peak = t.resources?.peak_memory_bytes?;
+            Some(((t.binary_id, t.name), peak))
+        })
+        .collect()
 }
 
 /// The `(binary id, name)` of every test that failed (or timed out) in an earlier report.

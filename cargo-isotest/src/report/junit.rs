@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use quick_junit::{
-    FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+    FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
 
 use super::document::RunReport;
@@ -80,9 +80,18 @@ fn test_case(record: &TestRecord) -> TestCase {
     if let Some(started) = timestamp(last.started_at.as_deref()) {
         case.set_timestamp(started);
     }
+    case.add_properties(resource_properties(last));
     if record.is_failure() {
         case.set_system_out(last.output.stdout.lossy())
             .set_system_err(last.output.stderr.lossy());
+    }
+    if let Some(explanation) = &record.explanation {
+        let relaxation = explanation.relaxation.map_or("none", |r| r.id());
+        case.add_property(Property::new("isotest.explain.relaxation", relaxation));
+        case.add_property(Property::new(
+            "isotest.explain",
+            explanation.message.as_str(),
+        ));
     }
     case
 }
@@ -103,6 +112,25 @@ fn rerun(attempt: &AttemptRecord) -> TestRerun {
         .set_system_out(attempt.output.stdout.lossy())
         .set_system_err(attempt.output.stderr.lossy());
     rerun
+}
+
+/// What the attempt used, as `isotest.*` properties of its test case.
+fn resource_properties(attempt: &AttemptRecord) -> Vec<Property> {
+    let Some(r) = &attempt.resources else {
+        return Vec::new();
+    };
+    let optional = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
+    [
+        ("isotest.mechanism", r.mechanism.as_str().to_string()),
+        ("isotest.peak_memory_bytes", optional(r.peak_memory_bytes)),
+        ("isotest.cpu_user_ms", r.cpu_user_ms.to_string()),
+        ("isotest.cpu_system_ms", r.cpu_system_ms.to_string()),
+        ("isotest.max_processes", optional(r.max_processes)),
+        ("isotest.tmpfs_peak_bytes", r.tmpfs_peak_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| Property::new(name, value))
+    .collect()
 }
 
 fn timestamp(text: Option<&str>) -> Option<chrono::DateTime<chrono::FixedOffset>> {
@@ -126,6 +154,9 @@ fn failure_text(attempt: &AttemptRecord) -> Option<String> {
 fn failure_kind(attempt: &AttemptRecord) -> (String, String) {
     if attempt.outcome == TestOutcome::TimedOut {
         return ("timeout".into(), "the test timed out".into());
+    }
+    if let Some(hit) = &attempt.limit_exceeded {
+        return ("limit-exceeded".into(), hit.to_string());
     }
     let panic = Panic::find(&attempt.output.stderr.lossy());
     match (&attempt.exit, &attempt.error, panic) {

@@ -1,7 +1,7 @@
 //! What the runner decided about each test and each attempt: the records the reporters
 //! show and the JSON report stores as they are.
 
-use isotest_runtime::{Captured, Exit, Stray};
+use isotest_runtime::{Captured, Exit, LimitExceeded, Resources, Stray};
 use serde::{Deserialize, Serialize};
 
 use crate::discover::TestKind;
@@ -38,6 +38,10 @@ pub struct TestRecord {
     /// with `ISOTEST_ATTEMPT` set per attempt); null when it did not run. Replaying needs
     /// nothing else.
     pub argv: Option<Vec<String>>,
+    /// With `--explain`, for a failed test: the sandbox rule it depends on, found by
+    /// rerunning it with each rule relaxed in turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<super::explain::Explanation>,
 }
 
 /// One run of one test in one fresh sandbox.
@@ -67,6 +71,12 @@ pub struct AttemptRecord {
     /// When it started (RFC 3339, UTC); null when it did not run.
     #[serde(default)]
     pub started_at: Option<String>,
+    /// The limit that stopped it, e.g. `{"kind": "processes", "limit": 200}`.
+    #[serde(default)]
+    pub limit_exceeded: Option<LimitExceeded>,
+    /// What it used, and which mechanism measured and limited it; null when it did not run.
+    #[serde(default)]
+    pub resources: Option<Resources>,
 }
 
 /// Captured output: raw here, lossy UTF-8 with a truncation flag in JSON.
@@ -140,6 +150,8 @@ impl AttemptRecord {
             failure_message: None,
             failure_location: None,
             started_at: None,
+            limit_exceeded: None,
+            resources: None,
         }
     }
 
@@ -225,6 +237,7 @@ impl TestRecord {
             attempts: Vec::new(),
             stress: None,
             argv: None,
+            explanation: None,
         }
     }
 
