@@ -222,7 +222,7 @@ fn shards_merge_into_a_single_run(ctx: &Ctx) -> Result<(), Failed> {
         || describe(&out),
     )?;
 
-    // replay and --rerun-failed read schema 2, from the merged report too.
+    // --rerun-failed reads schema 2, from the merged report too.
     let out = isotest(
         ctx,
         ctx.scratch.path(),
@@ -245,7 +245,71 @@ fn shards_merge_into_a_single_run(ctx: &Ctx) -> Result<(), Failed> {
             .map(|f| f + single["summary"]["timed_out"].as_u64().unwrap_or(0)),
         &describe(&out),
     )?;
-    Ok(())
+
+    // The live stream: libtest's JSON lines on stdout, nextest's `binary$test` names.
+    let stream = [
+        &from_archive[..],
+        &[
+            "--message-format",
+            "libtest-json",
+            "--exact",
+            "passes",
+            "fails_panic",
+        ],
+    ]
+    .concat();
+    let out = isotest(ctx, ctx.scratch.path(), &stream)?;
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("a line of the stream is not JSON ({e}): {}", describe(&out)))?;
+    let event = |name: &str, event: &str| {
+        lines
+            .iter()
+            .any(|l| l["name"] == name && l["event"] == event)
+    };
+    ensure(
+        lines
+            .first()
+            .is_some_and(|l| l["type"] == "suite" && l["event"] == "started")
+            && event("outcomes$passes", "ok")
+            && event("outcomes$fails_panic", "failed")
+            && lines
+                .last()
+                .is_some_and(|l| l["type"] == "suite" && l["event"] == "failed"),
+        || format!("unexpected stream: {}", describe(&out)),
+    )?;
+
+    // list: a shard of the archive, in nextest's shape as well.
+    let out = isotest(
+        ctx,
+        ctx.scratch.path(),
+        &[
+            "list",
+            "--archive-file",
+            archive,
+            "--workspace-remap",
+            remap,
+            "--partition",
+            "hash:1/3",
+            "--message-format",
+            "json",
+        ],
+    )?;
+    ensure_eq(status_code(&out), Some(0), &describe(&out))?;
+    let listed: Value = serde_json::from_slice(&out.stdout)?;
+    let shard1 = read_json(&shards[0])?;
+    ensure_eq(
+        listed["test-count"].as_u64(),
+        shard1["summary"]["total"].as_u64(),
+        "list's shard against run's",
+    )?;
+    ensure_eq(
+        listed["rust-suites"]["outcomes"]["package-name"].as_str(),
+        Some("outcomes"),
+        "nextest-shaped suites",
+    )
 }
 
 fn stress_shards_merge_to_the_totals(ctx: &Ctx) -> Result<(), Failed> {
