@@ -140,6 +140,25 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
              the shards' runs get disjoint seeds",
         ));
     }
+    if let (Some(_), None) = (&args.archive.archive_file, &args.runner.report_json) {
+        let cwd = std::env::current_dir()
+            .ok()
+            .and_then(|d| d.canonicalize().ok());
+        let checkout = args
+            .archive
+            .workspace_remap
+            .as_ref()
+            .and_then(|d| d.canonicalize().ok());
+        if let (Some(cwd), Some(checkout)) = (cwd, checkout)
+            && cwd.starts_with(&checkout)
+        {
+            return Err(Failure::new(
+                exit_code::USAGE,
+                "a run from an archive writes nothing into the checkout, and the JSON report \
+                 would go to ./isotest-report.json inside it; give --report-json PATH",
+            ));
+        }
+    }
     let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
 
     let session = discover(&args.cargo, &args.archive, &args.sandbox, args.runner.jobs)?;
