@@ -100,6 +100,24 @@ pub struct SandboxArgs {
     pub env: Vec<String>,
 }
 
+/// Running from an archive instead of a build: `run` and `list`.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Archive options")]
+pub struct ArchiveArgs {
+    /// Run the tests of this archive (`cargo isotest archive` or `cargo nextest archive`)
+    /// instead of building: no cargo runs.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["package", "workspace", "exclude", "features", "all_features", "no_default_features", "release", "profile", "target", "target_dir", "manifest_path"])]
+    pub archive_file: Option<PathBuf>,
+    /// The checkout the archive was built from, at its path on this machine; nothing is
+    /// written into it.
+    #[arg(long, value_name = "DIR", requires = "archive_file")]
+    pub workspace_remap: Option<PathBuf>,
+    /// Unpack into DIR (new or empty) and keep it; else into a temporary directory
+    /// removed afterwards.
+    #[arg(long, value_name = "DIR", requires = "archive_file")]
+    pub extract_to: Option<PathBuf>,
+}
+
 /// `--limits-mechanism`: which mechanism enforces the limits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum MechanismArg {

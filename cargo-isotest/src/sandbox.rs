@@ -143,12 +143,7 @@ pub fn binary_test_spec(
 
 /// The sandbox one test runs in: its binary's, with the test's command and name.
 pub fn test_spec(binary_spec: &Spec, binary: &TestBinary, name: &str, ignored: bool) -> Spec {
-    let mut spec = binary_spec.clone();
-    spec.argv = test_argv(binary, name, ignored);
-    spec.env
-        .set
-        .insert("ISOTEST_TEST_NAME".into(), name.to_string());
-    spec
+    with_test(binary_spec, test_argv(binary, name, ignored), name)
 }
 
 /// `<binary> --exact <name> --nocapture [--ignored]`, as cargo test and nextest run it.
@@ -165,13 +160,21 @@ fn test_argv(binary: &TestBinary, name: &str, ignored: bool) -> Vec<String> {
     argv
 }
 
-/// The sandbox of one attempt: the test's own, telling the test which attempt it is,
-/// with the perturbations `ISOTEST_CHAOS` asks for drawn from the attempt's seed.
-pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
+/// The sandbox of one attempt: the test's own, telling the test which attempt it is.
+/// With `attempt_seed`, the run's seed, the attempt gets a seed of its own
+/// ([`attempt_seed`]). The perturbations `ISOTEST_CHAOS` asks for are drawn from the
+/// attempt's seed.
+pub fn attempt_spec(spec: &Spec, number: u32, attempt_seed: Option<u64>) -> Spec {
     let mut spec = spec.clone();
     spec.env
         .set
         .insert("ISOTEST_ATTEMPT".into(), number.to_string());
+    if let Some(base) = attempt_seed {
+        spec.env.set.insert(
+            "ISOTEST_SEED".into(),
+            self::attempt_seed(base, number).to_string(),
+        );
+    }
     if let Some(draw) = chaos_draw(&spec, number) {
         let p = &draw.perturbation;
         if let Some(size) = p.tmpfs_size {
@@ -190,9 +193,38 @@ pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
     spec
 }
 
-/// What attempt `number` of the test in `spec` is perturbed with, if the run used `--chaos`.
-pub fn attempt_perturbation(spec: &Spec, number: u32) -> Option<Perturbation> {
-    chaos_draw(spec, number).map(|d| d.perturbation)
+/// The seed of attempt `number` (from 1) under `--stress-shard`: the run's seed moved on
+/// by the attempt's global number, so runs on different shards never share a seed.
+pub fn attempt_seed(base: u64, number: u32) -> u64 {
+    base.wrapping_add(u64::from(number) - 1)
+}
+
+/// A test's sandbox from its binary's (as a report stores it) and its argv.
+pub fn with_test(binary_spec: &Spec, argv: Vec<String>, name: &str) -> Spec {
+    with_command(binary_spec, argv, Some(name))
+}
+
+/// A binary's sandbox running `argv`: one test when `name` says which (`wrap` under
+/// nextest), else the whole binary (`wrap` as cargo's target runner).
+pub fn with_command(binary_spec: &Spec, argv: Vec<String>, name: Option<&str>) -> Spec {
+    let mut spec = binary_spec.clone();
+    spec.argv = argv;
+    if let Some(name) = name {
+        spec.env
+            .set
+            .insert("ISOTEST_TEST_NAME".into(), name.to_string());
+    }
+    spec
+}
+
+/// What attempt `number` of the test in `spec` is perturbed with, if the run used `--chaos`:
+/// what [`attempt_spec`] applies, with the same seeds.
+pub fn attempt_perturbation(
+    spec: &Spec,
+    number: u32,
+    attempt_seed: Option<u64>,
+) -> Option<Perturbation> {
+    chaos_draw(&attempt_spec(spec, number, attempt_seed), number).map(|d| d.perturbation)
 }
 
 fn chaos_draw(spec: &Spec, number: u32) -> Option<chaos::Draw> {
@@ -205,7 +237,7 @@ fn chaos_draw(spec: &Spec, number: u32) -> Option<chaos::Draw> {
 
 /// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.
 pub fn explain_spec(relaxed: &Spec, relaxation: &str) -> Spec {
-    let mut spec = attempt_spec(relaxed, 1);
+    let mut spec = attempt_spec(relaxed, 1, None);
     spec.env
         .set
         .insert("ISOTEST_EXPLAIN".into(), relaxation.to_string());
@@ -375,7 +407,7 @@ mod tests {
     #[test]
     fn a_test_is_told_its_name_and_an_attempt_its_number() {
         let base = Spec::new(Vec::new());
-        let spec = attempt_spec(&test_spec(&base, &binary(), "a::b", false), 3);
+        let spec = attempt_spec(&test_spec(&base, &binary(), "a::b", false), 3, None);
         assert_eq!(spec.argv[2], "a::b");
         assert_eq!(spec.env.set["ISOTEST_TEST_NAME"], "a::b");
         assert_eq!(spec.env.set["ISOTEST_ATTEMPT"], "3");

@@ -4,6 +4,7 @@
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
 
 mod chaos;
+mod ci;
 mod ctx;
 mod flaky;
 mod hostfacts;
@@ -32,6 +33,7 @@ fn main() {
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
     );
+    let scenarios = scenarios.chain(ci::SCENARIOS.iter().map(|(n, s)| (format!("ci::{n}"), *s)));
     let scenarios = scenarios.chain(
         chaos::SCENARIOS
             .iter()

@@ -238,7 +238,7 @@ impl Reporter for Terminal {
             } => self.started(test, attempt, label.to_string()),
             RunEvent::AttemptEnded { test, attempt } => self.ended(test, attempt),
             RunEvent::Retrying { label, attempt, of } => self.retrying(label, attempt, of),
-            RunEvent::StressAttempt(attempt) => self.stress_attempt(attempt),
+            RunEvent::StressAttempt { attempt, .. } => self.stress_attempt(attempt),
             RunEvent::TestFinished(record) => self.finished(record),
             RunEvent::Note(text) => self.line(format!("{YELLOW}{:>12}{YELLOW:#} {text}", "note")),
             RunEvent::Explained(record) => self.explained(record),

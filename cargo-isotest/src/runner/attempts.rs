@@ -3,7 +3,7 @@
 //! which tells the reporters what happened through [`RunEvent`]s.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use isotest_runtime::{Outcome, Spec};
 
@@ -36,6 +36,8 @@ pub struct Attempts<'a> {
     attempts: Vec<Vec<AttemptRecord>>,
     started: Vec<u32>,
     stopped: bool,
+    /// When each running attempt started, for its record.
+    started_at: std::collections::HashMap<(usize, u32), SystemTime>,
     /// A result came in since the last checkpoint.
     dirty: bool,
     checkpointed: Instant,
@@ -45,6 +47,8 @@ pub struct Attempts<'a> {
     began: Instant,
     /// When each running attempt started, in ms since `began`.
     start_ms: HashMap<(usize, u32), u64>,
+    /// The run's seed when every attempt gets a seed of its own (`--stress-shard`).
+    attempt_seed: Option<u64>,
 }
 
 impl<'a> Attempts<'a> {
@@ -56,9 +60,13 @@ impl<'a> Attempts<'a> {
         policy: &'a Policy,
         reporter: &'a mut dyn Reporter,
     ) -> Attempts<'a> {
-        let rounds = policy.stress.as_ref().and_then(|s| s.count).unwrap_or(1);
+        let rounds = policy
+            .stress
+            .as_ref()
+            .and_then(|s| s.attempts())
+            .unwrap_or(1..=1);
         // Stress rounds interleave, so every test makes progress and runs beside the others.
-        let queue = (1..=rounds)
+        let queue = rounds
             .flat_map(|number| order.iter().map(move |&test| Attempt { test, number }))
             .collect();
         Attempts {
@@ -70,12 +78,14 @@ impl<'a> Attempts<'a> {
             attempts: vec![Vec::new(); tests.len()],
             started: vec![0; tests.len()],
             stopped: false,
+            started_at: Default::default(),
             dirty: false,
             checkpointed: Instant::now(),
             reserved: 0,
             running: 0,
             began: Instant::now(),
             start_ms: HashMap::new(),
+            attempt_seed: None,
         }
     }
 
@@ -127,12 +137,18 @@ impl<'a> Attempts<'a> {
     fn finished(&mut self, attempt: Attempt, result: Result<Outcome, HelperError>) {
         let test = &self.tests[attempt.test];
         let mut record = verdict::attempt(&test.name, attempt.number, result, self.policy.strays);
+        let started_at = self.started_at.remove(&(attempt.test, attempt.number));
         if record.outcome == TestOutcome::NotRun {
             return;
         }
+        record.started_at = started_at.map(|t| humantime::format_rfc3339_millis(t).to_string());
         self.stamp(attempt, &mut record);
         if let Some(stress) = &self.policy.stress {
-            self.reporter.report(RunEvent::StressAttempt(&record));
+            let label = self.label(attempt);
+            self.reporter.report(RunEvent::StressAttempt {
+                label: &label,
+                attempt: &record,
+            });
             let failures = self.attempts[attempt.test]
                 .iter()
                 .filter(|a| a.is_failure())
@@ -168,13 +184,19 @@ impl<'a> Attempts<'a> {
         }
     }
 
+    /// Draws each attempt's perturbation as the runner's attempt specs do.
+    pub fn with_attempt_seed(mut self, attempt_seed: Option<u64>) -> Self {
+        self.attempt_seed = attempt_seed;
+        self
+    }
+
     /// When the attempt started, and what `--chaos` drew for it.
     fn stamp(&mut self, attempt: Attempt, record: &mut AttemptRecord) {
         let key = (attempt.test, attempt.number);
         record.started_ms = self.start_ms.remove(&key).unwrap_or_default();
         record.perturbation = self.specs[attempt.test]
             .as_ref()
-            .and_then(|spec| attempt_perturbation(spec, attempt.number));
+            .and_then(|spec| attempt_perturbation(spec, attempt.number, self.attempt_seed));
     }
 
     /// The test's record as it stands.
@@ -208,6 +230,8 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
     fn on_event(&mut self, event: Event<Attempt, Result<Outcome, HelperError>>) {
         match event {
             Event::Started(attempt) => {
+                self.started_at
+                    .insert((attempt.test, attempt.number), SystemTime::now());
                 let started = self.began.elapsed().as_millis() as u64;
                 self.start_ms
                     .insert((attempt.test, attempt.number), started);
@@ -344,6 +368,7 @@ mod tests {
                 count: Some(runs),
                 until: None,
                 until_fail: false,
+                share: None,
             }),
             ..Policy::default()
         };
@@ -366,12 +391,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stress_shard_runs_its_share_under_the_global_attempt_numbers() {
+        let policy = Policy {
+            stress: Some(Stress {
+                count: Some(9),
+                until: None,
+                until_fail: false,
+                share: Some(4..=6),
+            }),
+            ..Policy::default()
+        };
+        let (record, log) = drive(&policy, vec![passed(), failed("x"), passed()]);
+        let stress = record.stress.as_ref().unwrap();
+        assert_eq!((stress.runs, stress.failures), (3, 1));
+        assert_eq!(stress.first_failures, [5]);
+        assert_eq!(record.last.attempt, 5);
+        assert_eq!(log.iter().filter(|e| e.starts_with("stress")).count(), 3);
+    }
+
+    #[test]
     fn a_stress_run_until_fail_stops_at_the_first_failure() {
         let policy = Policy {
             stress: Some(Stress {
                 count: Some(10),
                 until: None,
                 until_fail: true,
+                share: None,
             }),
             ..Policy::default()
         };

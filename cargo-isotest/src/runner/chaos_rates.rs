@@ -2,14 +2,14 @@
 //! ("31% with 1 CPU, 0% with 2"), which level stands out, and the smallest perturbation
 //! that reproduced the failure, to replay.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::record::AttemptRecord;
 use super::stress::wilson_interval;
 use crate::chaos::{self, Kind, Perturbation};
 
 /// The failure rate of the attempts that had one level of one perturbation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LevelRate {
     pub kind: Kind,
     pub level: String,
@@ -23,14 +23,14 @@ pub struct LevelRate {
 }
 
 /// The failing attempt with the fewest perturbations on.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Smallest {
     pub attempt: u32,
     pub kinds: Vec<Kind>,
     pub description: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChaosSummary {
     /// By perturbation, then level.
     pub levels: Vec<LevelRate>,

@@ -37,13 +37,15 @@ pub fn run(
     reporter: &mut dyn Reporter,
 ) -> Vec<TestRecord> {
     let _load = load::CpuLoad::start(cpu_load);
-    let mut attempts = Attempts::new(&plan.tests, &plan.specs, &plan.order, policy, reporter);
+    let mut attempts = Attempts::new(&plan.tests, &plan.specs, &plan.order, policy, reporter)
+        .with_attempt_seed(plan.attempt_seeds.then_some(plan.seed));
     pool.run(
         |helper: &mut Helper, attempt: &Attempt| -> Result<Outcome, HelperError> {
             let spec = plan.specs[attempt.test]
                 .as_ref()
                 .expect("only runnable tests are dispatched");
-            helper.run(&attempt_spec(spec, attempt.number), CAPTURE_LIMIT)
+            let seed = plan.attempt_seeds.then_some(plan.seed);
+            helper.run(&attempt_spec(spec, attempt.number, seed), CAPTURE_LIMIT)
         },
         &mut attempts,
     );
@@ -54,7 +56,9 @@ pub fn run(
 /// `--stress-duration`).
 pub fn planned_attempts(plan: &Plan, policy: &Policy) -> Option<usize> {
     match &policy.stress {
-        Some(stress) => stress.count.map(|count| plan.order.len() * count as usize),
+        Some(stress) => stress
+            .attempts()
+            .map(|runs| plan.order.len() * runs.count()),
         None => Some(plan.order.len()),
     }
 }

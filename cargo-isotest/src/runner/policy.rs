@@ -1,5 +1,6 @@
 //! How a run treats results: the choices the flags make, which the verdicts apply.
 
+use std::ops::RangeInclusive;
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -39,4 +40,15 @@ pub struct Stress {
     pub count: Option<u32>,
     pub until: Option<Instant>,
     pub until_fail: bool,
+    /// With `--stress-shard`: this shard's runs among the `count` (global numbers, from 1).
+    pub share: Option<RangeInclusive<u32>>,
+}
+
+impl Stress {
+    /// The attempt numbers this machine runs of each test, when they are known.
+    pub fn attempts(&self) -> Option<RangeInclusive<u32>> {
+        self.share
+            .clone()
+            .or_else(|| self.count.map(|count| 1..=count))
+    }
 }

@@ -4,7 +4,7 @@
 use isotest_runtime::{Captured, Outcome, Spec};
 
 use super::policy::{FlakyPolicy, Policy, StraysPolicy};
-use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
+use super::record::{AttemptRecord, Output, Panic, TestOutcome, TestRecord};
 use super::stress::{self, KEPT_FAILURES};
 use crate::args::limit_hint;
 use crate::launch::helper::HelperError;
@@ -60,16 +60,16 @@ pub fn attempt(
     record.exit = Some(outcome.exit);
     record.strays = outcome.strays;
     record.resources = Some(outcome.resources);
-    record.output = Output {
-        stdout: outcome.stdout,
-        stderr: outcome.stderr,
-    };
+    record.output = Output::new(outcome.stdout, outcome.stderr);
     if record.is_failure() {
         record.hint = match &outcome.limit_exceeded {
             Some(hit) => Some(limit_hint(hit)),
             None => sandbox_hint(&record.output),
         };
         record.failure_message = Some(record.describe_failure());
+        record.failure_location = Panic::find(&record.output.stderr.lossy())
+            .and_then(|p| p.location)
+            .filter(|_| record.error.is_none());
     }
     record.limit_exceeded = outcome.limit_exceeded;
     record
@@ -109,7 +109,7 @@ pub fn test(
         flaky: false,
         attempts: Vec::new(),
         stress: None,
-        spec: Some(spec.clone()),
+        argv: Some(spec.argv.clone()),
         explanation: None,
     };
     if policy.stress.is_some() {

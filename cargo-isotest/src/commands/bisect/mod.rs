@@ -15,10 +15,10 @@ use isotest_runtime::{Mount, Outcome, Spec};
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::pool::{Dispatch, Event, Pool};
-use crate::report::json::{self, StoredTest};
+use crate::report::json::{self, StoredReport, StoredTest};
 use crate::runner::policy::StraysPolicy;
 use crate::runner::verdict;
-use crate::sandbox::{CAPTURE_LIMIT, attempt_spec};
+use crate::sandbox::{self, CAPTURE_LIMIT};
 use shared::SharedState;
 
 #[derive(Args, Debug)]
@@ -52,7 +52,7 @@ fn execute(args: &BisectArgs) -> Result<i32, Failure> {
     let report = json::read(&args.report).map_err(usage)?;
     let target = json::find(&report.tests, &args.filter).map_err(usage)?;
     let label = |t: &StoredTest| format!("{} {}", t.binary_id, t.name);
-    if target.spec.is_none() {
+    if report.test_sandbox(target).is_none() {
         return Err(Failure::new(
             exit_code::USAGE,
             format!(
@@ -61,15 +61,22 @@ fn execute(args: &BisectArgs) -> Result<i32, Failure> {
             ),
         ));
     }
-    let suspects: Vec<&StoredTest> = suspects(&report.tests, target)
+    let ran: Vec<bool> = report
+        .tests
+        .iter()
+        .map(|t| report.test_sandbox(t).is_some())
+        .collect();
+    let suspects: Vec<&StoredTest> = suspects(&report.tests, &ran, target)
         .into_iter()
         .map(|i| &report.tests[i])
         .collect();
-    let specs: Vec<&Spec> = suspects.iter().filter_map(|t| t.spec.as_ref()).collect();
-    let shared = SharedState::snapshot(&writable_binds(
-        specs.iter().copied().chain(target.spec.as_ref()),
-    ))
-    .map_err(|e| Failure::new(exit_code::SETUP_FAILED, format!("{e:#}")))?;
+    let specs: Vec<Spec> = suspects
+        .iter()
+        .chain([&target])
+        .filter_map(|t| recorded_spec(&report, t))
+        .collect();
+    let shared = SharedState::snapshot(&writable_binds(specs.iter()))
+        .map_err(|e| Failure::new(exit_code::SETUP_FAILED, format!("{e:#}")))?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -85,6 +92,7 @@ fn execute(args: &BisectArgs) -> Result<i32, Failure> {
         suspects.len()
     );
     let mut trials = Trials {
+        report: &report,
         pool: &pool,
         shared: &shared,
         target,
@@ -157,18 +165,29 @@ fn find_culprits<'a>(trials: &mut Trials, suspects: &[&'a StoredTest]) -> Verdic
 
 /// The tests that started before the target ended: before it or beside it, in the order
 /// they started.
-fn suspects(tests: &[StoredTest], target: &StoredTest) -> Vec<usize> {
+fn suspects(tests: &[StoredTest], ran: &[bool], target: &StoredTest) -> Vec<usize> {
     let end = target.started_ms + target.duration_ms;
     let mut suspects: Vec<usize> = (0..tests.len())
         .filter(|&i| {
             let t = &tests[i];
-            t.spec.is_some()
+            ran[i]
                 && (&t.binary_id, &t.name) != (&target.binary_id, &target.name)
                 && t.started_ms < end
         })
         .collect();
     suspects.sort_by_key(|&i| tests[i].started_ms);
     suspects
+}
+
+/// The sandbox of the attempt the report recorded, with the seeds it had.
+fn recorded_spec(report: &StoredReport, test: &StoredTest) -> Option<Spec> {
+    let (binary_spec, argv) = report.test_sandbox(test)?;
+    let spec = match argv {
+        Some(argv) => sandbox::with_test(binary_spec, argv.to_vec(), &test.name),
+        None => binary_spec.clone(),
+    };
+    let seed = report.attempt_seeds.then_some(report.seed);
+    Some(sandbox::attempt_spec(&spec, test.attempt, seed))
 }
 
 /// Every writable host path the sandboxes share.
@@ -191,6 +210,7 @@ fn writable_binds<'a>(specs: impl Iterator<Item = &'a Spec>) -> Vec<PathBuf> {
 
 /// Sandbox runs of the recorded tests, each trial from the shared state as it was.
 struct Trials<'a> {
+    report: &'a StoredReport,
     pool: &'a Pool,
     shared: &'a SharedState,
     target: &'a StoredTest,
@@ -208,12 +228,12 @@ impl Trials<'_> {
         // The target is always the first of its batch, so it starts first beside them.
         let batch = match mode {
             Mode::Before => {
-                run_all(self.pool, others);
+                run_all(self.report, self.pool, others);
                 target.to_vec()
             }
             Mode::Beside => [&target[..], others].concat(),
         };
-        run_all(self.pool, &batch)[0]
+        run_all(self.report, self.pool, &batch)[0]
     }
 
     /// The paths in the shared state that `test`, run alone from the initial state,
@@ -223,17 +243,17 @@ impl Trials<'_> {
             eprintln!("warning: {e:#}");
             return Vec::new();
         }
-        run_all(self.pool, &[test]);
+        run_all(self.report, self.pool, &[test]);
         self.shared.changes()
     }
 }
 
 /// Runs `tests` on the pool, each in the sandbox and with the attempt the report
 /// recorded, and says for each (in order) whether it failed.
-fn run_all(pool: &Pool, tests: &[&StoredTest]) -> Vec<bool> {
+fn run_all(report: &StoredReport, pool: &Pool, tests: &[&StoredTest]) -> Vec<bool> {
     let specs: Vec<Spec> = tests
         .iter()
-        .map(|t| attempt_spec(t.spec.as_ref().expect("suspects ran"), t.attempt))
+        .map(|t| recorded_spec(report, t).expect("suspects ran"))
         .collect();
     let mut dispatch = Runs {
         next: 0,
@@ -284,6 +304,7 @@ mod tests {
             outcome: "passed".into(),
             attempt: 1,
             spec: ran.then(|| Spec::new(vec!["t".into()])),
+            argv: None,
             attempts: Vec::new(),
             resources: None,
             started_ms,
@@ -300,7 +321,8 @@ mod tests {
             stored("before", 0, 20, true),
             stored("not-run", 0, 0, false),
         ];
-        let names: Vec<&str> = suspects(&tests, &tests[2])
+        let ran: Vec<bool> = tests.iter().map(|t| t.spec.is_some()).collect();
+        let names: Vec<&str> = suspects(&tests, &ran, &tests[2])
             .into_iter()
             .map(|i| tests[i].name.as_str())
             .collect();
@@ -316,7 +338,7 @@ mod tests {
             writable: true,
         });
         assert_eq!(
-            writable_binds([&spec, &spec].into_iter()),
+            writable_binds([spec.clone(), spec].iter()),
             [PathBuf::from("/scratch")]
         );
     }
