@@ -36,6 +36,10 @@ pub enum Step {
     Seal,
     Hostname,
     Loopback,
+    /// pid 1 taking the sandbox's session, so that the program is not a session leader.
+    Session,
+    /// Opening the program's pty in the sandbox's own devpts and passing its master out.
+    Terminal,
     /// pid 1 preparing to start the program.
     Init,
 }
@@ -98,6 +102,15 @@ pub enum Error {
     Host { syscall: &'static str, errno: Errno },
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(
+        "{tool} could not map the sandbox's ids to this user's subordinate range ({status}): {stderr}\n\
+         check this user's lines in /etc/subuid and /etc/subgid (`cargo isotest doctor`)"
+    )]
+    IdMapTool {
+        tool: &'static str,
+        status: String,
+        stderr: String,
+    },
     #[error("the sandbox's init (pid {pid}) ended without a report ({status})")]
     InitLost { pid: i32, status: String },
     #[error("the sandbox's init sent an unreadable report: {0}")]

@@ -9,6 +9,7 @@
 
 pub mod doctor;
 mod error;
+mod idmap;
 mod init;
 mod outcome;
 mod output;
@@ -19,6 +20,7 @@ mod spec;
 mod sys;
 
 pub use error::{Error, SetupError, Step, errno_text};
+pub use idmap::{HostIds, IdMapping, Missing, SubordinateRange, host_ids};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};
 pub use sandbox::{Echo, Sandbox, forwarded_signals};

@@ -13,14 +13,23 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
+use rustix::termios::Winsize;
+
 use crate::error::Error;
-use crate::spec::{Identity, Mount, Net, Spec};
+use crate::idmap::{Extent, IdMapping, Kind};
+use crate::spec::{Mount, Net, Spec, SpecError};
 
 /// A spec turned into exactly what the child needs, prepared before clone.
 pub(crate) struct Plan {
     pub clone_flags: CloneFlags,
-    pub uid_map: String,
-    pub gid_map: String,
+    pub ids: IdMapping,
+    pub uid_map: Vec<Extent>,
+    pub gid_map: Vec<Extent>,
+    /// The program keeps the capabilities that switch ids and own files, for when it runs
+    /// as uid 0 among other mapped ids; otherwise it keeps none.
+    pub keep_id_capabilities: bool,
+    /// The caller's terminal size, given to the sandbox's own pty with `tty`.
+    pub tty_size: Option<Winsize>,
     pub mounts: Vec<PlannedMount>,
     /// tmpfs options of /dev/shm, capped like the spec's /tmp.
     pub shm_options: String,
@@ -69,10 +78,9 @@ impl Plan {
             clone_flags |= CloneFlags::CLONE_NEWNET;
         }
         let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
-        let inside = |id: u32| match spec.identity {
-            Identity::Caller => id,
-            Identity::Root => 0,
-        };
+        if spec.ids == IdMapping::Full && !uid.is_root() {
+            return Err(SpecError::FullMapNeedsRoot.into());
+        }
         let mut mounts: Vec<(usize, PlannedMount)> = spec
             .mounts
             .iter()
@@ -120,8 +128,14 @@ impl Plan {
         Ok(Plan {
             clone_flags,
             shm_options: format!("size={shm_size},mode=1777"),
-            uid_map: format!("{} {} 1\n", inside(uid.as_raw()), uid),
-            gid_map: format!("{} {} 1\n", inside(gid.as_raw()), gid),
+            ids: spec.ids.clone(),
+            uid_map: spec.ids.extents(Kind::Uid, spec.identity, uid.as_raw()),
+            gid_map: spec.ids.extents(Kind::Gid, spec.identity, gid.as_raw()),
+            keep_id_capabilities: spec.ids.maps_other_ids(),
+            tty_size: spec
+                .tty
+                .then(|| rustix::termios::tcgetwinsize(std::io::stdin()).ok())
+                .flatten(),
             mounts: mounts.into_iter().map(|(_, m)| m).collect(),
             hostname: spec.hostname.clone(),
             loopback_up: spec.net == Net::Loopback,
@@ -185,23 +199,33 @@ pub(crate) struct ChildFds {
     pub status: OwnedFd,
     /// Closed by the supervisor when it ends; lets the child see that it is already gone.
     pub lifeline: OwnedFd,
+    /// With maps written from outside: one byte once they are written, EOF if they failed.
+    pub maps_written: Option<OwnedFd>,
     pub stdio: ChildStdio,
 }
 
 pub(crate) enum ChildStdio {
-    Pipes { stdout: OwnedFd, stderr: OwnedFd },
-    Tty { slave: OwnedFd },
+    Pipes {
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// The pty is opened inside, from the sandbox's own devpts; its master goes back to
+    /// the supervisor on this socket.
+    Tty {
+        socket: OwnedFd,
+    },
 }
 
 impl ChildFds {
     /// Every descriptor the child keeps; it closes all others.
     pub fn raw(&self) -> Vec<RawFd> {
         let mut fds = vec![self.status.as_raw_fd(), self.lifeline.as_raw_fd()];
+        fds.extend(self.maps_written.iter().map(|fd| fd.as_raw_fd()));
         match &self.stdio {
             ChildStdio::Pipes { stdout, stderr } => {
                 fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])
             }
-            ChildStdio::Tty { slave } => fds.push(slave.as_raw_fd()),
+            ChildStdio::Tty { socket } => fds.push(socket.as_raw_fd()),
         }
         fds
     }

@@ -8,6 +8,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::idmap::IdMapping;
+
 /// Host variables that pass into a sandbox unless the spec says otherwise. Locale, terminal
 /// and Rust diagnostics only: nothing that carries credentials.
 pub const DEFAULT_ENV_PASS: &[&str] = &[
@@ -55,6 +57,9 @@ pub struct Spec {
     pub hostname: String,
     pub net: Net,
     pub identity: Identity,
+    /// Which host ids the namespace maps; reports from before it existed ran with one.
+    #[serde(default = "IdMapping::single")]
+    pub ids: IdMapping,
     /// After this, SIGTERM goes to the program; `None` waits forever.
     pub timeout_ms: Option<u64>,
     /// Time between SIGTERM and SIGKILL of the whole sandbox.
@@ -114,7 +119,9 @@ pub enum Net {
 pub enum Identity {
     /// The caller's own uid and gid, mapped 1:1.
     Caller,
-    /// The caller appears as uid 0 and gid 0 (still without capabilities).
+    /// The caller appears as uid 0 and gid 0: without capabilities when only the caller
+    /// is mapped, with those that switch ids and own files when others are too
+    /// ([`IdMapping::maps_other_ids`]).
     Root,
 }
 
@@ -137,6 +144,11 @@ pub enum SpecError {
     Hostname(String),
     #[error("environment variable name `{0}` is not valid")]
     EnvName(String),
+    #[error(
+        "the spec maps every host id (`ids` mode `full`), which only root may do; \
+         use mode `single`, or `subordinate` with this user's /etc/subuid and /etc/subgid ranges"
+    )]
+    FullMapNeedsRoot,
 }
 
 impl Spec {
@@ -168,6 +180,7 @@ impl Spec {
             hostname: DEFAULT_HOSTNAME.to_string(),
             net: Net::Loopback,
             identity: Identity::Caller,
+            ids: crate::idmap::host_ids().mapping,
             timeout_ms: None,
             grace_ms: DEFAULT_GRACE_MS,
             tty: false,

@@ -95,6 +95,8 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Symlink
         | Step::Hostname
         | Step::Loopback
+        | Step::Session
+        | Step::Terminal
         | Step::Init => false,
     }
 }

@@ -55,7 +55,7 @@ impl Stage {
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,
             Step::Hostname => Stage::Hostname,
             Step::Loopback => Stage::Loopback,
-            Step::Init => Stage::Program,
+            Step::Session | Step::Terminal | Step::Init => Stage::Program,
         }
     }
 
