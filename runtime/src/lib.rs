@@ -7,6 +7,7 @@
 //!
 //! This crate knows nothing about cargo or tests.
 
+mod cpu_group;
 pub mod doctor;
 mod error;
 mod idmap;
@@ -19,6 +20,7 @@ mod setup;
 mod spec;
 mod sys;
 
+pub use cpu_group::{CpuGroup, share_cpu_group};
 pub use error::{Error, SetupError, Step, errno_text};
 pub use idmap::{HostIds, IdMapping, Missing, SubordinateRange, host_ids};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};

@@ -14,6 +14,8 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub source: String,
+    /// The filesystem's own options (for cgroup v1, its controllers among them).
+    pub super_options: String,
 }
 
 /// Parses /proc/self/mountinfo, skipping lines it cannot read.
@@ -29,6 +31,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 fs_type: String::from_utf8_lossy(&unescape(fields.get(separator + 1)?))
                     .into_owned(),
                 source: String::from_utf8_lossy(&unescape(fields.get(separator + 2)?)).into_owned(),
+                super_options: fields.get(separator + 3).unwrap_or(&"").to_string(),
             })
         })
         .collect()
