@@ -212,6 +212,8 @@ pub struct HostIds {
 pub enum Missing {
     /// newuidmap or newgidmap is not installed.
     Tool(&'static str),
+    /// This process has no_new_privs set, so a setuid newuidmap would gain nothing.
+    NoNewPrivs,
     /// The user has no range in this file.
     Ranges { file: &'static str, user: String },
 }
@@ -223,6 +225,10 @@ impl std::fmt::Display for Missing {
                 f,
                 "{tool} is not installed (Debian and Ubuntu: `apt-get install uidmap`; \
                  Fedora: `dnf install shadow-utils`)"
+            ),
+            Missing::NoNewPrivs => f.write_str(
+                "this process runs with no_new_privs set (a container or a service with \
+                 NoNewPrivileges=yes), under which the setuid newuidmap cannot work",
             ),
             Missing::Ranges { file, user } => write!(
                 f,
@@ -263,6 +269,9 @@ fn probe_host_ids() -> HostIds {
         if find_tool(kind).is_none() {
             return single(Missing::Tool(kind.tool()));
         }
+    }
+    if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
+        return single(Missing::NoNewPrivs);
     }
     let range = |kind: Kind, id| {
         let text = std::fs::read_to_string(kind.ranges_file()).unwrap_or_default();
