@@ -7,6 +7,7 @@
 
 mod ctx;
 mod flaky;
+mod hostfacts;
 mod ids;
 mod probe;
 mod run;
@@ -36,6 +37,11 @@ fn main() {
         ids::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("sandbox::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostfacts::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS

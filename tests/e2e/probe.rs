@@ -23,6 +23,10 @@ pub fn main(args: &[String]) -> ! {
         "namespaces" => namespaces(),
         "session" => session(),
         "switch-ids" => switch_ids(&rest[0]),
+        "parallelism" => println!(
+            "parallelism {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
         other => panic!("unknown probe {other}"),
     }
     std::process::exit(0)
