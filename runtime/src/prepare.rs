@@ -123,7 +123,7 @@ impl Plan {
                     writable: *writable,
                 },
                 Mount::Tmpfs { dst, size } => {
-                    let mode = if dst == Path::new("/tmp") {
+                    let mode = if dst == Path::new("/tmp") || dst == Path::new("/var/tmp") {
                         "1777"
                     } else {
                         "0700"

@@ -203,10 +203,14 @@ impl Spec {
             .filter(|h| h.is_absolute() && h != Path::new("/"))
             .unwrap_or_else(|| PathBuf::from("/home/isotest"));
         let mut mounts = system_mounts();
-        mounts.push(Mount::Tmpfs {
-            dst: PathBuf::from("/tmp"),
-            size: DEFAULT_TMPFS_SIZE,
-        });
+        // /var/tmp too, which programs use for files that should outlive a reboot
+        // (tempfile's `tempdir_in("/var/tmp")` in nix's tests): private, like /tmp.
+        for dir in ["/tmp", "/var/tmp"] {
+            mounts.push(Mount::Tmpfs {
+                dst: PathBuf::from(dir),
+                size: DEFAULT_TMPFS_SIZE,
+            });
+        }
         mounts.push(Mount::Tmpfs {
             dst: home.clone(),
             size: DEFAULT_TMPFS_SIZE,
