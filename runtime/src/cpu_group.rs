@@ -6,16 +6,18 @@
 //! scheduling group: a many-threaded test then gets one group's share of each CPU rather
 //! than one share per thread, and its threads migrate between CPUs several times as often
 //! (measured: parking_lot's condvar suite at 1.34x nextest's wall time). The kernel ignores
-//! autogroups for processes in any other cpu cgroup, so a supervisor that moves itself into
-//! one shared cgroup gives every sandbox it creates the single group that a runner's
-//! children have under nextest, without touching the sysctl.
+//! autogroups for processes in any other cpu cgroup, so the supervisors of one run that
+//! move themselves into one cgroup of the run's give its sandboxes the single group that
+//! a runner's children have under nextest (whose session is one autogroup), without
+//! touching the sysctl.
 
 use std::path::{Path, PathBuf};
 
 use crate::doctor::parse_mountinfo;
 
-/// The shared cgroup, below the root of the cpu controller's hierarchy.
-const GROUP: &str = "isotest";
+/// A run's cgroup is this prefix and the run's id, right below the root of the cpu
+/// controller's hierarchy, so that each run weighs as one session's autogroup does.
+const PREFIX: &str = "isotest-run-";
 
 /// What [`share_cpu_group`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,9 +31,11 @@ pub enum CpuGroup {
     Unavailable(String),
 }
 
-/// Moves the calling process into the shared cpu cgroup when autogrouping would otherwise
-/// give each of its sandboxes a group of its own. Only root can usually do it.
-pub fn share_cpu_group() -> CpuGroup {
+/// Moves the calling process into the cpu cgroup of run `run` (the runner's pid, shared
+/// by all its supervisors) when autogrouping would otherwise give each of its sandboxes
+/// a group of its own. Only root can usually do it. Empty groups of runs that have ended
+/// (or were killed) are removed on the way.
+pub fn share_cpu_group(run: u32) -> CpuGroup {
     let autogroup = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled");
     if autogroup.map_or(true, |v| v.trim() == "0") {
         return CpuGroup::NotNeeded;
@@ -44,20 +48,39 @@ pub fn share_cpu_group() -> CpuGroup {
     if hierarchy.cgroup != Path::new("/") {
         return CpuGroup::NotNeeded;
     }
-    let group = hierarchy.mount.join(GROUP);
-    let joined = match std::fs::create_dir(&group) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(format!("cannot create {}: {e}", group.display())),
+    remove_ended_runs(&hierarchy.mount);
+    let group = hierarchy.mount.join(format!("{PREFIX}{run}"));
+    // Twice: another run's cleanup may remove the group between its mkdir and our join.
+    let mut result = join(&group);
+    if result.is_err() {
+        result = join(&group);
     }
-    .and_then(|()| {
-        let procs = group.join("cgroup.procs");
-        std::fs::write(&procs, std::process::id().to_string())
-            .map_err(|e| format!("cannot join {}: {e}", procs.display()))
-    });
-    match joined {
+    match result {
         Ok(()) => CpuGroup::Joined(group),
         Err(why) => CpuGroup::Unavailable(why),
+    }
+}
+
+fn join(group: &Path) -> Result<(), String> {
+    match std::fs::create_dir(group) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", group.display())),
+    }
+    let procs = group.join("cgroup.procs");
+    std::fs::write(&procs, std::process::id().to_string())
+        .map_err(|e| format!("cannot join {}: {e}", procs.display()))
+}
+
+/// rmdir of a cgroup fails while it holds a process, so only ended runs' groups go.
+fn remove_ended_runs(mount: &Path) {
+    let Ok(entries) = std::fs::read_dir(mount) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(PREFIX) {
+            let _ = std::fs::remove_dir(entry.path());
+        }
     }
 }
 

@@ -145,7 +145,9 @@ fn serve() -> i32 {
     // Every sandbox of the run in one CPU scheduling group, as a runner's children are
     // under nextest, rather than one group per sandbox's session; where this cannot be
     // done, sandboxes still work, only many-threaded tests run slower.
-    let _ = isotest_runtime::share_cpu_group();
+    if let Some(runner) = parent {
+        let _ = isotest_runtime::share_cpu_group(runner as u32);
+    }
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut line = String::new();
