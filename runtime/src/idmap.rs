@@ -214,6 +214,8 @@ pub enum Missing {
     Tool(&'static str),
     /// This process has no_new_privs set, so a setuid newuidmap would gain nothing.
     NoNewPrivs,
+    /// uid 0 of a user namespace that does not map every id: it can map only its own.
+    PartialNamespace,
     /// The user has no range in this file.
     Ranges { file: &'static str, user: String },
 }
@@ -229,6 +231,10 @@ impl std::fmt::Display for Missing {
             Missing::NoNewPrivs => f.write_str(
                 "this process runs with no_new_privs set (a container or a service with \
                  NoNewPrivileges=yes), under which the setuid newuidmap cannot work",
+            ),
+            Missing::PartialNamespace => f.write_str(
+                "this is uid 0 of a user namespace that maps only some host ids \
+                 (/proc/self/uid_map), so only its own ids can be mapped again",
             ),
             Missing::Ranges { file, user } => write!(
                 f,
@@ -250,10 +256,17 @@ pub fn host_ids() -> HostIds {
 fn probe_host_ids() -> HostIds {
     let uid = nix::unistd::geteuid();
     if uid.is_root() {
-        return HostIds {
-            mapping: IdMapping::Full,
-            missing: None,
+        let maps_all = |file| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            text.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
         };
+        let (mapping, missing) = if maps_all("/proc/self/uid_map") && maps_all("/proc/self/gid_map")
+        {
+            (IdMapping::Full, None)
+        } else {
+            (IdMapping::Single, Some(Missing::PartialNamespace))
+        };
+        return HostIds { mapping, missing };
     }
     let name = nix::unistd::User::from_uid(uid)
         .ok()
