@@ -14,6 +14,7 @@ mod error;
 mod hostview;
 mod idmap;
 mod init;
+pub mod limits;
 mod outcome;
 mod output;
 mod prepare;
@@ -25,10 +26,12 @@ mod sys;
 pub use cpu_group::{CpuGroup, share_cpu_group};
 pub use error::{Error, SetupError, Step, errno_text};
 pub use idmap::{HostIds, IdMapping, Missing, SubordinateRange, host_ids};
+pub use limits::{LimitExceeded, Mechanism, Resources, format_bytes};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};
 pub use sandbox::{Echo, Sandbox, forwarded_signals};
 pub use spec::{
     DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE,
-    Env, Identity, Mount, Net, Pid, Spec, SpecError, Sys, parse_size, system_mounts,
+    Env, Identity, Limits, Mount, Net, Pid, Spec, SpecError, Sys, parse_cpus, parse_size,
+    system_mounts,
 };

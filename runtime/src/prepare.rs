@@ -130,7 +130,7 @@ impl Plan {
                     };
                     PlannedMount::Tmpfs {
                         dst: dst.clone(),
-                        options: format!("size={size},mode={mode}"),
+                        options: format!("size={},mode={mode}", spec.tmpfs_size(*size)),
                     }
                 }
                 Mount::Symlink { path, target } => PlannedMount::Symlink {
@@ -149,17 +149,9 @@ impl Plan {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let shm_size = spec
-            .mounts
-            .iter()
-            .find_map(|m| match m {
-                Mount::Tmpfs { dst, size } if dst == Path::new("/tmp") => Some(*size),
-                _ => None,
-            })
-            .unwrap_or(crate::spec::DEFAULT_TMPFS_SIZE);
         Ok(Plan {
             clone_flags,
-            shm_options: format!("size={shm_size},mode=1777"),
+            shm_options: format!("size={},mode=1777", spec.shm_size()),
             ids: spec.ids.clone(),
             uid_map: spec.ids.extents(Kind::Uid, spec.identity, uid.as_raw()),
             gid_map: spec.ids.extents(Kind::Gid, spec.identity, gid.as_raw()),
@@ -236,6 +228,8 @@ pub(crate) struct ChildFds {
     pub lifeline: OwnedFd,
     /// With maps written from outside: one byte once they are written, EOF if they failed.
     pub maps_written: Option<OwnedFd>,
+    /// Readable once the supervisor has placed pid 1 in its cgroups.
+    pub placed: OwnedFd,
     pub stdio: ChildStdio,
 }
 
@@ -254,7 +248,11 @@ pub(crate) enum ChildStdio {
 impl ChildFds {
     /// Every descriptor the child keeps; it closes all others.
     pub fn raw(&self) -> Vec<RawFd> {
-        let mut fds = vec![self.status.as_raw_fd(), self.lifeline.as_raw_fd()];
+        let mut fds = vec![
+            self.status.as_raw_fd(),
+            self.lifeline.as_raw_fd(),
+            self.placed.as_raw_fd(),
+        ];
         fds.extend(self.maps_written.iter().map(|fd| fd.as_raw_fd()));
         match &self.stdio {
             ChildStdio::Pipes { stdout, stderr } => {

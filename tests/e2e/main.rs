@@ -5,10 +5,12 @@
 //! id-mapping ones a third time, as a user without subordinate ranges
 //! (`ISOTEST_TEST_USER_NO_RANGES`, else `nobody`).
 
+mod ci;
 mod ctx;
 mod flaky;
 mod hostfacts;
 mod ids;
+mod limits;
 mod probe;
 mod run;
 mod sandbox;
@@ -32,6 +34,12 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(ci::SCENARIOS.iter().map(|(n, s)| (format!("ci::{n}"), *s)));
+    let scenarios = scenarios.chain(
+        limits::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("limits::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         ids::SCENARIOS

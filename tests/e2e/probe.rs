@@ -23,6 +23,7 @@ pub fn main(args: &[String]) -> ! {
         "namespaces" => namespaces(),
         "session" => session(),
         "switch-ids" => switch_ids(&rest[0]),
+        "fork-storm" => fork_storm(rest[0].parse().expect("count")),
         "parallelism" => println!(
             "parallelism {}",
             std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -189,4 +190,20 @@ fn switch_ids(dir: &str) {
     show("setgid", nix::unistd::setgid(Gid::from_raw(1000)));
     show("setuid", nix::unistd::setuid(Uid::from_raw(1000)));
     println!("now {}:{}", nix::unistd::getuid(), nix::unistd::getgid());
+}
+
+/// Starts `count` sleepers (each gone after 30 s), stopping at the first refused fork.
+/// Hostile: run only as a sandbox's program, where a process limit holds.
+fn fork_storm(count: usize) {
+    let mut sleepers = Vec::new();
+    for n in 0..count {
+        match std::process::Command::new("sleep").arg("30").spawn() {
+            Ok(child) => sleepers.push(child),
+            Err(e) => {
+                println!("refused-at {n} {}", errno_of(&e));
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("started {count}");
 }

@@ -1,6 +1,9 @@
+pub mod archive;
 pub mod doctor;
 pub mod exec;
 pub mod list;
+pub mod merge;
 pub mod replay;
 pub mod run;
 pub mod shell;
+pub mod wrap;

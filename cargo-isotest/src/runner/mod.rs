@@ -4,6 +4,7 @@
 //! [`events`].
 
 pub mod attempts;
+pub mod budget;
 pub mod events;
 pub mod explain;
 mod load;
@@ -41,7 +42,8 @@ pub fn run(
             let spec = plan.specs[attempt.test]
                 .as_ref()
                 .expect("only runnable tests are dispatched");
-            helper.run(&attempt_spec(spec, attempt.number), CAPTURE_LIMIT)
+            let seed = plan.attempt_seeds.then_some(plan.seed);
+            helper.run(&attempt_spec(spec, attempt.number, seed), CAPTURE_LIMIT)
         },
         &mut attempts,
     );
@@ -52,7 +54,9 @@ pub fn run(
 /// `--stress-duration`).
 pub fn planned_attempts(plan: &Plan, policy: &Policy) -> Option<usize> {
     match &policy.stress {
-        Some(stress) => stress.count.map(|count| plan.order.len() * count as usize),
+        Some(stress) => stress
+            .attempts()
+            .map(|runs| plan.order.len() * runs.count()),
         None => Some(plan.order.len()),
     }
 }

@@ -1,8 +1,11 @@
 //! How a run treats results: the choices the flags make, which the verdicts apply.
 
+use std::ops::RangeInclusive;
 use std::time::Instant;
 
 use clap::ValueEnum;
+
+use super::budget::MemoryBudget;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum StraysPolicy {
@@ -27,6 +30,7 @@ pub struct Policy {
     pub strays: StraysPolicy,
     pub fail_fast: bool,
     pub stress: Option<Stress>,
+    pub memory_budget: Option<MemoryBudget>,
 }
 
 /// Many runs of every selected test, in parallel.
@@ -36,4 +40,15 @@ pub struct Stress {
     pub count: Option<u32>,
     pub until: Option<Instant>,
     pub until_fail: bool,
+    /// With `--stress-shard`: this shard's runs among the `count` (global numbers, from 1).
+    pub share: Option<RangeInclusive<u32>>,
+}
+
+impl Stress {
+    /// The attempt numbers this machine runs of each test, when they are known.
+    pub fn attempts(&self) -> Option<RangeInclusive<u32>> {
+        self.share
+            .clone()
+            .or_else(|| self.count.map(|count| 1..=count))
+    }
 }

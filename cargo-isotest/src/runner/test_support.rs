@@ -48,6 +48,8 @@ pub fn outcome(code: i32, stdout: &str, strays: usize) -> Outcome {
         start_error: None,
         stdout: captured(stdout),
         stderr: captured(""),
+        resources: Default::default(),
+        limit_exceeded: None,
     }
 }
 
@@ -75,7 +77,7 @@ impl Reporter for Log {
             RunEvent::AttemptStarted { attempt, .. } => format!("start {attempt}"),
             RunEvent::AttemptEnded { attempt, .. } => format!("end {attempt}"),
             RunEvent::Retrying { attempt, of, .. } => format!("retry {}/{of}", attempt.attempt),
-            RunEvent::StressAttempt(attempt) => format!("stress {}", attempt.attempt),
+            RunEvent::StressAttempt { attempt, .. } => format!("stress {}", attempt.attempt),
             RunEvent::TestFinished(record) => format!("finished {:?}", record.last.outcome),
             RunEvent::Note(text) => format!("note {text}"),
             RunEvent::Explained(record) => format!("explained {}", record.name),

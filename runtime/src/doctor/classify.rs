@@ -102,6 +102,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Loopback
         | Step::Session
         | Step::Terminal
+        | Step::Cgroup
         | Step::Init => false,
     }
 }

@@ -59,7 +59,7 @@ impl Stage {
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,
             Step::Hostname => Stage::Hostname,
             Step::Loopback => Stage::Loopback,
-            Step::Session | Step::Terminal | Step::Init => Stage::Program,
+            Step::Session | Step::Terminal | Step::Cgroup | Step::Init => Stage::Program,
         }
     }
 
