@@ -46,6 +46,7 @@ STYLES = (
     "pty",
     "snapshot",
     "threads-timing",
+    "ids",
 )
 OUTCOMES = ("passed", "failed", "ignored", "timed-out", "not-run")
 

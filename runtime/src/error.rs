@@ -41,6 +41,10 @@ pub enum Step {
     Seal,
     Hostname,
     Loopback,
+    /// pid 1 taking the sandbox's session, so that the program is not a session leader.
+    Session,
+    /// Opening the program's pty in the sandbox's own devpts and passing its master out.
+    Terminal,
     /// Waiting until the supervisor has placed pid 1 in its cgroups.
     Cgroup,
     /// pid 1 preparing to start the program.
@@ -105,6 +109,15 @@ pub enum Error {
     Host { syscall: &'static str, errno: Errno },
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(
+        "{tool} could not map the sandbox's ids to this user's subordinate range ({status}): {stderr}\n\
+         check this user's lines in /etc/subuid and /etc/subgid (`cargo isotest doctor`)"
+    )]
+    IdMapTool {
+        tool: &'static str,
+        status: String,
+        stderr: String,
+    },
     #[error(transparent)]
     Limits(#[from] LimitsError),
     #[error("the sandbox's init (pid {pid}) ended without a report ({status})")]

@@ -20,7 +20,7 @@ use crate::limits::watch::Watch;
 use crate::outcome::{Exit, Finish, StartError, Stray};
 use crate::perturb;
 use crate::prepare::{ChildFds, ChildStdio, Plan, Program};
-use crate::sys;
+use crate::sys::{self, errno};
 
 /// Signals pid 1 passes on to the program; SIGCHLD is its own.
 const FORWARDED: &[Signal] = &[
@@ -33,7 +33,12 @@ const FORWARDED: &[Signal] = &[
 ];
 
 /// Runs the program to its end and empties the sandbox.
-pub(crate) fn run(plan: &Plan, fds: &ChildFds, limits: &Enforcement) -> Result<Finish, SetupError> {
+pub(crate) fn run(
+    plan: &Plan,
+    fds: &ChildFds,
+    terminal: Option<OwnedFd>,
+    limits: &Enforcement,
+) -> Result<Finish, SetupError> {
     let init_fail = |syscall| move |errno| SetupError::new(Step::Init, syscall, None, errno);
     let reach = if plan.host_pid {
         // Orphans would go to the host's init; as a subreaper we get them, so whatever
@@ -51,7 +56,7 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds, limits: &Enforcement) -> Result<F
     let started = Instant::now();
     // SAFETY: pid 1 is single-threaded; the child only execs or _exits.
     let program = match unsafe { nix::unistd::fork() }.map_err(init_fail("fork"))? {
-        ForkResult::Child => exec_program(&plan.program, fds, &limits.rlimits, start_w),
+        ForkResult::Child => exec_program(plan, fds, terminal.as_ref(), &limits.rlimits, start_w),
         ForkResult::Parent { child } => child,
     };
     drop(start_w);
@@ -125,17 +130,19 @@ enum Attempt {
 
 /// pid 2: becomes the program. Only returns by exec; any failure is reported and exits 127.
 fn exec_program(
-    program: &Program,
+    plan: &Plan,
     fds: &ChildFds,
+    terminal: Option<&OwnedFd>,
     rlimits: &[(Resource, u64)],
     report: OwnedFd,
 ) -> ! {
+    let program = &plan.program;
     let failed = |attempt: Attempt, errno: Errno| -> ! {
         sys::send_failure(report.as_fd(), attempt as u8, errno);
         // SAFETY: _exit ends this process at once; nothing else runs after it.
         unsafe { libc::_exit(127) }
     };
-    if let Err(errno) = prepare_process(fds, rlimits, report.as_raw_fd()) {
+    if let Err(errno) = prepare_process(plan, fds, terminal, rlimits, report.as_raw_fd()) {
         failed(Attempt::Prepare, errno);
     }
     if let Err(errno) = nix::unistd::chdir(program.cwd.as_c_str()) {
@@ -155,36 +162,48 @@ fn exec_program(
     failed(Attempt::Execute, last)
 }
 
-/// Everything the program's process needs before exec: defaults for signals, its own
-/// session, its stdio, no inherited descriptors, and no way to regain privileges.
-fn prepare_process(fds: &ChildFds, rlimits: &[(Resource, u64)], keep: RawFd) -> Result<(), Errno> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        // SAFETY: restoring the default disposition installs no handler code.
-        unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
-    }
-    // A new session: no controlling terminal to push keystrokes into (TIOCSTI).
-    nix::unistd::setsid()?;
-    match &fds.stdio {
-        ChildStdio::Pipes { stdout, stderr } => {
+/// Everything the program's process needs before exec: its own process group, its stdio,
+/// defaults for signals, no inherited descriptors, and no way to regain privileges.
+fn prepare_process(
+    plan: &Plan,
+    fds: &ChildFds,
+    terminal: Option<&OwnedFd>,
+    rlimits: &[(Resource, u64)],
+    keep: RawFd,
+) -> Result<(), Errno> {
+    // A group of its own in pid 1's session, but no session: a tty it opens never becomes
+    // its controlling terminal, and it has none to push keystrokes into (TIOCSTI).
+    rustix::process::setpgid(None, None).map_err(errno)?;
+    match (&fds.stdio, terminal) {
+        (ChildStdio::Pipes { stdout, stderr }, _) => {
             let null =
                 nix::fcntl::open(c"/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty())?;
             dup2_stdin(null)?;
             dup2_stdout(stdout)?;
             dup2_stderr(stderr)?;
         }
-        ChildStdio::Tty { slave } => {
+        (ChildStdio::Tty { .. }, Some(slave)) => {
             dup2_stdin(slave)?;
             dup2_stdout(slave)?;
             dup2_stderr(slave)?;
-            // We lead a session without a terminal, so the pty becomes ours.
-            rustix::process::ioctl_tiocsctty(slave).map_err(errno)?;
+            // The foreground group of the session's terminal, so that it may read and gets
+            // ^C; as a shell does, with SIGTTOU blocked while a background group asks.
+            let mut ttou = SigSet::empty();
+            ttou.add(Signal::SIGTTOU);
+            sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None)?;
+            rustix::termios::tcsetpgrp(slave, rustix::process::getpid()).map_err(errno)?;
         }
+        (ChildStdio::Tty { .. }, None) => return Err(Errno::ENOTTY),
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: restoring the default disposition installs no handler code.
+        unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
     }
     // SAFETY: pid 2 ends in exec or _exit (`exec_program`), and after this it touches none
     // of pid 1's descriptors, whose owners sit in frames that never resume here.
     unsafe { sys::close_fds_except(&[keep]) };
-    drop_capabilities()?;
+    drop_capabilities(plan.keep_id_capabilities)?;
     nix::sys::prctl::set_no_new_privs()?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
     for &(resource, value) in rlimits {
@@ -193,9 +212,25 @@ fn prepare_process(fds: &ChildFds, rlimits: &[(Resource, u64)], keep: RawFd) -> 
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
 }
 
-/// Empties the bounding and ambient sets, so that exec grants no capability even when the
-/// program runs as uid 0 in the namespace.
-fn drop_capabilities() -> Result<(), Errno> {
+/// What a program running as uid 0 among other mapped ids keeps: enough to switch ids,
+/// set its groups and own and change files as those ids, as root's tests expect. Never
+/// CAP_SYS_ADMIN (which could undo the sandbox's mounts), CAP_NET_ADMIN or CAP_SYS_PTRACE.
+const ID_CAPABILITIES: rustix::thread::CapabilitySet = rustix::thread::CapabilitySet::CHOWN
+    .union(rustix::thread::CapabilitySet::DAC_OVERRIDE)
+    .union(rustix::thread::CapabilitySet::DAC_READ_SEARCH)
+    .union(rustix::thread::CapabilitySet::FOWNER)
+    .union(rustix::thread::CapabilitySet::FSETID)
+    .union(rustix::thread::CapabilitySet::KILL)
+    .union(rustix::thread::CapabilitySet::SETGID)
+    .union(rustix::thread::CapabilitySet::SETUID)
+    .union(rustix::thread::CapabilitySet::SETPCAP)
+    .union(rustix::thread::CapabilitySet::NET_BIND_SERVICE)
+    .union(rustix::thread::CapabilitySet::SYS_CHROOT);
+
+/// Empties the bounding set (but for [`ID_CAPABILITIES`] when `keep_id` says so) and the
+/// ambient set, so that exec grants a uid-0 program nothing else. A program with another
+/// uid gets nothing from exec anyway.
+fn drop_capabilities(keep_id: bool) -> Result<(), Errno> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -203,17 +238,15 @@ fn drop_capabilities() -> Result<(), Errno> {
     // Capability sets are 64 bits wide.
     for cap in 0..=last.min(63) {
         let bit = rustix::thread::CapabilitySet::from_bits_retain(1 << cap);
+        if keep_id && ID_CAPABILITIES.contains(bit) {
+            continue;
+        }
         match rustix::thread::remove_capability_from_bounding_set(bit) {
             Ok(()) | Err(rustix::io::Errno::INVAL) => {}
             Err(e) => return Err(errno(e)),
         }
     }
     rustix::thread::clear_ambient_capability_set().map_err(errno)
-}
-
-/// rustix's errno as nix's, the type every step here reports.
-fn errno(e: rustix::io::Errno) -> Errno {
-    Errno::from_raw(e.raw_os_error())
 }
 
 fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
@@ -469,7 +502,10 @@ fn read_stray(pid: i32, program: i32) -> Option<(char, Stray)> {
         } else {
             cmdline
         },
-        detached: *session != program || *pgrp != program,
+        // Everything starts in init's session (init led it, so its id is init's pid: 1,
+        // or the host's pid with `pid = host`) and the program's group; setsid or
+        // setpgid leaves them, as daemons do.
+        detached: *session != nix::unistd::getpid().to_string() || *pgrp != program,
     };
     Some((state.chars().next()?, stray))
 }

@@ -9,9 +9,11 @@
 //! This crate knows nothing about cargo or tests.
 
 mod chaos;
+mod cpu_group;
 pub mod doctor;
 mod error;
 mod hostview;
+mod idmap;
 mod init;
 pub mod limits;
 mod outcome;
@@ -24,7 +26,9 @@ mod spec;
 mod sys;
 
 pub use chaos::{Chaos, ChaosError, MAX_DELAY_PERCENT, MAX_PAUSE_MS, Pause, Paused, affordable};
+pub use cpu_group::{CpuGroup, share_cpu_group};
 pub use error::{Error, SetupError, Step, errno_text};
+pub use idmap::{HostIds, IdMapping, Missing, SubordinateRange, host_ids};
 pub use limits::{LimitExceeded, Mechanism, Resources, format_bytes};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};

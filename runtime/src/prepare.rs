@@ -14,15 +14,24 @@ use std::time::Duration;
 use nix::sched::CloneFlags;
 
 use crate::chaos::Chaos;
+use rustix::termios::Winsize;
+
 use crate::error::Error;
 use crate::hostview::{self, CgroupMounts};
-use crate::spec::{Identity, Mount, Net, Pid, Spec, Sys};
+use crate::idmap::{Extent, IdMapping, Kind};
+use crate::spec::{Mount, Net, Pid, Spec, SpecError, Sys};
 
 /// A spec turned into exactly what the child needs, prepared before clone.
 pub(crate) struct Plan {
     pub clone_flags: CloneFlags,
-    pub uid_map: String,
-    pub gid_map: String,
+    pub ids: IdMapping,
+    pub uid_map: Vec<Extent>,
+    pub gid_map: Vec<Extent>,
+    /// The program keeps the capabilities that switch ids and own files, for when it runs
+    /// as uid 0 among other mapped ids; otherwise it keeps none.
+    pub keep_id_capabilities: bool,
+    /// The caller's terminal size, given to the sandbox's own pty with `tty`.
+    pub tty_size: Option<Winsize>,
     pub mounts: Vec<PlannedMount>,
     /// tmpfs options of /dev/shm, capped like the spec's /tmp.
     pub shm_options: String,
@@ -103,10 +112,9 @@ impl Plan {
             Sys::Sandbox | Sys::Host => hostview::host_block_devices(&bind_sources),
         };
         let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
-        let inside = |id: u32| match spec.identity {
-            Identity::Caller => id,
-            Identity::Root => 0,
-        };
+        if spec.ids == IdMapping::Full && !uid.is_root() {
+            return Err(SpecError::FullMapNeedsRoot.into());
+        }
         let mut mounts: Vec<(usize, PlannedMount)> = spec
             .mounts
             .iter()
@@ -117,7 +125,7 @@ impl Plan {
                     writable: *writable,
                 },
                 Mount::Tmpfs { dst, size } => {
-                    let mode = if dst == Path::new("/tmp") {
+                    let mode = if dst == Path::new("/tmp") || dst == Path::new("/var/tmp") {
                         "1777"
                     } else {
                         "0700"
@@ -146,8 +154,14 @@ impl Plan {
         Ok(Plan {
             clone_flags,
             shm_options: format!("size={},mode=1777", spec.shm_size()),
-            uid_map: format!("{} {} 1\n", inside(uid.as_raw()), uid),
-            gid_map: format!("{} {} 1\n", inside(gid.as_raw()), gid),
+            ids: spec.ids.clone(),
+            uid_map: spec.ids.extents(Kind::Uid, spec.identity, uid.as_raw()),
+            gid_map: spec.ids.extents(Kind::Gid, spec.identity, gid.as_raw()),
+            keep_id_capabilities: spec.ids.maps_other_ids(),
+            tty_size: spec
+                .tty
+                .then(|| rustix::termios::tcgetwinsize(std::io::stdin()).ok())
+                .flatten(),
             mounts: mounts.into_iter().map(|(_, m)| m).collect(),
             hostname: spec.hostname.clone(),
             loopback_up: spec.net == Net::Loopback,
@@ -215,14 +229,23 @@ pub(crate) struct ChildFds {
     pub status: OwnedFd,
     /// Closed by the supervisor when it ends; lets the child see that it is already gone.
     pub lifeline: OwnedFd,
+    /// With maps written from outside: one byte once they are written, EOF if they failed.
+    pub maps_written: Option<OwnedFd>,
     /// Readable once the supervisor has placed pid 1 in its cgroups.
     pub placed: OwnedFd,
     pub stdio: ChildStdio,
 }
 
 pub(crate) enum ChildStdio {
-    Pipes { stdout: OwnedFd, stderr: OwnedFd },
-    Tty { slave: OwnedFd },
+    Pipes {
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// The pty is opened inside, from the sandbox's own devpts; its master goes back to
+    /// the supervisor on this socket.
+    Tty {
+        socket: OwnedFd,
+    },
 }
 
 impl ChildFds {
@@ -233,11 +256,12 @@ impl ChildFds {
             self.lifeline.as_raw_fd(),
             self.placed.as_raw_fd(),
         ];
+        fds.extend(self.maps_written.iter().map(|fd| fd.as_raw_fd()));
         match &self.stdio {
             ChildStdio::Pipes { stdout, stderr } => {
                 fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])
             }
-            ChildStdio::Tty { slave } => fds.push(slave.as_raw_fd()),
+            ChildStdio::Tty { socket } => fds.push(socket.as_raw_fd()),
         }
         fds
     }

@@ -9,12 +9,14 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::unistd::Pid;
 use rustix::termios::Winsize;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, SetupError, Step};
+use crate::idmap::{IdMapping, Kind, find_tool, map_text, tool_args};
 use crate::init;
 use crate::limits::{Enforcement, Enforcer};
 use crate::outcome::{Finish, Outcome};
@@ -56,7 +58,9 @@ pub struct Sandbox {
     status: OwnedFd,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
-    /// The pty master when the program has a terminal; its output counts as stdout.
+    /// Where the pty master arrives from inside when the program has a terminal.
+    terminal: Option<OwnedFd>,
+    /// The pty master once it arrived; its output counts as stdout.
     tty: Option<OwnedFd>,
     /// Held open for the child's sake; see `ChildFds::lifeline`.
     _lifeline: OwnedFd,
@@ -80,15 +84,14 @@ impl Sandbox {
         let (lifeline_r, lifeline_w) = pipe().map_err(Error::host("pipe2"))?;
         let (placed_r, placed_w) = pipe().map_err(Error::host("pipe2"))?;
         let (parent_io, child_io) = if spec.tty {
-            let pty = nix::pty::openpty(None, None).map_err(Error::host("openpty"))?;
-            // As openpty(3) does with a size: set on the slave, errors ignored.
-            if let Some(size) = terminal_size(std::io::stdin().as_fd()) {
-                let _ = rustix::termios::tcsetwinsize(&pty.slave, size);
-            }
-            (
-                ParentIo::Tty(pty.master),
-                ChildStdio::Tty { slave: pty.slave },
+            let (ours, theirs) = nix::sys::socket::socketpair(
+                AddressFamily::Unix,
+                SockType::SeqPacket,
+                None,
+                SockFlag::SOCK_CLOEXEC,
             )
+            .map_err(Error::host("socketpair"))?;
+            (ParentIo::Tty(ours), ChildStdio::Tty { socket: theirs })
         } else {
             let (out_r, out_w) = pipe().map_err(Error::host("pipe2"))?;
             let (err_r, err_w) = pipe().map_err(Error::host("pipe2"))?;
@@ -100,6 +103,12 @@ impl Sandbox {
                 },
             )
         };
+        let (maps_r, maps_w) = if plan.ids.maps_other_ids() {
+            let (r, w) = pipe().map_err(Error::host("pipe2"))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
         // SAFETY: checked single-threaded above; the child ends in `sandbox_main`'s _exit.
         match unsafe { sys::fork_into(plan.clone_flags, limits.clone_into()) } {
             Err((syscall, errno)) => Err(SetupError::new(Step::Clone, syscall, None, errno).into()),
@@ -109,6 +118,7 @@ impl Sandbox {
                 ChildFds {
                     status: status_w,
                     lifeline: lifeline_r,
+                    maps_written: maps_r,
                     placed: placed_r,
                     stdio: child_io,
                 },
@@ -119,6 +129,7 @@ impl Sandbox {
                 into_cgroup,
             }) => {
                 drop(placed_r);
+                drop(maps_r);
                 if let Err(e) = limits.place(pid, into_cgroup) {
                     // Its setup waits for word from us; it ends now, and is reaped before
                     // its cgroup goes.
@@ -131,9 +142,21 @@ impl Sandbox {
                     return Err(Error::Limits(e.into()));
                 }
                 write_all(placed_w.as_fd(), b"1").map_err(Error::host("write"))?;
-                let (stdout, stderr, tty) = match parent_io {
+                if let Some(maps_w) = maps_w {
+                    if let Err(e) = map_ids_from_outside(pid, &plan) {
+                        // The child reads EOF and leaves; reap it before reporting.
+                        drop(maps_w);
+                        let _ = rustix::process::waitid(
+                            rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                            rustix::process::WaitIdOptions::EXITED,
+                        );
+                        return Err(e);
+                    }
+                    write_all(maps_w.as_fd(), &[1]).map_err(Error::host("write"))?;
+                }
+                let (stdout, stderr, terminal) = match parent_io {
                     ParentIo::Pipes(out, err) => (Some(out), Some(err), None),
-                    ParentIo::Tty(master) => (None, None, Some(master)),
+                    ParentIo::Tty(socket) => (None, None, Some(socket)),
                 };
                 Ok(Sandbox {
                     pid,
@@ -141,7 +164,8 @@ impl Sandbox {
                     status: status_r,
                     stdout,
                     stderr,
-                    tty,
+                    terminal,
+                    tty: None,
                     _lifeline: lifeline_w,
                     backstop: plan
                         .timeout
@@ -183,8 +207,9 @@ impl Sandbox {
         let mut stdout = Captured::new(self.capture_limit);
         let mut stderr = Captured::new(self.capture_limit);
         let mut report = Vec::new();
-        let _raw = self.tty.as_ref().and_then(|_| RawMode::enter());
-        let mut stdin_open = self.tty.is_some();
+        let _raw = self.terminal.as_ref().and_then(|_| RawMode::enter());
+        // Relayed from the moment the pty's master arrives.
+        let mut stdin_open = self.terminal.is_some();
         let mut status_open = true;
         let mut init_running = true;
         let mut buf = vec![0u8; CHUNK];
@@ -192,6 +217,7 @@ impl Sandbox {
             || status_open
             || self.stdout.is_some()
             || self.stderr.is_some()
+            || self.terminal.is_some()
             || self.tty.is_some()
         {
             let stdin = std::io::stdin();
@@ -208,10 +234,13 @@ impl Sandbox {
             if let Some(fd) = &self.stderr {
                 watched.push((Source::Stderr, fd.as_fd()));
             }
+            if let Some(fd) = &self.terminal {
+                watched.push((Source::Terminal, fd.as_fd()));
+            }
             if let Some(fd) = &self.tty {
                 watched.push((Source::Tty, fd.as_fd()));
             }
-            if stdin_open {
+            if stdin_open && self.tty.is_some() {
                 watched.push((Source::Stdin, stdin.as_fd()));
             }
             if let Some(fd) = signals {
@@ -268,6 +297,11 @@ impl Sandbox {
                         }) {
                             self.stderr = None;
                         }
+                    }
+                    Source::Terminal => {
+                        let socket = self.terminal.take().expect("polled");
+                        self.tty = sys::receive_fd(socket.as_fd()).ok().flatten();
+                        stdin_open &= self.tty.is_some();
                     }
                     Source::Tty => {
                         if !read_into(self.tty.as_ref().expect("polled"), &mut buf, |b| {
@@ -381,6 +415,7 @@ enum Source {
     Status,
     Stdout,
     Stderr,
+    Terminal,
     Tty,
     Stdin,
     Signals,
@@ -395,7 +430,7 @@ enum ParentIo {
 fn sandbox_main(plan: &Plan, limits: &Enforcement, fds: ChildFds) -> ! {
     let message = match setup::build_sandbox(plan, &fds) {
         Err(e) => Message::SetupFailed(e),
-        Ok(()) => match init::run(plan, &fds, limits) {
+        Ok(terminal) => match init::run(plan, &fds, terminal, limits) {
             Ok(finish) => Message::Finished(finish),
             Err(e) => Message::SetupFailed(e),
         },
@@ -404,6 +439,51 @@ fn sandbox_main(plan: &Plan, limits: &Enforcement, fds: ChildFds) -> ! {
     let _ = write_all(fds.status.as_fd(), &bytes);
     // SAFETY: _exit ends this process at once, skipping the parent's atexit handlers.
     unsafe { libc::_exit(0) }
+}
+
+/// Writes the child's maps of more than its own ids, which needs privilege over this
+/// namespace: root writes them itself (and leaves setgroups allowed), anyone else has
+/// newuidmap and newgidmap write the subordinate ranges that /etc/subuid grants.
+fn map_ids_from_outside(pid: Pid, plan: &Plan) -> Result<(), Error> {
+    for (kind, extents) in [(Kind::Uid, &plan.uid_map), (Kind::Gid, &plan.gid_map)] {
+        match &plan.ids {
+            IdMapping::Single => unreachable!("a single id maps itself from inside"),
+            IdMapping::Full => {
+                let path = std::path::PathBuf::from(format!("/proc/{pid}/{}", kind.map_file()));
+                std::fs::write(&path, map_text(extents)).map_err(|e| {
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                    let step = match kind {
+                        Kind::Uid => Step::UidMap,
+                        Kind::Gid => Step::GidMap,
+                    };
+                    SetupError::new(step, "write", Some(&path), errno)
+                })?;
+            }
+            IdMapping::Subordinate { .. } => run_map_tool(kind, pid, extents)?,
+        }
+    }
+    Ok(())
+}
+
+fn run_map_tool(kind: Kind, pid: Pid, extents: &[crate::idmap::Extent]) -> Result<(), Error> {
+    let tool = kind.tool();
+    let failed = |status: String, stderr: String| Error::IdMapTool {
+        tool,
+        status,
+        stderr,
+    };
+    let path = find_tool(kind).ok_or_else(|| failed("not installed".into(), String::new()))?;
+    let output = std::process::Command::new(path)
+        .arg(pid.to_string())
+        .args(tool_args(extents))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| failed("could not start".into(), e.to_string()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(failed(output.status.to_string(), stderr));
+    }
+    Ok(())
 }
 
 /// One read; calls `f` with the data and returns false at EOF (or a pty's EIO).

@@ -17,11 +17,13 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+use rustix::pty::OpenptFlags;
 
 use crate::error::{SetupError, Step};
 use crate::hostview::{DEV_LINKS, DEV_NODES};
-use crate::prepare::{ChildFds, Plan, PlannedMount};
-use crate::sys::{self, MountRef};
+use crate::idmap::map_text;
+use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount};
+use crate::sys::{self, MountRef, errno};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
 /// /tmp only inside our private mount namespace, and bind sources were cloned before.
@@ -50,10 +52,15 @@ fn io_fail(
 
 /// Builds the sandbox around the current process, which is pid 1 of its new namespaces:
 /// one step a line, in the order the kernel sees them. A failure names its [`Step`].
-pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
+/// Returns the program's terminal (the pty's slave) when it gets one.
+pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup<Option<OwnedFd>> {
     close_inherited_fds(fds);
     die_with_supervisor(fds)?;
-    write_id_maps(plan)?;
+    if plan.ids.maps_other_ids() {
+        wait_for_id_maps(fds)?;
+    } else {
+        write_own_id_maps(plan)?;
+    }
     make_mounts_private()?;
     let trees = clone_bind_sources(plan)?;
     mount_root_tmpfs()?;
@@ -70,7 +77,11 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
     if plan.loopback_up {
         bring_up_loopback()?;
     }
-    Ok(())
+    lead_session()?;
+    match &fds.stdio {
+        ChildStdio::Tty { socket } => open_terminal(plan, socket).map(Some),
+        ChildStdio::Pipes { .. } => Ok(None),
+    }
 }
 
 /// The supervisor's other descriptors (other sandboxes' pipes, its own files) must not
@@ -119,7 +130,7 @@ fn wait_until_placed(fds: &ChildFds) -> Setup {
 }
 
 /// Maps our own uid and gid, 1:1 or to 0; nothing else works in the namespace until then.
-fn write_id_maps(plan: &Plan) -> Setup {
+fn write_own_id_maps(plan: &Plan) -> Setup {
     let write = |path: &str, text: &str, step: Step| -> Setup {
         std::fs::write(path, text).map_err(io_fail(step, "write", Path::new(path)))
     };
@@ -128,8 +139,28 @@ fn write_id_maps(plan: &Plan) -> Setup {
         Err(e) if e.errno() == Errno::ENOENT => {}
         other => other?,
     }
-    write("/proc/self/uid_map", &plan.uid_map, Step::UidMap)?;
-    write("/proc/self/gid_map", &plan.gid_map, Step::GidMap)
+    write("/proc/self/uid_map", &map_text(&plan.uid_map), Step::UidMap)?;
+    write("/proc/self/gid_map", &map_text(&plan.gid_map), Step::GidMap)
+}
+
+/// Maps of more than our own ids need privilege over the parent namespace, which only the
+/// supervisor has (as root, or through newuidmap): wait until it has written them. At EOF
+/// it failed and reports why itself, so we leave without a word.
+fn wait_for_id_maps(fds: &ChildFds) -> Setup {
+    let pipe = fds
+        .maps_written
+        .as_ref()
+        .expect("maps from outside come with their pipe");
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(pipe, &mut byte) {
+            Ok(1) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            // SAFETY: _exit ends this process at once; nothing else runs after it.
+            Ok(_) => unsafe { libc::_exit(1) },
+            Err(errno) => return Err(SetupError::new(Step::UidMap, "read", None, errno)),
+        }
+    }
 }
 
 /// Our mount namespace starts as a copy of the host's; private propagation keeps every
@@ -536,4 +567,34 @@ fn bring_up_loopback() -> Setup {
         Some(lo),
     ))?;
     Ok(())
+}
+
+/// The sandbox's session belongs to pid 1, so that the program is not a session leader
+/// (a tty it opens does not become its controlling terminal, and closing it hangs
+/// nothing up) and getsid() inside names a process inside.
+fn lead_session() -> Setup {
+    rustix::process::setsid()
+        .map(drop)
+        .map_err(|e| SetupError::new(Step::Session, "setsid", None, errno(e)))
+}
+
+/// A pty from the sandbox's own devpts, so that the program's terminal is one it can see
+/// (`tty`, `ttyname()`); the master goes to the supervisor, the slave becomes the
+/// session's controlling terminal and the program's stdio.
+fn open_terminal(plan: &Plan, socket: &OwnedFd) -> Setup<OwnedFd> {
+    let ptmx = Path::new("/dev/pts/ptmx");
+    let fail_at = |syscall| move |e| SetupError::new(Step::Terminal, syscall, Some(ptmx), errno(e));
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master =
+        rustix::fs::open(ptmx, flags.into(), rustix::fs::Mode::empty()).map_err(fail_at("open"))?;
+    rustix::pty::unlockpt(&master).map_err(fail_at("ioctl(TIOCSPTLCK)"))?;
+    let slave =
+        rustix::pty::ioctl_tiocgptpeer(&master, flags).map_err(fail_at("ioctl(TIOCGPTPEER)"))?;
+    if let Some(size) = plan.tty_size {
+        rustix::termios::tcsetwinsize(&slave, size).map_err(fail_at("ioctl(TIOCSWINSZ)"))?;
+    }
+    rustix::process::ioctl_tiocsctty(&slave).map_err(fail_at("ioctl(TIOCSCTTY)"))?;
+    sys::send_fd(socket.as_fd(), master.as_fd())
+        .map_err(|e| SetupError::new(Step::Terminal, "sendmsg", None, e))?;
+    Ok(slave)
 }

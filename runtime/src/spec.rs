@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::chaos::{Chaos, ChaosError};
+use crate::idmap::IdMapping;
 
 /// Host variables that pass into a sandbox unless the spec says otherwise. Locale, terminal
 /// and Rust diagnostics only: nothing that carries credentials.
@@ -59,6 +60,9 @@ pub struct Spec {
     pub hostname: String,
     pub net: Net,
     pub identity: Identity,
+    /// Which host ids the namespace maps; reports from before it existed ran with one.
+    #[serde(default = "IdMapping::single")]
+    pub ids: IdMapping,
     /// After this, SIGTERM goes to the program; `None` waits forever.
     pub timeout_ms: Option<u64>,
     /// Time between SIGTERM and SIGKILL of the whole sandbox.
@@ -198,7 +202,9 @@ pub enum Pid {
 pub enum Identity {
     /// The caller's own uid and gid, mapped 1:1.
     Caller,
-    /// The caller appears as uid 0 and gid 0 (still without capabilities).
+    /// The caller appears as uid 0 and gid 0: without capabilities when only the caller
+    /// is mapped, with those that switch ids and own files when others are too
+    /// ([`IdMapping::maps_other_ids`]).
     Root,
 }
 
@@ -223,6 +229,11 @@ pub enum SpecError {
     EnvName(String),
     #[error(transparent)]
     Chaos(#[from] ChaosError),
+    #[error(
+        "the spec maps every host id (`ids` mode `full`), which only root may do; \
+         use mode `single`, or `subordinate` with this user's /etc/subuid and /etc/subgid ranges"
+    )]
+    FullMapNeedsRoot,
 }
 
 impl Spec {
@@ -234,10 +245,14 @@ impl Spec {
             .filter(|h| h.is_absolute() && h != Path::new("/"))
             .unwrap_or_else(|| PathBuf::from("/home/isotest"));
         let mut mounts = system_mounts();
-        mounts.push(Mount::Tmpfs {
-            dst: PathBuf::from("/tmp"),
-            size: DEFAULT_TMPFS_SIZE,
-        });
+        // /var/tmp too, which programs use for files that should outlive a reboot
+        // (tempfile's `tempdir_in("/var/tmp")` in nix's tests): private, like /tmp.
+        for dir in ["/tmp", "/var/tmp"] {
+            mounts.push(Mount::Tmpfs {
+                dst: PathBuf::from(dir),
+                size: DEFAULT_TMPFS_SIZE,
+            });
+        }
         mounts.push(Mount::Tmpfs {
             dst: home.clone(),
             size: DEFAULT_TMPFS_SIZE,
@@ -254,6 +269,7 @@ impl Spec {
             hostname: DEFAULT_HOSTNAME.to_string(),
             net: Net::Loopback,
             identity: Identity::Caller,
+            ids: crate::idmap::host_ids().mapping,
             timeout_ms: None,
             grace_ms: DEFAULT_GRACE_MS,
             tty: false,

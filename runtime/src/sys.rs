@@ -8,6 +8,11 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
+/// rustix's errno as nix's, the type every setup step reports.
+pub fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
+}
+
 /// `struct clone_args` of clone3(2), as of Linux 5.7.
 #[repr(C)]
 #[derive(Default)]
@@ -228,4 +233,42 @@ pub fn receive_failure(pipe: BorrowedFd<'_>) -> Option<(u8, Errno)> {
     }
     let errno = i32::from_le_bytes(message[1..].try_into().expect("four bytes"));
     Some((message[0], Errno::from_raw(errno)))
+}
+
+/// Sends one descriptor over a Unix socket (SCM_RIGHTS), with a one-byte payload.
+pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    let payload = [std::io::IoSlice::new(&[0u8])];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &payload,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+}
+
+/// Receives what [`send_fd`] sent: `Ok(None)` when the sender closed its end without.
+pub fn receive_fd(socket: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut payload = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut payload,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for cmsg in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+            return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    Ok(None)
 }

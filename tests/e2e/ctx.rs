@@ -20,22 +20,100 @@ pub struct User {
 }
 
 impl User {
-    /// A named user that does not exist is a broken setup, not a reason to skip.
+    /// A named user that does not exist is a broken setup, not a reason to skip. With
+    /// `ISOTEST_TEST_USER_RANGES=required` (as `.ci/run` sets), so is one without
+    /// subordinate ranges or without newuidmap to use them.
     pub fn unprivileged() -> User {
         let name = std::env::var("ISOTEST_TEST_USER").unwrap_or_else(|_| "nobody".into());
-        let user = nix::unistd::User::from_name(&name)
+        let user = User::named(&name, "ISOTEST_TEST_USER");
+        if std::env::var("ISOTEST_TEST_USER_RANGES").as_deref() == Ok("required") {
+            assert!(
+                IdMode::of(Some(&user)) == IdMode::Subordinate,
+                "ISOTEST_TEST_USER={name} needs ranges in /etc/subuid and /etc/subgid and \
+                 newuidmap/newgidmap installed (see .ci/run)"
+            );
+        }
+        user
+    }
+
+    /// A second unprivileged account, which must have no subordinate ranges:
+    /// `ISOTEST_TEST_USER_NO_RANGES`, else `nobody`.
+    pub fn without_ranges() -> User {
+        let name = std::env::var("ISOTEST_TEST_USER_NO_RANGES").unwrap_or_else(|_| "nobody".into());
+        let user = User::named(&name, "ISOTEST_TEST_USER_NO_RANGES");
+        assert!(
+            host_ranges(&user).is_none(),
+            "ISOTEST_TEST_USER_NO_RANGES={name} has subordinate ranges; pick a user without"
+        );
+        user
+    }
+
+    fn named(name: &str, variable: &str) -> User {
+        let user = nix::unistd::User::from_name(name)
             .ok()
             .flatten()
-            .unwrap_or_else(|| {
-                panic!("ISOTEST_TEST_USER={name} does not exist; create it (see .ci/run)")
-            });
+            .unwrap_or_else(|| panic!("{variable}={name} does not exist; create it (see .ci/run)"));
         User {
-            name,
+            name: name.to_string(),
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
             home: user.dir,
         }
     }
+}
+
+/// The id mapping a sandbox should get for a scenario's user, worked out from the host's
+/// files here, independently of the runtime's own probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdMode {
+    /// Root: every id to itself.
+    Full,
+    /// The user plus its /etc/subuid and /etc/subgid ranges.
+    Subordinate,
+    /// The user's own ids only.
+    Single,
+}
+
+impl IdMode {
+    pub fn of(user: Option<&User>) -> IdMode {
+        match user {
+            None if nix::unistd::geteuid().is_root() => IdMode::Full,
+            None => IdMode::Single,
+            Some(user) => {
+                let tools = ["newuidmap", "newgidmap"].iter().all(|tool| {
+                    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+                        .iter()
+                        .any(|dir| Path::new(dir).join(tool).exists())
+                });
+                if tools && host_ranges(user).is_some() {
+                    IdMode::Subordinate
+                } else {
+                    IdMode::Single
+                }
+            }
+        }
+    }
+}
+
+/// The user's first uid range and first gid range, as `(start, count)`.
+pub fn host_ranges(user: &User) -> Option<((u32, u32), (u32, u32))> {
+    let find = |file: &str, id: u32| {
+        std::fs::read_to_string(file)
+            .ok()?
+            .lines()
+            .find_map(|line| {
+                let mut parts = line.trim().split(':');
+                let owner = parts.next()?;
+                let start: u32 = parts.next()?.parse().ok()?;
+                let count: u32 = parts.next()?.parse().ok()?;
+                (count > 0 && (owner == user.name || owner == id.to_string()))
+                    .then_some((start, count))
+            })
+    };
+    Some((
+        find("/etc/subuid", user.uid)?,
+        find("/etc/subgid", user.gid)?,
+    ))
 }
 
 /// Binaries reachable by whoever runs the scenario.

@@ -1,13 +1,16 @@
 //! End-to-end tests: one trial per scenario, each running the real `cargo-isotest` binary.
 //!
 //! Run as root, every sandbox scenario runs a second time as an unprivileged user
-//! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
+//! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it; the
+//! id-mapping ones a third time, as a user without subordinate ranges
+//! (`ISOTEST_TEST_USER_NO_RANGES`, else `nobody`).
 
 mod chaos;
 mod ci;
 mod ctx;
 mod flaky;
 mod hostfacts;
+mod ids;
 mod limits;
 mod probe;
 mod run;
@@ -45,6 +48,11 @@ fn main() {
             .map(|(n, s)| (format!("limits::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
+        ids::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("sandbox::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
         hostfacts::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
@@ -61,6 +69,18 @@ fn main() {
             trials.push(Trial::test(format!("unprivileged::{name}"), move || {
                 scenario(&Ctx::new(Some(user)))
             }));
+        }
+    }
+    // The id-mapping modes differ between a user with subordinate ranges and one without,
+    // so those scenarios also run as a second user, who has none.
+    if nix::unistd::geteuid().is_root() {
+        let user = User::without_ranges();
+        for &(name, scenario) in ids::SCENARIOS {
+            let user = user.clone();
+            trials.push(Trial::test(
+                format!("unprivileged-no-ranges::sandbox::{name}"),
+                move || scenario(&Ctx::new(Some(user))),
+            ));
         }
     }
     for &(name, scenario) in run::ONCE {

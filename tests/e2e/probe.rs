@@ -21,6 +21,8 @@ pub fn main(args: &[String]) -> ! {
         "tiocsti" => tiocsti(),
         "caps" => caps(),
         "namespaces" => namespaces(),
+        "session" => session(),
+        "switch-ids" => switch_ids(&rest[0]),
         "fork-storm" => fork_storm(rest[0].parse().expect("count")),
         "parallelism" => println!(
             "parallelism {}",
@@ -131,6 +133,63 @@ fn namespaces() {
         let link = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         println!("ns-{ns} {}", link.display());
     }
+}
+
+/// Who leads the session, and what opening a pty slave without O_NOCTTY does to us: as
+/// a session leader, the slave would become our terminal and closing the master would
+/// hang us up (this probe would die of SIGHUP before its last line).
+fn session() {
+    use nix::fcntl::OFlag;
+    let pid = nix::unistd::getpid();
+    println!("pid {pid}");
+    println!("pgid {}", nix::unistd::getpgrp());
+    println!("sid {}", nix::unistd::getsid(None).unwrap());
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).unwrap();
+    nix::pty::grantpt(&master).unwrap();
+    nix::pty::unlockpt(&master).unwrap();
+    let name = nix::pty::ptsname_r(&master).unwrap();
+    let slave =
+        nix::fcntl::open(name.as_str(), OFlag::O_RDWR, nix::sys::stat::Mode::empty()).unwrap();
+    let byte: libc::c_char = b'x' as libc::c_char;
+    // SAFETY: TIOCSTI reads one byte from the pointer we pass.
+    let sti = Errno::result(unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSTI, &byte) });
+    println!("tiocsti-own-pty {:?}", sti.map(drop));
+    drop(slave);
+    drop(master);
+    println!("pty-closed survived");
+}
+
+/// As root inside: set groups, chown a file to other ids, then become another uid and gid.
+fn switch_ids(dir: &str) {
+    use nix::unistd::{Gid, Uid};
+    let show = |key: &str, result: nix::Result<()>| match result {
+        Ok(()) => println!("{key} ok"),
+        Err(e) => println!("{key} {e:?}"),
+    };
+    println!("uid {}", nix::unistd::getuid());
+    show(
+        "setgroups",
+        nix::unistd::setgroups(&[Gid::from_raw(1), Gid::from_raw(2)]),
+    );
+    let file = format!("{dir}/owned");
+    std::fs::write(&file, b"x").unwrap();
+    show(
+        "chown",
+        nix::unistd::chown(
+            file.as_str(),
+            Some(Uid::from_raw(1234)),
+            Some(Gid::from_raw(5678)),
+        ),
+    );
+    let meta = std::fs::metadata(&file).unwrap();
+    println!(
+        "owner {}:{}",
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        std::os::unix::fs::MetadataExt::gid(&meta)
+    );
+    show("setgid", nix::unistd::setgid(Gid::from_raw(1000)));
+    show("setuid", nix::unistd::setuid(Uid::from_raw(1000)));
+    println!("now {}:{}", nix::unistd::getuid(), nix::unistd::getgid());
 }
 
 /// Starts `count` sleepers (each gone after 30 s), stopping at the first refused fork.

@@ -46,7 +46,6 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("isolation::hostname_is_fixed", hostname_is_fixed),
     ("hygiene::no_inherited_fds", no_inherited_fds),
     ("hygiene::tiocsti_is_impossible", tiocsti_is_impossible),
-    ("hygiene::no_capabilities", no_capabilities),
     ("hygiene::env_is_an_allowlist", env_is_an_allowlist),
     (
         "strays::reported_with_cmdlines_and_gone",
@@ -321,25 +320,6 @@ fn tiocsti_is_impossible(ctx: &Ctx) -> Result<(), Failed> {
     ensure(tty.starts_with("open") || tty.starts_with("Err"), || {
         format!("TIOCSTI through /dev/tty: {tty}")
     })
-}
-
-fn no_capabilities(ctx: &Ctx) -> Result<(), Failed> {
-    for options in [&[][..], &["--root"]] {
-        let out = output(&mut ctx.probe(options, &["caps"]))?;
-        for key in ["CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"] {
-            ensure_eq(
-                probe_value(&out, key)?.as_str(),
-                "0000000000000000",
-                &format!("{key} {options:?}"),
-            )?;
-        }
-        ensure_eq(
-            probe_value(&out, "NoNewPrivs")?.as_str(),
-            "1",
-            "no_new_privs",
-        )?;
-    }
-    Ok(())
 }
 
 fn env_is_an_allowlist(ctx: &Ctx) -> Result<(), Failed> {
@@ -629,18 +609,20 @@ fn non_utf8_output_survives(ctx: &Ctx) -> Result<(), Failed> {
     )
 }
 
-fn tty_gives_the_program_a_terminal(ctx: &Ctx) -> Result<(), Failed> {
+/// `exec --tty -- sh -c SCRIPT` on a pty of the test's own, and the screen it left.
+pub fn screen_of_tty_script(ctx: &Ctx, script: &str) -> Result<String, Failed> {
     let pty = nix::pty::openpty(None, None)?;
-    let exec = ctx.exec(&[
-        "--tty",
-        "--",
-        "sh",
-        "-c",
-        "test -t 0 && test -t 1 && echo has-a-tty; ps -o pid,tty,stat,comm",
-    ]);
+    let exec = ctx.exec(&["--tty", "--", "sh", "-c", script]);
     let child = spawn_on_pty(exec, &pty.slave)?;
     drop(pty.slave);
-    let screen = finish_on_pty(child, std::fs::File::from(pty.master), Vec::new())?;
+    finish_on_pty(child, std::fs::File::from(pty.master), Vec::new())
+}
+
+fn tty_gives_the_program_a_terminal(ctx: &Ctx) -> Result<(), Failed> {
+    let screen = screen_of_tty_script(
+        ctx,
+        "test -t 0 && test -t 1 && echo has-a-tty; ps -o pid,tty,stat,comm",
+    )?;
     ensure(screen.contains("has-a-tty"), || {
         format!("no terminal inside; screen:\n{screen}")
     })

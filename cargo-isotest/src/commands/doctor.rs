@@ -6,7 +6,7 @@ use isotest_runtime::doctor::{
     StageResult, StageStatus,
 };
 use isotest_runtime::limits::HostLimits;
-use isotest_runtime::{Error, Mechanism, Outcome, SetupError};
+use isotest_runtime::{Error, IdMapping, Mechanism, Outcome, SetupError};
 use serde::Serialize;
 
 use crate::exit_code;
@@ -30,6 +30,7 @@ struct Report {
     sandbox_works: bool,
     host: HostFacts,
     sandbox: SandboxProbe,
+    ids: IdsReport,
     diagnosis: Option<Diagnosis>,
     overlayfs: OverlayProbe,
     cgroup: CgroupInfo,
@@ -54,6 +55,52 @@ struct SandboxProbe {
     error: Option<String>,
 }
 
+/// The id-mapping mode this host gives the caller, and what a better one would need.
+#[derive(Serialize)]
+struct IdsReport {
+    mapping: IdMapping,
+    missing: Option<String>,
+}
+
+impl IdsReport {
+    fn read() -> IdsReport {
+        let host = isotest_runtime::host_ids();
+        IdsReport {
+            mapping: host.mapping,
+            missing: host.missing.map(|m| m.to_string()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        let text = match &self.mapping {
+            IdMapping::Full => {
+                "full: every host id to itself, setgroups allowed (root)".to_string()
+            }
+            IdMapping::Subordinate { uids, gids } => format!(
+                "subordinate: uid {uid} and {}-{}, gid {gid} and {}-{} (newuidmap, newgidmap), \
+                 setgroups allowed",
+                uids.start,
+                u64::from(uids.start) + u64::from(uids.count) - 1,
+                gids.start,
+                u64::from(gids.start) + u64::from(gids.count) - 1,
+            ),
+            IdMapping::Single => format!(
+                "single: only uid {uid} and gid {gid}; other ids show as 65534, setgroups denied"
+            ),
+        };
+        match &self.missing {
+            // Aligned under the value column of `Text::fact`.
+            Some(missing) => format!(
+                "{text}\n{:width$}for subordinate ranges: {missing}",
+                "",
+                width = KEY_WIDTH + 3
+            ),
+            None => text,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct OverlayProbe {
     supported: bool,
@@ -73,6 +120,7 @@ pub fn run(args: DoctorArgs) -> i32 {
         sandbox_works: sandbox.error.is_none(),
         host,
         sandbox,
+        ids: IdsReport::read(),
         diagnosis,
         overlayfs: probe_overlayfs(),
         cgroup: CgroupInfo::read(),
@@ -259,6 +307,7 @@ fn render(report: &Report) -> String {
         (Some(error), None) => out.fact("result", &format!("no sandbox: {error}")),
         (Some(_), Some(_)) => out.fact("result", "no sandbox"),
     }
+    out.fact("id mapping", &report.ids.describe());
 
     out.heading("later features");
     out.fact(

@@ -142,6 +142,12 @@ fn serve() -> i32 {
     if parent != Some(nix::unistd::getppid().as_raw()) {
         return 1;
     }
+    // Every sandbox of the run in one CPU scheduling group, as a runner's children are
+    // under nextest, rather than one group per sandbox's session; where this cannot be
+    // done, sandboxes still work, only many-threaded tests run slower.
+    if let Some(runner) = parent {
+        let _ = isotest_runtime::share_cpu_group(runner as u32);
+    }
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut line = String::new();

@@ -100,6 +100,8 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Symlink
         | Step::Hostname
         | Step::Loopback
+        | Step::Session
+        | Step::Terminal
         | Step::Cgroup
         | Step::Init => false,
     }
