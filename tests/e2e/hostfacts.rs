@@ -247,11 +247,21 @@ impl Drop for Cgroup {
 /// Without a pid namespace the program sees the host's processes, and what it leaves
 /// behind is still reported and killed, and nothing else is.
 fn host_pid_still_kills_strays(ctx: &Ctx) -> Result<(), Failed> {
+    // The root and unprivileged runs of this scenario run at the same time and both look
+    // host-wide, so each sleeps for durations of its own.
+    let base = 30_000
+        + 2 * (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .subsec_nanos()
+            % 10_000);
+    let (inner, detached) = (base, base + 1);
     let out = sh(
         ctx,
         &["--pid", "host"],
-        "echo visible $(ls /proc | grep -c '^[0-9]'); (sleep 3171 &); \
-         setsid sleep 3172 & echo started",
+        &format!(
+            "echo visible $(ls /proc | grep -c '^[0-9]'); (sleep {inner} &); \
+             setsid sleep {detached} & echo started"
+        ),
     )?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -264,11 +274,11 @@ fn host_pid_still_kills_strays(ctx: &Ctx) -> Result<(), Failed> {
         format!("only {visible} processes visible\n{}", describe(&out))
     })?;
     ensure(
-        stderr.contains("sleep 3171") && stderr.contains("sleep 3172"),
+        stderr.contains(&format!("sleep {inner}")) && stderr.contains(&format!("sleep {detached}")),
         || describe(&out),
     )?;
     let left = std::process::Command::new("pgrep")
-        .args(["-f", "^sleep 317[12]$"])
+        .args(["-f", &format!("^sleep ({inner}|{detached})$")])
         .output()?;
     ensure(left.stdout.is_empty(), || {
         format!("strays survived: {}", String::from_utf8_lossy(&left.stdout))
