@@ -30,7 +30,15 @@ fn observe(ctx: &Ctx, kind: &str) -> Result<(Seen, Value, Seen, String), Failed>
     let (out, report, dir, path) = run_keeping_report(
         ctx,
         "flaky-corpus",
-        &["--test", "observe", "--chaos", kind, "--exact", OBSERVE.1],
+        &[
+            "--test",
+            "observe",
+            "--chaos",
+            kind,
+            "--keep-passing-output",
+            "--exact",
+            OBSERVE.1,
+        ],
     )?;
     ensure_eq(status_code(&out), Some(0), &describe(&out))?;
     let record = test(&report, OBSERVE.0, OBSERVE.1)?;
