@@ -59,11 +59,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
             .count += 1;
     }
     let mut failure_messages: Vec<MessageCount> = groups.into_values().collect();
-    failure_messages.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.message.cmp(&b.message))
-    });
+    most_frequent_first(&mut failure_messages);
     // In the order they ended, like the failing attempts a stress run keeps whole.
     let first_failures: Vec<u32> = failed
         .iter()
@@ -73,11 +69,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
     StressSummary {
         runs,
         failures,
-        failure_rate: if runs == 0 {
-            0.0
-        } else {
-            f64::from(failures) / f64::from(runs)
-        },
+        failure_rate: failure_rate(failures, runs),
         ci95: wilson_interval(failures, runs),
         duration_ms: Durations {
             min: durations.first().copied().unwrap_or(0),
@@ -118,11 +110,7 @@ pub fn combine(shards: &[&StressSummary]) -> StressSummary {
             .count += message.count;
     }
     let mut failure_messages: Vec<MessageCount> = groups.into_values().collect();
-    failure_messages.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.message.cmp(&b.message))
-    });
+    most_frequent_first(&mut failure_messages);
     let mut first_failures: Vec<u32> = shards
         .iter()
         .flat_map(|s| s.first_failures.iter().copied())
@@ -132,11 +120,7 @@ pub fn combine(shards: &[&StressSummary]) -> StressSummary {
     StressSummary {
         runs,
         failures,
-        failure_rate: if runs == 0 {
-            0.0
-        } else {
-            f64::from(failures) / f64::from(runs)
-        },
+        failure_rate: failure_rate(failures, runs),
         ci95: wilson_interval(failures, runs),
         duration_ms: Durations {
             min: ran.iter().map(|s| s.duration_ms.min).min().unwrap_or(0),
@@ -148,6 +132,23 @@ pub fn combine(shards: &[&StressSummary]) -> StressSummary {
         // Shards keep their attempts' perturbations but not the attempts themselves:
         // the levels are each shard's own.
         chaos: None,
+    }
+}
+
+/// Messages by how often they were seen, then alphabetically, so the order is stable.
+fn most_frequent_first(messages: &mut [MessageCount]) {
+    messages.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.message.cmp(&b.message))
+    });
+}
+
+fn failure_rate(failures: u32, runs: u32) -> f64 {
+    if runs == 0 {
+        0.0
+    } else {
+        f64::from(failures) / f64::from(runs)
     }
 }
 
