@@ -120,7 +120,7 @@ impl FromScalar for Period {
             Scalar::Float(seconds) if seconds >= 0.0 => seconds.to_string(),
             _ => return None,
         };
-        Some(crate::exec::parse_duration(&text).map(Period))
+        Some(crate::args::parse_duration(&text).map(Period))
     }
 }
 
@@ -146,7 +146,7 @@ impl FromScalar for Bytes {
     fn from_scalar(scalar: Scalar<'_>) -> Option<Result<Self, String>> {
         match scalar {
             Scalar::Int(bytes) => Some(u64::try_from(bytes).map(Bytes).map_err(|e| e.to_string())),
-            Scalar::Str(text) => Some(crate::exec::parse_size(text).map(Bytes)),
+            Scalar::Str(text) => Some(crate::args::parse_size(text).map(Bytes)),
             _ => None,
         }
     }
