@@ -57,6 +57,19 @@ pub struct SandboxArgs {
     pub env: Vec<String>,
 }
 
+/// Which configuration a command reads: `run`, `list`, `shell` and `show-config`.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Configuration")]
+pub struct ConfigArgs {
+    /// The isotest profile to use ([profile.NAME] in .config/isotest.toml) [env: ISOTEST_PROFILE]
+    /// [default: default].
+    #[arg(short = 'P', long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Read this config file instead of <workspace>/.config/isotest.toml.
+    #[arg(long, value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+}
+
 /// `--bind` values then `--bind-rw` values, each resolved on the host.
 pub fn parse_binds(read_only: &[String], writable: &[String]) -> anyhow::Result<Vec<Mount>> {
     let read_only = read_only.iter().map(|b| (b, false));
@@ -94,6 +107,14 @@ pub fn check_env(items: &[String]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A setting's value as its config key takes it (`--status-level fail` as
+/// `status-level = "fail"`), so that a flag accepts exactly what the file does.
+pub fn parse_setting<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::Value::String(text.to_string())
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_string())
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -8,21 +8,28 @@ use std::sync::atomic::AtomicBool;
 
 use isotest_runtime::Spec;
 
-use crate::args::{BIND_DESTINATION_HINT, SandboxArgs};
+use crate::args::{BIND_DESTINATION_HINT, ConfigArgs, NetArg, SandboxArgs, check_env};
 use crate::cargo::CargoOptions;
 use crate::cargo::build::{self, Build, BuildError, TestBinary};
+use crate::config::{
+    Bind, Bytes, CompiledProfile, Config, Effective, Filterset, Inputs, Layer, Net, Period, TestId,
+    TestThreads, VarName, package_graph,
+};
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::interrupt;
-use crate::launch::pool::{Dispatch, Event, Pool};
+use crate::launch::pool::{Dispatch, Event, Next, Pool};
 use crate::sandbox::{self, CAPTURE_LIMIT, SandboxOptions};
 
-/// Everything discovered: the build, the helpers, and every binary's test list.
+/// Everything discovered: the build, the helpers, every binary's test list, and the
+/// configuration the run resolves each test's settings from.
 pub struct Session {
     pub build: Build,
     pub pool: Pool,
     pub listings: Vec<Listing>,
+    /// The sandbox of the profile's own settings, which binaries are listed in.
     pub sandbox: SandboxOptions,
+    pub settings: Settings,
     pub interrupted: Arc<AtomicBool>,
 }
 
@@ -59,14 +66,187 @@ impl From<BuildError> for Failure {
     }
 }
 
-/// Probes the host, builds, starts `jobs` helpers (default: one per CPU) and lists every
-/// binary in a sandbox.
-pub fn discover(
+/// The loaded configuration: the profile with its filtersets compiled, the `-E`
+/// expressions, and the run's own settings (the profile's, without overrides).
+pub struct Settings {
+    pub profile: CompiledProfile<'static>,
+    pub filtersets: Vec<Filterset>,
+    pub run: Effective,
+    /// How many tests run at once.
+    pub threads: usize,
+}
+
+impl Settings {
+    /// Whether the `-E` expressions (or without any, the default filter) select a test.
+    pub fn selects(&self, binary: &TestBinary, name: &str) -> bool {
+        self.profile
+            .selects(&self.filtersets, &test_id(binary, name))
+    }
+
+    /// One test's effective settings.
+    pub fn test(&self, binary: &TestBinary, name: &str) -> Effective {
+        self.profile.test_settings(&test_id(binary, name))
+    }
+}
+
+/// The names a filterset matches a test by.
+pub fn test_id<'a>(binary: &'a TestBinary, name: &'a str) -> TestId<'a> {
+    TestId {
+        package_id: &binary.package_id,
+        binary_id: &binary.id,
+        binary_kind: &binary.kind,
+        binary_name: &binary.target_name,
+        test_name: name,
+    }
+}
+
+/// What a command asks discovery for.
+pub struct Request<'a> {
+    pub cargo: &'a CargoOptions,
+    pub config: &'a ConfigArgs,
+    /// Settings given as flags: the command line's layer of the configuration.
+    pub flags: Layer,
+    /// `-E` expressions.
+    pub filtersets: &'a [String],
+    /// Helpers to start, where the command knows better than the settings (a shell: 1).
+    pub jobs: Option<usize>,
+}
+
+/// The session of a command whose only settings flags are the sandbox's: `list`, `shell`,
+/// `show-config`.
+pub fn discover_with_sandbox_flags(
     cargo: &CargoOptions,
-    args: &SandboxArgs,
+    config: &ConfigArgs,
+    sandbox: &SandboxArgs,
+    filtersets: &[String],
     jobs: Option<usize>,
 ) -> Result<Session, Failure> {
-    let mut options = SandboxOptions::from_args(args)
+    discover(&Request {
+        cargo,
+        config,
+        flags: sandbox_flags(sandbox)?,
+        filtersets,
+        jobs,
+    })
+}
+
+/// The command line's layer from the sandbox flags that `run`, `list` and `shell` share.
+pub fn sandbox_flags(args: &SandboxArgs) -> Result<Layer, Failure> {
+    let usage = |e: String| Failure::new(exit_code::USAGE, e);
+    let mut layer = Layer {
+        timeout: args.timeout.map(Period),
+        net: args.net.map(|n| match n {
+            NetArg::Loopback => Net::Loopback,
+            NetArg::None => Net::None,
+            NetArg::Host => Net::Host,
+        }),
+        tmpfs_size: args.tmpfs_size.map(Bytes),
+        toolchain: args.no_toolchain.then_some(false),
+        ..Layer::default()
+    };
+    let binds = |values: &[String], flag: &str| -> Result<Option<Vec<Bind>>, Failure> {
+        let binds = values
+            .iter()
+            .map(|v| Bind::parse(v).map_err(|e| usage(format!("{flag} {v}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((!binds.is_empty()).then_some(binds))
+    };
+    layer.bind_ro = binds(&args.bind, "--bind")?;
+    layer.bind_rw = binds(&args.bind_rw, "--bind-rw")?;
+    check_env(&args.env).map_err(|e| usage(format!("{e:#}")))?;
+    let (set, pass): (Vec<&String>, Vec<&String>) = args.env.iter().partition(|e| e.contains('='));
+    if !pass.is_empty() {
+        layer.env_pass = Some(pass.iter().map(|k| VarName(k.to_string())).collect());
+    }
+    if !set.is_empty() {
+        layer.env = Some(
+            set.iter()
+                .filter_map(|e| e.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+    }
+    Ok(layer)
+}
+
+/// A configuration mistake, rendered with its source, as a usage failure.
+pub fn config_failure(error: &dyn miette::Diagnostic) -> Failure {
+    let colour = anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
+    let text = crate::config::render(error, colour);
+    Failure::new(
+        exit_code::USAGE,
+        text.trim_start_matches(['\n', ' ']).trim_end(),
+    )
+}
+
+/// Reads the configuration against the workspace `metadata` describes, and compiles the
+/// profile's filtersets and the `-E` expressions. `deps()` and `rdeps()` need every
+/// dependency resolved: only when an expression uses them is `cargo metadata` run again
+/// with the dependencies, which is several times slower.
+fn load_settings(
+    request: &Request<'_>,
+    metadata: &mut cargo_metadata::Metadata,
+) -> Result<Settings, Failure> {
+    let root = metadata.workspace_root.clone().into_std_path_buf();
+    let mut inputs =
+        Inputs::from_process(&root, request.flags.clone(), request.config.profile.clone());
+    inputs.workspace_config = request.config.config_file.clone();
+    // One configuration per process, which every test of the run reads from.
+    let config: &'static Config = Box::leak(Box::new(
+        Config::load(inputs).map_err(|e| config_failure(&e))?,
+    ));
+    let profile = config.profile().map_err(|e| config_failure(&e))?;
+    let uses_deps = |e: &str| e.contains("deps(");
+    if request.filtersets.iter().any(|e| uses_deps(e))
+        || config.expressions().into_iter().any(uses_deps)
+    {
+        *metadata = build::metadata(request.cargo, true)?;
+    }
+    let graph = package_graph(metadata).map_err(|e| {
+        Failure::new(
+            exit_code::SETUP_FAILED,
+            format!("cannot read cargo's package graph: {e}"),
+        )
+    })?;
+    let run = profile.settings();
+    let profile = profile.compile(&graph).map_err(|e| config_failure(&e))?;
+    let filtersets = request
+        .filtersets
+        .iter()
+        .map(|e| {
+            profile
+                .parse_filter(e, &graph)
+                .map_err(|e| config_failure(&e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let threads = match request.jobs {
+        Some(jobs) => jobs,
+        None => test_threads(run.test_threads.as_ref().map(|t| t.value)),
+    };
+    Ok(Settings {
+        profile,
+        filtersets,
+        run,
+        threads,
+    })
+}
+
+/// nextest's `test-threads`: a count, or below 0 that many fewer than the CPUs.
+fn test_threads(setting: Option<TestThreads>) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match setting {
+        Some(TestThreads::Count(n)) if n > 0 => n as usize,
+        Some(TestThreads::Count(n)) => cpus.saturating_sub(n.unsigned_abs() as usize).max(1),
+        Some(TestThreads::NumCpus) | None => cpus,
+    }
+}
+
+/// Reads the configuration, probes the host, builds, starts the helpers and lists every
+/// binary in a sandbox. Nothing is built with a broken configuration.
+pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
+    let mut metadata = build::metadata(request.cargo, false)?;
+    let settings = load_settings(request, &mut metadata)?;
+    let mut options = SandboxOptions::from_settings(&settings.run)
         .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
     if !crate::host::check() {
         return Err(Failure::new(
@@ -74,8 +254,8 @@ pub fn discover(
             "no sandbox can be created on this host",
         ));
     }
-    let build = build::build(cargo)?;
-    options.add_toolchain(args);
+    let build = build::build(request.cargo, &metadata)?;
+    options.add_toolchain();
     let tmpdir = sandbox::target_tmpdir(&build);
     std::fs::create_dir_all(&tmpdir).map_err(|e| {
         Failure::new(
@@ -83,8 +263,7 @@ pub fn discover(
             format!("cannot create {}: {e}", tmpdir.display()),
         )
     })?;
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = Pool::start(jobs).map_err(|e| {
+    let pool = Pool::start(settings.threads).map_err(|e| {
         Failure::new(
             exit_code::SETUP_FAILED,
             format!("cannot start the sandbox helpers: {e}"),
@@ -108,6 +287,7 @@ pub fn discover(
         pool,
         listings,
         sandbox: options,
+        settings,
         interrupted,
     })
 }
@@ -216,12 +396,14 @@ impl<R> Queue<R> {
 }
 
 impl<R> Dispatch<usize, R> for Queue<R> {
-    fn next(&mut self) -> Option<usize> {
+    fn next(&mut self) -> Next<usize> {
         let index = self.next;
-        (index < self.results.len()).then(|| {
+        if index < self.results.len() {
             self.next += 1;
-            index
-        })
+            Next::Job(index)
+        } else {
+            Next::Done
+        }
     }
 
     fn on_event(&mut self, event: Event<usize, R>) {

@@ -7,8 +7,6 @@
 mod args;
 mod cargo;
 mod commands;
-// The runner, `list` and `show-config` read it once the pipeline layout lands.
-#[allow(dead_code, unused_imports)]
 mod config;
 mod discover;
 mod exit_code;
@@ -23,7 +21,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use commands::{doctor, exec, list, replay, run, shell};
+use commands::{doctor, exec, list, replay, run, shell, show_config};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +51,9 @@ enum Command {
     List(Box<list::ListArgs>),
     /// Run one test of a JSON report again, in the sandbox the report recorded.
     Replay(replay::ReplayArgs),
+    /// Print the effective settings of the profile and of each selected test, and what set
+    /// each value.
+    ShowConfig(Box<show_config::ShowConfigArgs>),
     /// Open a shell inside the sandbox a test runs in.
     Shell(Box<shell::ShellArgs>),
     /// Run one command in a fresh sandbox.
@@ -85,6 +86,7 @@ fn main() {
         Some(Command::List(args)) => list::run(*args),
         Some(Command::Replay(args)) => replay::run(args),
         Some(Command::Shell(args)) => shell::run(*args),
+        Some(Command::ShowConfig(args)) => show_config::run(*args),
         Some(Command::Exec(args)) => exec::run(*args),
         Some(Command::Doctor(args)) => doctor::run(args),
     };
@@ -98,4 +100,38 @@ fn cargo_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
         args.remove(1);
     }
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn arguments_after_the_double_dash_go_to_the_harness() {
+        let cli = Cli::try_parse_from(["cargo-isotest", "--", "--nocapture"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.filter.harness, ["--nocapture"]);
+        assert!(cli.run.filter.patterns.is_empty());
+        let cli = Cli::try_parse_from([
+            "cargo-isotest",
+            "run",
+            "-P",
+            "ci",
+            "--cargo-profile",
+            "release",
+        ])
+        .unwrap();
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(args.config.profile.as_deref(), Some("ci"));
+        assert_eq!(args.cargo.cargo_profile.as_deref(), Some("release"));
+    }
 }

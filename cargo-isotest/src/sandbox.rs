@@ -11,69 +11,180 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use isotest_runtime::{Mount, Net, Spec};
 
-use crate::args::{SandboxArgs, check_env, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
+use crate::config::{self, Bind, Bytes, Effective, Period};
 
 /// Bytes of each output stream kept per run: head and tail halves.
 pub const CAPTURE_LIMIT: usize = 4 << 20;
 /// A binary that takes longer than this to list its tests is not answering.
 const LIST_TIMEOUT_MS: u64 = 60_000;
 
-/// What the user may change about every test's sandbox.
-#[derive(Clone, Debug)]
+/// What the settings may change about a test's sandbox.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SandboxOptions {
     pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL at a timeout.
+    pub grace: Duration,
     pub net: Net,
-    /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
+    /// Extra binds, read-only then writable (`bind-ro`, `bind-rw`).
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
+    /// Whether the toolchain is shown (`toolchain`).
+    pub show_toolchain: bool,
     /// Host paths that make the cargo and rustc that built the tests usable inside,
     /// read-only ([`toolchain::paths`], once the build has filled cargo's home); empty
     /// for a stricter sandbox.
     pub toolchain: Vec<PathBuf>,
-    /// `KEY` passes a host variable through, `KEY=VALUE` sets one.
-    pub env: Vec<String>,
+    /// `env-pass`: host variables passed through, by name or glob.
+    pub env_pass: Vec<String>,
+    /// `env`: variables set.
+    pub env_set: BTreeMap<String, String>,
+    pub hostname: String,
+    pub tty: bool,
 }
 
 impl Default for SandboxOptions {
     fn default() -> Self {
         SandboxOptions {
             timeout: None,
+            grace: Duration::from_millis(isotest_runtime::DEFAULT_GRACE_MS),
             net: Net::Loopback,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            show_toolchain: true,
             toolchain: Vec::new(),
-            env: Vec::new(),
+            env_pass: Vec::new(),
+            env_set: BTreeMap::new(),
+            hostname: isotest_runtime::DEFAULT_HOSTNAME.to_string(),
+            tty: false,
         }
     }
 }
 
 impl SandboxOptions {
-    /// The options the flags ask for. The toolchain is left out: its paths exist only
-    /// once the build has run ([`SandboxOptions::add_toolchain`]).
-    pub fn from_args(args: &SandboxArgs) -> anyhow::Result<SandboxOptions> {
-        let binds = parse_binds(&args.bind, &args.bind_rw)?;
-        check_env(&args.env)?;
+    /// The sandbox one test's effective settings ask for. The toolchain's paths are left
+    /// out: they exist only once the build has run ([`SandboxOptions::add_toolchain`]).
+    pub fn from_settings(settings: &Effective) -> anyhow::Result<SandboxOptions> {
         let defaults = SandboxOptions::default();
+        let slow = settings.slow_timeout.as_ref().map(|s| s.value);
+        // `slow-timeout`'s `terminate-after` ends a test as `timeout` does: the earlier wins.
+        let slow_limit = slow.and_then(|s| {
+            s.terminate_after
+                .map(|n| s.period.0.saturating_mul(n.get()))
+        });
+        let timeout = config::value(&settings.timeout).map(|p: Period| p.0);
+        let timeout = match (timeout, slow_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut binds = Vec::new();
+        for (list, writable) in [(&settings.bind_ro, false), (&settings.bind_rw, true)] {
+            for bind in list {
+                binds.push(bind_mount(&bind.value, writable).with_context(|| {
+                    format!(
+                        "`{}` = {:?} (set by {})",
+                        key(writable),
+                        bind.value.to_string(),
+                        bind.source
+                    )
+                })?);
+            }
+        }
         Ok(SandboxOptions {
-            timeout: args.timeout,
-            net: args.net.map_or(defaults.net, Net::from),
+            timeout,
+            grace: slow.map_or(defaults.grace, |s| s.grace_period.0),
+            net: config::value(&settings.net).map_or(defaults.net, |n: config::Net| match n {
+                config::Net::Loopback => Net::Loopback,
+                config::Net::None => Net::None,
+                config::Net::Host => Net::Host,
+            }),
             binds,
-            tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
-            toolchain: defaults.toolchain,
-            env: args.env.clone(),
+            tmpfs_size: config::value(&settings.tmpfs_size)
+                .map_or(defaults.tmpfs_size, |b: Bytes| b.0),
+            show_toolchain: config::value(&settings.toolchain).unwrap_or(defaults.show_toolchain),
+            toolchain: Vec::new(),
+            env_pass: settings
+                .env_pass
+                .iter()
+                .map(|v| v.value.0.clone())
+                .collect(),
+            env_set: settings
+                .env
+                .iter()
+                .map(|v| (v.value.name.clone(), v.value.value.clone()))
+                .collect(),
+            hostname: settings
+                .hostname
+                .as_ref()
+                .map_or(defaults.hostname, |h| h.value.0.clone()),
+            tty: config::value(&settings.tty).unwrap_or(defaults.tty),
         })
     }
 
-    /// Makes the toolchain visible, unless the flags said `--no-toolchain`.
-    pub fn add_toolchain(&mut self, args: &SandboxArgs) {
-        if !args.no_toolchain {
+    /// Makes the toolchain visible, unless the settings say `toolchain = false`.
+    pub fn add_toolchain(&mut self) {
+        if self.show_toolchain {
             self.toolchain = toolchain::paths();
         }
     }
+}
+
+fn key(writable: bool) -> &'static str {
+    if writable { "bind-rw" } else { "bind-ro" }
+}
+
+/// A bind's source resolved on the host; its destination is its own path unless given.
+fn bind_mount(bind: &Bind, writable: bool) -> anyhow::Result<Mount> {
+    let src = std::fs::canonicalize(&bind.src)
+        .with_context(|| format!("cannot use {}", bind.src.display()))?;
+    let dst = bind.dst.clone().unwrap_or_else(|| bind.src.clone());
+    Ok(Mount::Bind { src, dst, writable })
+}
+
+/// Names that look like credentials: an `env-pass` glob never passes them; only the exact
+/// name does.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.ends_with("_TOKEN")
+        || upper == "TOKEN"
+        || upper.contains("SECRET")
+        || upper.contains("PASSWORD")
+        || upper.contains("PASSWD")
+        || upper.ends_with("_API_KEY")
+        || upper.ends_with("_PRIVATE_KEY")
+        || upper.contains("CREDENTIAL")
+}
+
+/// The host variables `env-pass` passes: each exact name, and each variable a glob
+/// (`*`, `?`, `[…]`) matches unless its name looks like a secret.
+pub fn passed_names(patterns: &[String], host: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let globs: Vec<globset::GlobMatcher> = patterns
+        .iter()
+        .filter(|p| p.contains(['*', '?', '[']))
+        .filter_map(|p| globset::Glob::new(p).ok())
+        .map(|g| g.compile_matcher())
+        .collect();
+    names.extend(
+        patterns
+            .iter()
+            .filter(|p| !p.contains(['*', '?', '[']))
+            .cloned(),
+    );
+    if !globs.is_empty() {
+        for name in host {
+            if !looks_secret(&name) && globs.iter().any(|g| g.is_match(&name)) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A fresh seed for `ISOTEST_SEED`, below 2^53 so that JSON readers that use doubles
@@ -214,16 +325,21 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     spec.set_tmpfs_sizes(options.tmpfs_size);
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
+    spec.hostname = options.hostname.clone();
+    spec.tty = options.tty;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
+    spec.grace_ms = options.grace.as_millis() as u64;
     spec.env.set = test_env(build, binary, &mut spec.env.pass);
     if !options.toolchain.is_empty() {
         spec.env
             .pass
             .extend(TOOLCHAIN_ENV.iter().map(|v| v.to_string()));
     }
-    for item in &options.env {
-        spec.env.add(item);
-    }
+    let host = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    spec.env.pass.extend(passed_names(&options.env_pass, host));
+    spec.env
+        .set
+        .extend(options.env_set.iter().map(|(k, v)| (k.clone(), v.clone())));
     spec
 }
 
@@ -294,6 +410,9 @@ mod tests {
             manifest_dir: "/w/pkg".into(),
             env: Default::default(),
             link_paths: Vec::new(),
+            package_id: "pkg 0.1.0 (path+file:///w/pkg)".into(),
+            kind: "lib".into(),
+            target_name: "pkg".into(),
         }
     }
 

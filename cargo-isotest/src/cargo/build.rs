@@ -57,11 +57,17 @@ pub struct TestBinary {
     pub env: BTreeMap<String, String>,
     /// Directories the build scripts asked the linker to search, for `LD_LIBRARY_PATH`.
     pub link_paths: Vec<PathBuf>,
+    /// cargo's package id (`cargo metadata`'s `id`), which filtersets match packages by.
+    pub package_id: String,
+    /// nextest's kind of binary: `lib`, `test`, `bench`, `bin`, `example`, `proc-macro`.
+    pub kind: String,
+    /// The target's name.
+    pub target_name: String,
 }
 
-/// Runs `cargo test --no-run`, letting its human output through, and collects the binaries.
-pub fn build(options: &CargoOptions) -> Result<Build, BuildError> {
-    let metadata = metadata(options)?;
+/// Runs `cargo test --no-run`, letting its human output through, and collects the binaries
+/// of the workspace `metadata` describes.
+pub fn build(options: &CargoOptions, metadata: &Metadata) -> Result<Build, BuildError> {
     let mut cargo = cargo_command();
     cargo
         .args([
@@ -103,14 +109,17 @@ pub fn build(options: &CargoOptions) -> Result<Build, BuildError> {
     Ok(Build {
         sysroot: rustc_print("sysroot", &workspace_root, None)?,
         target_libdir: rustc_print("target-libdir", &workspace_root, options.target.as_deref())?,
-        binaries: test_binaries(&metadata, &artifacts, &scripts),
+        binaries: test_binaries(metadata, &artifacts, &scripts),
         config_env: config_env::read(&cwd)?,
         workspace_root,
         target_dir,
     })
 }
 
-fn metadata(options: &CargoOptions) -> Result<Metadata, BuildError> {
+/// `cargo metadata` of the workspace. `with_dependencies` resolves every dependency, which
+/// filtersets' `deps()` and `rdeps()` need; without, it reads only the workspace's own
+/// manifests, which is several times faster and never downloads.
+pub fn metadata(options: &CargoOptions, with_dependencies: bool) -> Result<Metadata, BuildError> {
     let mut command = MetadataCommand::new();
     command.cargo_path(cargo_path());
     if let Some(path) = &options.manifest_path {
@@ -126,7 +135,21 @@ fn metadata(options: &CargoOptions) -> Result<Metadata, BuildError> {
             other.push(flag.to_string());
         }
     }
-    Ok(command.no_deps().other_options(other).exec()?)
+    if !with_dependencies {
+        command.no_deps();
+    }
+    for feature in &options.features {
+        other.extend(["--features".to_string(), feature.clone()]);
+    }
+    for (set, flag) in [
+        (options.all_features, "--all-features"),
+        (options.no_default_features, "--no-default-features"),
+    ] {
+        if set {
+            other.push(flag.to_string());
+        }
+    }
+    Ok(command.other_options(other).exec()?)
 }
 
 fn rustc_print(
@@ -189,6 +212,9 @@ fn test_binaries(
                     .into_std_path_buf(),
                 env: cargo_env(package, artifact, script, bin_exes),
                 link_paths: script.map(link_paths).unwrap_or_default(),
+                package_id: artifact.package_id.repr.clone(),
+                kind: nextest_kind(artifact).to_string(),
+                target_name: artifact.target.name.clone(),
             }))
         })
         .collect();
@@ -214,6 +240,18 @@ fn binary_id(package: &Package, artifact: &Artifact) -> String {
         TargetKind::Example => format!("{name}::example/{}", target.name),
         TargetKind::Bench => format!("{name}::bench/{}", target.name),
         other => format!("{name}::{other}/{}", target.name),
+    }
+}
+
+/// The kind nextest gives a binary, which `kind()` in a filterset matches.
+fn nextest_kind(artifact: &Artifact) -> &'static str {
+    match artifact.target.kind.first() {
+        Some(TargetKind::ProcMacro) => "proc-macro",
+        Some(TargetKind::Bin) => "bin",
+        Some(TargetKind::Test) => "test",
+        Some(TargetKind::Bench) => "bench",
+        Some(TargetKind::Example) => "example",
+        _ => "lib",
     }
 }
 

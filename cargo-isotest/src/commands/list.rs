@@ -3,15 +3,18 @@
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::args::SandboxArgs;
+use crate::args::{ConfigArgs, SandboxArgs};
 use crate::cargo::CargoOptions;
-use crate::discover::{TestKind, discover};
+use crate::discover::{TestKind, discover_with_sandbox_flags};
+use crate::exit_code::Failure;
 use crate::plan::{self, Filter};
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
     #[command(flatten)]
     filter: Filter,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human, value_name = "FORMAT", help_heading = "Output")]
     message_format: Format,
@@ -38,11 +41,19 @@ struct Listed<'a> {
 }
 
 pub fn run(args: ListArgs) -> i32 {
-    let session = match discover(&args.cargo, &args.sandbox, None) {
-        Ok(session) => session,
-        Err(failure) => return failure.report(),
-    };
-    let selected = plan::select(&session.listings, &args.filter);
+    execute(&args).unwrap_or_else(Failure::report)
+}
+
+fn execute(args: &ListArgs) -> Result<i32, Failure> {
+    let (filter, _) = args.filter.resolve()?;
+    let session = discover_with_sandbox_flags(
+        &args.cargo,
+        &args.config,
+        &args.sandbox,
+        &filter.filtersets,
+        None,
+    )?;
+    let selected = plan::selected(&session, &filter);
     let listed: Vec<Listed> = selected
         .iter()
         .map(|t| Listed {
@@ -76,5 +87,5 @@ pub fn run(args: ListArgs) -> i32 {
             }
         }
     }
-    0
+    Ok(0)
 }

@@ -4,3 +4,4 @@ pub mod list;
 pub mod replay;
 pub mod run;
 pub mod shell;
+pub mod show_config;

@@ -33,6 +33,15 @@ pub enum ConfigError {
         message: String,
         help: String,
     },
+    #[error("`{key}` (set {place}) is not supported by this build of cargo-isotest yet")]
+    #[diagnostic(help(
+        "{why}; remove the key until a cargo-isotest that supports it (see the book's configuration reference)"
+    ))]
+    Unsupported {
+        key: String,
+        place: String,
+        why: &'static str,
+    },
     #[error("there is no profile `{name}`")]
     #[diagnostic(help("{help}"))]
     UnknownProfile { name: String, help: String },

@@ -85,10 +85,6 @@ impl Filterset {
             })
     }
 
-    pub fn expression(&self) -> &str {
-        &self.parsed.input
-    }
-
     /// Whether the expression selects `test`. `default` is the profile's default filter
     /// (what `default()` means); `group_of` gives a test's group, for `group()`.
     pub fn matches(

@@ -21,23 +21,23 @@ mod settings;
 mod source;
 mod values;
 
-pub use error::{ConfigError, FileError, render};
-pub use filterset::{FilterKind, Filterset, FiltersetError, TestId, package_graph};
-pub use load::{PROFILE_VAR, SCHEMA_VERSION, WORKSPACE_CONFIG, user_config_path};
-pub use merge::{EnvVar, JunitEffective};
+pub use error::render;
+pub use filterset::{Filterset, TestId, package_graph};
 pub use policies::{
-    Backoff, FailFast, Junit, MaxFail, MaxThreads, OnTimeout, RetryPolicy, SlowTimeout, Terminate,
+    Backoff, FailFast, Junit, MaxFail, MaxThreads, OnTimeout, RetryPolicy, SlowTimeout,
     TestThreads, ThreadsRequired,
 };
-pub use profile::{CompiledProfile, Profile};
-pub use resolve::{Config, DEFAULT_PROFILE, GLOBAL_GROUP, Inputs};
+pub use profile::CompiledProfile;
+pub use resolve::{Config, GLOBAL_GROUP, Inputs};
 pub use schema::json_schema;
-pub use settings::{Effective, Layer, NoTests};
-pub use source::{Entry, Source, Sourced};
+pub use settings::{Effective, Layer, NoTests, test_keys};
+pub use source::{Entry, Sourced, value};
 pub use values::{
-    Bind, Bytes, CpuMax, FinalStatusLevel, FlakyResult, Hostname, IdMap, Net, OutputDisplay,
-    Period, StatusLevel, Strays, VarName,
+    Bind, Bytes, FinalStatusLevel, FlakyResult, Net, OutputDisplay, Period, StatusLevel, Strays,
+    VarName,
 };
+#[cfg(test)]
+pub use {error::ConfigError, filterset::FilterKind, load::user_config_path, source::Source};
 
 #[cfg(test)]
 mod tests;

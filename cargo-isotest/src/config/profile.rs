@@ -1,6 +1,7 @@
 //! One profile: its effective settings, and once its filtersets are compiled, each
 //! test's.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use guppy::graph::PackageGraph;
@@ -10,11 +11,11 @@ use super::error::{ConfigError, Document};
 use super::filterset::{FilterKind, Filterset, FiltersetError, TestId};
 use super::load::LoadedFile;
 use super::policies::{
-    FailFast, Junit, MaxFail, RetryPolicy, SlowTimeout, TestThreads, ThreadsRequired,
+    FailFast, Junit, MaxFail, MaxThreads, RetryPolicy, SlowTimeout, TestThreads, ThreadsRequired,
 };
 use super::resolve::{Config, GLOBAL_GROUP};
 use super::settings::{Effective, Layer, NoTests, OverrideTable, ProfileTable};
-use super::source::Source;
+use super::source::{Source, Sourced};
 use super::values::{
     Bytes, FinalStatusLevel, FlakyResult, Hostname, IdMap, Net, OutputDisplay, Period, StatusLevel,
     Strays,
@@ -29,12 +30,13 @@ pub struct Profile<'c> {
 }
 
 impl<'c> Profile<'c> {
-    pub fn name(&self) -> &str {
-        &self.chain[0]
-    }
-
     pub fn chain(&self) -> &[String] {
         &self.chain
+    }
+
+    /// The configuration's `[test-groups]`.
+    pub fn test_groups(&self) -> &'c BTreeMap<String, Sourced<MaxThreads>> {
+        self.config.test_groups()
     }
 
     /// Each profile table of the chain, higher precedence first.

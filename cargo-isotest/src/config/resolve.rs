@@ -10,21 +10,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use guppy::graph::PackageGraph;
 use toml::Spanned;
 
 use super::error::{ConfigError, Document};
 use super::load::{self, LoadedFile, WORKSPACE_CONFIG};
-use super::policies::{
-    FailFast, Junit, MaxFail, MaxThreads, RetryPolicy, SlowTimeout, TestThreads, ThreadsRequired,
-};
+use super::policies::MaxThreads;
 use super::profile::Profile;
-use super::settings::{Effective, Layer, NoTests, OverrideTable, ProfileTable};
+use super::settings::{Layer, ProfileTable};
 use super::source::{Source, Sourced};
-use super::values::{
-    Bytes, FinalStatusLevel, FlakyResult, Hostname, IdMap, Net, OutputDisplay, Period, StatusLevel,
-    Strays,
-};
 
 pub const DEFAULT_PROFILE: &str = "default";
 /// The group of tests in no custom group, as in nextest.
@@ -36,6 +29,8 @@ pub struct Inputs {
     pub workspace_root: PathBuf,
     /// What relative paths on the command line and in variables are relative to.
     pub cwd: PathBuf,
+    /// `--config-file`: the workspace's config file in place of `.config/isotest.toml`.
+    pub workspace_config: Option<PathBuf>,
     /// The user's config file, if there is one to read ([`load::user_config_path`]).
     pub user_config: Option<PathBuf>,
     /// The process's environment (only `ISOTEST_*` is read).
@@ -51,6 +46,7 @@ impl Inputs {
     pub fn from_process(workspace_root: &Path, cli: Layer, cli_profile: Option<String>) -> Inputs {
         Inputs {
             workspace_root: workspace_root.to_path_buf(),
+            workspace_config: None,
             cwd: std::env::current_dir().unwrap_or_else(|_| workspace_root.to_path_buf()),
             user_config: load::user_config_path(|v| std::env::var_os(v)),
             env: std::env::vars_os()
@@ -79,7 +75,19 @@ impl Config {
     pub fn load(inputs: Inputs) -> Result<Config, ConfigError> {
         let root = &inputs.workspace_root;
         let mut files = Vec::new();
-        files.extend(load::read_file(&root.join(WORKSPACE_CONFIG), root)?);
+        match &inputs.workspace_config {
+            // A file named on the command line must exist.
+            Some(path) => match load::read_file(path, root)? {
+                Some(file) => files.push(file),
+                None => {
+                    return Err(ConfigError::Read {
+                        path: path.clone(),
+                        source: std::io::ErrorKind::NotFound.into(),
+                    });
+                }
+            },
+            None => files.extend(load::read_file(&root.join(WORKSPACE_CONFIG), root)?),
+        }
         if let Some(user) = &inputs.user_config {
             files.extend(load::read_file(user, root)?);
         }
@@ -114,6 +122,7 @@ impl Config {
             groups,
         };
         config.check_profiles()?;
+        config.check_supported()?;
         Ok(config)
     }
 
@@ -134,6 +143,58 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// No layer sets a key this build cannot act on.
+    fn check_supported(&self) -> Result<(), ConfigError> {
+        let fail = |(key, why): (&'static str, &'static str), place: String| {
+            Err(ConfigError::Unsupported {
+                key: key.to_string(),
+                place,
+                why,
+            })
+        };
+        for loaded in &self.files {
+            let file = loaded.doc.path.display();
+            for (name, table) in &loaded.file.profile {
+                let name = name.get_ref();
+                if let Some(found) = table.unsupported().into_iter().next() {
+                    return fail(found, format!("in {file} [profile.{name}]"));
+                }
+                for (index, o) in table.overrides.iter().enumerate() {
+                    if let Some(found) = o.unsupported().into_iter().next() {
+                        return fail(
+                            found,
+                            format!(
+                                "in {file} [[profile.{name}.overrides]] number {}",
+                                index + 1
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for (layer, source) in &self.env {
+            if let Some(found) = layer.unsupported().into_iter().next() {
+                return fail(found, format!("by {source}"));
+            }
+        }
+        match self.cli.unsupported().into_iter().next() {
+            Some(found) => fail(found, "on the command line".into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Every filterset any file writes (overrides' filters and `default-filter`s).
+    pub fn expressions(&self) -> Vec<&str> {
+        let mut found = Vec::new();
+        for loaded in &self.files {
+            for table in loaded.file.profile.values() {
+                found.extend(table.default_filter.as_ref().map(|f| f.get_ref().as_str()));
+                found.extend(table.overrides.iter().map(|o| o.filter.get_ref().as_str()));
+            }
+        }
+        found
     }
 
     fn check_inherits(

@@ -136,8 +136,9 @@ settings! {
         writable_source: bool,
         /// Show cargo, rustc, rustup and cargo's registry cache to the test.
         toolchain: bool,
-        /// Host variables passed through to the test, by exact name (names that look
-        /// like secrets pass only when named exactly).
+        /// Host variables passed through to the test, by name or glob (`"MY_APP_*"`);
+        /// a glob never passes a name that looks like a secret (`*_TOKEN`, `*SECRET*`,
+        /// `*PASSWORD*`, …): those pass only when named exactly.
         env_pass: Vec<VarName>,
         /// Variables set in the test's environment.
         env: BTreeMap<String, String>,
@@ -219,4 +220,68 @@ pub struct ConfigFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, TestGroupTable>")]
     pub test_groups: BTreeMap<Spanned<String>, TestGroupTable>,
+}
+
+/// Keys the schema has, whose value this build's sandbox cannot give yet: which key, and
+/// why. A value equal to what the sandbox does anyway is accepted.
+macro_rules! unsupported_in {
+    ($table:expr) => {{
+        let t = $table;
+        let mut found: Vec<(&'static str, &'static str)> = Vec::new();
+        if t.forward.as_ref().is_some_and(|f| !f.is_empty()) {
+            found.push((
+                "forward",
+                "forwarding host ports into the sandbox's network is not built yet",
+            ));
+        }
+        if t.writable_source == Some(true) {
+            found.push((
+                "writable-source",
+                "the overlay over the workspace is not built yet",
+            ));
+        }
+        if t.id_map
+            .is_some_and(|m| !matches!(m, IdMap::Caller | IdMap::Root))
+        {
+            found.push(("id-map", "only `caller` and `root` id maps are built yet"));
+        }
+        for (set, key) in [
+            (t.memory_max.is_some(), "memory-max"),
+            (t.pids_max.is_some(), "pids-max"),
+            (t.cpu_max.is_some(), "cpu-max"),
+        ] {
+            if set {
+                found.push((key, "resource limits (cgroups) are not built yet"));
+            }
+        }
+        found
+    }};
+}
+
+impl OverrideTable {
+    pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
+        unsupported_in!(self)
+    }
+}
+
+impl ProfileTable {
+    pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
+        let mut found = unsupported_in!(self);
+        if self
+            .fail_fast
+            .is_some_and(|f| f.terminate == super::policies::Terminate::Immediate)
+        {
+            found.push((
+                "fail-fast.terminate",
+                "ending running tests at the failure limit is not built yet (`wait` is)",
+            ));
+        }
+        found
+    }
+}
+
+impl Layer {
+    pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
+        unsupported_in!(self)
+    }
 }

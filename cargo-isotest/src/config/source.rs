@@ -54,6 +54,11 @@ pub struct Sourced<T> {
     pub source: Source,
 }
 
+/// The value of a setting, whatever set it.
+pub fn value<T: Clone>(setting: &Option<Sourced<T>>) -> Option<T> {
+    setting.as_ref().map(|s| s.value.clone())
+}
+
 /// One line of `show-config`: `key = value`, and what set it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {

@@ -187,6 +187,13 @@ impl FromScalar for CpuMax {
     }
 }
 
+impl Bind {
+    /// A `--bind` value, as a config file would write it.
+    pub fn parse(text: &str) -> Result<Bind, String> {
+        Bind::from_scalar(Scalar::Str(text)).expect("a string is a bind's type")
+    }
+}
+
 /// `"SRC[:DST]"`: a host path shown at DST, or at its own path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bind {
@@ -230,12 +237,12 @@ impl FromScalar for Bind {
     }
 }
 
-/// An environment variable's name.
+/// An environment variable's name, or a glob of names (`*`, `?`, `[…]`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct VarName(pub String);
 
 impl FromScalar for VarName {
-    const EXPECTING: &'static str = "a variable name";
+    const EXPECTING: &'static str = "a variable name, or a glob such as \"MY_APP_*\"";
     fn from_scalar(scalar: Scalar<'_>) -> Option<Result<Self, String>> {
         let Scalar::Str(name) = scalar else {
             return None;
@@ -244,6 +251,8 @@ impl FromScalar for VarName {
             Err(format!(
                 "`{name}` is not a variable name (no `=`, not empty)"
             ))
+        } else if let Err(e) = globset::Glob::new(name) {
+            Err(format!("`{name}` is not a valid glob: {e}"))
         } else {
             Ok(VarName(name.to_string()))
         })

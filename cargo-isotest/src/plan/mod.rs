@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use isotest_runtime::Spec;
 
-pub use select::{Filter, TestInstance, select};
+pub use select::{Filter, HarnessRun, TestInstance, select};
 
+use crate::config::Effective;
 use crate::discover::Session;
 use crate::exit_code::{self, Failure};
-use crate::sandbox;
+use crate::sandbox::{self, SandboxOptions};
 
 /// What a run will do, before it starts.
 pub struct Plan {
@@ -19,6 +20,8 @@ pub struct Plan {
     pub tests: Vec<TestInstance>,
     /// Each selected test's sandbox; `None` for a test reported without running.
     pub specs: Vec<Option<Spec>>,
+    /// Each selected test's effective settings (its profile's, and its overrides').
+    pub settings: Vec<Effective>,
     /// The order of first runs, as indices into `tests`: the selection's, or shuffled.
     pub order: Vec<usize>,
     /// Given to every test as `ISOTEST_SEED`, and the order's seed when shuffled.
@@ -46,16 +49,25 @@ pub fn seed(shuffle: Option<&str>) -> Result<u64, Failure> {
     }
 }
 
+/// The tests `filter`, the `-E` expressions and the profile's default filter select.
+pub fn selected(session: &Session, filter: &Filter) -> Vec<TestInstance> {
+    let settings = &session.settings;
+    select(&session.listings, filter, &|binary, name| {
+        settings.selects(binary, name)
+    })
+}
+
 /// Selects with `filter` and, with `--rerun-failed`, only the `(binary id, name)` pairs in
-/// `rerun`; gives every runnable test its sandbox; shuffles the order with `seed` if asked.
+/// `rerun`; gives every runnable test its sandbox from its own settings; shuffles the
+/// order with `seed` if asked.
 pub fn plan(
     session: &Session,
     filter: &Filter,
     rerun: Option<&BTreeSet<(String, String)>>,
     seed: u64,
     shuffle: bool,
-) -> Plan {
-    let mut tests = select(&session.listings, filter);
+) -> Result<Plan, Failure> {
+    let mut tests = selected(session, filter);
     if let Some(failed) = rerun {
         tests.retain(|t| failed.contains(&(t.binary.id.clone(), t.name.clone())));
     }
@@ -65,31 +77,56 @@ pub fn plan(
         .map(|t| &t.binary.id)
         .collect::<BTreeSet<_>>()
         .len();
-    // Everything but the command and the test's name is the binary's: worked out once
-    // per binary, not once per test.
-    let mut binary_specs: BTreeMap<&str, Spec> = BTreeMap::new();
-    let specs: Vec<Option<Spec>> = tests
+    let settings: Vec<Effective> = tests
         .iter()
-        .map(|t| {
-            t.run.then(|| {
-                let base = binary_specs.entry(&t.binary.id).or_insert_with(|| {
-                    sandbox::binary_test_spec(&session.build, &t.binary, &session.sandbox, seed)
-                });
-                sandbox::test_spec(base, &t.binary, &t.name, t.ignored)
-            })
-        })
+        .map(|t| session.settings.test(&t.binary, &t.name))
         .collect();
+    // Everything but the command and the test's name is the binary's and its settings':
+    // worked out once per binary and distinct sandbox, not once per test.
+    let mut binary_specs: BTreeMap<&str, Vec<(SandboxOptions, Spec)>> = BTreeMap::new();
+    let mut specs = Vec::with_capacity(tests.len());
+    for (t, settings) in tests.iter().zip(&settings) {
+        if !t.run {
+            specs.push(None);
+            continue;
+        }
+        let mut options = SandboxOptions::from_settings(settings).map_err(|e| {
+            Failure::new(
+                exit_code::USAGE,
+                format!("{} {}: {e:#}", t.binary.id, t.name),
+            )
+        })?;
+        if options.show_toolchain {
+            options.toolchain = session.sandbox.toolchain.clone();
+        }
+        let known = binary_specs.entry(&t.binary.id).or_default();
+        let index = match known.iter().position(|(o, _)| *o == options) {
+            Some(index) => index,
+            None => {
+                let spec = sandbox::binary_test_spec(&session.build, &t.binary, &options, seed);
+                known.push((options, spec));
+                known.len() - 1
+            }
+        };
+        specs.push(Some(sandbox::test_spec(
+            &known[index].1,
+            &t.binary,
+            &t.name,
+            t.ignored,
+        )));
+    }
     let mut order: Vec<usize> = (0..tests.len()).filter(|&i| specs[i].is_some()).collect();
     if shuffle {
         fastrand::Rng::with_seed(seed).shuffle(&mut order);
     }
-    Plan {
+    Ok(Plan {
         tests,
         specs,
+        settings,
         order,
         seed,
         shuffled: shuffle,
         listed,
         binaries,
-    }
+    })
 }

@@ -1,7 +1,7 @@
 //! JUnit XML for CI systems: one testsuite per binary.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use quick_junit::{
@@ -11,27 +11,38 @@ use quick_junit::{
 use super::document::RunReport;
 use crate::runner::record::{AttemptRecord, TestOutcome, TestRecord};
 
-pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
-    let xml = to_xml(report)?;
+/// nextest's `junit` settings.
+#[derive(Clone, Debug)]
+pub struct JunitOptions {
+    pub path: PathBuf,
+    /// The `name` of `<testsuites>`.
+    pub report_name: String,
+    pub store_success_output: bool,
+    pub store_failure_output: bool,
+}
+
+pub fn write(report: &RunReport, options: &JunitOptions) -> anyhow::Result<()> {
+    let path = &options.path;
+    let xml = to_xml(report, options)?;
     super::file::write_atomically(path, xml.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write the JUnit report to {}: {e}", path.display()))
 }
 
-pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {
-    let mut junit = Report::new("cargo-isotest");
+pub fn to_xml(report: &RunReport, options: &JunitOptions) -> anyhow::Result<String> {
+    let mut junit = Report::new(options.report_name.as_str());
     junit.set_time(Duration::from_millis(report.summary.duration_ms));
     let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
     for record in &report.tests {
         suites
             .entry(&record.binary_id)
             .or_insert_with(|| TestSuite::new(record.binary_id.as_str()))
-            .add_test_case(test_case(record));
+            .add_test_case(test_case(record, options));
     }
     junit.add_test_suites(suites.into_values());
     Ok(junit.to_string()?)
 }
 
-fn test_case(record: &TestRecord) -> TestCase {
+fn test_case(record: &TestRecord, options: &JunitOptions) -> TestCase {
     let last = &record.last;
     let mut status = match last.outcome {
         TestOutcome::Passed => TestCaseStatus::success(),
@@ -65,7 +76,12 @@ fn test_case(record: &TestRecord) -> TestCase {
     let mut case = TestCase::new(record.name.as_str(), status);
     case.set_classname(record.binary_id.as_str())
         .set_time(Duration::from_millis(last.duration_ms));
-    if record.is_failure() {
+    let store = if record.is_failure() {
+        options.store_failure_output
+    } else {
+        options.store_success_output && last.outcome == TestOutcome::Passed
+    };
+    if store {
         case.set_system_out(last.output.stdout.lossy())
             .set_system_err(last.output.stderr.lossy());
     }

@@ -10,9 +10,10 @@ use isotest_runtime::{Outcome, Spec};
 use super::events::{Reporter, RunEvent};
 use super::policy::Policy;
 use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
+use super::schedule::{self, Slots};
 use super::verdict;
 use crate::launch::helper::HelperError;
-use crate::launch::pool::{Dispatch, Event};
+use crate::launch::pool::{Dispatch, Event, Next};
 use crate::plan::TestInstance;
 
 /// How often the reporters get every record while tests finish.
@@ -31,9 +32,13 @@ pub struct Attempts<'a> {
     specs: &'a [Option<Spec>],
     policy: &'a Policy,
     reporter: &'a mut dyn Reporter,
-    queue: VecDeque<Attempt>,
+    /// Attempts waiting to start, each with when it may (a retry's delay).
+    queue: VecDeque<(Attempt, Option<Instant>)>,
     attempts: Vec<Vec<AttemptRecord>>,
     started: Vec<u32>,
+    slots: Slots,
+    /// Tests that ended failed, for `fail-fast`'s `max-fail`.
+    failures: u32,
     stopped: bool,
     /// A result came in since the last checkpoint.
     dirty: bool,
@@ -52,7 +57,11 @@ impl<'a> Attempts<'a> {
         let rounds = policy.stress.as_ref().and_then(|s| s.count).unwrap_or(1);
         // Stress rounds interleave, so every test makes progress and runs beside the others.
         let queue = (1..=rounds)
-            .flat_map(|number| order.iter().map(move |&test| Attempt { test, number }))
+            .flat_map(|number| {
+                order
+                    .iter()
+                    .map(move |&test| (Attempt { test, number }, None))
+            })
             .collect();
         Attempts {
             tests,
@@ -62,6 +71,8 @@ impl<'a> Attempts<'a> {
             queue,
             attempts: vec![Vec::new(); tests.len()],
             started: vec![0; tests.len()],
+            slots: Slots::new(policy.threads),
+            failures: 0,
             stopped: false,
             dirty: false,
             checkpointed: Instant::now(),
@@ -82,19 +93,28 @@ impl<'a> Attempts<'a> {
             return;
         }
         for test in (0..self.tests.len()).filter(|&t| self.specs[t].is_some()) {
-            self.queue.push_back(Attempt {
-                test,
-                number: self.started[test] + 1,
-            });
+            let number = self.started[test] + 1;
+            self.queue.push_back((Attempt { test, number }, None));
             self.started[test] += 1;
         }
     }
 
     fn finished(&mut self, attempt: Attempt, result: Result<Outcome, HelperError>) {
         let test = &self.tests[attempt.test];
-        let mut record = verdict::attempt(&test.name, attempt.number, result, self.policy.strays);
+        let policy = self.policy.test(attempt.test);
+        let mut record = verdict::attempt(&test.name, attempt.number, result, policy);
         if record.outcome == TestOutcome::NotRun {
             return;
+        }
+        if record.is_failure()
+            && record.hint.is_none()
+            && let Some(spec) = &self.specs[attempt.test]
+        {
+            let in_sandbox = |name: &str| {
+                spec.env.set.contains_key(name) || spec.env.pass.iter().any(|p| p == name)
+            };
+            let host_has = |name: &str| std::env::var_os(name).is_some();
+            record.hint = verdict::missing_variable_hint(&record.output, &in_sandbox, &host_has);
         }
         if let Some(stress) = &self.policy.stress {
             self.reporter.report(RunEvent::StressAttempt(&record));
@@ -111,25 +131,35 @@ impl<'a> Attempts<'a> {
             self.attempts[attempt.test].push(record);
             return;
         }
-        if verdict::retry(&record, self.policy, self.stopped) {
+        if verdict::retry(&record, policy, false, self.stopped) {
             let label = self.label(attempt);
             self.reporter.report(RunEvent::Retrying {
                 label: &label,
                 attempt: &record,
-                of: self.policy.retries + 1,
+                of: policy.retries + 1,
             });
-            self.queue.push_front(Attempt {
+            let next = attempt.number + 1;
+            let delay = policy.delay.before(next, fastrand::f64());
+            let ready = (!delay.is_zero()).then(|| Instant::now() + delay);
+            let retry = Attempt {
                 test: attempt.test,
-                number: attempt.number + 1,
-            });
+                number: next,
+            };
+            self.queue.push_front((retry, ready));
             self.attempts[attempt.test].push(record);
             return;
         }
         self.attempts[attempt.test].push(record);
         let final_record = self.record(attempt.test);
-        self.reporter.report(RunEvent::TestFinished(&final_record));
-        if final_record.is_failure() && self.policy.fail_fast {
-            self.stopped = true;
+        self.reporter.report(RunEvent::TestFinished {
+            test: attempt.test,
+            record: &final_record,
+        });
+        if final_record.is_failure() {
+            self.failures += 1;
+            if self.policy.max_fail.is_some_and(|max| self.failures >= max) {
+                self.stopped = true;
+            }
         }
     }
 
@@ -139,7 +169,8 @@ impl<'a> Attempts<'a> {
             &self.tests[index],
             self.specs[index].as_ref(),
             &self.attempts[index],
-            self.policy,
+            self.policy.test(index),
+            self.policy.stress.is_some(),
         )
     }
 
@@ -149,16 +180,31 @@ impl<'a> Attempts<'a> {
 }
 
 impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
-    fn next(&mut self) -> Option<Attempt> {
+    fn next(&mut self) -> Next<Attempt> {
         if self.stopped {
-            return None;
+            return Next::Done;
         }
         if self.queue.is_empty() {
             self.refill();
         }
-        let attempt = self.queue.pop_front()?;
+        if self.queue.is_empty() {
+            return Next::Done;
+        }
+        let now = Instant::now();
+        let policy = self.policy;
+        let waiting = self.queue.iter().map(|(attempt, ready)| {
+            (
+                policy.test(attempt.test),
+                ready.is_none_or(|ready| ready <= now),
+            )
+        });
+        let Some(position) = schedule::pick(waiting, &self.slots, &policy.groups) else {
+            return Next::Wait;
+        };
+        let (attempt, _) = self.queue.remove(position).expect("a picked attempt");
+        self.slots.take(policy.test(attempt.test));
         self.started[attempt.test] = self.started[attempt.test].max(attempt.number);
-        Some(attempt)
+        Next::Job(attempt)
     }
 
     fn on_event(&mut self, event: Event<Attempt, Result<Outcome, HelperError>>) {
@@ -173,6 +219,7 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
             }
             Event::Finished(attempt, result) => {
                 self.dirty = true;
+                self.slots.release(self.policy.test(attempt.test));
                 self.reporter.report(RunEvent::AttemptEnded {
                     test: attempt.test,
                     attempt: attempt.number,
@@ -193,7 +240,7 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::policy::{FlakyPolicy, Stress};
+    use crate::runner::policy::{FlakyPolicy, Stress, TestPolicy};
     use crate::runner::stress::KEPT_FAILURES;
     use crate::runner::test_support::{Log, failed, instance, passed};
 
@@ -205,7 +252,7 @@ mod tests {
         let mut log = Log::default();
         let mut attempts = Attempts::new(&tests, &specs, &[0], policy, &mut log);
         results.reverse();
-        while let Some(attempt) = attempts.next() {
+        while let Next::Job(attempt) = attempts.next() {
             attempts.on_event(Event::Started(attempt));
             let result = results.pop().expect("no more attempts than results");
             attempts.on_event(Event::Finished(attempt, Ok(result)));
@@ -217,7 +264,10 @@ mod tests {
     #[test]
     fn a_failing_test_is_retried_until_it_passes() {
         let policy = Policy {
-            retries: 3,
+            tests: vec![TestPolicy {
+                retries: 3,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let (record, log) = drive(&policy, vec![failed("1"), failed("2"), passed()]);
@@ -242,15 +292,21 @@ mod tests {
     #[test]
     fn retries_end_at_the_limit_and_flaky_fail_fails_a_late_pass() {
         let policy = Policy {
-            retries: 1,
+            tests: vec![TestPolicy {
+                retries: 1,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let (record, _) = drive(&policy, vec![failed("1"), failed("2")]);
         assert!(record.is_failure() && !record.flaky);
         assert_eq!(record.attempts.len(), 2);
         let policy = Policy {
-            retries: 1,
-            flaky: FlakyPolicy::Fail,
+            tests: vec![TestPolicy {
+                retries: 1,
+                flaky: FlakyPolicy::Fail,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let (record, log) = drive(&policy, vec![failed("1"), passed()]);
@@ -306,14 +362,16 @@ mod tests {
         let tests = [instance("a"), instance("b")];
         let specs = [Some(Spec::new(Vec::new())), Some(Spec::new(Vec::new()))];
         let policy = Policy {
-            fail_fast: true,
+            max_fail: Some(1),
             ..Policy::default()
         };
         let mut log = Log::default();
         let mut attempts = Attempts::new(&tests, &specs, &[0, 1], &policy, &mut log);
-        let first = attempts.next().unwrap();
+        let Next::Job(first) = attempts.next() else {
+            panic!("a first attempt")
+        };
         attempts.on_event(Event::Finished(first, Ok(failed("x"))));
-        assert_eq!(attempts.next(), None);
+        assert!(matches!(attempts.next(), Next::Done));
         assert_eq!(attempts.record(1).last.outcome, TestOutcome::NotRun);
     }
 
@@ -322,19 +380,63 @@ mod tests {
         let tests = [instance("a")];
         let specs = [Some(Spec::new(Vec::new()))];
         let policy = Policy {
-            retries: 2,
+            tests: vec![TestPolicy {
+                retries: 2,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let mut log = Log::default();
         let mut attempts = Attempts::new(&tests, &specs, &[0], &policy, &mut log);
-        let attempt = attempts.next().unwrap();
+        let Next::Job(attempt) = attempts.next() else {
+            panic!("a first attempt")
+        };
         let lost = HelperError::Lost {
             pid: 7,
             source: std::io::ErrorKind::BrokenPipe.into(),
         };
         attempts.on_event(Event::Finished(attempt, Err(lost)));
-        assert_eq!(attempts.next(), None, "a lost helper is not retried");
+        assert!(
+            matches!(attempts.next(), Next::Done),
+            "a lost helper is not retried"
+        );
         assert_eq!(attempts.record(0).last.outcome, TestOutcome::NotRun);
         assert_eq!(log.0, ["end 1"]);
+    }
+
+    #[test]
+    fn a_test_group_keeps_its_tests_apart_while_others_run() {
+        let tests = [instance("db1"), instance("db2"), instance("free")];
+        let specs = [
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+        ];
+        let db = TestPolicy {
+            group: Some("db".into()),
+            ..TestPolicy::DEFAULT
+        };
+        let policy = Policy {
+            tests: vec![db.clone(), db, TestPolicy::DEFAULT],
+            threads: 3,
+            groups: [("db".to_string(), 1)].into(),
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0, 1, 2], &policy, &mut log);
+        let Next::Job(first) = attempts.next() else {
+            panic!("db1 starts")
+        };
+        assert_eq!(first.test, 0);
+        let Next::Job(second) = attempts.next() else {
+            panic!("free starts beside db1")
+        };
+        assert_eq!(second.test, 2, "db2 waits for db1");
+        assert!(matches!(attempts.next(), Next::Wait));
+        attempts.on_event(Event::Finished(first, Ok(passed())));
+        let Next::Job(third) = attempts.next() else {
+            panic!("db2 starts once db1 is done")
+        };
+        assert_eq!(third.test, 1);
     }
 }

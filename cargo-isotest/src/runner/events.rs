@@ -20,8 +20,8 @@ pub enum RunEvent<'a> {
     },
     /// One attempt of a stressed test.
     StressAttempt(&'a AttemptRecord),
-    /// A test's final record.
-    TestFinished(&'a TestRecord),
+    /// A test's final record. `test` indexes the plan's tests.
+    TestFinished { test: usize, record: &'a TestRecord },
     /// Nothing happened for a moment: a chance to refresh a view.
     Tick,
     /// Every test's record as it stands, sent now and then while results come in, so that

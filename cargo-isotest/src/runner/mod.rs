@@ -8,6 +8,7 @@ pub mod events;
 mod load;
 pub mod policy;
 pub mod record;
+mod schedule;
 pub mod stress;
 #[cfg(test)]
 mod test_support;

@@ -18,6 +18,9 @@ pub fn instance(name: &str) -> TestInstance {
             manifest_dir: "/w/pkg".into(),
             env: Default::default(),
             link_paths: Vec::new(),
+            package_id: "pkg 0.1.0 (path+file:///w/pkg)".into(),
+            kind: "lib".into(),
+            target_name: "pkg".into(),
         }),
         name: name.into(),
         kind: TestKind::Test,
@@ -76,7 +79,7 @@ impl Reporter for Log {
             RunEvent::AttemptEnded { attempt, .. } => format!("end {attempt}"),
             RunEvent::Retrying { attempt, of, .. } => format!("retry {}/{of}", attempt.attempt),
             RunEvent::StressAttempt(attempt) => format!("stress {}", attempt.attempt),
-            RunEvent::TestFinished(record) => format!("finished {:?}", record.last.outcome),
+            RunEvent::TestFinished { record, .. } => format!("finished {:?}", record.last.outcome),
             RunEvent::Tick => "tick".into(),
             RunEvent::Checkpoint(_) => "checkpoint".into(),
         });

@@ -32,6 +32,7 @@ pub fn user(text: &str) -> LoadedFile {
 pub fn inputs(env: &[(&str, &str)], cli: Layer, profile: Option<&str>) -> Inputs {
     Inputs {
         workspace_root: WORKSPACE.into(),
+        workspace_config: None,
         cwd: "/cwd".into(),
         user_config: None,
         env: env

@@ -97,7 +97,7 @@ fn the_profile_is_picked_by_flag_then_variable_then_default() {
             .unwrap()
             .profile()
             .unwrap()
-            .name(),
+            .chain()[0],
         "default"
     );
     assert_eq!(
@@ -105,7 +105,7 @@ fn the_profile_is_picked_by_flag_then_variable_then_default() {
             .unwrap()
             .profile()
             .unwrap()
-            .name(),
+            .chain()[0],
         "local"
     );
     assert_eq!(
@@ -113,7 +113,7 @@ fn the_profile_is_picked_by_flag_then_variable_then_default() {
             .unwrap()
             .profile()
             .unwrap()
-            .name(),
+            .chain()[0],
         "ci"
     );
 }
