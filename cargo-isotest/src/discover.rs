@@ -175,7 +175,7 @@ pub fn config_failure(error: &dyn miette::Diagnostic) -> Failure {
     let text = crate::config::render(error, colour);
     Failure::new(
         exit_code::USAGE,
-        text.trim_start_matches(['\n', ' ']).trim_end(),
+        text.trim_start_matches(['\n', ' ', '×']).trim_end(),
     )
 }
 

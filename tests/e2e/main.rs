@@ -3,8 +3,10 @@
 //! Run as root, every sandbox scenario runs a second time as an unprivileged user
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
 
+mod config;
 mod ctx;
 mod flaky;
+mod parity;
 mod probe;
 mod run;
 mod sandbox;
@@ -34,6 +36,7 @@ fn main() {
             .iter()
             .map(|(n, s)| (format!("flaky::{n}"), *s)),
     );
+    let scenarios = scenarios.chain(config::SCENARIOS.iter().map(|(n, s)| (n.to_string(), *s)));
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));
         if let Some(user) = &unprivileged {
@@ -48,6 +51,10 @@ fn main() {
             scenario(&Ctx::new(None))
         }));
     }
+    trials.push(Trial::test(
+        "parity::filtersets_select_what_nextest_selects",
+        || parity::filtersets_select_what_nextest_selects(&Ctx::new(None)),
+    ));
     libtest_mimic::run(&arguments, trials).exit();
 }
 

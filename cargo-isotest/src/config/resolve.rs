@@ -102,9 +102,9 @@ impl Config {
             for (name, group) in &loaded.file.test_groups {
                 let sourced = Sourced {
                     value: group.max_threads,
-                    source: Source::Profile {
+                    source: Source::TestGroup {
                         file: loaded.doc.path.clone(),
-                        profile: format!("test-groups.{}", name.get_ref()),
+                        group: name.get_ref().clone(),
                     },
                 };
                 groups.insert(name.get_ref().clone(), sourced);

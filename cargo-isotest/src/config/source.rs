@@ -18,6 +18,8 @@ pub enum Source {
         index: usize,
         filter: String,
     },
+    /// A `[test-groups.NAME]` table of a config file.
+    TestGroup { file: PathBuf, group: String },
     /// An `ISOTEST_*` environment variable.
     Env { var: String },
     /// A command-line flag.
@@ -41,6 +43,9 @@ impl fmt::Display for Source {
                 "{} [profile.{profile}.overrides[{index}]] (filter = {filter:?})",
                 file.display()
             ),
+            Source::TestGroup { file, group } => {
+                write!(f, "{} [test-groups.{group}]", file.display())
+            }
             Source::Env { var } => write!(f, "environment {var}"),
             Source::CommandLine => f.write_str("command line"),
         }
