@@ -574,7 +574,8 @@ fn broken_config(ctx: &Ctx) -> Result<(), Failed> {
     let out = output(command(ctx, &dir, &[]).args(["list", "-E", "test(a) &"]))?;
     ensure_eq(status_code(&out), Some(2), "a bad -E")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure(stderr.contains("^"), || {
-        format!("a caret under the mistake:\n{stderr}")
-    })
+    ensure(
+        stderr.contains("expression:1:10") && stderr.contains("missing expression"),
+        || format!("a caret under the mistake:\n{stderr}"),
+    )
 }
