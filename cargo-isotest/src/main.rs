@@ -35,9 +35,10 @@ use commands::{doctor, exec, list, replay, run, shell, show_config};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// When to use colours (NO_COLOR is honoured under `auto`).
-    #[arg(long, value_enum, global = true, default_value_t = Color::Auto, value_name = "WHEN")]
-    color: Color,
+    /// When to use colours [default: CARGO_TERM_COLOR, else auto] (NO_COLOR is honoured
+    /// under `auto`).
+    #[arg(long, value_enum, global = true, value_name = "WHEN")]
+    color: Option<Color>,
     /// Without a subcommand: `run`.
     #[command(flatten)]
     run: run::RunArgs,
@@ -75,7 +76,15 @@ fn main() {
         std::process::exit(code);
     }
     let cli = Cli::parse_from(args);
-    match cli.color {
+    let choice = colour(cli.color, std::env::var("CARGO_TERM_COLOR").ok().as_deref());
+    if let Some(flag) = cli.color {
+        let word = flag.to_possible_value().expect("no variant is skipped");
+        // SAFETY: nothing else runs yet (no thread is started before this point), so no
+        // one reads the environment while it changes. Cargo, which builds the tests,
+        // then colours its output as --color says, as under nextest.
+        unsafe { std::env::set_var("CARGO_TERM_COLOR", word.get_name()) };
+    }
+    match choice {
         Color::Auto => {}
         Color::Always => anstream::ColorChoice::Always.write_global(),
         Color::Never => anstream::ColorChoice::Never.write_global(),
@@ -91,6 +100,13 @@ fn main() {
         Some(Command::Doctor(args)) => doctor::run(args),
     };
     std::process::exit(code);
+}
+
+/// `--color`, else cargo's `CARGO_TERM_COLOR` (which cargo also sets for a subcommand
+/// when its own `--color` is given), else auto.
+fn colour(flag: Option<Color>, cargo_term_color: Option<&str>) -> Color {
+    flag.or_else(|| Color::from_str(cargo_term_color?, true).ok())
+        .unwrap_or(Color::Auto)
 }
 
 /// Cargo runs us as `cargo-isotest isotest ARGS`; a direct call has no `isotest`.
@@ -111,6 +127,17 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn colour_follows_the_flag_then_cargo_term_color() {
+        assert!(matches!(colour(None, Some("always")), Color::Always));
+        assert!(matches!(
+            colour(Some(Color::Never), Some("always")),
+            Color::Never
+        ));
+        assert!(matches!(colour(None, Some("bogus")), Color::Auto));
+        assert!(matches!(colour(None, None), Color::Auto));
     }
 
     #[test]

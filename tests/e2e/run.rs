@@ -378,6 +378,29 @@ fn colours_follow_color_and_no_color(ctx: &Ctx) -> Result<(), Failed> {
     )?;
     ensure(!colored(&auto), || {
         format!("colour on a pipe: {}", describe(&auto))
+    })?;
+    // cargo's own setting, as `cargo test` honours it; --color wins over it.
+    let cargo_says = output(
+        ctx.isotest(&dir)
+            .args(["--exact", "passes"])
+            .env("CARGO_TERM_COLOR", "always"),
+    )?;
+    ensure(colored(&cargo_says), || {
+        format!(
+            "CARGO_TERM_COLOR=always printed no colour: {}",
+            describe(&cargo_says)
+        )
+    })?;
+    let flag_wins = output(
+        ctx.isotest(&dir)
+            .args(["--exact", "passes", "--color", "never"])
+            .env("CARGO_TERM_COLOR", "always"),
+    )?;
+    ensure(!colored(&flag_wins), || {
+        format!(
+            "--color never lost to CARGO_TERM_COLOR: {}",
+            describe(&flag_wins)
+        )
     })
 }
 
