@@ -432,6 +432,22 @@ mod tests {
     }
 
     #[test]
+    fn env_pass_globs_never_pass_secrets_but_exact_names_do() {
+        let host = [
+            "MY_APP_URL",
+            "MY_APP_TOKEN",
+            "MY_APP_DB_PASSWORD",
+            "OTHER",
+            "CI_TOKEN",
+        ]
+        .map(String::from);
+        let patterns = ["MY_APP_*".to_string(), "CI_TOKEN".to_string()];
+        assert_eq!(passed_names(&patterns, host), ["CI_TOKEN", "MY_APP_URL"]);
+        assert!(looks_secret("AWS_SECRET_ACCESS_KEY") && looks_secret("github_token"));
+        assert!(!looks_secret("TOKENIZER_MODE") && !looks_secret("RUST_LOG"));
+    }
+
+    #[test]
     fn a_test_is_told_its_name_and_an_attempt_its_number() {
         let base = Spec::new(Vec::new());
         let spec = attempt_spec(&test_spec(&base, &binary(), "a::b", false), 3);

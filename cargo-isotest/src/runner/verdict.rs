@@ -211,14 +211,16 @@ fn sandbox_hint(output: &Output) -> Option<String> {
         return Some(
             "the output mentions a read-only file system. In the sandbox the source tree, the target \
              directory and the system directories are read-only; a test can write to $CARGO_TARGET_TMPDIR, \
-             /tmp or $HOME, which are private to it. To let tests write somewhere else, pass --bind-rw PATH."
+             /tmp or $HOME, which are private to it. To let tests write somewhere else, pass --bind-rw PATH, \
+             or set `bind-rw = [\"PATH\"]` in .config/isotest.toml."
                 .into(),
         );
     }
     if text.contains("Network is unreachable") || text.contains("os error 101") {
         return Some(
             "the output mentions an unreachable network. In the sandbox only the loopback interface exists \
-             (127.0.0.1 and ::1 work). To give tests the host's network, pass --net host."
+             (127.0.0.1 and ::1 work). To give tests the host's network, pass --net host, or set \
+             `net = \"host\"` for them in .config/isotest.toml."
                 .into(),
         );
     }
