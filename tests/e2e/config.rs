@@ -157,6 +157,8 @@ fn default_profile(ctx: &Ctx) -> Result<(), Failed> {
             ("toolchain", "true"),
             ("tty", "false"),
             ("tmp-size-mib", "1024"),
+            ("sys-present", "true"),
+            ("own-pid-namespace", "true"),
         ],
         "the default profile's sandbox",
     )?;
@@ -441,8 +443,12 @@ fn lenient_profile(ctx: &Ctx) -> Result<(), Failed> {
     )?;
     expect(
         &observed(&report, APP, "observe::sandbox")?,
-        &[("tty", "true")],
-        "tty = true",
+        &[
+            ("tty", "true"),
+            ("sys-present", "false"),
+            ("own-pid-namespace", "false"),
+        ],
+        "tty = true, sys = none, pid = host",
     )?;
     let ended = test(&report, APP, "fails::sleeps_too_long")?;
     ensure(

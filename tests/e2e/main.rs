@@ -6,6 +6,7 @@
 mod config;
 mod ctx;
 mod flaky;
+mod hostfacts;
 mod parity;
 mod probe;
 mod run;
@@ -30,6 +31,11 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostfacts::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS

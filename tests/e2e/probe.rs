@@ -21,6 +21,10 @@ pub fn main(args: &[String]) -> ! {
         "tiocsti" => tiocsti(),
         "caps" => caps(),
         "namespaces" => namespaces(),
+        "parallelism" => println!(
+            "parallelism {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
         other => panic!("unknown probe {other}"),
     }
     std::process::exit(0)

@@ -17,7 +17,7 @@ use crate::exit_code::{self, Failure};
 use crate::plan::{self, Filter, HarnessRun};
 use crate::report::{RunReporter, View, json, junit_options};
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
-use crate::runner::{self, verdict};
+use crate::runner::{self, explain, verdict};
 
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
@@ -76,6 +76,11 @@ pub struct RunnerArgs {
     /// Run only the tests that failed in an earlier JSON report.
     #[arg(long, value_name = "REPORT")]
     pub rerun_failed: Option<PathBuf>,
+    /// Rerun each failed test once per sandbox rule relaxed (host network, writable
+    /// source, host /sys, host environment, host HOME, no pid namespace), and report the
+    /// first that makes it pass.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// nextest's reporter flags.
@@ -261,13 +266,28 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         view,
         started,
     );
-    let records = runner::run(
+    let mut records = runner::run(
         &session.pool,
         &plan,
         &policy,
         args.flaky.cpu_load,
         &mut reporter,
     );
+    if args.runner.explain && policy.stress.is_none() {
+        let host = explain::HostFacts {
+            env: std::env::vars().collect(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            toolchain: crate::cargo::toolchain::paths(),
+        };
+        explain::explain_failures(
+            &session.pool,
+            &plan,
+            &mut records,
+            &host,
+            &session.build.target_dir.join("isotest"),
+            &mut reporter,
+        );
+    }
     let cancelled = session
         .interrupted
         .load(std::sync::atomic::Ordering::SeqCst);

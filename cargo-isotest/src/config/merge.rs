@@ -19,7 +19,7 @@ use super::settings::NoTests;
 use super::source::{Entry, Source, Sourced};
 use super::values::{
     Bind, Bytes, CpuMax, FinalStatusLevel, FlakyResult, Hostname, IdMap, Net, OutputDisplay,
-    Period, StatusLevel, Strays, VarName,
+    Period, Pid, StatusLevel, Strays, Sys, VarName,
 };
 
 pub trait Setting {
@@ -63,6 +63,8 @@ scalar!(
     bool,
     NonZeroU32,
     Net,
+    Sys,
+    Pid,
     FlakyResult,
     Strays,
     IdMap,

@@ -17,8 +17,8 @@ use super::resolve::{Config, GLOBAL_GROUP};
 use super::settings::{Effective, Layer, NoTests, OverrideTable, ProfileTable};
 use super::source::{Source, Sourced};
 use super::values::{
-    Bytes, FinalStatusLevel, FlakyResult, Hostname, IdMap, Net, OutputDisplay, Period, StatusLevel,
-    Strays,
+    Bytes, FinalStatusLevel, FlakyResult, Hostname, IdMap, Net, OutputDisplay, Period, Pid,
+    StatusLevel, Strays, Sys,
 };
 
 /// One profile and the chain it inherits.
@@ -233,6 +233,8 @@ impl CompiledProfile<'_> {
 fn defaults() -> Layer {
     Layer {
         net: Some(Net::Loopback),
+        sys: Some(Sys::Sandbox),
+        pid: Some(Pid::Sandbox),
         writable_source: Some(false),
         toolchain: Some(true),
         slow_timeout: Some(SlowTimeout::new(Period(std::time::Duration::from_secs(60)))),

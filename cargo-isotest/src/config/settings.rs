@@ -16,7 +16,7 @@ use super::source::Entry;
 use super::source::Source;
 use super::values::{
     Bind, Bytes, CpuMax, FinalStatusLevel, FlakyResult, Hostname, IdMap, Net, OutputDisplay,
-    Period, StatusLevel, Strays, VarName,
+    Period, Pid, StatusLevel, Strays, Sys, VarName,
 };
 
 /// What happens when the filters select no test.
@@ -125,6 +125,12 @@ settings! {
         /// The test's network: `loopback` (only `lo`, up), `none` (no usable interface)
         /// or `host` (the host's network, no isolation).
         net: Net,
+        /// The test's /sys: `sandbox` (a read-only sysfs of its own network namespace and
+        /// cgroups), `host` (the host's, read-only) or `none`.
+        sys: Sys,
+        /// The test's processes: `sandbox` (a pid namespace of its own) or `host` (the
+        /// host's, with its /proc read-only).
+        pid: Pid,
         /// Host TCP addresses reachable inside the sandbox at the same address, such as
         /// `"127.0.0.1:5432"`; nothing else of the host's network is.
         forward: Vec<SocketAddr>,

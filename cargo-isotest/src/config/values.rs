@@ -23,6 +23,28 @@ pub enum Net {
     Host,
 }
 
+/// What of the host's /sys a test sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sys {
+    /// No /sys at all.
+    None,
+    /// A read-only sysfs of the sandbox's own network namespace and cgroups.
+    Sandbox,
+    /// The host's /sys, read-only, with the sandbox's own cgroups.
+    Host,
+}
+
+/// Whether a test has a pid namespace of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pid {
+    /// Its own: it sees only its processes.
+    Sandbox,
+    /// The host's, and its /proc read-only.
+    Host,
+}
+
 /// Whether a test that passed only on a retry passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

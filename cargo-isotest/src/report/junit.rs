@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use quick_junit::{
-    FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+    FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
 
 use super::document::RunReport;
@@ -59,6 +59,9 @@ fn test_case(record: &TestRecord, options: &JunitOptions) -> TestCase {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let (kind, message) = failure_kind(last);
             status.set_type(kind).set_message(message);
+            if let Some(hint) = &last.hint {
+                status.set_description(format!("hint: {hint}"));
+            }
             // Under a failure, earlier failures are reruns; <flakyFailure> belongs under a
             // pass only (Surefire's convention, which CI systems read).
             status.set_rerun_kind(FlakyOrRerun::Rerun);
@@ -84,6 +87,14 @@ fn test_case(record: &TestRecord, options: &JunitOptions) -> TestCase {
     if store {
         case.set_system_out(last.output.stdout.lossy())
             .set_system_err(last.output.stderr.lossy());
+    }
+    if let Some(explanation) = &record.explanation {
+        let relaxation = explanation.relaxation.map_or("none", |r| r.id());
+        case.add_property(Property::new("isotest.explain.relaxation", relaxation));
+        case.add_property(Property::new(
+            "isotest.explain",
+            explanation.message.as_str(),
+        ));
     }
     case
 }

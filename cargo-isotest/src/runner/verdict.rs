@@ -104,6 +104,7 @@ pub fn test(
         attempts: Vec::new(),
         stress: None,
         spec: Some(spec.clone()),
+        explanation: None,
     };
     if stressed {
         let summary = stress::summarize(attempts);
@@ -224,7 +225,7 @@ fn sandbox_hint(output: &Output) -> Option<String> {
                 .into(),
         );
     }
-    None
+    super::explain::output_hint(&text)
 }
 
 #[cfg(test)]
