@@ -3,10 +3,11 @@
 //! tests, each listing inside the binary's own sandbox.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use isotest_runtime::Spec;
+use isotest_runtime::{Mechanism, Spec};
 
 use crate::args::{
     BIND_DESTINATION_HINT, ConfigArgs, NetArg, PidArg, SandboxArgs, SysArg, check_env,
@@ -14,8 +15,8 @@ use crate::args::{
 use crate::cargo::CargoOptions;
 use crate::cargo::build::{self, Build, BuildError, TestBinary};
 use crate::config::{
-    Bind, Bytes, CompiledProfile, Config, Effective, Filterset, Inputs, Layer, Net, Period, Pid,
-    Sys, TestId, TestThreads, VarName, package_graph,
+    Bind, Bytes, CompiledProfile, Config, CpuMax, Effective, Filterset, Inputs, Layer, Net, Period,
+    Pid, Sys, TestId, TestThreads, VarName, package_graph,
 };
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
@@ -76,6 +77,8 @@ pub struct Settings {
     pub run: Effective,
     /// How many tests run at once.
     pub threads: usize,
+    /// `--limits-mechanism`: what enforces every test's limits; the host's best if `None`.
+    pub mechanism: Option<Mechanism>,
 }
 
 impl Settings {
@@ -112,6 +115,8 @@ pub struct Request<'a> {
     pub filtersets: &'a [String],
     /// Helpers to start, where the command knows better than the settings (a shell: 1).
     pub jobs: Option<usize>,
+    /// `--limits-mechanism`.
+    pub mechanism: Option<Mechanism>,
 }
 
 /// The session of a command whose only settings flags are the sandbox's: `list`, `shell`,
@@ -129,6 +134,7 @@ pub fn discover_with_sandbox_flags(
         flags: sandbox_flags(sandbox)?,
         filtersets,
         jobs,
+        mechanism: sandbox.limits.limits().mechanism,
     })
 }
 
@@ -151,7 +157,15 @@ pub fn sandbox_flags(args: &SandboxArgs) -> Result<Layer, Failure> {
             PidArg::Sandbox => Pid::Sandbox,
             PidArg::Host => Pid::Host,
         }),
-        tmpfs_size: args.tmpfs_size.map(Bytes),
+        tmpfs_size: args.limits.tmpfs_size.map(Bytes),
+        memory_max: args.limits.memory_max.map(Bytes),
+        pids_max: args.limits.pids_max.map(|n| {
+            NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN)
+        }),
+        cpu_max: args
+            .limits
+            .cpu_max
+            .map(|millis| CpuMax(millis as f64 / 1000.0)),
         toolchain: args.no_toolchain.then_some(false),
         ..Layer::default()
     };
@@ -239,7 +253,22 @@ fn load_settings(
         filtersets,
         run,
         threads,
+        mechanism: request.mechanism,
     })
+}
+
+/// A forced limits mechanism the host lacks is a usage error; a limit it cannot enforce
+/// is said once, on stderr.
+pub fn warn_unenforced(limits: &isotest_runtime::Limits) -> Result<(), Failure> {
+    let names = isotest_runtime::limits::check(limits)
+        .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
+    for name in names {
+        let key = name.trim_end_matches("_millis").replace('_', "-");
+        eprintln!(
+            "warning: `{key}` is not enforced on this host (no cgroup gives it); `cargo isotest doctor` says how to get cgroup v2"
+        );
+    }
+    Ok(())
 }
 
 /// nextest's `test-threads`: a count, or below 0 that many fewer than the CPUs.
@@ -257,8 +286,9 @@ fn test_threads(setting: Option<TestThreads>) -> usize {
 pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
     let mut metadata = build::metadata(request.cargo, false)?;
     let settings = load_settings(request, &mut metadata)?;
-    let mut options = SandboxOptions::from_settings(&settings.run)
+    let mut options = SandboxOptions::from_settings(&settings.run, settings.mechanism)
         .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
+    warn_unenforced(&options.limits)?;
     if !crate::host::check() {
         return Err(Failure::new(
             exit_code::NO_SANDBOX,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use isotest_runtime::{Mount, Net, Pid, Spec, Sys};
+use isotest_runtime::{Limits, Mechanism, Mount, Net, Pid, Spec, Sys};
 
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
@@ -37,6 +37,8 @@ pub struct SandboxOptions {
     pub tmpfs_size: u64,
     /// Whether the toolchain is shown (`toolchain`).
     pub show_toolchain: bool,
+    /// `memory-max`, `pids-max`, `cpu-max`, and the mechanism that enforces them.
+    pub limits: Limits,
     /// Host paths that make the cargo and rustc that built the tests usable inside,
     /// read-only ([`toolchain::paths`], once the build has filled cargo's home); empty
     /// for a stricter sandbox.
@@ -60,6 +62,7 @@ impl Default for SandboxOptions {
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
             show_toolchain: true,
+            limits: Limits::default(),
             toolchain: Vec::new(),
             env_pass: Vec::new(),
             env_set: BTreeMap::new(),
@@ -70,10 +73,23 @@ impl Default for SandboxOptions {
 }
 
 impl SandboxOptions {
-    /// The sandbox one test's effective settings ask for. The toolchain's paths are left
-    /// out: they exist only once the build has run ([`SandboxOptions::add_toolchain`]).
-    pub fn from_settings(settings: &Effective) -> anyhow::Result<SandboxOptions> {
+    /// The sandbox one test's effective settings ask for, its limits enforced by
+    /// `mechanism` (`--limits-mechanism`; the host's best when `None`). The toolchain's
+    /// paths are left out: they exist only once the build has run
+    /// ([`SandboxOptions::add_toolchain`]).
+    pub fn from_settings(
+        settings: &Effective,
+        mechanism: Option<Mechanism>,
+    ) -> anyhow::Result<SandboxOptions> {
         let defaults = SandboxOptions::default();
+        let limits = Limits {
+            memory_max: config::value(&settings.memory_max).map(|b: Bytes| b.0),
+            pids_max: config::value(&settings.pids_max).map(|n| u64::from(n.get())),
+            cpu_max_millis: config::value(&settings.cpu_max)
+                .map(|c: config::CpuMax| (c.0 * 1000.0).round().max(1.0) as u64),
+            mechanism,
+            ..Limits::default()
+        };
         let slow = settings.slow_timeout.as_ref().map(|s| s.value);
         // `slow-timeout`'s `terminate-after` ends a test as `timeout` does: the earlier wins.
         let slow_limit = slow.and_then(|s| {
@@ -119,6 +135,7 @@ impl SandboxOptions {
             tmpfs_size: config::value(&settings.tmpfs_size)
                 .map_or(defaults.tmpfs_size, |b: Bytes| b.0),
             show_toolchain: config::value(&settings.toolchain).unwrap_or(defaults.show_toolchain),
+            limits,
             toolchain: Vec::new(),
             env_pass: settings
                 .env_pass
@@ -352,6 +369,7 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     });
     spec.mounts.extend(options.binds.iter().cloned());
     spec.set_tmpfs_sizes(options.tmpfs_size);
+    spec.limits = options.limits.clone();
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
     spec.hostname = options.hostname.clone();

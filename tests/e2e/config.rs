@@ -156,7 +156,7 @@ fn default_profile(ctx: &Ctx) -> Result<(), Failed> {
             ("bind-rw-write", "true"),
             ("toolchain", "true"),
             ("tty", "false"),
-            ("tmp-size-mib", "1024"),
+            ("tmp-size-mib", "512"),
             ("sys-present", "true"),
             ("own-pid-namespace", "true"),
         ],
@@ -550,8 +550,8 @@ fn broken_config(ctx: &Ctx) -> Result<(), Failed> {
             vec!["unknown key `nett`", "did you mean `net`", ":2:1"],
         ),
         (
-            "[profile.default]\nmemory-max = \"1G\"\n",
-            vec!["`memory-max`", "not supported by this build"],
+            "[profile.default]\nforward = [\"127.0.0.1:5432\"]\n",
+            vec!["`forward`", "not supported by this build"],
         ),
         (
             "[[profile.default.overrides]]\nfilter = \"test(\"\nnet = \"host\"\n",

@@ -7,6 +7,7 @@ mod config;
 mod ctx;
 mod flaky;
 mod hostfacts;
+mod limits;
 mod parity;
 mod probe;
 mod run;
@@ -31,6 +32,11 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        limits::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("limits::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         hostfacts::SCENARIOS

@@ -21,6 +21,7 @@ pub fn main(args: &[String]) -> ! {
         "tiocsti" => tiocsti(),
         "caps" => caps(),
         "namespaces" => namespaces(),
+        "fork-storm" => fork_storm(rest[0].parse().expect("count")),
         "parallelism" => println!(
             "parallelism {}",
             std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -130,4 +131,20 @@ fn namespaces() {
         let link = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         println!("ns-{ns} {}", link.display());
     }
+}
+
+/// Starts `count` sleepers (each gone after 30 s), stopping at the first refused fork.
+/// Hostile: run only as a sandbox's program, where a process limit holds.
+fn fork_storm(count: usize) {
+    let mut sleepers = Vec::new();
+    for n in 0..count {
+        match std::process::Command::new("sleep").arg("30").spawn() {
+            Ok(child) => sleepers.push(child),
+            Err(e) => {
+                println!("refused-at {n} {}", errno_of(&e));
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("started {count}");
 }

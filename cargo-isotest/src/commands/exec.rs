@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use isotest_runtime::{Error, Exit, Identity, Outcome, Spec, Stray};
+use isotest_runtime::{Error, Exit, Identity, LimitExceeded, Outcome, Resources, Spec, Stray};
 use serde::Serialize;
 
-use crate::args::{NetArg, PidArg, SysArg, parse_binds, parse_duration, parse_size};
+use crate::args::{LimitArgs, NetArg, PidArg, SysArg, parse_binds, parse_duration};
 use crate::exit_code;
 use crate::launch::foreground;
 use crate::report::write_atomically;
@@ -43,9 +43,8 @@ pub struct ExecArgs {
     /// Make a host path visible and writable, at DST or at the same path.
     #[arg(long, value_name = "SRC[:DST]")]
     bind_rw: Vec<String>,
-    /// Size cap of the private /tmp and HOME (e.g. 512M, 2G).
-    #[arg(long, value_parser = parse_size, default_value = "1G", value_name = "SIZE")]
-    tmpfs_size: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Pass a host variable through (KEY) or set one (KEY=VALUE).
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
@@ -89,7 +88,10 @@ pub fn run(args: ExecArgs) -> i32 {
 fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     let mut spec = Spec::new(args.command);
     spec.mounts.extend(parse_binds(&args.bind, &args.bind_rw)?);
-    spec.set_tmpfs_sizes(args.tmpfs_size);
+    if let Some(size) = args.limits.tmpfs_size {
+        spec.set_tmpfs_sizes(size);
+    }
+    spec.limits = args.limits.checked_limits()?;
     for item in &args.env {
         spec.env.add(item);
     }
@@ -136,6 +138,8 @@ struct Report<'a> {
     stderr_bytes: u64,
     stderr_truncated: bool,
     error: Option<String>,
+    limit_exceeded: Option<&'a LimitExceeded>,
+    resources: Option<&'a Resources>,
     spec: &'a Spec,
 }
 
@@ -159,6 +163,8 @@ fn write_report(path: &Path, spec: &Spec, result: &Result<Outcome, Error>) -> an
         stderr_bytes: stderr.total(),
         stderr_truncated: stderr.truncated(),
         error,
+        limit_exceeded: outcome.and_then(|o| o.limit_exceeded.as_ref()),
+        resources: outcome.map(|o| &o.resources),
         spec,
     };
     write_atomically(path, &serde_json::to_vec_pretty(&report)?)

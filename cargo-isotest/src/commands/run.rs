@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::args::{ConfigArgs, SandboxArgs, parse_duration, parse_setting};
+use crate::args::{ConfigArgs, SandboxArgs, parse_duration, parse_setting, parse_size};
 use crate::cargo::CargoOptions;
 use crate::config::{
     FailFast, FinalStatusLevel, FlakyResult, Junit, Layer, MaxFail, NoTests, OutputDisplay, Period,
@@ -16,6 +16,7 @@ use crate::discover::{Request, discover, sandbox_flags};
 use crate::exit_code::{self, Failure};
 use crate::plan::{self, Filter, HarnessRun};
 use crate::report::{RunReporter, View, json, junit_options};
+use crate::runner::budget::MemoryBudget;
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
 use crate::runner::{self, explain, verdict};
 
@@ -81,6 +82,10 @@ pub struct RunnerArgs {
     /// first that makes it pass.
     #[arg(long)]
     pub explain: bool,
+    /// Start a test only when its memory fits beside the running ones: its peak in the
+    /// last report, else its --memory-max (e.g. 8G).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub memory_budget: Option<u64>,
 }
 
 /// nextest's reporter flags.
@@ -220,6 +225,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         flags: flags(args, &harness)?,
         filtersets: &filter.filtersets,
         jobs: None,
+        mechanism: args.sandbox.limits.limits().mechanism,
     };
     let session = discover(&request)?;
     let plan = plan::plan(
@@ -257,6 +263,12 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         .as_ref()
         .map(|p| p.value.clone())
         .unwrap_or_else(|| session.build.target_dir.join("isotest/last-run.json"));
+    // Learned from the report this run is about to replace.
+    let mut policy = policy;
+    policy.memory_budget = args
+        .runner
+        .memory_budget
+        .map(|total| MemoryBudget::new(total, &plan.tests, &plan.specs, &json::peaks(&json_path)));
     let view = View::new(run, &plan, &policy, args.reporter.hide_progress_bar);
     let mut reporter = RunReporter::start(
         &plan,

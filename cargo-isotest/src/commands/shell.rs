@@ -56,6 +56,7 @@ pub fn run(args: ShellArgs) -> i32 {
     // The test's own sandbox: its settings, overrides included.
     let mut options = match sandbox::SandboxOptions::from_settings(
         &session.settings.test(&test.binary, &test.name),
+        session.settings.mechanism,
     ) {
         Ok(options) => options,
         Err(e) => return Failure::new(exit_code::USAGE, format!("{e:#}")).report(),

@@ -251,15 +251,6 @@ macro_rules! unsupported_in {
         {
             found.push(("id-map", "only `caller` and `root` id maps are built yet"));
         }
-        for (set, key) in [
-            (t.memory_max.is_some(), "memory-max"),
-            (t.pids_max.is_some(), "pids-max"),
-            (t.cpu_max.is_some(), "cpu-max"),
-        ] {
-            if set {
-                found.push((key, "resource limits (cgroups) are not built yet"));
-            }
-        }
         found
     }};
 }

@@ -85,19 +85,27 @@ pub fn plan(
     // worked out once per binary and distinct sandbox, not once per test.
     let mut binary_specs: BTreeMap<&str, Vec<(SandboxOptions, Spec)>> = BTreeMap::new();
     let mut specs = Vec::with_capacity(tests.len());
+    // Limits an override sets are checked against the host once per distinct set.
+    let mut unenforced_checked = Vec::new();
     for (t, settings) in tests.iter().zip(&settings) {
         if !t.run {
             specs.push(None);
             continue;
         }
-        let mut options = SandboxOptions::from_settings(settings).map_err(|e| {
-            Failure::new(
-                exit_code::USAGE,
-                format!("{} {}: {e:#}", t.binary.id, t.name),
-            )
-        })?;
+        let mut options = SandboxOptions::from_settings(settings, session.settings.mechanism)
+            .map_err(|e| {
+                Failure::new(
+                    exit_code::USAGE,
+                    format!("{} {}: {e:#}", t.binary.id, t.name),
+                )
+            })?;
         if options.show_toolchain {
             options.toolchain = session.sandbox.toolchain.clone();
+        }
+        if options.limits != session.sandbox.limits && !unenforced_checked.contains(&options.limits)
+        {
+            crate::discover::warn_unenforced(&options.limits)?;
+            unenforced_checked.push(options.limits.clone());
         }
         let known = binary_specs.entry(&t.binary.id).or_default();
         let index = match known.iter().position(|(o, _)| *o == options) {

@@ -79,6 +79,7 @@ fn test_case(record: &TestRecord, options: &JunitOptions) -> TestCase {
     let mut case = TestCase::new(record.name.as_str(), status);
     case.set_classname(record.binary_id.as_str())
         .set_time(Duration::from_millis(last.duration_ms));
+    case.add_properties(resource_properties(last));
     let store = if record.is_failure() {
         options.store_failure_output
     } else {
@@ -111,10 +112,32 @@ fn rerun(attempt: &AttemptRecord) -> TestRerun {
     rerun
 }
 
+/// What the attempt used, as `isotest.*` properties of its test case.
+fn resource_properties(attempt: &AttemptRecord) -> Vec<Property> {
+    let Some(r) = &attempt.resources else {
+        return Vec::new();
+    };
+    let optional = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
+    [
+        ("isotest.mechanism", r.mechanism.as_str().to_string()),
+        ("isotest.peak_memory_bytes", optional(r.peak_memory_bytes)),
+        ("isotest.cpu_user_ms", r.cpu_user_ms.to_string()),
+        ("isotest.cpu_system_ms", r.cpu_system_ms.to_string()),
+        ("isotest.max_processes", optional(r.max_processes)),
+        ("isotest.tmpfs_peak_bytes", r.tmpfs_peak_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| Property::new(name, value))
+    .collect()
+}
+
 /// A failure's type (what kind of end it was) and a one-line message.
 fn failure_kind(attempt: &AttemptRecord) -> (String, String) {
     if attempt.outcome == TestOutcome::TimedOut {
         return ("timeout".into(), "the test timed out".into());
+    }
+    if let Some(hit) = &attempt.limit_exceeded {
+        return ("limit-exceeded".into(), hit.to_string());
     }
     match (&attempt.exit, &attempt.error) {
         (_, Some(error)) => ("isotest error".into(), error.clone()),

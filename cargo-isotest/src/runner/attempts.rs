@@ -11,7 +11,7 @@ use super::events::{Reporter, RunEvent};
 use super::policy::Policy;
 use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
 use super::schedule::{self, Slots};
-use super::verdict;
+use super::{budget, verdict};
 use crate::launch::helper::HelperError;
 use crate::launch::pool::{Dispatch, Event, Next};
 use crate::plan::TestInstance;
@@ -43,6 +43,9 @@ pub struct Attempts<'a> {
     /// A result came in since the last checkpoint.
     dirty: bool,
     checkpointed: Instant,
+    /// Memory held by the running attempts under `--memory-budget`, and how many run.
+    reserved: u64,
+    running: usize,
 }
 
 impl<'a> Attempts<'a> {
@@ -76,7 +79,16 @@ impl<'a> Attempts<'a> {
             stopped: false,
             dirty: false,
             checkpointed: Instant::now(),
+            reserved: 0,
+            running: 0,
         }
+    }
+
+    fn need(&self, attempt: Attempt) -> u64 {
+        self.policy
+            .memory_budget
+            .as_ref()
+            .map_or(0, |b| b.needs[attempt.test])
     }
 
     fn label(&self, attempt: Attempt) -> String {
@@ -192,10 +204,17 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
         }
         let now = Instant::now();
         let policy = self.policy;
+        let (reserved, running) = (self.reserved, self.running);
+        // A retry waiting out its delay, or a test whose memory need does not fit the
+        // budget beside the running ones, is not ready yet.
         let waiting = self.queue.iter().map(|(attempt, ready)| {
+            let fits = policy
+                .memory_budget
+                .as_ref()
+                .is_none_or(|b| budget::fits(b.needs[attempt.test], b.total, reserved, running));
             (
                 policy.test(attempt.test),
-                ready.is_none_or(|ready| ready <= now),
+                fits && ready.is_none_or(|ready| ready <= now),
             )
         });
         let Some(position) = schedule::pick(waiting, &self.slots, &policy.groups) else {
@@ -203,6 +222,8 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
         };
         let (attempt, _) = self.queue.remove(position).expect("a picked attempt");
         self.slots.take(policy.test(attempt.test));
+        self.reserved += self.need(attempt);
+        self.running += 1;
         self.started[attempt.test] = self.started[attempt.test].max(attempt.number);
         Next::Job(attempt)
     }
@@ -220,6 +241,8 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
             Event::Finished(attempt, result) => {
                 self.dirty = true;
                 self.slots.release(self.policy.test(attempt.test));
+                self.reserved -= self.need(attempt);
+                self.running -= 1;
                 self.reporter.report(RunEvent::AttemptEnded {
                     test: attempt.test,
                     attempt: attempt.number,
@@ -259,6 +282,40 @@ mod tests {
         }
         let record = attempts.record(0);
         (record, log.0)
+    }
+
+    #[test]
+    fn under_a_memory_budget_a_test_waits_until_it_fits() {
+        use crate::runner::budget::MemoryBudget;
+        let tests = [instance("big"), instance("also_big"), instance("small")];
+        let specs = [
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+        ];
+        let policy = Policy {
+            memory_budget: Some(MemoryBudget {
+                total: 100,
+                needs: vec![60, 60, 30],
+            }),
+            threads: 3,
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0, 1, 2], &policy, &mut log);
+        let Next::Job(first) = attempts.next() else {
+            panic!("the first always starts")
+        };
+        attempts.on_event(Event::Started(first));
+        // 60 held: the second big one waits, the small one behind it starts.
+        let Next::Job(second) = attempts.next() else {
+            panic!("the small one fits")
+        };
+        assert_eq!((first.test, second.test), (0, 2));
+        attempts.on_event(Event::Started(second));
+        assert!(matches!(attempts.next(), Next::Wait));
+        attempts.on_event(Event::Finished(first, Ok(passed())));
+        assert!(matches!(attempts.next(), Next::Job(a) if a.test == 1));
     }
 
     #[test]

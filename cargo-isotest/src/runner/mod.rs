@@ -4,6 +4,7 @@
 //! [`events`].
 
 pub mod attempts;
+pub mod budget;
 pub mod events;
 pub mod explain;
 mod load;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
+use super::budget::MemoryBudget;
 use crate::config::{
     self, Backoff, Effective, FailFast, MaxFail, MaxThreads, OnTimeout, Sourced, ThreadsRequired,
 };
@@ -39,6 +40,8 @@ pub struct Policy {
     pub threads: usize,
     /// `[test-groups]`: the most threads each group's tests take at once.
     pub groups: BTreeMap<String, usize>,
+    /// `--memory-budget`: what each test needs of it.
+    pub memory_budget: Option<MemoryBudget>,
 }
 
 impl Default for Policy {
@@ -49,6 +52,7 @@ impl Default for Policy {
             tests: Vec::new(),
             threads: 1,
             groups: BTreeMap::new(),
+            memory_budget: None,
         }
     }
 }
@@ -76,6 +80,7 @@ impl Policy {
                 .collect(),
             threads,
             groups: group_limits(groups),
+            memory_budget: None,
         }
     }
 

@@ -51,6 +51,8 @@ pub fn outcome(code: i32, stdout: &str, strays: usize) -> Outcome {
         start_error: None,
         stdout: captured(stdout),
         stderr: captured(""),
+        resources: Default::default(),
+        limit_exceeded: None,
     }
 }
 

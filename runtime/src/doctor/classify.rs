@@ -100,6 +100,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Symlink
         | Step::Hostname
         | Step::Loopback
+        | Step::Cgroup
         | Step::Init => false,
     }
 }

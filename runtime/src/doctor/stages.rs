@@ -59,6 +59,7 @@ impl Stage {
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,
             Step::Hostname => Stage::Hostname,
             Step::Loopback => Stage::Loopback,
+            Step::Cgroup => Stage::Program,
             Step::Init => Stage::Program,
         }
     }
