@@ -90,7 +90,8 @@ fn observed(
     let stdout = record["stdout"].as_str().unwrap_or_default();
     Ok(stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("observe "))
+        // libtest on one thread prints `test NAME ... ` before the test's own output.
+        .filter_map(|l| l.find("observe ").map(|at| &l[at + "observe ".len()..]))
         .filter_map(|l| l.split_once(' '))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect())
