@@ -78,12 +78,12 @@ pub struct SandboxArgs {
     pub net: Option<NetArg>,
     /// /sys of each test: the sandbox's own read-only view (its network interfaces and
     /// cgroups, the host's devices), the host's (read-only), or none.
-    #[arg(long, value_enum, default_value_t = SysArg::Sandbox, value_name = "SYS")]
-    pub sys: SysArg,
+    #[arg(long, value_enum, value_name = "SYS")]
+    pub sys: Option<SysArg>,
     /// Processes of each test: a pid namespace of its own, or the host's (a read-only
     /// host /proc; the test can see and signal the host's processes of its user).
-    #[arg(long, value_enum, default_value_t = PidArg::Sandbox, value_name = "PID")]
-    pub pid: PidArg,
+    #[arg(long, value_enum, value_name = "PID")]
+    pub pid: Option<PidArg>,
     /// Make a host path visible read-only in every test's sandbox.
     #[arg(long, value_name = "SRC[:DST]")]
     pub bind: Vec<String>,
@@ -100,13 +100,26 @@ pub struct SandboxArgs {
     pub env: Vec<String>,
 }
 
-/// Running from an archive instead of a build: `run` and `list`.
+/// Which configuration a command reads: `run`, `list`, `shell` and `show-config`.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Configuration")]
+pub struct ConfigArgs {
+    /// The isotest profile to use ([profile.NAME] in .config/isotest.toml) [env: ISOTEST_PROFILE]
+    /// [default: default].
+    #[arg(short = 'P', long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Read this config file instead of <workspace>/.config/isotest.toml.
+    #[arg(long, value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+}
+
+/// Running from an archive instead of a build: `run`, `list` and `show-config`.
 #[derive(Args, Debug, Default, Clone)]
 #[command(next_help_heading = "Archive options")]
 pub struct ArchiveArgs {
     /// Run the tests of this archive (`cargo isotest archive` or `cargo nextest archive`)
     /// instead of building: no cargo runs.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["package", "workspace", "exclude", "features", "all_features", "no_default_features", "release", "profile", "target", "target_dir", "manifest_path"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["package", "workspace", "exclude", "features", "all_features", "no_default_features", "release", "cargo_profile", "target", "target_dir", "manifest_path"])]
     pub archive_file: Option<PathBuf>,
     /// The checkout the archive was built from, at its path on this machine; nothing is
     /// written into it.
@@ -130,8 +143,8 @@ pub enum MechanismArg {
     Fallback,
 }
 
-/// Resource limits of each sandbox: `run`, `list`, `shell` and `exec`. One place, so that
-/// the per-test config can set the same [`Limits`] later.
+/// Resource limits of each sandbox: `run`, `list`, `shell` and `exec`. For the commands
+/// that read the configuration they are the command line's layer of the same keys.
 #[derive(Args, Debug, Default, Clone)]
 #[command(next_help_heading = "Resource limits")]
 pub struct LimitArgs {
@@ -148,9 +161,9 @@ pub struct LimitArgs {
     /// [default: 512M, or --memory-max if smaller].
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub tmpfs_size: Option<u64>,
-    /// What enforces the limits and measures each sandbox's use.
-    #[arg(long, value_enum, default_value_t, value_name = "MECHANISM")]
-    pub limits_mechanism: MechanismArg,
+    /// What enforces the limits and measures each sandbox's use [default: auto].
+    #[arg(long, value_enum, value_name = "MECHANISM")]
+    pub limits_mechanism: Option<MechanismArg>,
 }
 
 impl LimitArgs {
@@ -173,10 +186,10 @@ impl LimitArgs {
             pids_max: self.pids_max,
             cpu_max_millis: self.cpu_max,
             mechanism: match self.limits_mechanism {
-                MechanismArg::Auto => None,
-                MechanismArg::CgroupV2 => Some(Mechanism::CgroupV2),
-                MechanismArg::CgroupV1 => Some(Mechanism::CgroupV1),
-                MechanismArg::Fallback => Some(Mechanism::Fallback),
+                None | Some(MechanismArg::Auto) => None,
+                Some(MechanismArg::CgroupV2) => Some(Mechanism::CgroupV2),
+                Some(MechanismArg::CgroupV1) => Some(Mechanism::CgroupV1),
+                Some(MechanismArg::Fallback) => Some(Mechanism::Fallback),
             },
             ..Limits::default()
         }
@@ -237,6 +250,14 @@ pub fn check_env(items: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A setting's value as its config key takes it (`--status-level fail` as
+/// `status-level = "fail"`), so that a flag accepts exactly what the file does.
+pub fn parse_setting<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::Value::String(text.to_string())
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_string())
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<f64>() {
         return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
@@ -281,7 +302,7 @@ mod tests {
         assert_eq!(parse_cpus("50%"), Ok(500));
         let args = LimitArgs {
             pids_max: Some(200),
-            limits_mechanism: MechanismArg::Fallback,
+            limits_mechanism: Some(MechanismArg::Fallback),
             ..LimitArgs::default()
         };
         let limits = args.limits();

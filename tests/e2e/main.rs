@@ -7,11 +7,13 @@
 
 mod chaos;
 mod ci;
+mod config;
 mod ctx;
 mod flaky;
 mod hostfacts;
 mod ids;
 mod limits;
+mod parity;
 mod probe;
 mod run;
 mod sandbox;
@@ -62,6 +64,7 @@ fn main() {
             .iter()
             .map(|(n, s)| (format!("flaky::{n}"), *s)),
     );
+    let scenarios = scenarios.chain(config::SCENARIOS.iter().map(|(n, s)| (n.to_string(), *s)));
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));
         if let Some(user) = &unprivileged {
@@ -88,6 +91,10 @@ fn main() {
             scenario(&Ctx::new(None))
         }));
     }
+    trials.push(Trial::test(
+        "parity::filtersets_select_what_nextest_selects",
+        || parity::filtersets_select_what_nextest_selects(&Ctx::new(None)),
+    ));
     libtest_mimic::run(&arguments, trials).exit();
 }
 

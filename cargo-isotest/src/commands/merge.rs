@@ -48,7 +48,7 @@ fn execute(args: &MergeArgs) -> Result<i32, Failure> {
         report.write_json(path).map_err(failed)?;
     }
     if let Some(path) = &args.junit {
-        junit::write(&report, path).map_err(failed)?;
+        junit::write(&report, &junit::JunitOptions::new(path.clone())).map_err(failed)?;
     }
     Ok(if verdict::run_failed(&report.tests) {
         exit_code::TESTS_FAILED

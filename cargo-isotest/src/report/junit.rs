@@ -1,7 +1,7 @@
 //! JUnit XML for CI systems: one testsuite per binary.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use quick_junit::{
@@ -11,14 +11,37 @@ use quick_junit::{
 use super::document::RunReport;
 use crate::runner::record::{AttemptRecord, Panic, TestOutcome, TestRecord};
 
-pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
-    let xml = to_xml(report)?;
+/// nextest's `junit` settings.
+#[derive(Clone, Debug)]
+pub struct JunitOptions {
+    pub path: PathBuf,
+    /// The `name` of `<testsuites>`.
+    pub report_name: String,
+    pub store_success_output: bool,
+    pub store_failure_output: bool,
+}
+
+impl JunitOptions {
+    /// The report at `path` with nextest's defaults: failures' output only.
+    pub fn new(path: PathBuf) -> JunitOptions {
+        JunitOptions {
+            path,
+            report_name: "isotest-run".into(),
+            store_success_output: false,
+            store_failure_output: true,
+        }
+    }
+}
+
+pub fn write(report: &RunReport, options: &JunitOptions) -> anyhow::Result<()> {
+    let path = &options.path;
+    let xml = to_xml(report, options)?;
     super::file::write_atomically(path, xml.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write the JUnit report to {}: {e}", path.display()))
 }
 
-pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {
-    let mut junit = Report::new("cargo-isotest");
+pub fn to_xml(report: &RunReport, options: &JunitOptions) -> anyhow::Result<String> {
+    let mut junit = Report::new(options.report_name.as_str());
     junit.set_time(Duration::from_millis(report.summary.duration_ms));
     if let Some(started) = timestamp(Some(&report.info.started_at)) {
         junit.set_timestamp(started);
@@ -34,13 +57,13 @@ pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {
         {
             suite.set_timestamp(started);
         }
-        suite.add_test_case(test_case(record));
+        suite.add_test_case(test_case(record, options));
     }
     junit.add_test_suites(suites.into_values());
     Ok(junit.to_string()?)
 }
 
-fn test_case(record: &TestRecord) -> TestCase {
+fn test_case(record: &TestRecord, options: &JunitOptions) -> TestCase {
     let last = &record.last;
     let mut status = match last.outcome {
         TestOutcome::Passed => TestCaseStatus::success(),
@@ -81,7 +104,12 @@ fn test_case(record: &TestRecord) -> TestCase {
         case.set_timestamp(started);
     }
     case.add_properties(resource_properties(last));
-    if record.is_failure() {
+    let store = if record.is_failure() {
+        options.store_failure_output
+    } else {
+        options.store_success_output && last.outcome == TestOutcome::Passed
+    };
+    if store {
         case.set_system_out(last.output.stdout.lossy())
             .set_system_err(last.output.stderr.lossy());
     }

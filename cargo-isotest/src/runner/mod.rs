@@ -11,6 +11,7 @@ pub mod explain;
 mod load;
 pub mod policy;
 pub mod record;
+mod schedule;
 pub mod stress;
 #[cfg(test)]
 mod test_support;

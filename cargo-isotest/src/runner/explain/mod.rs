@@ -9,6 +9,7 @@ use isotest_runtime::{Mount, Net, Pid, Spec, Sys};
 use serde::{Deserialize, Serialize};
 
 use super::verdict;
+use crate::sandbox::looks_secret;
 
 mod rerun;
 pub use rerun::explain_failures;
@@ -224,26 +225,6 @@ fn added_variables(spec: &Spec, host: &HostFacts) -> Vec<String> {
         .filter(|key| *key != "HOME" && !looks_secret(key))
         .cloned()
         .collect()
-}
-
-/// Names that usually hold credentials; never handed to a rerun.
-pub fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "CREDENTIAL",
-        "API_KEY",
-        "PRIVATE_KEY",
-        "ACCESS_KEY",
-        "AUTH",
-        "SESSION",
-        "COOKIE",
-    ]
-    .iter()
-    .any(|word| upper.contains(word))
 }
 
 /// Whether a run with `failed` failures among `total` tests is explained at all, and if
