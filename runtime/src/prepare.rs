@@ -233,6 +233,8 @@ pub(crate) struct ChildFds {
     pub maps_written: Option<OwnedFd>,
     /// Readable once the supervisor has placed pid 1 in its cgroups.
     pub placed: OwnedFd,
+    /// The v1 cgroups' `tasks` files, which pid 1 joins by itself and then closes.
+    pub cgroup_tasks: Vec<OwnedFd>,
     pub stdio: ChildStdio,
 }
 
@@ -257,6 +259,7 @@ impl ChildFds {
             self.placed.as_raw_fd(),
         ];
         fds.extend(self.maps_written.iter().map(|fd| fd.as_raw_fd()));
+        fds.extend(self.cgroup_tasks.iter().map(|fd| fd.as_raw_fd()));
         match &self.stdio {
             ChildStdio::Pipes { stdout, stderr } => {
                 fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])

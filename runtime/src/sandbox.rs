@@ -83,6 +83,7 @@ impl Sandbox {
         let (status_r, status_w) = pipe().map_err(Error::host("pipe2"))?;
         let (lifeline_r, lifeline_w) = pipe().map_err(Error::host("pipe2"))?;
         let (placed_r, placed_w) = pipe().map_err(Error::host("pipe2"))?;
+        let cgroup_tasks = limits.cgroup_tasks().map_err(|e| Error::Limits(e.into()))?;
         let (parent_io, child_io) = if spec.tty {
             let (ours, theirs) = nix::sys::socket::socketpair(
                 AddressFamily::Unix,
@@ -120,6 +121,7 @@ impl Sandbox {
                     lifeline: lifeline_r,
                     maps_written: maps_r,
                     placed: placed_r,
+                    cgroup_tasks,
                     stdio: child_io,
                 },
             ),
@@ -130,6 +132,7 @@ impl Sandbox {
             }) => {
                 drop(placed_r);
                 drop(maps_r);
+                drop(cgroup_tasks);
                 if let Err(e) = limits.place(pid, into_cgroup) {
                     // Its setup waits for word from us; it ends now, and is reaped before
                     // its cgroup goes.
@@ -427,8 +430,8 @@ enum ParentIo {
 }
 
 /// Runs in the cloned child: build the sandbox, run init, send the one report, exit.
-fn sandbox_main(plan: &Plan, limits: &Enforcement, fds: ChildFds) -> ! {
-    let message = match setup::build_sandbox(plan, &fds) {
+fn sandbox_main(plan: &Plan, limits: &Enforcement, mut fds: ChildFds) -> ! {
+    let message = match setup::build_sandbox(plan, &mut fds) {
         Err(e) => Message::SetupFailed(e),
         Ok(terminal) => match init::run(plan, &fds, terminal, limits) {
             Ok(finish) => Message::Finished(finish),

@@ -53,9 +53,10 @@ fn io_fail(
 /// Builds the sandbox around the current process, which is pid 1 of its new namespaces:
 /// one step a line, in the order the kernel sees them. A failure names its [`Step`].
 /// Returns the program's terminal (the pty's slave) when it gets one.
-pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup<Option<OwnedFd>> {
+pub(crate) fn build_sandbox(plan: &Plan, fds: &mut ChildFds) -> Setup<Option<OwnedFd>> {
     close_inherited_fds(fds);
     die_with_supervisor(fds)?;
+    join_v1_cgroups(fds)?;
     if plan.ids.maps_other_ids() {
         wait_for_id_maps(fds)?;
     } else {
@@ -109,6 +110,16 @@ fn die_with_supervisor(fds: &ChildFds) -> Setup {
     if ready > 0 {
         // SAFETY: _exit ends this process at once; nothing else runs after it.
         unsafe { libc::_exit(1) };
+    }
+    Ok(())
+}
+
+/// Everything the sandbox allocates from here on is charged to its own v1 cgroups, and
+/// everything it starts inherits them: pid 1 moves its only thread there itself, which
+/// the kernel does without the global lock a move by the supervisor takes.
+fn join_v1_cgroups(fds: &mut ChildFds) -> Setup {
+    for tasks in fds.cgroup_tasks.drain(..) {
+        nix::unistd::write(&tasks, b"0").map_err(fail(Step::Cgroup, "write(tasks)", None))?;
     }
     Ok(())
 }
