@@ -8,12 +8,13 @@
 //! same functions, so that what they show is what the run ran.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use isotest_runtime::{Mount, Net, Spec};
 
-use crate::args::{SandboxArgs, check_env, parse_binds};
+use crate::args::{SandboxArgs, check_env, forward_unix_binds, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
 
@@ -36,6 +37,10 @@ pub struct SandboxOptions {
     pub toolchain: Vec<PathBuf>,
     /// `KEY` passes a host variable through, `KEY=VALUE` sets one.
     pub env: Vec<String>,
+    /// The workspace is an overlay: writable inside, unchanged outside.
+    pub writable_source: bool,
+    pub forwards: Vec<SocketAddr>,
+    pub net_admin: bool,
 }
 
 impl Default for SandboxOptions {
@@ -47,6 +52,9 @@ impl Default for SandboxOptions {
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
             toolchain: Vec::new(),
             env: Vec::new(),
+            writable_source: false,
+            forwards: Vec::new(),
+            net_admin: false,
         }
     }
 }
@@ -55,16 +63,26 @@ impl SandboxOptions {
     /// The options the flags ask for. The toolchain is left out: its paths exist only
     /// once the build has run ([`SandboxOptions::add_toolchain`]).
     pub fn from_args(args: &SandboxArgs) -> anyhow::Result<SandboxOptions> {
-        let binds = parse_binds(&args.bind, &args.bind_rw)?;
+        let mut binds = parse_binds(&args.bind, &args.bind_rw)?;
+        binds.extend(forward_unix_binds(&args.forward_unix)?);
         check_env(&args.env)?;
         let defaults = SandboxOptions::default();
+        let net = args.net.map_or(defaults.net, Net::from);
+        if let (Some(address), false) = (args.forward.first(), net == Net::Loopback) {
+            anyhow::bail!(
+                "--forward {address} needs the sandbox's own loopback network; drop --net or pass --net loopback"
+            );
+        }
         Ok(SandboxOptions {
             timeout: args.timeout,
-            net: args.net.map_or(defaults.net, Net::from),
+            net,
             binds,
             tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
             toolchain: defaults.toolchain,
             env: args.env.clone(),
+            writable_source: args.writable_source,
+            forwards: args.forward.clone(),
+            net_admin: args.net_admin,
         })
     }
 
@@ -177,6 +195,13 @@ pub fn shell_spec(test_spec: &Spec) -> Spec {
 /// The sandbox `binary` runs in, without a program yet.
 fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> Spec {
     let mut spec = Spec::new(Vec::new());
+    if options.writable_source {
+        spec.mounts.push(Mount::Overlay {
+            src: build.workspace_root.clone(),
+            dst: build.workspace_root.clone(),
+            size: options.tmpfs_size,
+        });
+    }
     // The toolchain's libraries are always needed (`-C prefer-dynamic`); its programs
     // only when the toolchain is visible.
     let toolchain_libraries = build.sysroot.join("lib");
@@ -194,10 +219,12 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     // Parents first, so that a path inside one already bound is not bound again.
     read_only.sort_by_key(|p| p.components().count());
     for path in read_only {
-        let covered = spec
-            .mounts
-            .iter()
-            .any(|m| matches!(m, Mount::Bind { dst, .. } if path.starts_with(dst)));
+        // Inside a writable source, the build outputs stay read-only: they are bound on top.
+        let covered = spec.mounts.iter().any(|m| match m {
+            Mount::Bind { dst, .. } => path.starts_with(dst),
+            Mount::Overlay { dst, .. } => path.starts_with(dst) && path != build.target_dir,
+            _ => false,
+        });
         if !covered && path.exists() {
             spec.mounts.push(Mount::Bind {
                 src: path.clone(),
@@ -214,6 +241,8 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     spec.set_tmpfs_sizes(options.tmpfs_size);
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
+    spec.forwards = options.forwards.clone();
+    spec.net_admin = options.net_admin;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
     spec.env.set = test_env(build, binary, &mut spec.env.pass);
     if !options.toolchain.is_empty() {

@@ -28,6 +28,9 @@ pub enum Step {
     Mountpoint,
     Bind,
     Tmpfs,
+    /// Layering a writable overlay over a read-only host directory (kernel 5.11 or newer,
+    /// with `userxattr`, in a user namespace).
+    Overlay,
     Symlink,
     Proc,
     Dev,
@@ -36,6 +39,8 @@ pub enum Step {
     Seal,
     Hostname,
     Loopback,
+    /// Listening inside on the forwarded addresses and handing the sockets out.
+    Forward,
     /// pid 1 preparing to start the program.
     Init,
 }

@@ -90,7 +90,7 @@ fn exec_program(program: &Program, fds: &ChildFds, report: OwnedFd) -> ! {
         // SAFETY: _exit ends this process at once; nothing else runs after it.
         unsafe { libc::_exit(127) }
     };
-    if let Err(errno) = prepare_process(fds, report.as_raw_fd()) {
+    if let Err(errno) = prepare_process(fds, report.as_raw_fd(), program.net_admin) {
         failed(Attempt::Prepare, errno);
     }
     if let Err(errno) = nix::unistd::chdir(program.cwd.as_c_str()) {
@@ -112,7 +112,7 @@ fn exec_program(program: &Program, fds: &ChildFds, report: OwnedFd) -> ! {
 
 /// Everything the program's process needs before exec: defaults for signals, its own
 /// session, its stdio, no inherited descriptors, and no way to regain privileges.
-fn prepare_process(fds: &ChildFds, keep: RawFd) -> Result<(), Errno> {
+fn prepare_process(fds: &ChildFds, keep: RawFd, net_admin: bool) -> Result<(), Errno> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
         // SAFETY: restoring the default disposition installs no handler code.
@@ -139,15 +139,20 @@ fn prepare_process(fds: &ChildFds, keep: RawFd) -> Result<(), Errno> {
     // SAFETY: pid 2 ends in exec or _exit (`exec_program`), and after this it touches none
     // of pid 1's descriptors, whose owners sit in frames that never resume here.
     unsafe { sys::close_fds_except(&[keep]) };
-    drop_capabilities()?;
+    drop_capabilities(net_admin)?;
     nix::sys::prctl::set_no_new_privs()?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
 }
 
 /// Empties the bounding and ambient sets, so that exec grants no capability even when the
-/// program runs as uid 0 in the namespace.
-fn drop_capabilities() -> Result<(), Errno> {
+/// program runs as uid 0 in the namespace; with `net_admin`, all but CAP_NET_ADMIN.
+fn drop_capabilities(net_admin: bool) -> Result<(), Errno> {
+    let keep = if net_admin {
+        rustix::thread::CapabilitySet::NET_ADMIN
+    } else {
+        rustix::thread::CapabilitySet::empty()
+    };
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -155,12 +160,29 @@ fn drop_capabilities() -> Result<(), Errno> {
     // Capability sets are 64 bits wide.
     for cap in 0..=last.min(63) {
         let bit = rustix::thread::CapabilitySet::from_bits_retain(1 << cap);
+        if keep.contains(bit) {
+            continue;
+        }
         match rustix::thread::remove_capability_from_bounding_set(bit) {
             Ok(()) | Err(rustix::io::Errno::INVAL) => {}
             Err(e) => return Err(errno(e)),
         }
     }
-    rustix::thread::clear_ambient_capability_set().map_err(errno)
+    rustix::thread::clear_ambient_capability_set().map_err(errno)?;
+    if net_admin {
+        keep_through_exec(keep).map_err(errno)?;
+    }
+    Ok(())
+}
+
+/// A program that is not uid 0 keeps a capability through exec only from the ambient set,
+/// and raising one there needs it inheritable first. Its power ends at the sandbox's own
+/// namespaces, which this user namespace owns.
+fn keep_through_exec(caps: rustix::thread::CapabilitySet) -> rustix::io::Result<()> {
+    let mut sets = rustix::thread::capabilities(None)?;
+    sets.inheritable |= caps;
+    rustix::thread::set_capabilities(None, sets)?;
+    rustix::thread::configure_capability_in_ambient_set(caps, true)
 }
 
 /// rustix's errno as nix's, the type every step here reports.

@@ -9,6 +9,7 @@
 
 pub mod doctor;
 mod error;
+mod forward;
 mod init;
 mod outcome;
 mod output;
@@ -17,6 +18,7 @@ mod sandbox;
 mod setup;
 mod spec;
 mod sys;
+mod writes;
 
 pub use error::{Error, SetupError, Step, errno_text};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
@@ -25,4 +27,7 @@ pub use sandbox::{Echo, Sandbox, forwarded_signals};
 pub use spec::{
     DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE,
     Env, Identity, Mount, Net, Spec, SpecError, parse_size, system_mounts,
+};
+pub use writes::{
+    Change, ChangeKind, FileKind, Layer, MAX_CHANGES, Writes, is_plain_relative, open_parent,
 };

@@ -6,6 +6,7 @@
 //! C strings and map lines the kernel takes.
 
 use std::ffi::{CString, OsStr};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub(crate) struct Plan {
     pub shm_options: String,
     pub hostname: String,
     pub loopback_up: bool,
+    /// Addresses to listen on inside; setup hands each listener to the supervisor.
+    pub forwards: Vec<SocketAddr>,
     pub program: Program,
     pub timeout: Option<Duration>,
     pub grace: Duration,
@@ -41,6 +44,12 @@ pub(crate) enum PlannedMount {
         dst: PathBuf,
         options: String,
     },
+    /// `src` read-only beneath, a private tmpfs with these options above.
+    Overlay {
+        src: PathBuf,
+        dst: PathBuf,
+        upper_options: String,
+    },
     Symlink {
         path: PathBuf,
         target: PathBuf,
@@ -54,6 +63,8 @@ pub(crate) struct Program {
     /// Candidate paths for argv[0], in `PATH` order when it has no slash.
     pub candidates: Vec<CString>,
     pub cwd: CString,
+    /// It keeps CAP_NET_ADMIN (over the sandbox's own network namespace).
+    pub net_admin: bool,
 }
 
 impl Plan {
@@ -93,6 +104,11 @@ impl Plan {
                         options: format!("size={size},mode={mode}"),
                     }
                 }
+                Mount::Overlay { src, dst, size } => PlannedMount::Overlay {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    upper_options: format!("size={size},mode=0700"),
+                },
                 Mount::Symlink { path, target } => PlannedMount::Symlink {
                     path: path.clone(),
                     target: target.clone(),
@@ -125,7 +141,9 @@ impl Plan {
             mounts: mounts.into_iter().map(|(_, m)| m).collect(),
             hostname: spec.hostname.clone(),
             loopback_up: spec.net == Net::Loopback,
+            forwards: spec.forwards.clone(),
             program: Program {
+                net_admin: spec.net_admin,
                 argv: spec.argv.iter().map(|a| cstring(a.as_bytes())).collect(),
                 envp: env
                     .iter()
@@ -143,9 +161,22 @@ impl Plan {
 impl PlannedMount {
     fn dst(&self) -> &Path {
         match self {
-            PlannedMount::Bind { dst, .. } | PlannedMount::Tmpfs { dst, .. } => dst,
+            PlannedMount::Bind { dst, .. }
+            | PlannedMount::Tmpfs { dst, .. }
+            | PlannedMount::Overlay { dst, .. } => dst,
             PlannedMount::Symlink { path, .. } => path,
         }
+    }
+}
+
+impl Plan {
+    /// Whether setup has descriptors to hand the supervisor: listeners or upper layers.
+    pub fn hands_over(&self) -> bool {
+        !self.forwards.is_empty()
+            || self
+                .mounts
+                .iter()
+                .any(|m| matches!(m, PlannedMount::Overlay { .. }))
     }
 }
 
@@ -186,6 +217,9 @@ pub(crate) struct ChildFds {
     /// Closed by the supervisor when it ends; lets the child see that it is already gone.
     pub lifeline: OwnedFd,
     pub stdio: ChildStdio,
+    /// A SEQPACKET socket to the supervisor on which setup hands over descriptors
+    /// (forwarded listeners, overlays' upper layers), when the plan has any.
+    pub handover: Option<OwnedFd>,
 }
 
 pub(crate) enum ChildStdio {
@@ -197,6 +231,7 @@ impl ChildFds {
     /// Every descriptor the child keeps; it closes all others.
     pub fn raw(&self) -> Vec<RawFd> {
         let mut fds = vec![self.status.as_raw_fd(), self.lifeline.as_raw_fd()];
+        fds.extend(self.handover.as_ref().map(|fd| fd.as_raw_fd()));
         match &self.stdio {
             ChildStdio::Pipes { stdout, stderr } => {
                 fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])

@@ -6,11 +6,13 @@
 //! [`Plan::new`](crate::prepare::Plan::new) beforehand.
 
 use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -19,7 +21,7 @@ use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 
 use crate::error::{SetupError, Step};
 use crate::prepare::{ChildFds, Plan, PlannedMount};
-use crate::sys::{self, MountRef};
+use crate::sys::{self, Handed, MountRef};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
 /// /tmp only inside our private mount namespace, and bind sources were cloned before.
@@ -65,7 +67,7 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
     make_mounts_private()?;
     let trees = clone_bind_sources(plan)?;
     mount_root_tmpfs()?;
-    populate_root(plan, trees)?;
+    populate_root(plan, trees, fds)?;
     mount_proc()?;
     mount_dev(plan)?;
     pivot_into_root()?;
@@ -74,6 +76,7 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
     if plan.loopback_up {
         bring_up_loopback()?;
     }
+    listen_for_forwards(plan, fds)?;
     Ok(())
 }
 
@@ -146,8 +149,11 @@ fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
     plan.mounts
         .iter()
         .map(|mount| {
-            let PlannedMount::Bind { src, writable, .. } = mount else {
-                return Ok(None);
+            let (src, writable) = match mount {
+                PlannedMount::Bind { src, writable, .. } => (src, *writable),
+                // An overlay's lower layer is a read-only bind like any other.
+                PlannedMount::Overlay { src, .. } => (src, false),
+                _ => return Ok(None),
             };
             let fail_at = |syscall| fail(Step::BindSource, syscall, Some(src));
             let flags = OpenTreeFlags::OPEN_TREE_CLONE
@@ -188,10 +194,19 @@ fn staged(path: &Path) -> &Path {
 }
 
 /// Attaches the spec's mounts, parents first, so that the root holds what the spec lists.
-fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>) -> Setup {
-    for (mount, tree) in plan.mounts.iter().zip(trees) {
+fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, fds: &ChildFds) -> Setup {
+    for (index, (mount, tree)) in plan.mounts.iter().zip(trees).enumerate() {
         match (mount, tree) {
             (PlannedMount::Bind { dst, .. }, Some(tree)) => attach_bind(dst, tree)?,
+            (
+                PlannedMount::Overlay {
+                    dst, upper_options, ..
+                },
+                Some(tree),
+            ) => {
+                attach_bind(dst, tree)?;
+                layer_overlay(dst, upper_options, index, fds)?;
+            }
             (PlannedMount::Tmpfs { dst, options }, _) => {
                 make_dir_all(dst)?;
                 mount_tmpfs(staged(dst), options, Step::Tmpfs)?;
@@ -206,7 +221,9 @@ fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>) -> Setup {
                     path,
                 ))?;
             }
-            (PlannedMount::Bind { .. }, None) => unreachable!("every bind has a cloned tree"),
+            (PlannedMount::Bind { .. } | PlannedMount::Overlay { .. }, None) => {
+                unreachable!("every bind and overlay has a cloned tree")
+            }
         }
     }
     Ok(())
@@ -233,6 +250,52 @@ fn attach_bind(dst: &Path, tree: Tree) -> Setup {
             Errno::from_raw(e.raw_os_error()),
         )
     })
+}
+
+/// Layers a private tmpfs over the read-only bind just attached at `dst`, so that writes
+/// succeed inside and never reach the host; the supervisor gets the upper layer to list
+/// (and keep) them once the sandbox has ended.
+fn layer_overlay(dst: &Path, upper_options: &str, index: usize, fds: &ChildFds) -> Setup {
+    let at = |syscall| fail(Step::Overlay, syscall, Some(dst));
+    let scratch = PathBuf::from(format!(".overlay-{index}"));
+    nix::unistd::mkdir(&scratch, Mode::from_bits_truncate(0o700)).map_err(at("mkdir"))?;
+    mount_tmpfs(&scratch, upper_options, Step::Overlay)?;
+    for sub in ["upper", "work"] {
+        nix::unistd::mkdir(&scratch.join(sub), Mode::from_bits_truncate(0o755))
+            .map_err(at("mkdir"))?;
+    }
+    let upper = nix::fcntl::open(
+        &scratch.join("upper"),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(at("open"))?;
+    // From inside `dst`, every layer is a relative path of plain names, so the option
+    // string never holds the host's path, where a comma or colon would be misread.
+    nix::unistd::chdir(staged(dst)).map_err(at("chdir"))?;
+    let up = "../".repeat(staged(dst).components().count());
+    let options = format!(
+        "lowerdir=.,upperdir={up}{0}/upper,workdir={up}{0}/work,userxattr",
+        scratch.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        ".",
+        Some("overlay"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(at("mount(overlay)"))?;
+    nix::unistd::chdir(STAGING).map_err(at("chdir"))?;
+    // The overlay holds its own reference to the upper layer; the scratch mount point
+    // would only show it to the program.
+    nix::mount::umount2(&scratch, MntFlags::MNT_DETACH).map_err(at("umount2"))?;
+    std::fs::remove_dir(&scratch).map_err(io_fail(Step::Overlay, "rmdir", dst))?;
+    let socket = fds
+        .handover
+        .as_ref()
+        .ok_or_else(|| at("sendmsg")(Errno::EBADF))?;
+    sys::send_fd(socket.as_fd(), Handed::Upper(index as u32), upper.as_fd()).map_err(at("sendmsg"))
 }
 
 /// mkdir -p inside the staging root. An existing directory is fine even inside a read-only
@@ -399,5 +462,39 @@ fn bring_up_loopback() -> Setup {
         "ioctl(SIOCSIFFLAGS)",
         Some(lo),
     ))?;
+    Ok(())
+}
+
+/// Listens on each forwarded address inside, now that `lo` is up, and hands the sockets
+/// to the supervisor, which accepts on them and relays each connection to the host.
+fn listen_for_forwards(plan: &Plan, fds: &ChildFds) -> Setup {
+    for (index, address) in plan.forwards.iter().enumerate() {
+        let text = PathBuf::from(address.to_string());
+        let at = |syscall| fail(Step::Forward, syscall, Some(&text));
+        let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+        let family = match address {
+            SocketAddr::V4(_) => rustix::net::AddressFamily::INET,
+            SocketAddr::V6(_) => rustix::net::AddressFamily::INET6,
+        };
+        let socket = rustix::net::socket_with(
+            family,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| at("socket")(errno(e)))?;
+        rustix::net::bind(&socket, address).map_err(|e| at("bind")(errno(e)))?;
+        rustix::net::listen(&socket, 128).map_err(|e| at("listen")(errno(e)))?;
+        let handover = fds
+            .handover
+            .as_ref()
+            .ok_or_else(|| at("sendmsg")(Errno::EBADF))?;
+        sys::send_fd(
+            handover.as_fd(),
+            Handed::Listener(index as u32),
+            socket.as_fd(),
+        )
+        .map_err(at("sendmsg"))?;
+    }
     Ok(())
 }

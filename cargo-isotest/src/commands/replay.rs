@@ -39,7 +39,7 @@ pub fn run(args: ReplayArgs) -> i32 {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            foreground::run(&spec, |_| {})
+            foreground::run(&spec, None, |_| {})
         }
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -51,6 +51,14 @@ pub struct RunnerArgs {
     /// Run only the tests that failed in an earlier JSON report.
     #[arg(long, value_name = "REPORT")]
     pub rerun_failed: Option<PathBuf>,
+    /// Keep the contents of what each test wrote (with --writable-source, and in --bind-rw
+    /// directories) under DIR/<binary id>/<test name>/attempt-<N>; `apply-writes` copies
+    /// one test's into the checkout.
+    #[arg(long, value_name = "DIR")]
+    pub keep_writes: Option<PathBuf>,
+    /// List what every test wrote, not only the failing ones.
+    #[arg(long)]
+    pub show_writes: bool,
 }
 
 /// Options for chasing flaky tests.
@@ -116,6 +124,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         json_path,
         args.runner.junit.clone(),
         started,
+        args.runner.show_writes,
     );
     let records = runner::run(
         &session.pool,
@@ -152,5 +161,10 @@ fn policy(args: &RunArgs) -> Policy {
             until: flaky.stress_duration.map(|d| Instant::now() + d),
             until_fail: flaky.stress_until_fail,
         }),
+        keep_writes: args
+            .runner
+            .keep_writes
+            .as_deref()
+            .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())),
     }
 }

@@ -39,13 +39,14 @@ impl RunReporter {
         json_path: PathBuf,
         junit: Option<PathBuf>,
         started: Instant,
+        show_writes: bool,
     ) -> RunReporter {
         if plan.tests.is_empty() {
             anstream::eprintln!(
                 "warning: no test matches the filters; `cargo isotest list` shows them all"
             );
         }
-        let terminal = Terminal::new(attempts, json_path.display().to_string());
+        let terminal = Terminal::new(attempts, json_path.display().to_string(), show_writes);
         terminal.header(
             plan.order.len(),
             plan.binaries,

@@ -1,5 +1,6 @@
 //! How a run treats results: the choices the flags make, which the verdicts apply.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -27,6 +28,8 @@ pub struct Policy {
     pub strays: StraysPolicy,
     pub fail_fast: bool,
     pub stress: Option<Stress>,
+    /// `--keep-writes`: where each attempt's writes are kept, by test name.
+    pub keep_writes: Option<PathBuf>,
 }
 
 /// Many runs of every selected test, in parallel.

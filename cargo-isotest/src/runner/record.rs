@@ -1,7 +1,7 @@
 //! What the runner decided about each test and each attempt: the records the reporters
 //! show and the JSON report stores as they are.
 
-use isotest_runtime::{Captured, Exit, Spec, Stray};
+use isotest_runtime::{Captured, Exit, Spec, Stray, Writes};
 use serde::Serialize;
 
 use crate::discover::TestKind;
@@ -59,6 +59,10 @@ pub struct AttemptRecord {
     pub hint: Option<String>,
     /// Why it failed in one line: the panic message, else how it ended.
     pub failure_message: Option<String>,
+    /// What it created, changed or deleted in its writable layers (`--writable-source`,
+    /// `--bind-rw` directories), and where that was kept (`--keep-writes`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<Writes>,
 }
 
 /// Captured output: raw here, lossy UTF-8 with a truncation flag in JSON.
@@ -94,6 +98,7 @@ impl AttemptRecord {
             error: None,
             hint: None,
             failure_message: None,
+            writes: Vec::new(),
         }
     }
 

@@ -54,6 +54,7 @@ pub fn attempt(
     }
     record.exit = Some(outcome.exit);
     record.strays = outcome.strays;
+    record.writes = outcome.writes;
     record.output = Output {
         stdout: outcome.stdout,
         stderr: outcome.stderr,

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::facts::{HostFacts, SeccompMode};
 use super::fixes::{
-    Caller, apparmor_restriction, docker_apparmor, max_user_namespaces, proc_overmounted, seccomp,
-    unknown, unprivileged_userns_clone,
+    Caller, apparmor_restriction, docker_apparmor, max_user_namespaces, overlay_unavailable,
+    proc_overmounted, seccomp, unknown, unprivileged_userns_clone,
 };
 use crate::error::{SetupError, Step};
 
@@ -27,6 +27,9 @@ pub enum Cause {
     UnprivilegedUsernsClone,
     /// Parts of /proc are covered by mounts, so no fresh /proc may be mounted.
     ProcOvermounted,
+    /// overlayfs cannot be mounted in a user namespace here (kernel before 5.11, no
+    /// `userxattr`, or a lower layer overlayfs refuses).
+    OverlayUnavailable,
     /// None of the known causes fits.
     Unknown,
 }
@@ -67,6 +70,7 @@ pub fn diagnose(failure: &SetupError, facts: &HostFacts, caller: &Caller) -> Dia
         Step::Proc if errno == Errno::EPERM && !facts.proc_overmounts.is_empty() => {
             proc_overmounted(facts)
         }
+        Step::Overlay => overlay_unavailable(failure, facts),
         step if is_mount_step(step) && denied && facts.apparmor_restricts_us() => {
             apparmor_restriction(failure, facts, caller)
         }
@@ -82,6 +86,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::RootTmpfs
         | Step::Bind
         | Step::Tmpfs
+        | Step::Overlay
         | Step::Proc
         | Step::Dev
         | Step::PivotRoot
@@ -95,6 +100,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Symlink
         | Step::Hostname
         | Step::Loopback
+        | Step::Forward
         | Step::Init => false,
     }
 }

@@ -49,12 +49,13 @@ impl Stage {
             | Step::RootTmpfs
             | Step::Bind
             | Step::Tmpfs
+            | Step::Overlay
             | Step::Symlink => Stage::Mounts,
             Step::Proc => Stage::Proc,
             Step::Dev => Stage::Dev,
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,
             Step::Hostname => Stage::Hostname,
-            Step::Loopback => Stage::Loopback,
+            Step::Loopback | Step::Forward => Stage::Loopback,
             Step::Init => Stage::Program,
         }
     }
