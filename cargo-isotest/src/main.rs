@@ -20,7 +20,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use commands::{doctor, exec, list, replay, run, shell};
+use commands::{apply_writes, doctor, exec, list, replay, run, shell};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,8 @@ enum Command {
     List(Box<list::ListArgs>),
     /// Run one test of a JSON report again, in the sandbox the report recorded.
     Replay(replay::ReplayArgs),
+    /// Copy what one test wrote into the checkout, after showing it (--keep-writes).
+    ApplyWrites(apply_writes::ApplyWritesArgs),
     /// Open a shell inside the sandbox a test runs in.
     Shell(Box<shell::ShellArgs>),
     /// Run one command in a fresh sandbox.
@@ -81,6 +83,7 @@ fn main() {
         Some(Command::Run(args)) => run::run(*args),
         Some(Command::List(args)) => list::run(*args),
         Some(Command::Replay(args)) => replay::run(args),
+        Some(Command::ApplyWrites(args)) => apply_writes::run(args),
         Some(Command::Shell(args)) => shell::run(*args),
         Some(Command::Exec(args)) => exec::run(*args),
         Some(Command::Doctor(args)) => doctor::run(args),

@@ -28,6 +28,4 @@ pub use spec::{
     DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE,
     Env, Identity, Mount, Net, Spec, SpecError, parse_size, system_mounts,
 };
-pub use writes::{
-    Change, ChangeKind, FileKind, Layer, MAX_CHANGES, Writes, is_plain_relative, open_parent,
-};
+pub use writes::{Change, ChangeKind, FileKind, Layer, MAX_CHANGES, Writes, apply};

@@ -100,7 +100,7 @@ impl std::fmt::Display for Change {
 
 /// Whether `path` is a relative path of plain names: one that cannot leave the directory
 /// it is joined to.
-pub fn is_plain_relative(path: &Path) -> bool {
+pub(crate) fn is_plain_relative(path: &Path) -> bool {
     !path.as_os_str().is_empty()
         && path.components().all(|c| matches!(c, Component::Normal(_)))
         && !path.as_os_str().as_bytes().contains(&0)
@@ -451,22 +451,8 @@ fn keep_one(tree: BorrowedFd<'_>, change: &Change, into: &Path) -> std::io::Resu
             std::os::unix::fs::symlink(OsStr::from_bytes(link.as_bytes()), &target)
         }
         FileKind::File => {
-            let source = rustix::fs::openat(
-                parent.as_fd(),
-                name,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let stat = rustix::fs::fstat(&source)?;
-            if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-                return Err(std::io::Error::other("no longer a regular file"));
-            }
-            let mut source = std::fs::File::from(source);
-            let mut copy = std::fs::File::create_new(&target)?;
-            std::io::copy(&mut source, &mut copy)?;
-            let executable = stat.st_mode & 0o111 != 0;
-            let mode = if executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            let into_dir = open_dir(target.parent().unwrap_or(into))?;
+            copy_file_at(parent.as_fd(), name, into_dir.as_fd(), name).map_err(std::io::Error::from)
         }
         FileKind::Other => Ok(()),
     }
@@ -474,7 +460,7 @@ fn keep_one(tree: BorrowedFd<'_>, change: &Change, into: &Path) -> std::io::Resu
 
 /// The directory holding `path` inside `root`, reached one component at a time without
 /// following a symlink anywhere.
-pub fn open_parent(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_parent(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
     let mut dir = rustix::io::dup(root)?;
     if let Some(parent) = path.parent() {
         for part in parent.components() {
@@ -485,6 +471,117 @@ pub fn open_parent(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> 
         }
     }
     Ok(dir)
+}
+
+/// Applies a layer's kept writes (`kept`, as [`keep`] left them) to the directory `to`:
+/// creates and replaces what the program created and changed, and deletes what it
+/// deleted. The list is untrusted: only plain relative paths are taken, every component
+/// is opened without following a symlink, and a file or link is written beside its
+/// target and renamed over it, which replaces a symlink there rather than writing
+/// through it. Returns one line per change that could not be applied.
+pub fn apply(changes: &[Change], kept: &Path, to: &Path) -> Vec<String> {
+    let (kept_root, root) = match (open_dir(kept), open_dir(to)) {
+        (Ok(kept), Ok(to)) => (kept, to),
+        (Err(errno), _) => return vec![format!("{}: cannot open: {errno}", kept.display())],
+        (_, Err(errno)) => return vec![format!("{}: cannot open: {errno}", to.display())],
+    };
+    let mut ordered: Vec<&Change> = changes.iter().collect();
+    // Parents before children, so that a new directory exists before what goes in it.
+    ordered.sort_by(|a, b| a.path.cmp(&b.path));
+    ordered
+        .into_iter()
+        .filter_map(|change| {
+            let result = if is_plain_relative(&change.path) {
+                apply_one(change, kept_root.as_fd(), root.as_fd())
+            } else {
+                Err(Errno::INVAL)
+            };
+            result
+                .err()
+                .map(|errno| format!("{}: not applied: {errno}", change.path.display()))
+        })
+        .collect()
+}
+
+fn apply_one(change: &Change, kept: BorrowedFd<'_>, root: BorrowedFd<'_>) -> Result<(), Errno> {
+    let name = change.path.file_name().ok_or(Errno::INVAL)?;
+    let parent = open_parent(root, &change.path)?;
+    let existing = meta_at(parent.as_fd(), name).ok();
+    if change.change == ChangeKind::Deleted {
+        return match existing {
+            Some(meta) if meta.kind == FileKind::Dir => remove_tree_at(parent.as_fd(), name),
+            Some(_) => rustix::fs::unlinkat(&parent, name, AtFlags::empty()),
+            None => Ok(()),
+        };
+    }
+    if change.kind == FileKind::Dir {
+        return match existing {
+            Some(meta) if meta.kind == FileKind::Dir => Ok(()),
+            Some(_) => Err(Errno::EXIST),
+            None => rustix::fs::mkdirat(&parent, name, Mode::from_bits_truncate(0o755)),
+        };
+    }
+    let source_parent = open_parent(kept, &change.path)?;
+    let staged = OsString::from(format!(".isotest-apply-{}", std::process::id()));
+    let _ = rustix::fs::unlinkat(&parent, &staged, AtFlags::empty());
+    match change.kind {
+        FileKind::Symlink => {
+            let target = rustix::fs::readlinkat(&source_parent, name, Vec::new())?;
+            rustix::fs::symlinkat(target.as_c_str(), &parent, &staged)?;
+        }
+        FileKind::File => copy_file_at(source_parent.as_fd(), name, parent.as_fd(), &staged)?,
+        FileKind::Dir | FileKind::Other => return Ok(()),
+    }
+    rustix::fs::renameat(&parent, &staged, &parent, name).inspect_err(|_| {
+        let _ = rustix::fs::unlinkat(&parent, &staged, AtFlags::empty());
+    })
+}
+
+/// Copies a regular file between two directories, neither name followed if a symlink.
+fn copy_file_at(
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+) -> Result<(), Errno> {
+    let source = rustix::fs::openat(
+        from_dir,
+        from,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let stat = rustix::fs::fstat(&source)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(Errno::INVAL);
+    }
+    let mode = if stat.st_mode & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    };
+    let target = rustix::fs::openat(
+        to_dir,
+        to,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )?;
+    let mut source = std::fs::File::from(source);
+    let mut target = std::fs::File::from(target);
+    std::io::copy(&mut source, &mut target)
+        .map(drop)
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+}
+
+/// `rm -r` of one entry, never leaving the directory through a symlink.
+fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+    let sub = open_dir_at(dir, name)?;
+    for entry in names(sub.as_fd())? {
+        match meta_at(sub.as_fd(), &entry)?.kind {
+            FileKind::Dir => remove_tree_at(sub.as_fd(), &entry)?,
+            _ => rustix::fs::unlinkat(&sub, &entry, AtFlags::empty())?,
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
 }
 
 #[cfg(test)]
@@ -571,6 +668,51 @@ mod tests {
             writes.errors[0].starts_with("sub/link/x"),
             "{:?}",
             writes.errors
+        );
+    }
+
+    #[test]
+    fn applying_kept_writes_replaces_symlinks_instead_of_following_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, checkout, outside) = (
+            dir.path().join("kept"),
+            dir.path().join("checkout"),
+            dir.path().join("outside"),
+        );
+        for d in [&kept, &checkout, &outside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::create_dir_all(kept.join("new")).unwrap();
+        std::fs::write(kept.join("new/file"), "made").unwrap();
+        std::fs::write(kept.join("planted"), "payload").unwrap();
+        std::fs::write(outside.join("victim"), "safe").unwrap();
+        std::fs::write(checkout.join("old"), "bye").unwrap();
+        // A symlink in the checkout where the test wrote a file, and one as a directory.
+        std::os::unix::fs::symlink(outside.join("victim"), checkout.join("planted")).unwrap();
+        std::os::unix::fs::symlink(&outside, checkout.join("via")).unwrap();
+        let changes = [
+            change("new", ChangeKind::Created, FileKind::Dir, 0),
+            change("new/file", ChangeKind::Created, FileKind::File, 4),
+            change("old", ChangeKind::Deleted, FileKind::File, 3),
+            change("planted", ChangeKind::Changed, FileKind::File, 7),
+            change("via/victim", ChangeKind::Changed, FileKind::File, 7),
+            change("../outside/victim", ChangeKind::Changed, FileKind::File, 7),
+        ];
+        let errors = apply(&changes, &kept, &checkout);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(
+            std::fs::read_to_string(checkout.join("new/file")).unwrap(),
+            "made"
+        );
+        assert!(!checkout.join("old").exists());
+        assert!(!checkout.join("planted").is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(checkout.join("planted")).unwrap(),
+            "payload"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "safe"
         );
     }
 

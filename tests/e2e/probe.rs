@@ -21,6 +21,7 @@ pub fn main(args: &[String]) -> ! {
         "tiocsti" => tiocsti(),
         "caps" => caps(),
         "namespaces" => namespaces(),
+        "echo" => echo(&rest[0]),
         other => panic!("unknown probe {other}"),
     }
     std::process::exit(0)
@@ -125,5 +126,31 @@ fn namespaces() {
     for ns in ["user", "pid", "mnt", "net", "uts", "ipc", "cgroup"] {
         let link = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         println!("ns-{ns} {}", link.display());
+    }
+}
+
+/// Sends `ping` to an echo server (a TCP address, or a Unix socket's path) and prints
+/// what came back, or the errno.
+fn echo(target: &str) {
+    fn round_trip<S: Read + Write>(
+        mut stream: S,
+        shut: impl Fn(&S) -> std::io::Result<()>,
+    ) -> std::io::Result<String> {
+        stream.write_all(b"ping")?;
+        shut(&stream)?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    }
+    let write = std::net::Shutdown::Write;
+    let reply = if target.starts_with('/') {
+        std::os::unix::net::UnixStream::connect(target)
+            .and_then(|s| round_trip(s, |s| s.shutdown(write)))
+    } else {
+        TcpStream::connect(target).and_then(|s| round_trip(s, |s| s.shutdown(write)))
+    };
+    match reply {
+        Ok(reply) => println!("echo {reply}"),
+        Err(e) => println!("echo {}", errno_of(&e)),
     }
 }

@@ -1,3 +1,4 @@
+pub mod apply_writes;
 pub mod doctor;
 pub mod exec;
 pub mod list;

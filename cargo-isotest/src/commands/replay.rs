@@ -9,7 +9,7 @@ use isotest_runtime::Spec;
 
 use crate::exit_code;
 use crate::launch::foreground;
-use crate::report::json::{self, StoredTest};
+use crate::report::json;
 use crate::report::terminal::shell_quote;
 use crate::sandbox::attempt_spec;
 
@@ -50,7 +50,7 @@ pub fn run(args: ReplayArgs) -> i32 {
 
 fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
     let report = json::read(&args.report)?;
-    let test = find(&report.tests, &args.filter)?;
+    let test = json::find(&report.tests, &args.filter)?;
     let Some(spec) = &test.spec else {
         bail!(
             "{} {} did not run ({}), so there is no sandbox to replay",
@@ -67,35 +67,4 @@ fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
     });
     let label = format!("{} {} (attempt {attempt})", test.binary_id, test.name);
     Ok((label, attempt_spec(spec, attempt)))
-}
-
-/// The one test the filter names: an exact `<binary id> <name>` or name first, else the
-/// only test containing it.
-fn find<'a>(tests: &'a [StoredTest], filter: &str) -> anyhow::Result<&'a StoredTest> {
-    let full = |t: &StoredTest| format!("{} {}", t.binary_id, t.name);
-    let exact: Vec<&StoredTest> = tests
-        .iter()
-        .filter(|t| full(t) == filter || t.name == filter)
-        .collect();
-    let matches = if exact.is_empty() {
-        tests.iter().filter(|t| full(t).contains(filter)).collect()
-    } else {
-        exact
-    };
-    match matches.as_slice() {
-        [one] => Ok(one),
-        [] => bail!("no test in the report matches `{filter}`"),
-        many => {
-            let names: Vec<String> = many
-                .iter()
-                .take(20)
-                .map(|t| format!("  {}", full(t)))
-                .collect();
-            bail!(
-                "`{filter}` matches {} tests; name one of them:\n{}",
-                many.len(),
-                names.join("\n")
-            )
-        }
-    }
 }

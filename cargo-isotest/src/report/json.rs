@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use isotest_runtime::Spec;
+use isotest_runtime::{Spec, Writes};
 use serde::Deserialize;
 
 use super::document::{RunReport, SCHEMA};
@@ -74,6 +74,9 @@ pub struct StoredTest {
     pub spec: Option<Spec>,
     #[serde(default)]
     pub attempts: Vec<StoredAttempt>,
+    /// The last attempt's writes, with where they were kept.
+    #[serde(default)]
+    pub writes: Vec<Writes>,
 }
 
 #[derive(Deserialize)]
@@ -112,4 +115,35 @@ pub fn failed_tests(path: &Path) -> Result<BTreeSet<(String, String)>, Failure> 
         .filter(|t| failed(&t.outcome))
         .map(|t| (t.binary_id, t.name))
         .collect())
+}
+
+/// The one test the filter names: an exact `<binary id> <name>` or name first, else the
+/// only test containing it.
+pub fn find<'a>(tests: &'a [StoredTest], filter: &str) -> anyhow::Result<&'a StoredTest> {
+    let full = |t: &StoredTest| format!("{} {}", t.binary_id, t.name);
+    let exact: Vec<&StoredTest> = tests
+        .iter()
+        .filter(|t| full(t) == filter || t.name == filter)
+        .collect();
+    let matches = if exact.is_empty() {
+        tests.iter().filter(|t| full(t).contains(filter)).collect()
+    } else {
+        exact
+    };
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("no test in the report matches `{filter}`"),
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .take(20)
+                .map(|t| format!("  {}", full(t)))
+                .collect();
+            bail!(
+                "`{filter}` matches {} tests; name one of them:\n{}",
+                many.len(),
+                names.join("\n")
+            )
+        }
+    }
 }
