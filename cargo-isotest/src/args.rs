@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use isotest_runtime::{Mount, Net};
+use isotest_runtime::{Mount, Net, Pid, Sys};
 
 /// What to do when a bind's destination cannot be created.
 pub const BIND_DESTINATION_HINT: &str =
@@ -32,6 +32,42 @@ impl From<NetArg> for Net {
     }
 }
 
+/// `--sys`: what of the host's /sys a sandbox shows.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum SysArg {
+    None,
+    #[default]
+    Sandbox,
+    Host,
+}
+
+impl From<SysArg> for Sys {
+    fn from(sys: SysArg) -> Sys {
+        match sys {
+            SysArg::None => Sys::None,
+            SysArg::Sandbox => Sys::Sandbox,
+            SysArg::Host => Sys::Host,
+        }
+    }
+}
+
+/// `--pid`: whether a sandbox has a pid namespace of its own.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum PidArg {
+    #[default]
+    Sandbox,
+    Host,
+}
+
+impl From<PidArg> for Pid {
+    fn from(pid: PidArg) -> Pid {
+        match pid {
+            PidArg::Sandbox => Pid::Sandbox,
+            PidArg::Host => Pid::Host,
+        }
+    }
+}
+
 /// Rules of every test's sandbox that a user may relax: `run`, `list` and `shell`.
 #[derive(Args, Debug, Default)]
 #[command(next_help_heading = "Sandbox options")]
@@ -42,6 +78,14 @@ pub struct SandboxArgs {
     /// Network of each test: only `lo` (up), no usable interface, or the host's.
     #[arg(long, value_enum, value_name = "NET")]
     pub net: Option<NetArg>,
+    /// /sys of each test: the sandbox's own read-only view (its network interfaces and
+    /// cgroups, the host's devices), the host's (read-only), or none.
+    #[arg(long, value_enum, default_value_t = SysArg::Sandbox, value_name = "SYS")]
+    pub sys: SysArg,
+    /// Processes of each test: a pid namespace of its own, or the host's (a read-only
+    /// host /proc; the test can see and signal the host's processes of its user).
+    #[arg(long, value_enum, default_value_t = PidArg::Sandbox, value_name = "PID")]
+    pub pid: PidArg,
     /// Make a host path visible read-only in every test's sandbox.
     #[arg(long, value_name = "SRC[:DST]")]
     pub bind: Vec<String>,

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use isotest_runtime::{Mount, Net, Spec};
+use isotest_runtime::{Mount, Net, Pid, Spec, Sys};
 
 use crate::args::{SandboxArgs, check_env, forward_unix_binds, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
@@ -28,6 +28,8 @@ const LIST_TIMEOUT_MS: u64 = 60_000;
 pub struct SandboxOptions {
     pub timeout: Option<Duration>,
     pub net: Net,
+    pub sys: Sys,
+    pub pid: Pid,
     /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
@@ -48,6 +50,8 @@ impl Default for SandboxOptions {
         SandboxOptions {
             timeout: None,
             net: Net::Loopback,
+            sys: Sys::Sandbox,
+            pid: Pid::Sandbox,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
             toolchain: Vec::new(),
@@ -76,6 +80,8 @@ impl SandboxOptions {
         Ok(SandboxOptions {
             timeout: args.timeout,
             net,
+            sys: args.sys.into(),
+            pid: args.pid.into(),
             binds,
             tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
             toolchain: defaults.toolchain,
@@ -173,6 +179,15 @@ pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
     spec
 }
 
+/// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.
+pub fn explain_spec(relaxed: &Spec, relaxation: &str) -> Spec {
+    let mut spec = attempt_spec(relaxed, 1);
+    spec.env
+        .set
+        .insert("ISOTEST_EXPLAIN".into(), relaxation.to_string());
+    spec
+}
+
 /// An interactive shell on a terminal in a test's sandbox, with no time limit.
 pub fn shell_spec(test_spec: &Spec) -> Spec {
     let mut spec = test_spec.clone();
@@ -243,6 +258,8 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     spec.net = options.net;
     spec.forwards = options.forwards.clone();
     spec.net_admin = options.net_admin;
+    spec.sys = options.sys;
+    spec.pid = options.pid;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
     spec.env.set = test_env(build, binary, &mut spec.env.pass);
     if !options.toolchain.is_empty() {

@@ -34,6 +34,10 @@ pub enum Step {
     Symlink,
     Proc,
     Dev,
+    /// The read-only /sys: a fresh sysfs, or the host's.
+    Sys,
+    /// The sandbox's own cgroups at /sys/fs/cgroup.
+    Cgroups,
     PivotRoot,
     /// Making the root and /dev read-only once populated.
     Seal,

@@ -15,7 +15,8 @@ use std::time::Duration;
 use nix::sched::CloneFlags;
 
 use crate::error::Error;
-use crate::spec::{Identity, Mount, Net, Spec};
+use crate::hostview::{self, CgroupMounts};
+use crate::spec::{Identity, Mount, Net, Pid, Spec, Sys};
 
 /// A spec turned into exactly what the child needs, prepared before clone.
 pub(crate) struct Plan {
@@ -32,6 +33,18 @@ pub(crate) struct Plan {
     pub program: Program,
     pub timeout: Option<Duration>,
     pub grace: Duration,
+    /// What /sys is; `None` for none at all.
+    pub sys: Option<SysPlan>,
+    /// Names below /dev of the block devices behind the binds, for empty placeholders.
+    pub block_devices: Vec<PathBuf>,
+    /// The host's /proc and pid namespace instead of our own.
+    pub host_pid: bool,
+}
+
+pub(crate) struct SysPlan {
+    /// A fresh sysfs of our network namespace, rather than the host's bound.
+    pub fresh: bool,
+    pub cgroups: &'static CgroupMounts,
 }
 
 pub(crate) enum PlannedMount {
@@ -71,7 +84,6 @@ impl Plan {
     pub fn new(spec: &Spec) -> Result<Plan, Error> {
         spec.validate()?;
         let mut clone_flags = CloneFlags::CLONE_NEWUSER
-            | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
@@ -79,6 +91,26 @@ impl Plan {
         if spec.net != Net::Host {
             clone_flags |= CloneFlags::CLONE_NEWNET;
         }
+        if spec.pid == Pid::Sandbox {
+            clone_flags |= CloneFlags::CLONE_NEWPID;
+        }
+        // Only the owner of a network namespace may mount a sysfs for it.
+        let sys = (spec.sys != Sys::None).then(|| SysPlan {
+            fresh: spec.sys == Sys::Sandbox && spec.net != Net::Host,
+            cgroups: hostview::host_cgroups(),
+        });
+        let bind_sources: Vec<PathBuf> = spec
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                Mount::Bind { src, .. } => Some(src.clone()),
+                _ => None,
+            })
+            .collect();
+        let block_devices = match spec.sys {
+            Sys::None => Vec::new(),
+            Sys::Sandbox | Sys::Host => hostview::host_block_devices(&bind_sources),
+        };
         let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
         let inside = |id: u32| match spec.identity {
             Identity::Caller => id,
@@ -154,6 +186,9 @@ impl Plan {
             },
             timeout: spec.timeout_ms.map(Duration::from_millis),
             grace: Duration::from_millis(spec.grace_ms),
+            sys,
+            block_devices,
+            host_pid: spec.pid == Pid::Host,
         })
     }
 }

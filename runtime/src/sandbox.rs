@@ -181,6 +181,8 @@ impl Sandbox {
     }
 
     /// Kills the whole sandbox at once: when pid 1 dies the kernel kills its namespace.
+    /// Without a pid namespace of its own (`pid = host`) this kills init, and the
+    /// program with it (its parent death signal), but not what the program started.
     pub fn kill(&self) -> Result<(), Error> {
         rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL)
             .map_err(|e| Error::host("pidfd_send_signal")(Errno::from_raw(e.raw_os_error())))

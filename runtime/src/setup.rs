@@ -15,27 +15,19 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 
 use crate::error::{SetupError, Step};
+use crate::hostview::{DEV_LINKS, DEV_NODES};
 use crate::prepare::{ChildFds, Plan, PlannedMount};
 use crate::sys::{self, Handed, MountRef};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
 /// /tmp only inside our private mount namespace, and bind sources were cloned before.
 const STAGING: &str = "/tmp";
-
-/// Device nodes bound from the host; a user namespace cannot mknod them.
-const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
-const DEV_LINKS: &[(&str, &str)] = &[
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-];
 
 type Setup<T = ()> = Result<T, SetupError>;
 
@@ -68,8 +60,11 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
     let trees = clone_bind_sources(plan)?;
     mount_root_tmpfs()?;
     populate_root(plan, trees, fds)?;
-    mount_proc()?;
+    mount_proc(plan)?;
     mount_dev(plan)?;
+    add_block_device_placeholders(plan)?;
+    mount_sys(plan)?;
+    mount_cgroups(plan)?;
     pivot_into_root()?;
     seal_root()?;
     set_hostname(plan)?;
@@ -347,18 +342,44 @@ fn mount_tmpfs(dst: &Path, options: &str, step: Step) -> Setup {
 }
 
 /// A fresh /proc shows only this pid namespace. The kernel refuses it when the host's
-/// /proc has parts masked by overmounts (as container runtimes do).
-fn mount_proc() -> Setup {
-    let proc = Path::new("proc");
-    make_dir_all(Path::new("/proc"))?;
+/// /proc has parts masked by overmounts (as container runtimes do). Without a pid
+/// namespace of our own the kernel refuses a fresh one too, so the host's is bound.
+fn mount_proc(plan: &Plan) -> Setup {
+    let proc = Path::new("/proc");
+    make_dir_all(proc)?;
+    if plan.host_pid {
+        return bind_host_read_only(proc, Step::Proc);
+    }
     nix::mount::mount(
         Some("proc"),
-        proc,
+        staged(proc),
         Some("proc"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None::<&str>,
     )
-    .map_err(fail(Step::Proc, "mount", Some(Path::new("/proc"))))
+    .map_err(fail(Step::Proc, "mount", Some(proc)))
+}
+
+/// The host's tree at `path`, submounts included, made read-only before it is attached at
+/// the same path in the new root. The host's root is still ours until the pivot: only
+/// /tmp is hidden, by the staging root.
+fn bind_host_read_only(path: &Path, step: Step) -> Setup {
+    let fail_at = |syscall| fail(step, syscall, Some(path));
+    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_RECURSIVE;
+    let tree = rustix::mount::open_tree(rustix::fs::CWD, path, flags)
+        .map_err(|e| fail_at("open_tree")(errno(e)))?;
+    sys::make_read_only(MountRef::Tree(tree.as_fd()), true).map_err(fail_at("mount_setattr"))?;
+    rustix::mount::move_mount(
+        tree.as_fd(),
+        c"",
+        rustix::fs::CWD,
+        staged(path),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| fail_at("move_mount")(errno(e)))
 }
 
 /// A minimal /dev: the harmless host nodes, the usual links, private ptys and shm.
@@ -393,6 +414,104 @@ fn mount_dev(plan: &Plan) -> Setup {
     .map_err(fail(Step::Dev, "mount", Some(pts)))?;
     make_dir_all(Path::new("/dev/shm"))?;
     mount_tmpfs(Path::new("dev/shm"), &plan.shm_options, Step::Dev)
+}
+
+/// Disk tools read a disk's name from /proc/mounts and look it up in /dev; an empty file
+/// of mode 0000 by that name lets them, without giving anyone the device.
+fn add_block_device_placeholders(plan: &Plan) -> Setup {
+    use std::os::unix::fs::OpenOptionsExt;
+    for name in &plan.block_devices {
+        let path = Path::new("/dev").join(name);
+        if let Some(parent) = path.parent() {
+            make_dir_all(parent)?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o000)
+            .open(staged(&path))
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_fail(Step::Dev, "open", &path)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// A read-only /sys. A fresh sysfs shows our own network namespace's interfaces; only
+/// that namespace's owner may mount one, so with the host's network the host's is bound.
+fn mount_sys(plan: &Plan) -> Setup {
+    let Some(sys) = &plan.sys else {
+        return Ok(());
+    };
+    let path = Path::new("/sys");
+    make_dir_all(path)?;
+    if !sys.fresh {
+        return bind_host_read_only(path, Step::Sys);
+    }
+    nix::mount::mount(
+        Some("sysfs"),
+        staged(path),
+        Some("sysfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(fail(Step::Sys, "mount", Some(path)))
+}
+
+/// `/sys/fs/cgroup` shows the cgroup we are in as its root, with its limits: a cgroup
+/// namespace entered now is rooted wherever the supervisor placed us, and each of the
+/// host's hierarchies is mounted from it, read-only, where the host has it.
+fn mount_cgroups(plan: &Plan) -> Setup {
+    let Some(cgroups) = plan.sys.as_ref().map(|s| s.cgroups) else {
+        return Ok(());
+    };
+    if cgroups.hierarchies.is_empty() {
+        return Ok(());
+    }
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(fail(
+        Step::Cgroups,
+        "unshare(CLONE_NEWCGROUP)",
+        None,
+    ))?;
+    let root = Path::new("/sys/fs/cgroup");
+    make_dir_all(root)?;
+    if cgroups.tmpfs {
+        mount_tmpfs(staged(root), "mode=0755,size=64k", Step::Cgroups)?;
+        for (name, target) in &cgroups.links {
+            let link = root.join(name);
+            std::os::unix::fs::symlink(target, staged(&link)).map_err(io_fail(
+                Step::Cgroups,
+                "symlink",
+                &link,
+            ))?;
+        }
+    }
+    for hierarchy in &cgroups.hierarchies {
+        let dst = root.join(&hierarchy.dir);
+        make_dir_all(&dst)?;
+        let (fs_type, options) = match &hierarchy.v1_options {
+            Some(options) => ("cgroup", Some(options.as_str())),
+            None => ("cgroup2", None),
+        };
+        nix::mount::mount(
+            Some(fs_type),
+            staged(&dst),
+            Some(fs_type),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            options,
+        )
+        .map_err(fail(Step::Cgroups, "mount", Some(&dst)))?;
+    }
+    if cgroups.tmpfs {
+        sys::make_read_only(MountRef::Path(c"sys/fs/cgroup"), false).map_err(fail(
+            Step::Cgroups,
+            "mount_setattr",
+            Some(root),
+        ))?;
+    }
+    Ok(())
 }
 
 /// Swaps the staging tmpfs in as `/` and detaches the host's root entirely, so no path

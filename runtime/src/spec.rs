@@ -70,6 +70,13 @@ pub struct Spec {
     /// nothing else), so that it can set its own firewall rules and routes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub net_admin: bool,
+    /// What of the host's /sys the sandbox shows; a report written before /sys existed in
+    /// the sandbox had none.
+    #[serde(default = "Sys::absent")]
+    pub sys: Sys,
+    /// Whether the sandbox has a pid namespace of its own.
+    #[serde(default)]
+    pub pid: Pid,
 }
 
 /// The environment inside: exactly `set`, plus the listed host variables that exist.
@@ -124,6 +131,42 @@ pub enum Net {
     /// A private network namespace whose `lo` stays down: no usable interface at all.
     None,
     /// The host's network.
+    Host,
+}
+
+/// The sandbox's /sys. Every variant is read-only throughout, submounts included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sys {
+    /// No /sys at all.
+    None,
+    /// A fresh sysfs of the sandbox's own network namespace (its `/sys/class/net` lists
+    /// the sandbox's interfaces, the rest is the host's devices, block devices, buses and
+    /// kernel), with the sandbox's own cgroups at `/sys/fs/cgroup`. With [`Net::Host`] the
+    /// kernel refuses a fresh sysfs, so the host's is bound instead, as with [`Sys::Host`].
+    Sandbox,
+    /// The host's /sys bound as it is (the host's network interfaces), with the sandbox's
+    /// own cgroups at `/sys/fs/cgroup`.
+    Host,
+}
+
+impl Sys {
+    fn absent() -> Sys {
+        Sys::None
+    }
+}
+
+/// The sandbox's process view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pid {
+    /// A pid namespace of its own: the program sees only its own processes, and pid 1 is
+    /// the sandbox's init.
+    #[default]
+    Sandbox,
+    /// The host's pid namespace and its /proc, read-only. The program sees, and can
+    /// signal, every host process its user owns; init is a subreaper that still reports
+    /// and kills what the program leaves behind.
     Host,
 }
 
@@ -201,6 +244,8 @@ impl Spec {
             tty: false,
             forwards: Vec::new(),
             net_admin: false,
+            sys: Sys::Sandbox,
+            pid: Pid::Sandbox,
         }
     }
 
@@ -253,7 +298,11 @@ impl Spec {
                 Mount::Symlink { path, .. } => path,
             };
             check_sandbox_path(dst)?;
-            if dst == Path::new("/") || dst.starts_with("/proc") || dst.starts_with("/dev") {
+            let reserved = ["/proc", "/dev"]
+                .iter()
+                .chain((self.sys != Sys::None).then_some(&"/sys"))
+                .any(|r| dst.starts_with(r));
+            if dst == Path::new("/") || reserved {
                 return Err(SpecError::Reserved(dst.clone()));
             }
         }
@@ -385,6 +434,32 @@ mod tests {
             size: DEFAULT_TMPFS_SIZE
         }));
         assert!(spec.is_visible(&spec.home));
+        spec.validate().unwrap();
+    }
+
+    #[test]
+    fn a_spec_from_before_sys_and_pid_replays_without_them() {
+        let spec = Spec::new(vec!["true".into()]);
+        let mut json = serde_json::to_value(&spec).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        assert_eq!(fields["sys"], "sandbox");
+        assert_eq!(fields["pid"], "sandbox");
+        fields.remove("sys");
+        fields.remove("pid");
+        let back: Spec = serde_json::from_value(json).unwrap();
+        assert_eq!((back.sys, back.pid), (Sys::None, Pid::Sandbox));
+    }
+
+    #[test]
+    fn sys_is_reserved_only_when_the_sandbox_mounts_one() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        spec.cwd = "/".into();
+        spec.mounts.push(Mount::Tmpfs {
+            dst: "/sys/x".into(),
+            size: 1,
+        });
+        assert!(matches!(spec.validate(), Err(SpecError::Reserved(p)) if p == Path::new("/sys/x")));
+        spec.sys = Sys::None;
         spec.validate().unwrap();
     }
 

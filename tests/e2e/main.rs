@@ -5,6 +5,7 @@
 
 mod ctx;
 mod flaky;
+mod hostfacts;
 mod layers;
 mod probe;
 mod run;
@@ -29,6 +30,11 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostfacts::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS

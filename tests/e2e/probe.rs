@@ -22,6 +22,10 @@ pub fn main(args: &[String]) -> ! {
         "caps" => caps(),
         "namespaces" => namespaces(),
         "echo" => echo(&rest[0]),
+        "parallelism" => println!(
+            "parallelism {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
         other => panic!("unknown probe {other}"),
     }
     std::process::exit(0)

@@ -11,7 +11,8 @@ use isotest_runtime::{Error, Exit, Identity, Mount, Outcome, Spec, Stray, Writes
 use serde::Serialize;
 
 use crate::args::{
-    NetArg, forward_unix_binds, parse_binds, parse_duration, parse_forward, parse_size,
+    NetArg, PidArg, SysArg, forward_unix_binds, parse_binds, parse_duration, parse_forward,
+    parse_size,
 };
 use crate::exit_code;
 use crate::launch::foreground;
@@ -34,6 +35,13 @@ pub struct ExecArgs {
     /// Network: only `lo` (up), no usable interface, or the host's network.
     #[arg(long, value_enum, default_value_t = NetArg::Loopback)]
     net: NetArg,
+    /// /sys: the sandbox's own read-only view, the host's (read-only), or none.
+    #[arg(long, value_enum, default_value_t = SysArg::Sandbox, value_name = "SYS")]
+    sys: SysArg,
+    /// Processes: a pid namespace of the sandbox's own, or the host's (a read-only host
+    /// /proc; the program can see and signal the host's processes of its user).
+    #[arg(long, value_enum, default_value_t = PidArg::Sandbox, value_name = "PID")]
+    pid: PidArg,
     /// Make a host path visible read-only, at DST or at the same path.
     #[arg(long, value_name = "SRC[:DST]")]
     bind: Vec<String>,
@@ -119,6 +127,8 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     }
     spec.hostname = args.hostname;
     spec.net = args.net.into();
+    spec.sys = args.sys.into();
+    spec.pid = args.pid.into();
     if args.root {
         spec.identity = Identity::Root;
     }

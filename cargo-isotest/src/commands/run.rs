@@ -12,7 +12,7 @@ use crate::exit_code::{self, Failure};
 use crate::plan::{self, Filter};
 use crate::report::{RunReporter, json};
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
-use crate::runner::{self, verdict};
+use crate::runner::{self, explain, verdict};
 
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
@@ -59,6 +59,11 @@ pub struct RunnerArgs {
     /// List what every test wrote, not only the failing ones.
     #[arg(long)]
     pub show_writes: bool,
+    /// Rerun each failed test once per sandbox rule relaxed (host network, writable
+    /// source, host /sys, host environment, host HOME, no pid namespace), and report the
+    /// first that makes it pass.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// Options for chasing flaky tests.
@@ -126,13 +131,28 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         started,
         args.runner.show_writes,
     );
-    let records = runner::run(
+    let mut records = runner::run(
         &session.pool,
         &plan,
         &policy,
         args.flaky.cpu_load,
         &mut reporter,
     );
+    if args.runner.explain && policy.stress.is_none() {
+        let host = explain::HostFacts {
+            env: std::env::vars().collect(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            toolchain: crate::cargo::toolchain::paths(),
+        };
+        explain::explain_failures(
+            &session.pool,
+            &plan,
+            &mut records,
+            &host,
+            &session.build.target_dir.join("isotest"),
+            &mut reporter,
+        );
+    }
     let cancelled = session
         .interrupted
         .load(std::sync::atomic::Ordering::SeqCst);

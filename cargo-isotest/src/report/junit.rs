@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use quick_junit::{
-    FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+    FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
 
 use super::document::RunReport;
@@ -48,6 +48,9 @@ fn test_case(record: &TestRecord) -> TestCase {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let (kind, message) = failure_kind(last);
             status.set_type(kind).set_message(message);
+            if let Some(hint) = &last.hint {
+                status.set_description(format!("hint: {hint}"));
+            }
             // Under a failure, earlier failures are reruns; <flakyFailure> belongs under a
             // pass only (Surefire's convention, which CI systems read).
             status.set_rerun_kind(FlakyOrRerun::Rerun);
@@ -68,6 +71,14 @@ fn test_case(record: &TestRecord) -> TestCase {
     if record.is_failure() {
         case.set_system_out(last.output.stdout.lossy())
             .set_system_err(last.output.stderr.lossy());
+    }
+    if let Some(explanation) = &record.explanation {
+        let relaxation = explanation.relaxation.map_or("none", |r| r.id());
+        case.add_property(Property::new("isotest.explain.relaxation", relaxation));
+        case.add_property(Property::new(
+            "isotest.explain",
+            explanation.message.as_str(),
+        ));
     }
     case
 }

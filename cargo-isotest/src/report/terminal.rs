@@ -112,6 +112,16 @@ impl Terminal {
         }
     }
 
+    /// What `--explain`'s reruns found for a failed test.
+    fn explained(&self, record: &TestRecord) {
+        if let Some(explanation) = &record.explanation {
+            self.line(format!(
+                "{YELLOW}{:>12}{YELLOW:#} {} {}: {}",
+                "EXPLAIN", record.binary_id, record.name, explanation.message
+            ));
+        }
+    }
+
     /// A failed attempt that will be retried.
     pub fn retrying(&mut self, label: &str, attempt: &AttemptRecord, attempts: u32) {
         self.line(format!(
@@ -231,6 +241,8 @@ impl Reporter for Terminal {
             RunEvent::Retrying { label, attempt, of } => self.retrying(label, attempt, of),
             RunEvent::StressAttempt(attempt) => self.stress_attempt(attempt),
             RunEvent::TestFinished(record) => self.finished(record),
+            RunEvent::Note(text) => self.line(format!("{YELLOW}{:>12}{YELLOW:#} {text}", "note")),
+            RunEvent::Explained(record) => self.explained(record),
             RunEvent::Tick => self.tick(),
             RunEvent::Checkpoint(_) => {}
         }

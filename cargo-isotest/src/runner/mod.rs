@@ -5,6 +5,7 @@
 
 pub mod attempts;
 pub mod events;
+pub mod explain;
 mod load;
 pub mod policy;
 pub mod record;

@@ -37,6 +37,10 @@ pub struct TestRecord {
     /// The sandbox it ran in, with `ISOTEST_ATTEMPT` set per attempt; replaying needs
     /// nothing else.
     pub spec: Option<Spec>,
+    /// With `--explain`, for a failed test: the sandbox rule it depends on, found by
+    /// rerunning it with each rule relaxed in turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<super::explain::Explanation>,
 }
 
 /// One run of one test in one fresh sandbox.
@@ -150,6 +154,7 @@ impl TestRecord {
             attempts: Vec::new(),
             stress: None,
             spec: None,
+            explanation: None,
         }
     }
 

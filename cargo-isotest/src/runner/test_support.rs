@@ -78,6 +78,8 @@ impl Reporter for Log {
             RunEvent::Retrying { attempt, of, .. } => format!("retry {}/{of}", attempt.attempt),
             RunEvent::StressAttempt(attempt) => format!("stress {}", attempt.attempt),
             RunEvent::TestFinished(record) => format!("finished {:?}", record.last.outcome),
+            RunEvent::Note(text) => format!("note {text}"),
+            RunEvent::Explained(record) => format!("explained {}", record.name),
             RunEvent::Tick => "tick".into(),
             RunEvent::Checkpoint(_) => "checkpoint".into(),
         });

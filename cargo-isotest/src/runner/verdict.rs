@@ -101,6 +101,7 @@ pub fn test(
         attempts: Vec::new(),
         stress: None,
         spec: Some(spec.clone()),
+        explanation: None,
     };
     if policy.stress.is_some() {
         let summary = stress::summarize(attempts);
@@ -170,7 +171,7 @@ fn sandbox_hint(output: &Output) -> Option<String> {
                 .into(),
         );
     }
-    None
+    super::explain::output_hint(&text)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::facts::{HostFacts, SeccompMode};
 use super::fixes::{
     Caller, apparmor_restriction, docker_apparmor, max_user_namespaces, overlay_unavailable,
-    proc_overmounted, seccomp, unknown, unprivileged_userns_clone,
+    proc_overmounted, seccomp, sys_refused, unknown, unprivileged_userns_clone,
 };
 use crate::error::{SetupError, Step};
 
@@ -30,6 +30,8 @@ pub enum Cause {
     /// overlayfs cannot be mounted in a user namespace here (kernel before 5.11, no
     /// `userxattr`, or a lower layer overlayfs refuses).
     OverlayUnavailable,
+    /// The kernel refuses a fresh sysfs for the sandbox's network namespace.
+    SysRefused,
     /// None of the known causes fits.
     Unknown,
 }
@@ -71,6 +73,7 @@ pub fn diagnose(failure: &SetupError, facts: &HostFacts, caller: &Caller) -> Dia
             proc_overmounted(facts)
         }
         Step::Overlay => overlay_unavailable(failure, facts),
+        Step::Sys if errno == Errno::EPERM && !facts.apparmor_restricts_us() => sys_refused(caller),
         step if is_mount_step(step) && denied && facts.apparmor_restricts_us() => {
             apparmor_restriction(failure, facts, caller)
         }
@@ -89,6 +92,8 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Overlay
         | Step::Proc
         | Step::Dev
+        | Step::Sys
+        | Step::Cgroups
         | Step::PivotRoot
         | Step::Seal => true,
         Step::Clone
@@ -362,6 +367,20 @@ mod tests {
         assert_eq!(
             diagnose(&clone_eperm(), &facts).cause,
             Cause::UnprivilegedUsernsClone
+        );
+    }
+
+    #[test]
+    fn a_refused_sysfs_names_the_options_that_avoid_it() {
+        let d = diagnose(
+            &failure(Step::Sys, "mount", Some("/sys"), Errno::EPERM),
+            &plain_host(),
+        );
+        assert_eq!(d.cause, Cause::SysRefused);
+        assert!(
+            d.fix.contains("--sys host") && d.fix.contains("--sys none"),
+            "{}",
+            d.fix
         );
     }
 
