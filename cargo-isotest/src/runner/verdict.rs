@@ -160,7 +160,8 @@ fn sandbox_hint(output: &Output) -> Option<String> {
         return Some(
             "the output mentions a read-only file system. In the sandbox the source tree, the target \
              directory and the system directories are read-only; a test can write to $CARGO_TARGET_TMPDIR, \
-             /tmp or $HOME, which are private to it. To let tests write somewhere else, pass --bind-rw PATH."
+             /tmp or $HOME, which are private to it. To let tests write into the source tree without \
+             changing it, pass --writable-source; to let them write somewhere else, pass --bind-rw PATH."
                 .into(),
         );
     }

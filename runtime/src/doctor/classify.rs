@@ -211,6 +211,20 @@ mod tests {
     }
 
     #[test]
+    fn an_overlay_that_cannot_be_mounted_names_the_kernel_and_userxattr() {
+        let failure = failure(Step::Overlay, "mount(overlay)", Some("/w"), Errno::EINVAL);
+        let d = diagnose(&failure, &plain_host());
+        assert_eq!(d.cause, Cause::OverlayUnavailable);
+        assert!(
+            d.summary.contains("5.11") && d.summary.contains("userxattr"),
+            "{}",
+            d.summary
+        );
+        assert!(d.summary.contains("6.8.0-45-generic"), "{}", d.summary);
+        assert!(d.fix.contains("--writable-source"), "{}", d.fix);
+    }
+
+    #[test]
     fn apparmor_profile_quotes_a_binary_path_with_spaces() {
         let facts = HostFacts {
             executable: Some("/opt/my tools/cargo-isotest".into()),
