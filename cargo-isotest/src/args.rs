@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use isotest_runtime::{Mount, Net, Pid, Sys};
+use isotest_runtime::{LimitExceeded, Limits, Mechanism, Mount, Net, Pid, Sys};
 
 /// What to do when a bind's destination cannot be created.
 pub const BIND_DESTINATION_HINT: &str =
@@ -92,9 +92,8 @@ pub struct SandboxArgs {
     /// Make a host path visible and writable in every test's sandbox.
     #[arg(long, value_name = "SRC[:DST]")]
     pub bind_rw: Vec<String>,
-    /// Size cap of each test's private /tmp, HOME and CARGO_TARGET_TMPDIR.
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
-    pub tmpfs_size: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Do not make cargo, rustc, rustup and cargo's registry cache visible to tests.
     #[arg(long)]
     pub no_toolchain: bool,
@@ -118,6 +117,104 @@ pub struct SandboxArgs {
     /// routes, interfaces), and over nothing of the host's.
     #[arg(long)]
     pub net_admin: bool,
+}
+
+/// Running from an archive instead of a build: `run` and `list`.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Archive options")]
+pub struct ArchiveArgs {
+    /// Run the tests of this archive (`cargo isotest archive` or `cargo nextest archive`)
+    /// instead of building: no cargo runs.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["package", "workspace", "exclude", "features", "all_features", "no_default_features", "release", "profile", "target", "target_dir", "manifest_path"])]
+    pub archive_file: Option<PathBuf>,
+    /// The checkout the archive was built from, at its path on this machine; nothing is
+    /// written into it.
+    #[arg(long, value_name = "DIR", requires = "archive_file")]
+    pub workspace_remap: Option<PathBuf>,
+    /// Unpack into DIR (new or empty) and keep it; else into a temporary directory
+    /// removed afterwards.
+    #[arg(long, value_name = "DIR", requires = "archive_file")]
+    pub extract_to: Option<PathBuf>,
+}
+
+/// `--limits-mechanism`: which mechanism enforces the limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum MechanismArg {
+    /// The best this host gives: cgroup v2, else cgroup v1 (as root), else the fallback.
+    #[default]
+    Auto,
+    CgroupV2,
+    CgroupV1,
+    /// The sandbox's pid 1 watches and kills; works everywhere.
+    Fallback,
+}
+
+/// Resource limits of each sandbox: `run`, `list`, `shell` and `exec`. One place, so that
+/// the per-test config can set the same [`Limits`] later.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Resource limits")]
+pub struct LimitArgs {
+    /// Memory of each sandbox, its tmpfs contents included (e.g. 256M, 2G); none by default.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub memory_max: Option<u64>,
+    /// Processes and threads alive at once in each sandbox; none by default.
+    #[arg(long, value_parser = parse_count, value_name = "N")]
+    pub pids_max: Option<u64>,
+    /// CPU of each sandbox: a number of CPUs (2, 1.5) or a share of one (50%).
+    #[arg(long, value_parser = parse_cpus, value_name = "CPUS")]
+    pub cpu_max: Option<u64>,
+    /// Size cap of each private tmpfs (/tmp, HOME, CARGO_TARGET_TMPDIR, /dev/shm)
+    /// [default: 512M, or --memory-max if smaller].
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub tmpfs_size: Option<u64>,
+    /// What enforces the limits and measures each sandbox's use.
+    #[arg(long, value_enum, default_value_t, value_name = "MECHANISM")]
+    pub limits_mechanism: MechanismArg,
+}
+
+impl LimitArgs {
+    /// The limits, checked against what this host gives: a forced mechanism it lacks is
+    /// an error, and a limit it cannot enforce is said once, on stderr.
+    pub fn checked_limits(&self) -> anyhow::Result<Limits> {
+        let limits = self.limits();
+        for name in isotest_runtime::limits::check(&limits)? {
+            let flag = name.trim_end_matches("_millis").replace('_', "-");
+            eprintln!(
+                "warning: --{flag} is not enforced on this host (no cgroup gives it); `cargo isotest doctor` says how to get cgroup v2"
+            );
+        }
+        Ok(limits)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_max: self.memory_max,
+            pids_max: self.pids_max,
+            cpu_max_millis: self.cpu_max,
+            mechanism: match self.limits_mechanism {
+                MechanismArg::Auto => None,
+                MechanismArg::CgroupV2 => Some(Mechanism::CgroupV2),
+                MechanismArg::CgroupV1 => Some(Mechanism::CgroupV1),
+                MechanismArg::Fallback => Some(Mechanism::Fallback),
+            },
+            ..Limits::default()
+        }
+    }
+}
+
+/// How to raise the limit that stopped a test: the flag, and the config key it will have.
+pub fn limit_hint(hit: &LimitExceeded) -> String {
+    let key = hit.setting().replace('_', "-");
+    let (what, note) = match hit {
+        LimitExceeded::Memory { .. } => ("--memory-max SIZE", ""),
+        LimitExceeded::Processes { .. } => ("--pids-max N", ""),
+        LimitExceeded::Tmpfs { .. } => (
+            "--tmpfs-size SIZE",
+            " A tmpfs is never larger than --memory-max, which its contents count against.",
+        ),
+        LimitExceeded::FileSize { .. } => ("a larger file_size_max in the spec", ""),
+    };
+    format!("to raise the {key} limit, pass {what} (config key `{key}`).{note}")
 }
 
 /// `--bind` values then `--bind-rw` values, each resolved on the host.
@@ -207,7 +304,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
     isotest_runtime::parse_size(text)
+        .filter(|&n| n > 0)
         .ok_or_else(|| format!("`{text}` is not a size (use e.g. 512M, 2G)"))
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("`{text}` is not a count (use a whole number from 1)"))
+}
+
+fn parse_cpus(text: &str) -> Result<u64, String> {
+    isotest_runtime::parse_cpus(text)
+        .ok_or_else(|| format!("`{text}` is not a CPU amount (use e.g. 2, 1.5 or 50%)"))
 }
 
 #[cfg(test)]
@@ -219,6 +329,22 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").unwrap_err().contains("30s"));
+    }
+
+    #[test]
+    fn limits_parse_with_their_units() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_count("0").unwrap_err().contains("whole number"));
+        assert_eq!(parse_cpus("50%"), Ok(500));
+        let args = LimitArgs {
+            pids_max: Some(200),
+            limits_mechanism: MechanismArg::Fallback,
+            ..LimitArgs::default()
+        };
+        let limits = args.limits();
+        assert_eq!(limits.pids_max, Some(200));
+        assert_eq!(limits.mechanism, Some(Mechanism::Fallback));
     }
 
     #[test]

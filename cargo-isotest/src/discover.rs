@@ -8,8 +8,10 @@ use std::sync::atomic::AtomicBool;
 
 use isotest_runtime::Spec;
 
-use crate::args::{BIND_DESTINATION_HINT, SandboxArgs};
+use crate::args::{ArchiveArgs, BIND_DESTINATION_HINT, SandboxArgs};
 use crate::cargo::CargoOptions;
+use crate::cargo::archive::{self, ArchiveError};
+use crate::cargo::archived;
 use crate::cargo::build::{self, Build, BuildError, TestBinary};
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
@@ -24,6 +26,15 @@ pub struct Session {
     pub listings: Vec<Listing>,
     pub sandbox: SandboxOptions,
     pub interrupted: Arc<AtomicBool>,
+    /// The archive the tests came from, when they were not built here.
+    pub archive: Option<ArchiveSource>,
+}
+
+/// An unpacked archive; a temporary unpacking is removed when this is dropped.
+pub struct ArchiveSource {
+    /// `sha256:<hex>` of the archive file.
+    pub digest: String,
+    _unpacked: Option<tempfile::TempDir>,
 }
 
 /// A binary's tests as listed, with which of them are `#[ignore]`d.
@@ -40,7 +51,7 @@ pub struct ListedTest {
     pub kind: TestKind,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TestKind {
     Test,
@@ -59,10 +70,23 @@ impl From<BuildError> for Failure {
     }
 }
 
-/// Probes the host, builds, starts `jobs` helpers (default: one per CPU) and lists every
-/// binary in a sandbox.
+impl From<ArchiveError> for Failure {
+    fn from(error: ArchiveError) -> Failure {
+        let code = match error {
+            ArchiveError::Write { .. } | ArchiveError::Destination { .. } => {
+                exit_code::SETUP_FAILED
+            }
+            _ => exit_code::USAGE,
+        };
+        Failure::new(code, error)
+    }
+}
+
+/// Probes the host, builds (or unpacks `archive`'s file), starts `jobs` helpers
+/// (default: one per CPU) and lists every binary in a sandbox.
 pub fn discover(
     cargo: &CargoOptions,
+    archive: &ArchiveArgs,
     args: &SandboxArgs,
     jobs: Option<usize>,
 ) -> Result<Session, Failure> {
@@ -74,7 +98,13 @@ pub fn discover(
             "no sandbox can be created on this host",
         ));
     }
-    let build = build::build(cargo)?;
+    let (build, archive) = match &archive.archive_file {
+        None => (build::build(cargo)?, None),
+        Some(file) => {
+            let (build, source) = unpack(file, archive)?;
+            (build, Some(source))
+        }
+    };
     options.add_toolchain(args);
     let tmpdir = sandbox::target_tmpdir(&build);
     std::fs::create_dir_all(&tmpdir).map_err(|e| {
@@ -109,7 +139,46 @@ pub fn discover(
         listings,
         sandbox: options,
         interrupted,
+        archive,
     })
+}
+
+/// The build of an archive, unpacked where `--extract-to` says or into a temporary dir.
+fn unpack(file: &std::path::Path, args: &ArchiveArgs) -> Result<(Build, ArchiveSource), Failure> {
+    let digest = archive::digest(file)?;
+    let (dest, temporary) = match &args.extract_to {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("isotest-archive-")
+                .tempdir()
+                .map_err(|e| {
+                    Failure::new(
+                        exit_code::SETUP_FAILED,
+                        format!("cannot create a directory to unpack the archive into: {e}"),
+                    )
+                })?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
+    let unpacked = archive::unpack(file, &dest, args.workspace_remap.as_deref())?;
+    anstream::eprintln!(
+        "{:>12} {} files of {} (built in {}, target {}) into {}",
+        "Unpacked",
+        unpacked.files,
+        file.display(),
+        unpacked.original_workspace_root,
+        unpacked.original_target_dir,
+        unpacked.dir
+    );
+    let build = archived::build(&unpacked)?;
+    Ok((
+        build,
+        ArchiveSource {
+            digest,
+            _unpacked: temporary,
+        },
+    ))
 }
 
 /// Lists every binary twice, all tests and ignored ones, each inside a sandbox.

@@ -11,6 +11,8 @@ mod discover;
 mod exit_code;
 mod host;
 mod launch;
+#[cfg(test)]
+mod nextest_fixture;
 mod plan;
 mod report;
 mod runner;
@@ -20,7 +22,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use commands::{apply_writes, doctor, exec, list, replay, run, shell};
+use commands::{apply_writes, archive, doctor, exec, list, merge, replay, run, shell, wrap};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +60,14 @@ enum Command {
     Exec(Box<exec::ExecArgs>),
     /// Check whether this host can create sandboxes; if not, say why and how to fix it.
     Doctor(doctor::DoctorArgs),
+    /// Build the tests and pack them into an archive (cargo-nextest's format) to run
+    /// elsewhere with `run --archive-file`.
+    Archive(Box<archive::ArchiveArgs>),
+    /// Merge the JSON reports of a CI matrix's shards into one report.
+    Merge(merge::MergeArgs),
+    /// Run one test-binary invocation in the sandbox `run` gives it: a nextest wrapper
+    /// script or a cargo target runner.
+    Wrap(wrap::WrapArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -87,6 +97,9 @@ fn main() {
         Some(Command::Shell(args)) => shell::run(*args),
         Some(Command::Exec(args)) => exec::run(*args),
         Some(Command::Doctor(args)) => doctor::run(args),
+        Some(Command::Archive(args)) => archive::run(*args),
+        Some(Command::Merge(args)) => merge::run(args),
+        Some(Command::Wrap(args)) => wrap::run(args),
     };
     std::process::exit(code);
 }

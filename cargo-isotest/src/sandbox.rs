@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use isotest_runtime::{Mount, Net, Pid, Spec, Sys};
+use isotest_runtime::{Limits, Mount, Net, Pid, Spec, Sys};
 
 use crate::args::{SandboxArgs, check_env, forward_unix_binds, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
@@ -33,6 +33,7 @@ pub struct SandboxOptions {
     /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
+    pub limits: Limits,
     /// Host paths that make the cargo and rustc that built the tests usable inside,
     /// read-only ([`toolchain::paths`], once the build has filled cargo's home); empty
     /// for a stricter sandbox.
@@ -54,6 +55,7 @@ impl Default for SandboxOptions {
             pid: Pid::Sandbox,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            limits: Limits::default(),
             toolchain: Vec::new(),
             env: Vec::new(),
             writable_source: false,
@@ -83,7 +85,8 @@ impl SandboxOptions {
             sys: args.sys.into(),
             pid: args.pid.into(),
             binds,
-            tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            tmpfs_size: args.limits.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            limits: args.limits.checked_limits()?,
             toolchain: defaults.toolchain,
             env: args.env.clone(),
             writable_source: args.writable_source,
@@ -148,12 +151,7 @@ pub fn binary_test_spec(
 
 /// The sandbox one test runs in: its binary's, with the test's command and name.
 pub fn test_spec(binary_spec: &Spec, binary: &TestBinary, name: &str, ignored: bool) -> Spec {
-    let mut spec = binary_spec.clone();
-    spec.argv = test_argv(binary, name, ignored);
-    spec.env
-        .set
-        .insert("ISOTEST_TEST_NAME".into(), name.to_string());
-    spec
+    with_test(binary_spec, test_argv(binary, name, ignored), name)
 }
 
 /// `<binary> --exact <name> --nocapture [--ignored]`, as cargo test and nextest run it.
@@ -171,17 +169,49 @@ fn test_argv(binary: &TestBinary, name: &str, ignored: bool) -> Vec<String> {
 }
 
 /// The sandbox of one attempt: the test's own, telling the test which attempt it is.
-pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
+/// With `attempt_seed`, the run's seed, the attempt gets a seed of its own
+/// ([`attempt_seed`]).
+pub fn attempt_spec(spec: &Spec, number: u32, attempt_seed: Option<u64>) -> Spec {
     let mut spec = spec.clone();
     spec.env
         .set
         .insert("ISOTEST_ATTEMPT".into(), number.to_string());
+    if let Some(base) = attempt_seed {
+        spec.env.set.insert(
+            "ISOTEST_SEED".into(),
+            self::attempt_seed(base, number).to_string(),
+        );
+    }
+    spec
+}
+
+/// The seed of attempt `number` (from 1) under `--stress-shard`: the run's seed moved on
+/// by the attempt's global number, so runs on different shards never share a seed.
+pub fn attempt_seed(base: u64, number: u32) -> u64 {
+    base.wrapping_add(u64::from(number) - 1)
+}
+
+/// A test's sandbox from its binary's (as a report stores it) and its argv.
+pub fn with_test(binary_spec: &Spec, argv: Vec<String>, name: &str) -> Spec {
+    with_command(binary_spec, argv, Some(name))
+}
+
+/// A binary's sandbox running `argv`: one test when `name` says which (`wrap` under
+/// nextest), else the whole binary (`wrap` as cargo's target runner).
+pub fn with_command(binary_spec: &Spec, argv: Vec<String>, name: Option<&str>) -> Spec {
+    let mut spec = binary_spec.clone();
+    spec.argv = argv;
+    if let Some(name) = name {
+        spec.env
+            .set
+            .insert("ISOTEST_TEST_NAME".into(), name.to_string());
+    }
     spec
 }
 
 /// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.
 pub fn explain_spec(relaxed: &Spec, relaxation: &str) -> Spec {
-    let mut spec = attempt_spec(relaxed, 1);
+    let mut spec = attempt_spec(relaxed, 1, None);
     spec.env
         .set
         .insert("ISOTEST_EXPLAIN".into(), relaxation.to_string());
@@ -254,6 +284,7 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     });
     spec.mounts.extend(options.binds.iter().cloned());
     spec.set_tmpfs_sizes(options.tmpfs_size);
+    spec.limits = options.limits.clone();
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
     spec.forwards = options.forwards.clone();
@@ -361,7 +392,7 @@ mod tests {
     #[test]
     fn a_test_is_told_its_name_and_an_attempt_its_number() {
         let base = Spec::new(Vec::new());
-        let spec = attempt_spec(&test_spec(&base, &binary(), "a::b", false), 3);
+        let spec = attempt_spec(&test_spec(&base, &binary(), "a::b", false), 3, None);
         assert_eq!(spec.argv[2], "a::b");
         assert_eq!(spec.env.set["ISOTEST_TEST_NAME"], "a::b");
         assert_eq!(spec.env.set["ISOTEST_ATTEMPT"], "3");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::LimitsError;
 use crate::spec::SpecError;
 
 /// The steps of sandbox setup, in the order the kernel sees them.
@@ -45,6 +46,8 @@ pub enum Step {
     Loopback,
     /// Listening inside on the forwarded addresses and handing the sockets out.
     Forward,
+    /// Waiting until the supervisor has placed pid 1 in its cgroups.
+    Cgroup,
     /// pid 1 preparing to start the program.
     Init,
 }
@@ -107,6 +110,8 @@ pub enum Error {
     Host { syscall: &'static str, errno: Errno },
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
     #[error("the sandbox's init (pid {pid}) ended without a report ({status})")]
     InitLost { pid: i32, status: String },
     #[error("the sandbox's init sent an unreadable report: {0}")]

@@ -15,6 +15,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout};
 
 use crate::error::{SetupError, Step};
+use crate::limits::Enforcement;
+use crate::limits::watch::Watch;
 use crate::outcome::{Exit, Finish, StartError, Stray};
 use crate::prepare::{ChildFds, ChildStdio, Plan, Program};
 use crate::sys;
@@ -30,7 +32,7 @@ const FORWARDED: &[Signal] = &[
 ];
 
 /// Runs the program to its end and empties the sandbox.
-pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
+pub(crate) fn run(plan: &Plan, fds: &ChildFds, limits: &Enforcement) -> Result<Finish, SetupError> {
     let init_fail = |syscall| move |errno| SetupError::new(Step::Init, syscall, None, errno);
     let reach = if plan.host_pid {
         // Orphans would go to the host's init; as a subreaper we get them, so whatever
@@ -41,17 +43,28 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
         Reach::Namespace
     };
     let signals = block_signals().map_err(init_fail("signalfd"))?;
+    bound_nested_user_namespaces(limits.max_user_namespaces)?;
     let (start_r, start_w) = start_error_pipe().map_err(init_fail("pipe2"))?;
+    let mut watch = Watch::new(limits.watch.clone());
     let started = Instant::now();
     // SAFETY: pid 1 is single-threaded; the child only execs or _exits.
     let program = match unsafe { nix::unistd::fork() }.map_err(init_fail("fork"))? {
-        ForkResult::Child => exec_program(&plan.program, fds, start_w),
+        ForkResult::Child => exec_program(&plan.program, fds, &limits.rlimits, start_w),
         ForkResult::Parent { child } => child,
     };
     drop(start_w);
+    watch.watch_program(program.as_raw() as u32);
     let start_error = read_start_error(start_r, &plan.program);
-    let (status, timed_out) = supervise(program, reach, &signals, plan.timeout, plan.grace);
+    let (status, timed_out) = supervise(
+        program,
+        reach,
+        &signals,
+        plan.timeout,
+        plan.grace,
+        &mut watch,
+    );
     let duration = started.elapsed();
+    watch.program_ended();
     let strays = collect_strays(program, reach);
     empty_the_sandbox(reach);
     Ok(Finish {
@@ -60,6 +73,20 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
         duration_ms: duration.as_millis() as u64,
         strays,
         start_error,
+        usage: watch.finish(),
+    })
+}
+
+/// The user namespaces the sandbox may nest are a limit of its own user namespace, which
+/// pid 1 owns: set before the program could make one.
+fn bound_nested_user_namespaces(max: Option<u64>) -> Result<(), SetupError> {
+    let Some(max) = max else {
+        return Ok(());
+    };
+    let path = std::path::Path::new("/proc/sys/user/max_user_namespaces");
+    std::fs::write(path, max.to_string()).map_err(|e| {
+        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        SetupError::new(Step::Init, "write", Some(path), errno)
     })
 }
 
@@ -92,13 +119,18 @@ enum Attempt {
 }
 
 /// pid 2: becomes the program. Only returns by exec; any failure is reported and exits 127.
-fn exec_program(program: &Program, fds: &ChildFds, report: OwnedFd) -> ! {
+fn exec_program(
+    program: &Program,
+    fds: &ChildFds,
+    rlimits: &[(Resource, u64)],
+    report: OwnedFd,
+) -> ! {
     let failed = |attempt: Attempt, errno: Errno| -> ! {
         sys::send_failure(report.as_fd(), attempt as u8, errno);
         // SAFETY: _exit ends this process at once; nothing else runs after it.
         unsafe { libc::_exit(127) }
     };
-    if let Err(errno) = prepare_process(fds, report.as_raw_fd(), program.net_admin) {
+    if let Err(errno) = prepare_process(fds, rlimits, report.as_raw_fd(), program.net_admin) {
         failed(Attempt::Prepare, errno);
     }
     if let Err(errno) = nix::unistd::chdir(program.cwd.as_c_str()) {
@@ -120,7 +152,12 @@ fn exec_program(program: &Program, fds: &ChildFds, report: OwnedFd) -> ! {
 
 /// Everything the program's process needs before exec: defaults for signals, its own
 /// session, its stdio, no inherited descriptors, and no way to regain privileges.
-fn prepare_process(fds: &ChildFds, keep: RawFd, net_admin: bool) -> Result<(), Errno> {
+fn prepare_process(
+    fds: &ChildFds,
+    rlimits: &[(Resource, u64)],
+    keep: RawFd,
+    net_admin: bool,
+) -> Result<(), Errno> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
         // SAFETY: restoring the default disposition installs no handler code.
@@ -150,6 +187,9 @@ fn prepare_process(fds: &ChildFds, keep: RawFd, net_admin: bool) -> Result<(), E
     drop_capabilities(net_admin)?;
     nix::sys::prctl::set_no_new_privs()?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+    for &(resource, value) in rlimits {
+        setrlimit(resource, value, value)?;
+    }
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
 }
 
@@ -214,13 +254,15 @@ fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
 }
 
 /// Waits for the program, reaping orphans meanwhile; at the timeout sends SIGTERM and
-/// SIGCONT, and after the grace period SIGKILL to everything.
+/// SIGCONT, and after the grace period SIGKILL to everything. Samples the sandbox when
+/// due, and kills everything past a limit pid 1 enforces.
 fn supervise(
     program: Pid,
     reach: Reach,
     signals: &SignalFd,
     timeout: Option<Duration>,
     grace: Duration,
+    watch: &mut Watch,
 ) -> (Exit, bool) {
     let start = Instant::now();
     let mut term_at = timeout.map(|t| start + t);
@@ -244,7 +286,10 @@ fn supervise(
             kill_at = None;
             reach.signal_all(Signal::SIGKILL);
         }
-        let wait = [term_at, kill_at]
+        if watch.sample().is_some() {
+            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+        }
+        let wait = [term_at, kill_at, Some(watch.due())]
             .into_iter()
             .flatten()
             .min()

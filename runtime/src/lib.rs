@@ -13,6 +13,7 @@ mod error;
 mod forward;
 mod hostview;
 mod init;
+pub mod limits;
 mod outcome;
 mod output;
 mod prepare;
@@ -23,11 +24,13 @@ mod sys;
 mod writes;
 
 pub use error::{Error, SetupError, Step, errno_text};
+pub use limits::{LimitExceeded, Mechanism, Resources, format_bytes};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};
 pub use sandbox::{Echo, Sandbox, forwarded_signals};
 pub use spec::{
     DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE,
-    Env, Identity, Mount, Net, Pid, Spec, SpecError, Sys, parse_size, system_mounts,
+    Env, Identity, Limits, Mount, Net, Pid, Spec, SpecError, Sys, parse_cpus, parse_size,
+    system_mounts,
 };
 pub use writes::{Change, ChangeKind, FileKind, Layer, MAX_CHANGES, Writes, apply};

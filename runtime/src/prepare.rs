@@ -133,7 +133,7 @@ impl Plan {
                     };
                     PlannedMount::Tmpfs {
                         dst: dst.clone(),
-                        options: format!("size={size},mode={mode}"),
+                        options: format!("size={},mode={mode}", spec.tmpfs_size(*size)),
                     }
                 }
                 Mount::Overlay { src, dst, size } => PlannedMount::Overlay {
@@ -157,17 +157,9 @@ impl Plan {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let shm_size = spec
-            .mounts
-            .iter()
-            .find_map(|m| match m {
-                Mount::Tmpfs { dst, size } if dst == Path::new("/tmp") => Some(*size),
-                _ => None,
-            })
-            .unwrap_or(crate::spec::DEFAULT_TMPFS_SIZE);
         Ok(Plan {
             clone_flags,
-            shm_options: format!("size={shm_size},mode=1777"),
+            shm_options: format!("size={},mode=1777", spec.shm_size()),
             uid_map: format!("{} {} 1\n", inside(uid.as_raw()), uid),
             gid_map: format!("{} {} 1\n", inside(gid.as_raw()), gid),
             mounts: mounts.into_iter().map(|(_, m)| m).collect(),
@@ -251,6 +243,8 @@ pub(crate) struct ChildFds {
     pub status: OwnedFd,
     /// Closed by the supervisor when it ends; lets the child see that it is already gone.
     pub lifeline: OwnedFd,
+    /// Readable once the supervisor has placed pid 1 in its cgroups.
+    pub placed: OwnedFd,
     pub stdio: ChildStdio,
     /// A SEQPACKET socket to the supervisor on which setup hands over descriptors
     /// (forwarded listeners, overlays' upper layers), when the plan has any.
@@ -265,7 +259,11 @@ pub(crate) enum ChildStdio {
 impl ChildFds {
     /// Every descriptor the child keeps; it closes all others.
     pub fn raw(&self) -> Vec<RawFd> {
-        let mut fds = vec![self.status.as_raw_fd(), self.lifeline.as_raw_fd()];
+        let mut fds = vec![
+            self.status.as_raw_fd(),
+            self.lifeline.as_raw_fd(),
+            self.placed.as_raw_fd(),
+        ];
         fds.extend(self.handover.as_ref().map(|fd| fd.as_raw_fd()));
         match &self.stdio {
             ChildStdio::Pipes { stdout, stderr } => {

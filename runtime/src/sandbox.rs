@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, SetupError, Step};
 use crate::forward::Forwarder;
 use crate::init;
+use crate::limits::{Enforcement, Enforcer};
 use crate::outcome::{Finish, Outcome};
 use crate::output::{Captured, DEFAULT_CAPTURE_LIMIT};
 use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount};
@@ -75,6 +76,8 @@ pub struct Sandbox {
     /// The writable binds' directories as they were before the clone.
     snapshots: Vec<Snapshot>,
     keep_writes: Option<PathBuf>,
+    /// The sandbox's cgroup, removed once pid 1 is reaped (or on drop).
+    limits: Enforcer,
 }
 
 impl Sandbox {
@@ -86,6 +89,7 @@ impl Sandbox {
         let plan = Plan::new(spec)?;
         check_single_threaded()?;
         ensure_standard_fds();
+        let (limits, enforcement) = Enforcer::prepare(spec)?;
         let (status_r, status_w) = pipe().map_err(Error::host("pipe2"))?;
         let (lifeline_r, lifeline_w) = pipe().map_err(Error::host("pipe2"))?;
         let (handover_r, handover_w) = if plan.hands_over() {
@@ -101,6 +105,7 @@ impl Sandbox {
             (None, None)
         };
         let snapshots = writable_bind_snapshots(spec);
+        let (placed_r, placed_w) = pipe().map_err(Error::host("pipe2"))?;
         let (parent_io, child_io) = if spec.tty {
             let pty = nix::pty::openpty(None, None).map_err(Error::host("openpty"))?;
             // As openpty(3) does with a size: set on the slave, errors ignored.
@@ -123,18 +128,37 @@ impl Sandbox {
             )
         };
         // SAFETY: checked single-threaded above; the child ends in `sandbox_main`'s _exit.
-        match unsafe { sys::fork_into(plan.clone_flags) } {
+        match unsafe { sys::fork_into(plan.clone_flags, limits.clone_into()) } {
             Err((syscall, errno)) => Err(SetupError::new(Step::Clone, syscall, None, errno).into()),
             Ok(Forked::Child) => sandbox_main(
                 &plan,
+                &enforcement,
                 ChildFds {
                     status: status_w,
                     lifeline: lifeline_r,
+                    placed: placed_r,
                     stdio: child_io,
                     handover: handover_w,
                 },
             ),
-            Ok(Forked::Parent { pid, pidfd }) => {
+            Ok(Forked::Parent {
+                pid,
+                pidfd,
+                into_cgroup,
+            }) => {
+                drop(placed_r);
+                if let Err(e) = limits.place(pid, into_cgroup) {
+                    // Its setup waits for word from us; it ends now, and is reaped before
+                    // its cgroup goes.
+                    let _ =
+                        rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+                    let _ = rustix::process::waitid(
+                        rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                        rustix::process::WaitIdOptions::EXITED,
+                    );
+                    return Err(Error::Limits(e.into()));
+                }
+                write_all(placed_w.as_fd(), b"1").map_err(Error::host("write"))?;
                 let (stdout, stderr, tty) = match parent_io {
                     ParentIo::Pipes(out, err) => (Some(out), Some(err), None),
                     ParentIo::Tty(master) => (None, None, Some(master)),
@@ -157,6 +181,7 @@ impl Sandbox {
                     overlays: overlays(&plan),
                     snapshots,
                     keep_writes: None,
+                    limits,
                 })
             }
         }
@@ -445,16 +470,25 @@ impl Sandbox {
             serde_json::from_slice(&report).map_err(|e| Error::Protocol(e.to_string()))?;
         match message {
             Message::SetupFailed(e) => Err(e.into()),
-            Message::Finished(finish) => Ok(Outcome {
-                exit: finish.exit,
-                timed_out: finish.timed_out,
-                duration: Duration::from_millis(finish.duration_ms),
-                strays: finish.strays,
-                start_error: finish.start_error,
-                writes: self.collect_writes(),
-                stdout,
-                stderr,
-            }),
+            Message::Finished(finish) => {
+                let writes = self.collect_writes();
+                let (resources, limit_exceeded) = self
+                    .limits
+                    .finish(&finish.usage, &finish.exit, finish.timed_out)
+                    .map_err(|e| Error::Limits(e.into()))?;
+                Ok(Outcome {
+                    exit: finish.exit,
+                    timed_out: finish.timed_out,
+                    duration: Duration::from_millis(finish.duration_ms),
+                    strays: finish.strays,
+                    start_error: finish.start_error,
+                    writes,
+                    stdout,
+                    stderr,
+                    resources,
+                    limit_exceeded,
+                })
+            }
         }
     }
 }
@@ -523,10 +557,10 @@ fn writable_bind_snapshots(spec: &Spec) -> Vec<Snapshot> {
 }
 
 /// Runs in the cloned child: build the sandbox, run init, send the one report, exit.
-fn sandbox_main(plan: &Plan, fds: ChildFds) -> ! {
+fn sandbox_main(plan: &Plan, limits: &Enforcement, fds: ChildFds) -> ! {
     let message = match setup::build_sandbox(plan, &fds) {
         Err(e) => Message::SetupFailed(e),
-        Ok(()) => match init::run(plan, &fds) {
+        Ok(()) => match init::run(plan, &fds, limits) {
             Ok(finish) => Message::Finished(finish),
             Err(e) => Message::SetupFailed(e),
         },

@@ -64,6 +64,7 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
     mount_dev(plan)?;
     add_block_device_placeholders(plan)?;
     mount_sys(plan)?;
+    wait_until_placed(fds)?;
     mount_cgroups(plan)?;
     pivot_into_root()?;
     seal_root()?;
@@ -102,6 +103,22 @@ fn die_with_supervisor(fds: &ChildFds) -> Setup {
         unsafe { libc::_exit(1) };
     }
     Ok(())
+}
+
+/// The limits must hold before the program starts, and the cgroup namespace about to be
+/// entered must be rooted at the sandbox's own cgroups: the supervisor moves pid 1 into
+/// them while the sandbox is built (the kernel's slow part overlaps ours), then says so.
+fn wait_until_placed(fds: &ChildFds) -> Setup {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(fds.placed.as_fd(), &mut byte) {
+            Ok(1) => return Ok(()),
+            // The supervisor could not place us (and kills us), or is gone.
+            Ok(_) => return Err(SetupError::new(Step::Cgroup, "read", None, Errno::EPIPE)),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(SetupError::new(Step::Cgroup, "read", None, errno)),
+        }
+    }
 }
 
 /// Maps our own uid and gid, 1:1 or to 0; nothing else works in the namespace until then.

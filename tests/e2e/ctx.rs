@@ -123,7 +123,17 @@ impl Ctx {
 
     /// `cargo-isotest` as this scenario's user in `dir`, with a toolchain it can run.
     pub fn isotest(&self, dir: &Path) -> Command {
-        let mut cmd = Command::new(&self.bins.isotest);
+        self.command(&self.bins.isotest, dir)
+    }
+
+    /// The cargo-isotest binary this scenario's user can run.
+    pub fn isotest_path(&self) -> &Path {
+        &self.bins.isotest
+    }
+
+    /// `program` as this scenario's user in `dir`, with a toolchain it can run.
+    pub fn command(&self, program: &Path, dir: &Path) -> Command {
+        let mut cmd = Command::new(program);
         cmd.current_dir(dir).stdin(Stdio::null());
         // The fixtures build into their own copies, never into this run's target dir.
         cmd.env_remove("CARGO_TARGET_DIR");

@@ -3,10 +3,12 @@
 //! Run as root, every sandbox scenario runs a second time as an unprivileged user
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
 
+mod ci;
 mod ctx;
 mod flaky;
 mod hostfacts;
 mod layers;
+mod limits;
 mod probe;
 mod run;
 mod sandbox;
@@ -30,6 +32,12 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(ci::SCENARIOS.iter().map(|(n, s)| (format!("ci::{n}"), *s)));
+    let scenarios = scenarios.chain(
+        limits::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("limits::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         hostfacts::SCENARIOS

@@ -22,6 +22,7 @@ pub fn main(args: &[String]) -> ! {
         "caps" => caps(),
         "namespaces" => namespaces(),
         "echo" => echo(&rest[0]),
+        "fork-storm" => fork_storm(rest[0].parse().expect("count")),
         "parallelism" => println!(
             "parallelism {}",
             std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -157,4 +158,20 @@ fn echo(target: &str) {
         Ok(reply) => println!("echo {reply}"),
         Err(e) => println!("echo {}", errno_of(&e)),
     }
+}
+
+/// Starts `count` sleepers (each gone after 30 s), stopping at the first refused fork.
+/// Hostile: run only as a sandbox's program, where a process limit holds.
+fn fork_storm(count: usize) {
+    let mut sleepers = Vec::new();
+    for n in 0..count {
+        match std::process::Command::new("sleep").arg("30").spawn() {
+            Ok(child) => sleepers.push(child),
+            Err(e) => {
+                println!("refused-at {n} {}", errno_of(&e));
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("started {count}");
 }

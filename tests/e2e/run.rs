@@ -101,7 +101,7 @@ pub fn run(ctx: &Ctx, name: &str, args: &[&str]) -> Result<(Output, Value, PathB
     Ok((out, json, dir))
 }
 
-fn unique() -> u64 {
+pub fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::SeqCst)
@@ -141,7 +141,7 @@ fn every_outcome_is_classified(ctx: &Ctx) -> Result<(), Failed> {
     ensure_eq(status_code(&out), Some(100), "exit code with failing tests")?;
     ensure_eq(
         report["schema"].as_str(),
-        Some("isotest-report/1"),
+        Some("isotest-report/2"),
         "schema",
     )?;
     let expected = [
@@ -224,8 +224,14 @@ fn every_outcome_is_classified(ctx: &Ctx) -> Result<(), Failed> {
     ] {
         ensure_field_contains(test(&report, "outcomes", name)?, stream, text)?;
     }
-    let spec = &test(&report, "outcomes", "passes")?["spec"];
-    let argv = spec["argv"]
+    let passes = test(&report, "outcomes", "passes")?;
+    ensure_eq(
+        passes["stdout"].as_str(),
+        Some(""),
+        "a passing test's output is not kept",
+    )?;
+    let spec = &report["binaries"]["outcomes"]["spec"];
+    let argv = passes["argv"]
         .as_array()
         .map(|a| a[1..].to_vec())
         .unwrap_or_default();
@@ -237,7 +243,7 @@ fn every_outcome_is_classified(ctx: &Ctx) -> Result<(), Failed> {
     ensure_eq(spec["net"].as_str(), Some("loopback"), "spec net")?;
     let ignored = test(&report, "outcomes", "ignored_passes")?;
     ensure_eq(
-        &ignored["spec"],
+        &ignored["argv"],
         &Value::Null,
         "an ignored test has no sandbox",
     )
@@ -714,7 +720,7 @@ fn sigkill_of_the_runner_leaves_nothing(ctx: &Ctx) -> Result<(), Failed> {
 }
 
 /// Whether `ancestor` is among `pid`'s parents, following the host's ppid links.
-fn descends_from(mut pid: i32, ancestor: i32) -> bool {
+pub fn descends_from(mut pid: i32, ancestor: i32) -> bool {
     for _ in 0..8 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let ppid = stat
@@ -737,12 +743,7 @@ fn toolchain_is_usable(ctx: &Ctx) -> Result<(), Failed> {
         Some(11),
         "every test passed",
     )?;
-    let record = test(
-        &report,
-        "toolchain::toolchain",
-        "cargo_metadata_finds_the_workspace",
-    )?;
-    let mounts = record["spec"]["mounts"]
+    let mounts = report["binaries"]["toolchain::toolchain"]["spec"]["mounts"]
         .as_array()
         .ok_or("no mounts in the spec")?;
     let bound = |suffix: &str| {

@@ -59,9 +59,40 @@ pub struct TestBinary {
     pub link_paths: Vec<PathBuf>,
 }
 
+/// A build with what archiving it needs besides: cargo's full metadata (with
+/// dependencies, as nextest reads it) and the build's messages.
+pub struct ArchivableBuild {
+    pub build: Build,
+    pub metadata: Metadata,
+    pub metadata_json: String,
+    pub artifacts: Vec<Artifact>,
+    pub scripts: Vec<BuildScript>,
+}
+
 /// Runs `cargo test --no-run`, letting its human output through, and collects the binaries.
 pub fn build(options: &CargoOptions) -> Result<Build, BuildError> {
-    let metadata = metadata(options)?;
+    let (metadata, _) = metadata(options, true)?;
+    let (build, _, _) = build_with(options, &metadata)?;
+    Ok(build)
+}
+
+/// [`build`], keeping what `cargo isotest archive` packs.
+pub fn build_for_archive(options: &CargoOptions) -> Result<ArchivableBuild, BuildError> {
+    let (metadata, metadata_json) = metadata(options, false)?;
+    let (build, artifacts, scripts) = build_with(options, &metadata)?;
+    Ok(ArchivableBuild {
+        build,
+        metadata,
+        metadata_json,
+        artifacts,
+        scripts,
+    })
+}
+
+fn build_with(
+    options: &CargoOptions,
+    metadata: &Metadata,
+) -> Result<(Build, Vec<Artifact>, Vec<BuildScript>), BuildError> {
     let mut cargo = cargo_command();
     cargo
         .args([
@@ -100,17 +131,20 @@ pub fn build(options: &CargoOptions) -> Result<Build, BuildError> {
         None => metadata.target_directory.clone().into_std_path_buf(),
     };
     let cwd = std::env::current_dir().unwrap_or_else(|_| workspace_root.clone());
-    Ok(Build {
+    let build = Build {
         sysroot: rustc_print("sysroot", &workspace_root, None)?,
         target_libdir: rustc_print("target-libdir", &workspace_root, options.target.as_deref())?,
-        binaries: test_binaries(&metadata, &artifacts, &scripts),
+        binaries: test_binaries(metadata, &artifacts, &scripts),
         config_env: config_env::read(&cwd)?,
         workspace_root,
         target_dir,
-    })
+    };
+    Ok((build, artifacts, scripts))
 }
 
-fn metadata(options: &CargoOptions) -> Result<Metadata, BuildError> {
+/// `cargo metadata`, and its JSON text; `no_deps` leaves the dependencies out, which a
+/// run does not need and an archive does.
+fn metadata(options: &CargoOptions, no_deps: bool) -> Result<(Metadata, String), BuildError> {
     let mut command = MetadataCommand::new();
     command.cargo_path(cargo_path());
     if let Some(path) = &options.manifest_path {
@@ -126,10 +160,30 @@ fn metadata(options: &CargoOptions) -> Result<Metadata, BuildError> {
             other.push(flag.to_string());
         }
     }
-    Ok(command.no_deps().other_options(other).exec()?)
+    if no_deps {
+        command.no_deps();
+    }
+    let output = command
+        .other_options(other)
+        .cargo_command()
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|source| BuildError::Spawn {
+            command: "cargo metadata".into(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(BuildError::Metadata(cargo_metadata::Error::CargoMetadata {
+            stderr: String::new(),
+        }));
+    }
+    let json = String::from_utf8(output.stdout)
+        .map_err(|e| BuildError::Metadata(cargo_metadata::Error::Utf8(e.utf8_error())))?;
+    let metadata = MetadataCommand::parse(&json)?;
+    Ok((metadata, json))
 }
 
-fn rustc_print(
+pub fn rustc_print(
     what: &'static str,
     dir: &Path,
     target: Option<&str>,
@@ -187,7 +241,12 @@ fn test_binaries(
                     .parent()?
                     .to_path_buf()
                     .into_std_path_buf(),
-                env: cargo_env(package, artifact, script, bin_exes),
+                env: cargo_env(
+                    package,
+                    &CrateTarget::of(artifact),
+                    script.map(|s| (s.out_dir.as_str(), &s.env[..])),
+                    bin_exes,
+                ),
                 link_paths: script.map(link_paths).unwrap_or_default(),
             }))
         })
@@ -217,10 +276,33 @@ fn binary_id(package: &Package, artifact: &Artifact) -> String {
     }
 }
 
-fn cargo_env(
+/// What `cargo test` tells a test about its own crate target.
+pub struct CrateTarget<'a> {
+    pub name: &'a str,
+    pub is_bin: bool,
+    /// An integration test or bench, which gets `CARGO_BIN_EXE_*`.
+    pub integration: bool,
+}
+
+impl CrateTarget<'_> {
+    fn of(artifact: &Artifact) -> CrateTarget<'_> {
+        let kinds = &artifact.target.kind;
+        CrateTarget {
+            name: &artifact.target.name,
+            is_bin: kinds.contains(&TargetKind::Bin),
+            integration: kinds
+                .iter()
+                .any(|k| matches!(k, TargetKind::Test | TargetKind::Bench)),
+        }
+    }
+}
+
+/// Cargo's variables for one test binary; `script` is its package's build script's
+/// `OUT_DIR` and `rustc-env` values.
+pub fn cargo_env(
     package: &Package,
-    artifact: &Artifact,
-    script: Option<&BuildScript>,
+    target: &CrateTarget<'_>,
+    script: Option<(&str, &[(String, String)])>,
     bin_exes: impl Iterator<Item = (String, PathBuf)>,
 ) -> BTreeMap<String, String> {
     let version = &package.version;
@@ -274,27 +356,22 @@ fn cargo_env(
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
         ),
-        ("CARGO_CRATE_NAME", artifact.target.name.replace('-', "_")),
+        ("CARGO_CRATE_NAME", target.name.replace('-', "_")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    if artifact.target.kind.contains(&TargetKind::Bin) {
-        env.insert("CARGO_BIN_NAME".into(), artifact.target.name.clone());
+    if target.is_bin {
+        env.insert("CARGO_BIN_NAME".into(), target.name.to_string());
     }
-    let integration = artifact
-        .target
-        .kind
-        .iter()
-        .any(|k| matches!(k, TargetKind::Test | TargetKind::Bench));
-    if integration {
+    if target.integration {
         for (name, path) in bin_exes {
             env.insert(format!("CARGO_BIN_EXE_{name}"), path.display().to_string());
         }
     }
-    if let Some(script) = script {
-        env.insert("OUT_DIR".into(), script.out_dir.to_string());
-        env.extend(script.env.iter().cloned());
+    if let Some((out_dir, script_env)) = script {
+        env.insert("OUT_DIR".into(), out_dir.to_string());
+        env.extend(script_env.iter().cloned());
     }
     env
 }

@@ -2,9 +2,12 @@
 //! --no-run`, and which cargo that is; the build ([`build`]), the config's `[env]`
 //! ([`config_env`]) and the toolchain's paths ([`toolchain`]).
 
+pub mod archive;
+pub mod archived;
 pub mod build;
 pub mod config_env;
 pub mod toolchain;
+pub mod wrapped;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

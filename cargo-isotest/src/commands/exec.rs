@@ -7,12 +7,14 @@ use anyhow::{Context, bail};
 use clap::Args;
 use std::net::SocketAddr;
 
-use isotest_runtime::{Error, Exit, Identity, Mount, Outcome, Spec, Stray, Writes};
+use isotest_runtime::{
+    Error, Exit, Identity, LimitExceeded, Mount, Outcome, Resources, Spec, Stray, Writes,
+};
 use serde::Serialize;
 
 use crate::args::{
-    NetArg, PidArg, SysArg, forward_unix_binds, parse_binds, parse_duration, parse_forward,
-    parse_size,
+    LimitArgs, NetArg, PidArg, SysArg, forward_unix_binds, parse_binds, parse_duration,
+    parse_forward,
 };
 use crate::exit_code;
 use crate::launch::foreground;
@@ -64,9 +66,8 @@ pub struct ExecArgs {
     /// Keep CAP_NET_ADMIN over the sandbox's own network namespace (its firewall rules).
     #[arg(long)]
     net_admin: bool,
-    /// Size cap of the private /tmp and HOME (e.g. 512M, 2G).
-    #[arg(long, value_parser = parse_size, default_value = "1G", value_name = "SIZE")]
-    tmpfs_size: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Pass a host variable through (KEY) or set one (KEY=VALUE).
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
@@ -121,7 +122,10 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     spec.mounts.extend(forward_unix_binds(&args.forward_unix)?);
     spec.forwards = args.forward;
     spec.net_admin = args.net_admin;
-    spec.set_tmpfs_sizes(args.tmpfs_size);
+    if let Some(size) = args.limits.tmpfs_size {
+        spec.set_tmpfs_sizes(size);
+    }
+    spec.limits = args.limits.checked_limits()?;
     for item in &args.env {
         spec.env.add(item);
     }
@@ -202,6 +206,8 @@ struct Report<'a> {
     error: Option<String>,
     #[serde(skip_serializing_if = "<[Writes]>::is_empty")]
     writes: &'a [Writes],
+    limit_exceeded: Option<&'a LimitExceeded>,
+    resources: Option<&'a Resources>,
     spec: &'a Spec,
 }
 
@@ -226,6 +232,8 @@ fn write_report(path: &Path, spec: &Spec, result: &Result<Outcome, Error>) -> an
         stderr_truncated: stderr.truncated(),
         error,
         writes: outcome.map_or(&[], |o| &o.writes),
+        limit_exceeded: outcome.and_then(|o| o.limit_exceeded.as_ref()),
+        resources: outcome.map(|o| &o.resources),
         spec,
     };
     write_atomically(path, &serde_json::to_vec_pretty(&report)?)

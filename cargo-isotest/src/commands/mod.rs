@@ -1,7 +1,10 @@
 pub mod apply_writes;
+pub mod archive;
 pub mod doctor;
 pub mod exec;
 pub mod list;
+pub mod merge;
 pub mod replay;
 pub mod run;
 pub mod shell;
+pub mod wrap;

@@ -11,7 +11,7 @@ use crate::exit_code;
 use crate::launch::foreground;
 use crate::report::json;
 use crate::report::terminal::shell_quote;
-use crate::sandbox::attempt_spec;
+use crate::sandbox;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -51,7 +51,7 @@ pub fn run(args: ReplayArgs) -> i32 {
 fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
     let report = json::read(&args.report)?;
     let test = json::find(&report.tests, &args.filter)?;
-    let Some(spec) = &test.spec else {
+    let Some((binary_spec, argv)) = report.test_sandbox(test) else {
         bail!(
             "{} {} did not run ({}), so there is no sandbox to replay",
             test.binary_id,
@@ -66,5 +66,10 @@ fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
             .map_or(test.attempt, |a| a.attempt)
     });
     let label = format!("{} {} (attempt {attempt})", test.binary_id, test.name);
-    Ok((label, attempt_spec(spec, attempt)))
+    let spec = match argv {
+        Some(argv) => sandbox::with_test(binary_spec, argv.to_vec(), &test.name),
+        None => binary_spec.clone(),
+    };
+    let seed = report.attempt_seeds.then_some(report.seed);
+    Ok((label, sandbox::attempt_spec(&spec, attempt, seed)))
 }

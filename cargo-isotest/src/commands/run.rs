@@ -5,12 +5,16 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::args::{SandboxArgs, parse_duration};
+use clap::ValueEnum;
+
+use crate::args::{ArchiveArgs, SandboxArgs, parse_duration, parse_size};
 use crate::cargo::CargoOptions;
 use crate::discover::discover;
 use crate::exit_code::{self, Failure};
-use crate::plan::{self, Filter};
-use crate::report::{RunReporter, json};
+use crate::plan::stress_shard::{self, StressShard};
+use crate::plan::{self, Filter, Partition, Sharding};
+use crate::report::{Outputs, RunInfo, RunReporter, json};
+use crate::runner::budget::MemoryBudget;
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
 use crate::runner::{self, explain, verdict};
 
@@ -24,6 +28,8 @@ pub struct RunArgs {
     pub flaky: FlakyArgs,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
     #[command(flatten)]
     pub cargo: CargoOptions,
 }
@@ -41,7 +47,7 @@ pub struct RunnerArgs {
     /// What a test that leaves processes behind is: `warn` marks it leaky, `fail` fails it.
     #[arg(long, value_enum, default_value_t = StraysPolicy::Warn, value_name = "POLICY")]
     pub strays: StraysPolicy,
-    /// Write the JSON report (schema isotest-report/1) to PATH, even if the run fails
+    /// Write the JSON report (schema isotest-report/2) to PATH, even if the run fails
     /// [default: <target-dir>/isotest/last-run.json].
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
@@ -64,6 +70,28 @@ pub struct RunnerArgs {
     /// first that makes it pass.
     #[arg(long)]
     pub explain: bool,
+    /// Start a test only when its memory fits beside the running ones: its peak in the
+    /// last report, else its --memory-max (e.g. 8G).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub memory_budget: Option<u64>,
+    /// Run only shard K of N of the selected tests: hash:K/N, count:K/N or slice:K/N
+    /// (cargo-nextest's meanings).
+    #[arg(long, value_name = "KIND:K/N")]
+    pub partition: Option<Partition>,
+    /// Keep passing tests' output in the JSON report (failures' output is always kept).
+    #[arg(long)]
+    pub keep_passing_output: bool,
+    /// `human` on stderr only, or besides it `libtest-json`: one JSON line per event on
+    /// stdout as it happens, in libtest's and nextest's shape.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human, value_name = "FORMAT")]
+    pub message_format: MessageFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum MessageFormat {
+    #[default]
+    Human,
+    LibtestJson,
 }
 
 /// Options for chasing flaky tests.
@@ -83,6 +111,10 @@ pub struct FlakyArgs {
     /// Run each selected test again and again for this long (e.g. 30s, 10m).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub stress_duration: Option<Duration>,
+    /// With --stress N: run only shard K of M's share of the N runs (global attempt
+    /// numbers, a seed per run); needs --shuffle=SEED, the same on every shard.
+    #[arg(long, value_name = "K/M", requires = "stress", requires = "shuffle")]
+    pub stress_shard: Option<StressShard>,
     /// With --stress or --stress-duration: stop at the first failure.
     #[arg(long, requires = "stress_mode")]
     pub stress_until_fail: bool,
@@ -109,25 +141,82 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         .map(json::failed_tests)
         .transpose()?;
 
-    let session = discover(&args.cargo, &args.sandbox, args.runner.jobs)?;
+    if args.flaky.stress_shard.is_some() && args.flaky.shuffle.as_deref() == Some("random") {
+        return Err(Failure::new(
+            exit_code::USAGE,
+            "--stress-shard needs --shuffle=SEED with the same SEED on every shard, so that \
+             the shards' runs get disjoint seeds",
+        ));
+    }
+    if let (Some(_), None) = (&args.archive.archive_file, &args.runner.report_json) {
+        let cwd = std::env::current_dir()
+            .ok()
+            .and_then(|d| d.canonicalize().ok());
+        let checkout = args
+            .archive
+            .workspace_remap
+            .as_ref()
+            .and_then(|d| d.canonicalize().ok());
+        if let (Some(cwd), Some(checkout)) = (cwd, checkout)
+            && cwd.starts_with(&checkout)
+        {
+            return Err(Failure::new(
+                exit_code::USAGE,
+                "a run from an archive writes nothing into the checkout, and the JSON report \
+                 would go to ./isotest-report.json inside it; give --report-json PATH",
+            ));
+        }
+    }
+    let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+
+    let session = discover(&args.cargo, &args.archive, &args.sandbox, args.runner.jobs)?;
+    let sharding = Sharding {
+        partition: args.runner.partition,
+        attempt_seeds: args.flaky.stress_shard.is_some(),
+    };
     let plan = plan::plan(
         &session,
         &args.filter,
         rerun.as_ref(),
         seed,
         args.flaky.shuffle.is_some(),
+        sharding,
     );
-    let policy = policy(args);
-    let json_path = args
-        .runner
-        .report_json
-        .clone()
-        .unwrap_or_else(|| session.build.target_dir.join("isotest/last-run.json"));
+    let json_path = match (&args.runner.report_json, &args.archive.archive_file) {
+        (Some(path), _) => path.clone(),
+        // The unpacked target directory is temporary: nothing is written into the checkout.
+        (None, Some(_)) => std::env::current_dir()
+            .unwrap_or_default()
+            .join("isotest-report.json"),
+        (None, None) => session.build.target_dir.join("isotest/last-run.json"),
+    };
+    let info = RunInfo {
+        started_at,
+        archive: session.archive.as_ref().map(|a| a.digest.clone()),
+        partition: args.runner.partition.map(|p| p.to_string()),
+        stress_shard: args
+            .flaky
+            .stress_shard
+            .map(|s| format!("{}/{}", s.shard, s.total)),
+        stress_runs: args.flaky.stress,
+        ..RunInfo::default()
+    };
+    let outputs = Outputs {
+        json: json_path,
+        junit: args.runner.junit.clone(),
+        keep_passing_output: args.runner.keep_passing_output,
+        libtest_json: args.runner.message_format == MessageFormat::LibtestJson,
+    };
+    let mut policy = policy(args);
+    // Learned from the report this run is about to replace.
+    policy.memory_budget = args.runner.memory_budget.map(|total| {
+        MemoryBudget::new(total, &plan.tests, &plan.specs, &json::peaks(&outputs.json))
+    });
     let mut reporter = RunReporter::start(
         &plan,
         runner::planned_attempts(&plan, &policy),
-        json_path,
-        args.runner.junit.clone(),
+        outputs,
+        info,
         started,
         args.runner.show_writes,
     );
@@ -180,11 +269,16 @@ fn policy(args: &RunArgs) -> Policy {
             count: flaky.stress,
             until: flaky.stress_duration.map(|d| Instant::now() + d),
             until_fail: flaky.stress_until_fail,
+            share: flaky
+                .stress_shard
+                .zip(flaky.stress)
+                .map(|(shard, runs)| stress_shard::share(runs, shard)),
         }),
         keep_writes: args
             .runner
             .keep_writes
             .as_deref()
             .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())),
+        memory_budget: None,
     }
 }

@@ -4,7 +4,7 @@
 
 use clap::Args;
 
-use crate::args::SandboxArgs;
+use crate::args::{ArchiveArgs, SandboxArgs};
 use crate::cargo::CargoOptions;
 use crate::discover::discover;
 use crate::exit_code;
@@ -24,7 +24,7 @@ pub struct ShellArgs {
 }
 
 pub fn run(args: ShellArgs) -> i32 {
-    let session = match discover(&args.cargo, &args.sandbox, Some(1)) {
+    let session = match discover(&args.cargo, &ArchiveArgs::default(), &args.sandbox, Some(1)) {
         Ok(session) => session,
         Err(failure) => return failure.report(),
     };
@@ -60,6 +60,7 @@ pub fn run(args: ShellArgs) -> i32 {
     let test_spec = sandbox::attempt_spec(
         &sandbox::test_spec(&binary_spec, &test.binary, &test.name, test.ignored),
         1,
+        None,
     );
     eprintln!(
         "isotest: a shell in the sandbox of {} {}. The test runs as:\n  cd {} && {}\nLeave with `exit`.",

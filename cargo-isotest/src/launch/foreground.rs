@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use isotest_runtime::{Echo, Error, Layer, Outcome, Sandbox, Spec, Stray, Writes};
 
-use crate::args::BIND_DESTINATION_HINT;
+use crate::args::{BIND_DESTINATION_HINT, limit_hint};
 use crate::{exit_code, host};
 
 /// Runs `spec` from this (single-threaded) process and returns its status; `result` sees
@@ -49,6 +49,10 @@ fn finish(spec: &Spec, outcome: &Outcome) -> i32 {
     }
     for layer in &outcome.writes {
         eprintln!("{}", describe_writes(layer));
+    }
+    if let Some(hit) = &outcome.limit_exceeded {
+        eprintln!("isotest: {hit} (the program ended with {})", outcome.exit);
+        eprintln!("hint: {}", limit_hint(hit));
     }
     if let Some(error) = &outcome.start_error {
         eprintln!("error: {error}");

@@ -1,12 +1,15 @@
 //! Plan: from every listed test, pick what runs, give each one its sandbox (decided in
 //! [`crate::sandbox`]) and its place in the order of first runs.
 
+pub mod partition;
 mod select;
+pub mod stress_shard;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use isotest_runtime::Spec;
 
+pub use partition::Partition;
 pub use select::{Filter, TestInstance, select};
 
 use crate::discover::Session;
@@ -28,6 +31,35 @@ pub struct Plan {
     pub listed: usize,
     /// How many binaries the selected tests come from.
     pub binaries: usize,
+    /// Each binary's sandbox before it is told its test: the JSON report stores it once
+    /// per binary.
+    pub binary_specs: BTreeMap<String, Spec>,
+    /// With `--stress-shard`: each attempt gets its own seed (see
+    /// [`sandbox::attempt_seed`]), so that no two runs of a test on any shard share one.
+    pub attempt_seeds: bool,
+}
+
+/// What of the selection this machine runs: a `--partition` shard of the tests, and
+/// whether attempts get seeds of their own (`--stress-shard`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sharding {
+    pub partition: Option<Partition>,
+    pub attempt_seeds: bool,
+}
+
+/// Keeps the tests of the partition's shard, after the filters.
+pub fn partition(tests: &mut Vec<TestInstance>, partition: Option<Partition>) {
+    let Some(partition) = partition else { return };
+    let candidates: Vec<partition::Candidate> = tests
+        .iter()
+        .map(|t| partition::Candidate {
+            binary_id: &t.binary.id,
+            name: &t.name,
+            ignored: t.ignored,
+        })
+        .collect();
+    let mut keep = partition.select(&candidates).into_iter();
+    tests.retain(|_| keep.next().unwrap_or(false));
 }
 
 /// The run's seed: the one given to `--shuffle`, else a fresh one.
@@ -54,11 +86,13 @@ pub fn plan(
     rerun: Option<&BTreeSet<(String, String)>>,
     seed: u64,
     shuffle: bool,
+    sharding: Sharding,
 ) -> Plan {
     let mut tests = select(&session.listings, filter);
     if let Some(failed) = rerun {
         tests.retain(|t| failed.contains(&(t.binary.id.clone(), t.name.clone())));
     }
+    partition(&mut tests, sharding.partition);
     let listed = session.listings.iter().map(|l| l.tests.len()).sum();
     let binaries = tests
         .iter()
@@ -67,12 +101,12 @@ pub fn plan(
         .len();
     // Everything but the command and the test's name is the binary's: worked out once
     // per binary, not once per test.
-    let mut binary_specs: BTreeMap<&str, Spec> = BTreeMap::new();
+    let mut binary_specs: BTreeMap<String, Spec> = BTreeMap::new();
     let specs: Vec<Option<Spec>> = tests
         .iter()
         .map(|t| {
             t.run.then(|| {
-                let base = binary_specs.entry(&t.binary.id).or_insert_with(|| {
+                let base = binary_specs.entry(t.binary.id.clone()).or_insert_with(|| {
                     sandbox::binary_test_spec(&session.build, &t.binary, &session.sandbox, seed)
                 });
                 sandbox::test_spec(base, &t.binary, &t.name, t.ignored)
@@ -91,5 +125,7 @@ pub fn plan(
         shuffled: shuffle,
         listed,
         binaries,
+        binary_specs,
+        attempt_seeds: sharding.attempt_seeds,
     }
 }

@@ -1,13 +1,18 @@
-//! The run report as one document, `isotest-report/1`: every test's record, a summary
-//! and the seed. JSON stores it as it is; JUnit and the terminal summary show it.
+//! The run report as one document, `isotest-report/2`: every test's record, each
+//! binary's sandbox once, a summary, the seed, and where the run stands in a CI matrix
+//! (archive, partition, stress shard). JSON stores it as it is; JUnit and the terminal
+//! summary show it; `merge` reads shards of it back.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use crate::runner::record::{TestOutcome, TestRecord};
+use isotest_runtime::Spec;
+use serde::{Deserialize, Serialize};
 
-pub const SCHEMA: &str = "isotest-report/1";
+use crate::runner::record::{Output, TestOutcome, TestRecord};
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub const SCHEMA: &str = "isotest-report/2";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {
     pub total: usize,
     pub passed: usize,
@@ -37,12 +42,39 @@ impl Summary {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct RunReport {
-    pub schema: &'static str,
-    pub summary: Summary,
+/// What a run was, besides its tests: the same for every record of it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
     /// Given to every test as `ISOTEST_SEED`, and the order's seed with `--shuffle`.
     pub seed: u64,
+    /// Each attempt had a seed of its own, `seed + attempt - 1` (`--stress-shard`).
+    pub attempt_seeds: bool,
+    /// `sha256:<hex>` of the archive the tests ran from; null when built here.
+    pub archive: Option<String>,
+    /// `--partition`, as `hash:K/N`.
+    pub partition: Option<String>,
+    /// `--stress-shard`, as `K/N`.
+    pub stress_shard: Option<String>,
+    /// `--stress N`: the runs per test of the whole stress test, over every shard.
+    pub stress_runs: Option<u32>,
+    /// Each binary's sandbox before it is told its test (the test's `argv` and
+    /// `ISOTEST_TEST_NAME` complete it), by binary id.
+    pub binaries: BTreeMap<String, BinaryInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BinaryInfo {
+    pub spec: Spec,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema: String,
+    pub summary: Summary,
+    #[serde(flatten)]
+    pub info: RunInfo,
     /// The run was interrupted; tests it did not reach are `not-run`.
     pub cancelled: bool,
     /// A checkpoint written while the run still went on: what a runner that was killed
@@ -52,11 +84,28 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    pub fn new(tests: Vec<TestRecord>, duration_ms: u64, seed: u64, cancelled: bool) -> RunReport {
+    /// The report of `tests`; unless `keep_passing_output`, passing attempts' output is
+    /// left out of it.
+    pub fn new(
+        mut tests: Vec<TestRecord>,
+        duration_ms: u64,
+        info: RunInfo,
+        cancelled: bool,
+        keep_passing_output: bool,
+    ) -> RunReport {
+        if !keep_passing_output {
+            for test in &mut tests {
+                for attempt in std::iter::once(&mut test.last).chain(&mut test.attempts) {
+                    if attempt.outcome == TestOutcome::Passed {
+                        attempt.output = Output::default();
+                    }
+                }
+            }
+        }
         RunReport {
-            schema: SCHEMA,
+            schema: SCHEMA.into(),
             summary: Summary::of(&tests, duration_ms),
-            seed,
+            info,
             cancelled,
             in_progress: false,
             tests,

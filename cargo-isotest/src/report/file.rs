@@ -2,13 +2,16 @@
 
 use std::path::Path;
 
-/// Writes through a temporary file and a rename, so that a reader never sees half a file.
+/// Writes through a temporary file and a rename, so that a reader never sees half a file,
+/// with the mode a new file gets under the umask (not the temporary file's 0600).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)?;
     std::io::Write::write_all(&mut tmp, bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -1,7 +1,7 @@
 //! The JSON report: written at the end of a run and checkpointed while it goes on, and
 //! read back by `replay` and `--rerun-failed`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,10 +9,14 @@ use anyhow::{Context, bail};
 use isotest_runtime::{Spec, Writes};
 use serde::Deserialize;
 
-use super::document::{RunReport, SCHEMA};
+use super::document::{BinaryInfo, RunInfo, RunReport, SCHEMA};
 use super::file::write_atomically;
 use crate::exit_code::{self, Failure};
 use crate::runner::record::TestRecord;
+
+/// The schema before the spec was stored once per binary; replay and --rerun-failed
+/// still read it.
+const SCHEMA_1: &str = "isotest-report/1";
 
 impl RunReport {
     pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
@@ -26,18 +30,25 @@ impl RunReport {
 /// killed outright still leaves what it knew.
 pub struct Checkpoint {
     path: PathBuf,
-    seed: u64,
+    info: RunInfo,
+    keep_passing_output: bool,
     started: Instant,
 }
 
 impl Checkpoint {
-    pub fn new(path: PathBuf, seed: u64, started: Instant) -> Checkpoint {
+    pub fn new(
+        path: PathBuf,
+        info: RunInfo,
+        keep_passing_output: bool,
+        started: Instant,
+    ) -> Checkpoint {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
         Checkpoint {
             path,
-            seed,
+            info,
+            keep_passing_output,
             started,
         }
     }
@@ -46,22 +57,35 @@ impl Checkpoint {
         &self.path
     }
 
-    pub fn write(&self, records: Vec<TestRecord>) {
-        let mut report = RunReport::new(
+    /// The final report of `records`.
+    pub fn report(&self, records: Vec<TestRecord>, cancelled: bool) -> RunReport {
+        RunReport::new(
             records,
             self.started.elapsed().as_millis() as u64,
-            self.seed,
-            false,
-        );
+            self.info.clone(),
+            cancelled,
+            self.keep_passing_output,
+        )
+    }
+
+    pub fn write(&self, records: Vec<TestRecord>) {
+        let mut report = self.report(records, false);
         report.in_progress = true;
         // A failed checkpoint is not worth stopping the run for; the final write reports.
         let _ = report.write_json(&self.path);
     }
 }
 
-/// The parts of a report that replay and --rerun-failed read.
+/// The parts of a report that replay and --rerun-failed read: schema 2, and schema 1's
+/// spec per test.
 #[derive(Deserialize)]
 pub struct StoredReport {
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub attempt_seeds: bool,
+    #[serde(default)]
+    pub binaries: BTreeMap<String, BinaryInfo>,
     pub tests: Vec<StoredTest>,
 }
 
@@ -71,18 +95,44 @@ pub struct StoredTest {
     pub name: String,
     pub outcome: String,
     pub attempt: u32,
+    /// Schema 1.
+    #[serde(default)]
     pub spec: Option<Spec>,
+    /// Schema 2: the argv, in `binaries[binary_id].spec`.
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
     #[serde(default)]
     pub attempts: Vec<StoredAttempt>,
     /// The last attempt's writes, with where they were kept.
     #[serde(default)]
     pub writes: Vec<Writes>,
+    #[serde(default)]
+    pub resources: Option<StoredResources>,
+}
+
+#[derive(Deserialize)]
+pub struct StoredResources {
+    pub peak_memory_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
 pub struct StoredAttempt {
     pub attempt: u32,
     pub outcome: String,
+}
+
+impl StoredReport {
+    /// The binary's part of a test's sandbox and the test's argv; `None` when it did not run.
+    pub fn test_sandbox<'a>(
+        &'a self,
+        test: &'a StoredTest,
+    ) -> Option<(&'a Spec, Option<&'a [String]>)> {
+        match (&test.spec, &test.argv) {
+            (Some(spec), _) => Some((spec, None)),
+            (None, Some(argv)) => Some((&self.binaries.get(&test.binary_id)?.spec, Some(argv))),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Whether a stored outcome is a failure.
@@ -95,7 +145,7 @@ pub fn read(path: &Path) -> anyhow::Result<StoredReport> {
         .with_context(|| format!("cannot read the report {}", path.display()))?;
     let schema: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    if schema["schema"] != SCHEMA {
+    if schema["schema"] != SCHEMA && schema["schema"] != SCHEMA_1 {
         bail!(
             "{} is not a cargo isotest run report (its schema is {}, expected {SCHEMA})",
             path.display(),
@@ -104,6 +154,40 @@ pub fn read(path: &Path) -> anyhow::Result<StoredReport> {
     }
     serde_json::from_slice(&text)
         .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
+}
+
+/// A whole report of this schema, for `merge`.
+pub fn read_full(path: &Path) -> anyhow::Result<RunReport> {
+    let text = std::fs::read(path)
+        .with_context(|| format!("cannot read the report {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if value["schema"] != SCHEMA {
+        bail!(
+            "{} is not a cargo isotest run report of schema {SCHEMA} (its schema is {}); \
+             merge reads reports of runs by this version",
+            path.display(),
+            value["schema"]
+        );
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
+}
+
+/// The memory peak of every test an earlier report measured, by `(binary id, name)`. A
+/// missing or unreadable report teaches nothing: the first run has none.
+pub fn peaks(path: &Path) -> BTreeMap<(String, String), u64> {
+    let Ok(report) = read(path) else {
+        return BTreeMap::new();
+    };
+    report
+        .tests
+        .into_iter()
+        .filter_map(|t| {
+            let peak = t.resources?.peak_memory_bytes?;
+            Some(((t.binary_id, t.name), peak))
+        })
+        .collect()
 }
 
 /// The `(binary id, name)` of every test that failed (or timed out) in an earlier report.

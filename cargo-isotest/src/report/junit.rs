@@ -9,7 +9,7 @@ use quick_junit::{
 };
 
 use super::document::RunReport;
-use crate::runner::record::{AttemptRecord, TestOutcome, TestRecord};
+use crate::runner::record::{AttemptRecord, Panic, TestOutcome, TestRecord};
 
 pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
     let xml = to_xml(report)?;
@@ -20,12 +20,21 @@ pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
 pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {
     let mut junit = Report::new("cargo-isotest");
     junit.set_time(Duration::from_millis(report.summary.duration_ms));
+    if let Some(started) = timestamp(Some(&report.info.started_at)) {
+        junit.set_timestamp(started);
+    }
     let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
     for record in &report.tests {
-        suites
+        let suite = suites
             .entry(&record.binary_id)
-            .or_insert_with(|| TestSuite::new(record.binary_id.as_str()))
-            .add_test_case(test_case(record));
+            .or_insert_with(|| TestSuite::new(record.binary_id.as_str()));
+        // A suite starts with its earliest test; RFC 3339 in UTC sorts as text.
+        if let Some(started) = timestamp(record.last.started_at.as_deref())
+            && suite.timestamp.is_none_or(|t| started < t)
+        {
+            suite.set_timestamp(started);
+        }
+        suite.add_test_case(test_case(record));
     }
     junit.add_test_suites(suites.into_values());
     Ok(junit.to_string()?)
@@ -48,8 +57,8 @@ fn test_case(record: &TestRecord) -> TestCase {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let (kind, message) = failure_kind(last);
             status.set_type(kind).set_message(message);
-            if let Some(hint) = &last.hint {
-                status.set_description(format!("hint: {hint}"));
+            if let Some(text) = failure_text(last) {
+                status.set_description(text);
             }
             // Under a failure, earlier failures are reruns; <flakyFailure> belongs under a
             // pass only (Surefire's convention, which CI systems read).
@@ -68,6 +77,10 @@ fn test_case(record: &TestRecord) -> TestCase {
     let mut case = TestCase::new(record.name.as_str(), status);
     case.set_classname(record.binary_id.as_str())
         .set_time(Duration::from_millis(last.duration_ms));
+    if let Some(started) = timestamp(last.started_at.as_deref()) {
+        case.set_timestamp(started);
+    }
+    case.add_properties(resource_properties(last));
     if record.is_failure() {
         case.set_system_out(last.output.stdout.lossy())
             .set_system_err(last.output.stderr.lossy());
@@ -86,6 +99,12 @@ fn test_case(record: &TestRecord) -> TestCase {
 fn rerun(attempt: &AttemptRecord) -> TestRerun {
     let (kind, message) = failure_kind(attempt);
     let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+    if let Some(text) = failure_text(attempt) {
+        rerun.set_description(text);
+    }
+    if let Some(started) = timestamp(attempt.started_at.as_deref()) {
+        rerun.set_timestamp(started);
+    }
     rerun
         .set_type(kind)
         .set_message(message)
@@ -95,21 +114,68 @@ fn rerun(attempt: &AttemptRecord) -> TestRerun {
     rerun
 }
 
-/// A failure's type (what kind of end it was) and a one-line message.
+/// What the attempt used, as `isotest.*` properties of its test case.
+fn resource_properties(attempt: &AttemptRecord) -> Vec<Property> {
+    let Some(r) = &attempt.resources else {
+        return Vec::new();
+    };
+    let optional = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
+    [
+        ("isotest.mechanism", r.mechanism.as_str().to_string()),
+        ("isotest.peak_memory_bytes", optional(r.peak_memory_bytes)),
+        ("isotest.cpu_user_ms", r.cpu_user_ms.to_string()),
+        ("isotest.cpu_system_ms", r.cpu_system_ms.to_string()),
+        ("isotest.max_processes", optional(r.max_processes)),
+        ("isotest.tmpfs_peak_bytes", r.tmpfs_peak_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| Property::new(name, value))
+    .collect()
+}
+
+fn timestamp(text: Option<&str>) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(text?).ok()
+}
+
+/// The body of a failure, as nextest gives it: the panic's text from its line on
+/// (message, notes, backtrace); else isotest's own explanation.
+fn failure_text(attempt: &AttemptRecord) -> Option<String> {
+    let panic = Panic::find(&attempt.output.stderr.lossy()).map(|p| p.text);
+    let notes = [attempt.error.clone(), attempt.hint.clone()];
+    let text: Vec<String> = panic
+        .into_iter()
+        .chain(notes.into_iter().flatten())
+        .collect();
+    (!text.is_empty()).then(|| text.join("\n\n"))
+}
+
+/// A failure's type (what kind of end it was) and a one-line message: the panic's
+/// message and location when it panicked, as nextest's.
 fn failure_kind(attempt: &AttemptRecord) -> (String, String) {
     if attempt.outcome == TestOutcome::TimedOut {
         return ("timeout".into(), "the test timed out".into());
     }
-    match (&attempt.exit, &attempt.error) {
-        (_, Some(error)) => ("isotest error".into(), error.clone()),
-        (Some(isotest_runtime::Exit::Signal { name, .. }), _) => (
+    if let Some(hit) = &attempt.limit_exceeded {
+        return ("limit-exceeded".into(), hit.to_string());
+    }
+    let panic = Panic::find(&attempt.output.stderr.lossy());
+    match (&attempt.exit, &attempt.error, panic) {
+        (_, Some(error), _) => ("isotest error".into(), error.clone()),
+        (_, None, Some(panic)) => (
+            "test failure".into(),
+            match panic.location {
+                Some(location) => format!("{} (at {location})", panic.message),
+                None => panic.message,
+            },
+        ),
+        (Some(isotest_runtime::Exit::Signal { name, .. }), _, _) => (
             name.clone(),
             format!("the test process was killed by {name}"),
         ),
-        (Some(exit), _) => (
+        (Some(exit), _, _) => (
             "test failure".into(),
             format!("the test process ended with {exit}"),
         ),
-        (None, _) => ("test failure".into(), "the test failed".into()),
+        (None, _, _) => ("test failure".into(), "the test failed".into()),
     }
 }

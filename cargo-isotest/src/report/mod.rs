@@ -6,6 +6,8 @@ mod document;
 mod file;
 pub mod json;
 pub mod junit;
+pub mod libtest_json;
+pub mod merge;
 mod stress;
 pub mod terminal;
 
@@ -16,7 +18,7 @@ use crate::exit_code::{self, Failure};
 use crate::plan::Plan;
 use crate::runner::events::{Reporter, RunEvent};
 use crate::runner::record::TestRecord;
-pub use document::RunReport;
+pub use document::{BinaryInfo, RunInfo, RunReport};
 pub use file::write_atomically;
 use terminal::Terminal;
 
@@ -25,19 +27,20 @@ pub struct RunReporter {
     terminal: Terminal,
     checkpoint: json::Checkpoint,
     junit: Option<PathBuf>,
-    started: Instant,
-    seed: u64,
     shuffled: bool,
+    /// `run --message-format libtest-json`: events on stdout as they happen.
+    stream: Option<libtest_json::Stream>,
 }
 
 impl RunReporter {
     /// Announces the plan. `attempts` is how many attempts the progress bar counts, when
     /// that is known; the JSON report goes to `json_path`, kept up to date as tests end.
+    /// `info` says what the run was; `binaries` comes from the plan.
     pub fn start(
         plan: &Plan,
         attempts: Option<usize>,
-        json_path: PathBuf,
-        junit: Option<PathBuf>,
+        outputs: Outputs,
+        mut info: RunInfo,
         started: Instant,
         show_writes: bool,
     ) -> RunReporter {
@@ -46,35 +49,51 @@ impl RunReporter {
                 "warning: no test matches the filters; `cargo isotest list` shows them all"
             );
         }
-        let terminal = Terminal::new(attempts, json_path.display().to_string(), show_writes);
+        let terminal = Terminal::new(attempts, outputs.json.display().to_string(), show_writes);
         terminal.header(
             plan.order.len(),
             plan.binaries,
             plan.listed - plan.order.len(),
         );
+        info.seed = plan.seed;
+        info.attempt_seeds = plan.attempt_seeds;
+        info.binaries = plan
+            .binary_specs
+            .iter()
+            .map(|(id, spec)| (id.clone(), BinaryInfo { spec: spec.clone() }))
+            .collect();
+        let mut stream = outputs.libtest_json.then(libtest_json::Stream::default);
+        if let Some(stream) = &mut stream {
+            stream.suite_started(plan.order.len());
+        }
         RunReporter {
             terminal,
-            checkpoint: json::Checkpoint::new(json_path, plan.seed, started),
-            junit,
-            started,
-            seed: plan.seed,
+            checkpoint: json::Checkpoint::new(
+                outputs.json,
+                info,
+                outputs.keep_passing_output,
+                started,
+            ),
+            junit: outputs.junit,
             shuffled: plan.shuffled,
+            stream,
         }
     }
 
     /// Shows the summary and writes the reports.
     pub fn finish(self, records: Vec<TestRecord>, cancelled: bool) -> Result<RunReport, Failure> {
-        let report = RunReport::new(
-            records,
-            self.started.elapsed().as_millis() as u64,
-            self.seed,
-            cancelled,
-        );
+        let report = self.checkpoint.report(records, cancelled);
         stress::show_results(&self.terminal, &report.tests);
-        let seed_line = self
-            .shuffled
-            .then(|| format!("{:>12} shuffled with --shuffle={}", "seed", self.seed));
+        let seed_line = self.shuffled.then(|| {
+            format!(
+                "{:>12} shuffled with --shuffle={}",
+                "seed", report.info.seed
+            )
+        });
         self.terminal.summary(&report, seed_line.as_deref());
+        if let Some(stream) = &self.stream {
+            stream.suite_finished(&report);
+        }
         let failed = |e| Failure::new(exit_code::SETUP_FAILED, e);
         report.write_json(self.checkpoint.path()).map_err(failed)?;
         if let Some(path) = &self.junit {
@@ -84,11 +103,31 @@ impl RunReporter {
     }
 }
 
+/// The closing view of a finished report (`merge`), as at the end of a run.
+pub fn show(report: &RunReport, replay_from: String) {
+    let terminal = Terminal::new(None, replay_from, false);
+    stress::show_results(&terminal, &report.tests);
+    terminal.summary(report, None);
+}
+
+/// Where a run's reports go.
+pub struct Outputs {
+    pub json: PathBuf,
+    pub junit: Option<PathBuf>,
+    pub keep_passing_output: bool,
+    pub libtest_json: bool,
+}
+
 impl Reporter for RunReporter {
     fn report(&mut self, event: RunEvent<'_>) {
         match event {
             RunEvent::Checkpoint(records) => self.checkpoint.write(records),
-            event => self.terminal.report(event),
+            event => {
+                if let Some(stream) = &mut self.stream {
+                    stream.report(&event);
+                }
+                self.terminal.report(event)
+            }
         }
     }
 }

@@ -3,14 +3,14 @@
 //! which tells the reporters what happened through [`RunEvent`]s.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use isotest_runtime::{Outcome, Spec};
 
 use super::events::{Reporter, RunEvent};
 use super::policy::Policy;
 use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
-use super::verdict;
+use super::{budget, verdict};
 use crate::launch::helper::HelperError;
 use crate::launch::pool::{Dispatch, Event};
 use crate::plan::TestInstance;
@@ -35,9 +35,14 @@ pub struct Attempts<'a> {
     attempts: Vec<Vec<AttemptRecord>>,
     started: Vec<u32>,
     stopped: bool,
+    /// When each running attempt started, for its record.
+    started_at: std::collections::HashMap<(usize, u32), SystemTime>,
     /// A result came in since the last checkpoint.
     dirty: bool,
     checkpointed: Instant,
+    /// Memory held by the running attempts under `--memory-budget`, and how many run.
+    reserved: u64,
+    running: usize,
 }
 
 impl<'a> Attempts<'a> {
@@ -49,9 +54,13 @@ impl<'a> Attempts<'a> {
         policy: &'a Policy,
         reporter: &'a mut dyn Reporter,
     ) -> Attempts<'a> {
-        let rounds = policy.stress.as_ref().and_then(|s| s.count).unwrap_or(1);
+        let rounds = policy
+            .stress
+            .as_ref()
+            .and_then(|s| s.attempts())
+            .unwrap_or(1..=1);
         // Stress rounds interleave, so every test makes progress and runs beside the others.
-        let queue = (1..=rounds)
+        let queue = rounds
             .flat_map(|number| order.iter().map(move |&test| Attempt { test, number }))
             .collect();
         Attempts {
@@ -63,9 +72,35 @@ impl<'a> Attempts<'a> {
             attempts: vec![Vec::new(); tests.len()],
             started: vec![0; tests.len()],
             stopped: false,
+            started_at: Default::default(),
             dirty: false,
             checkpointed: Instant::now(),
+            reserved: 0,
+            running: 0,
         }
+    }
+
+    /// The next attempt to start: the queue's first, or under a memory budget the first
+    /// whose test fits beside the running ones.
+    fn take_next(&mut self) -> Option<Attempt> {
+        let index = match &self.policy.memory_budget {
+            None => 0,
+            Some(budget) => {
+                let waiting = self.queue.iter().map(|a| budget.needs[a.test]);
+                budget::pick(waiting, budget.total, self.reserved, self.running)?
+            }
+        };
+        let attempt = self.queue.remove(index)?;
+        self.reserved += self.need(attempt);
+        self.running += 1;
+        Some(attempt)
+    }
+
+    fn need(&self, attempt: Attempt) -> u64 {
+        self.policy
+            .memory_budget
+            .as_ref()
+            .map_or(0, |b| b.needs[attempt.test])
     }
 
     fn label(&self, attempt: Attempt) -> String {
@@ -93,11 +128,17 @@ impl<'a> Attempts<'a> {
     fn finished(&mut self, attempt: Attempt, result: Result<Outcome, HelperError>) {
         let test = &self.tests[attempt.test];
         let mut record = verdict::attempt(&test.name, attempt.number, result, self.policy.strays);
+        let started_at = self.started_at.remove(&(attempt.test, attempt.number));
         if record.outcome == TestOutcome::NotRun {
             return;
         }
+        record.started_at = started_at.map(|t| humantime::format_rfc3339_millis(t).to_string());
         if let Some(stress) = &self.policy.stress {
-            self.reporter.report(RunEvent::StressAttempt(&record));
+            let label = self.label(attempt);
+            self.reporter.report(RunEvent::StressAttempt {
+                label: &label,
+                attempt: &record,
+            });
             let failures = self.attempts[attempt.test]
                 .iter()
                 .filter(|a| a.is_failure())
@@ -156,7 +197,7 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
         if self.queue.is_empty() {
             self.refill();
         }
-        let attempt = self.queue.pop_front()?;
+        let attempt = self.take_next()?;
         self.started[attempt.test] = self.started[attempt.test].max(attempt.number);
         Some(attempt)
     }
@@ -164,6 +205,8 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
     fn on_event(&mut self, event: Event<Attempt, Result<Outcome, HelperError>>) {
         match event {
             Event::Started(attempt) => {
+                self.started_at
+                    .insert((attempt.test, attempt.number), SystemTime::now());
                 let label = self.label(attempt);
                 self.reporter.report(RunEvent::AttemptStarted {
                     test: attempt.test,
@@ -173,6 +216,8 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
             }
             Event::Finished(attempt, result) => {
                 self.dirty = true;
+                self.reserved -= self.need(attempt);
+                self.running -= 1;
                 self.reporter.report(RunEvent::AttemptEnded {
                     test: attempt.test,
                     attempt: attempt.number,
@@ -212,6 +257,35 @@ mod tests {
         }
         let record = attempts.record(0);
         (record, log.0)
+    }
+
+    #[test]
+    fn under_a_memory_budget_a_test_waits_until_it_fits() {
+        use crate::runner::budget::MemoryBudget;
+        let tests = [instance("big"), instance("also_big"), instance("small")];
+        let specs = [
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+        ];
+        let policy = Policy {
+            memory_budget: Some(MemoryBudget {
+                total: 100,
+                needs: vec![60, 60, 30],
+            }),
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0, 1, 2], &policy, &mut log);
+        let first = attempts.next().expect("the first always starts");
+        attempts.on_event(Event::Started(first));
+        // 60 held: the second big one waits, the small one behind it starts.
+        let second = attempts.next().expect("the small one fits");
+        assert_eq!((first.test, second.test), (0, 2));
+        attempts.on_event(Event::Started(second));
+        assert_eq!(attempts.next(), None);
+        attempts.on_event(Event::Finished(first, Ok(passed())));
+        assert_eq!(attempts.next().map(|a| a.test), Some(1));
     }
 
     #[test]
@@ -266,6 +340,7 @@ mod tests {
                 count: Some(runs),
                 until: None,
                 until_fail: false,
+                share: None,
             }),
             ..Policy::default()
         };
@@ -288,12 +363,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stress_shard_runs_its_share_under_the_global_attempt_numbers() {
+        let policy = Policy {
+            stress: Some(Stress {
+                count: Some(9),
+                until: None,
+                until_fail: false,
+                share: Some(4..=6),
+            }),
+            ..Policy::default()
+        };
+        let (record, log) = drive(&policy, vec![passed(), failed("x"), passed()]);
+        let stress = record.stress.as_ref().unwrap();
+        assert_eq!((stress.runs, stress.failures), (3, 1));
+        assert_eq!(stress.first_failures, [5]);
+        assert_eq!(record.last.attempt, 5);
+        assert_eq!(log.iter().filter(|e| e.starts_with("stress")).count(), 3);
+    }
+
+    #[test]
     fn a_stress_run_until_fail_stops_at_the_first_failure() {
         let policy = Policy {
             stress: Some(Stress {
                 count: Some(10),
                 until: None,
                 until_fail: true,
+                share: None,
             }),
             ..Policy::default()
         };

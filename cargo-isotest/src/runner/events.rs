@@ -19,7 +19,10 @@ pub enum RunEvent<'a> {
         of: u32,
     },
     /// One attempt of a stressed test.
-    StressAttempt(&'a AttemptRecord),
+    StressAttempt {
+        label: &'a str,
+        attempt: &'a AttemptRecord,
+    },
     /// A test's final record.
     TestFinished(&'a TestRecord),
     /// Something the user should know about the run, such as what `--explain` does.

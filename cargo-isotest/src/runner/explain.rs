@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use isotest_runtime::{Mount, Net, Outcome, Pid, Spec, Sys};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::events::{Reporter, RunEvent};
 use super::policy::StraysPolicy;
@@ -27,7 +27,7 @@ const COPY_AT_MOST: u64 = 256 << 20;
 const EXPLAIN_AT_MOST: usize = 20;
 
 /// One sandbox rule lifted for one rerun.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Relaxation {
     /// The host's network (and with it the host's /sys/class/net).
@@ -483,7 +483,7 @@ impl Dispatch<Rerun, Result<Outcome, HelperError>> for Reruns<'_> {
 }
 
 /// What the reruns found for one test.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     /// The first relaxation that made it pass; `None` if none did.
     pub relaxation: Option<Relaxation>,
@@ -492,7 +492,7 @@ pub struct Explanation {
     pub message: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tried {
     pub relaxation: Relaxation,
     pub passed: bool,

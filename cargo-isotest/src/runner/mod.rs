@@ -4,6 +4,7 @@
 //! [`events`].
 
 pub mod attempts;
+pub mod budget;
 pub mod events;
 pub mod explain;
 mod load;
@@ -52,8 +53,9 @@ pub fn run(
                 // A directory left by an earlier run of the same attempt would mix with this one's.
                 let _ = std::fs::remove_dir_all(dir);
             }
+            let seed = plan.attempt_seeds.then_some(plan.seed);
             helper.run(
-                &attempt_spec(spec, attempt.number),
+                &attempt_spec(spec, attempt.number, seed),
                 CAPTURE_LIMIT,
                 keep.as_deref(),
             )
@@ -94,7 +96,9 @@ fn path_component(name: &str) -> String {
 /// `--stress-duration`).
 pub fn planned_attempts(plan: &Plan, policy: &Policy) -> Option<usize> {
     match &policy.stress {
-        Some(stress) => stress.count.map(|count| plan.order.len() * count as usize),
+        Some(stress) => stress
+            .attempts()
+            .map(|runs| plan.order.len() * runs.count()),
         None => Some(plan.order.len()),
     }
 }

@@ -1,9 +1,12 @@
 //! How a run treats results: the choices the flags make, which the verdicts apply.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::ValueEnum;
+
+use super::budget::MemoryBudget;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum StraysPolicy {
@@ -30,6 +33,7 @@ pub struct Policy {
     pub stress: Option<Stress>,
     /// `--keep-writes`: where each attempt's writes are kept, by test name.
     pub keep_writes: Option<PathBuf>,
+    pub memory_budget: Option<MemoryBudget>,
 }
 
 /// Many runs of every selected test, in parallel.
@@ -39,4 +43,15 @@ pub struct Stress {
     pub count: Option<u32>,
     pub until: Option<Instant>,
     pub until_fail: bool,
+    /// With `--stress-shard`: this shard's runs among the `count` (global numbers, from 1).
+    pub share: Option<RangeInclusive<u32>>,
+}
+
+impl Stress {
+    /// The attempt numbers this machine runs of each test, when they are known.
+    pub fn attempts(&self) -> Option<RangeInclusive<u32>> {
+        self.share
+            .clone()
+            .or_else(|| self.count.map(|count| 1..=count))
+    }
 }

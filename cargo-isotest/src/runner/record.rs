@@ -1,12 +1,12 @@
 //! What the runner decided about each test and each attempt: the records the reporters
 //! show and the JSON report stores as they are.
 
-use isotest_runtime::{Captured, Exit, Spec, Stray, Writes};
-use serde::Serialize;
+use isotest_runtime::{Captured, Exit, LimitExceeded, Resources, Stray, Writes};
+use serde::{Deserialize, Serialize};
 
 use crate::discover::TestKind;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TestOutcome {
     Passed,
@@ -19,7 +19,7 @@ pub enum TestOutcome {
 
 /// One test's record, in the JSON report as it is here. Its outcome, exit, output and
 /// strays are those of its last attempt.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TestRecord {
     pub binary_id: String,
     pub name: String,
@@ -30,21 +30,22 @@ pub struct TestRecord {
     pub flaky: bool,
     /// Every attempt, when there was more than one (retries), or the failing attempts a
     /// stress run kept.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptRecord>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stress: Option<StressSummary>,
-    /// The sandbox it ran in, with `ISOTEST_ATTEMPT` set per attempt; replaying needs
+    /// The command the test ran as, in its binary's sandbox (the report's `binaries`,
+    /// with `ISOTEST_ATTEMPT` set per attempt); null when it did not run. Replaying needs
     /// nothing else.
-    pub spec: Option<Spec>,
+    pub argv: Option<Vec<String>>,
     /// With `--explain`, for a failed test: the sandbox rule it depends on, found by
     /// rerunning it with each rule relaxed in turn.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<super::explain::Explanation>,
 }
 
 /// One run of one test in one fresh sandbox.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AttemptRecord {
     /// 1 for the first run.
     pub attempt: u32,
@@ -65,8 +66,21 @@ pub struct AttemptRecord {
     pub failure_message: Option<String>,
     /// What it created, changed or deleted in its writable layers (`--writable-source`,
     /// `--bind-rw` directories), and where that was kept (`--keep-writes`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<Writes>,
+    /// Where it panicked, `file:line:column` as rustc printed it (relative to the
+    /// workspace root for the workspace's own code), when it did.
+    #[serde(default)]
+    pub failure_location: Option<String>,
+    /// When it started (RFC 3339, UTC); null when it did not run.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// The limit that stopped it, e.g. `{"kind": "processes", "limit": 200}`.
+    #[serde(default)]
+    pub limit_exceeded: Option<LimitExceeded>,
+    /// What it used, and which mechanism measured and limited it; null when it did not run.
+    #[serde(default)]
+    pub resources: Option<Resources>,
 }
 
 /// Captured output: raw here, lossy UTF-8 with a truncation flag in JSON.
@@ -74,17 +88,53 @@ pub struct AttemptRecord {
 pub struct Output {
     pub stdout: Captured,
     pub stderr: Captured,
+    /// Read back from a report (`merge`): whether the stored text was already cut.
+    pub cut: [bool; 2],
+}
+
+impl Output {
+    pub fn new(stdout: Captured, stderr: Captured) -> Output {
+        Output {
+            stdout,
+            stderr,
+            cut: [false; 2],
+        }
+    }
+}
+
+/// The JSON form of [`Output`].
+#[derive(Serialize, Deserialize)]
+struct StoredOutput {
+    stdout: String,
+    stdout_truncated: bool,
+    stderr: String,
+    stderr_truncated: bool,
 }
 
 impl Serialize for Output {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut out = serializer.serialize_struct("Output", 4)?;
-        out.serialize_field("stdout", &self.stdout.lossy())?;
-        out.serialize_field("stdout_truncated", &self.stdout.truncated())?;
-        out.serialize_field("stderr", &self.stderr.lossy())?;
-        out.serialize_field("stderr_truncated", &self.stderr.truncated())?;
-        out.end()
+        StoredOutput {
+            stdout: self.stdout.lossy(),
+            stdout_truncated: self.stdout.truncated() || self.cut[0],
+            stderr: self.stderr.lossy(),
+            stderr_truncated: self.stderr.truncated() || self.cut[1],
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Output {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Output, D::Error> {
+        let stored = StoredOutput::deserialize(deserializer)?;
+        let captured = |text: String| {
+            let len = text.len() as u64;
+            Captured::from_parts(text.into_bytes(), Vec::new(), len)
+        };
+        Ok(Output {
+            stdout: captured(stored.stdout),
+            stderr: captured(stored.stderr),
+            cut: [stored.stdout_truncated, stored.stderr_truncated],
+        })
     }
 }
 
@@ -103,6 +153,10 @@ impl AttemptRecord {
             hint: None,
             failure_message: None,
             writes: Vec::new(),
+            failure_location: None,
+            started_at: None,
+            limit_exceeded: None,
+            resources: None,
         }
     }
 
@@ -119,19 +173,53 @@ impl AttemptRecord {
         if let Some(error) = &self.error {
             return error.clone();
         }
-        let stderr = self.output.stderr.lossy();
-        let mut lines = stderr.lines();
-        while let Some(line) = lines.next() {
-            if line.contains("panicked at") {
-                // Since Rust 1.73 the message follows on the next line; before, after the location.
-                let message = lines.next().filter(|l| !l.trim().is_empty());
-                return message.map_or_else(|| line.trim().to_string(), |m| m.trim().to_string());
-            }
+        if let Some(panic) = Panic::find(&self.output.stderr.lossy()) {
+            return panic.message;
         }
         match &self.exit {
             Some(exit) => format!("ended with {exit}"),
             None => "failed".into(),
         }
+    }
+}
+
+/// The first panic in a test's stderr, as libtest's default hook prints it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Panic {
+    pub message: String,
+    pub location: Option<String>,
+    /// From the `panicked at` line to the end: the message, the notes and any backtrace.
+    pub text: String,
+}
+
+impl Panic {
+    pub fn find(stderr: &str) -> Option<Panic> {
+        let start = stderr.find("panicked at")?;
+        let line_start = stderr[..start].rfind('\n').map_or(0, |i| i + 1);
+        let text = stderr[line_start..].trim_end().to_string();
+        let mut lines = text.lines();
+        let first = lines.next()?;
+        let after = first[first.find("panicked at")? + "panicked at".len()..].trim();
+        // Since Rust 1.73: `panicked at FILE:LINE:COL:` and the message on the next line;
+        // before: `panicked at 'MESSAGE', FILE:LINE:COL`.
+        let (message, location) = match after.strip_suffix(':') {
+            Some(location) => {
+                let message = lines.next().filter(|l| !l.trim().is_empty());
+                (message.map(|m| m.trim().to_string()), Some(location))
+            }
+            None => match after.rsplit_once("', ") {
+                Some((message, location)) => (
+                    Some(message.trim_start_matches('\'').to_string()),
+                    Some(location),
+                ),
+                None => (None, None),
+            },
+        };
+        Some(Panic {
+            message: message.unwrap_or_else(|| first.trim().to_string()),
+            location: location.map(str::to_string),
+            text,
+        })
     }
 }
 
@@ -153,7 +241,7 @@ impl TestRecord {
             flaky: false,
             attempts: Vec::new(),
             stress: None,
-            spec: None,
+            argv: None,
             explanation: None,
         }
     }
@@ -164,7 +252,7 @@ impl TestRecord {
 }
 
 /// What many runs of one stressed test say.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StressSummary {
     pub runs: u32,
     pub failures: u32,
@@ -179,15 +267,34 @@ pub struct StressSummary {
     pub first_failures: Vec<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Durations {
     pub min: u64,
     pub median: u64,
     pub max: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageCount {
     pub message: String,
     pub count: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Panic;
+
+    #[test]
+    fn a_panic_gives_its_message_location_and_the_text_from_its_line_on() {
+        let stderr = "noise\nthread 'a::b' panicked at src/lib.rs:10:5:\nboom: 1 != 2\nnote: run with `RUST_BACKTRACE=1`\n";
+        let panic = Panic::find(stderr).unwrap();
+        assert_eq!(panic.message, "boom: 1 != 2");
+        assert_eq!(panic.location.as_deref(), Some("src/lib.rs:10:5"));
+        assert!(panic.text.starts_with("thread 'a::b' panicked"));
+        assert!(panic.text.ends_with("RUST_BACKTRACE=1`"));
+        let old = Panic::find("thread 'x' panicked at 'old style', src/x.rs:1:2\n").unwrap();
+        assert_eq!(old.message, "old style");
+        assert_eq!(old.location.as_deref(), Some("src/x.rs:1:2"));
+        assert_eq!(Panic::find("no panic here"), None);
+    }
 }

@@ -88,10 +88,99 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
     }
 }
 
+/// One summary of a test stressed on several machines (`--stress-shard`), each summary
+/// one shard's share: counts add up and the interval is the totals'. The median is the
+/// runs-weighted median of the shards' medians, as the shards kept no durations.
+pub fn combine(shards: &[&StressSummary]) -> StressSummary {
+    let runs: u32 = shards.iter().map(|s| s.runs).sum();
+    let failures: u32 = shards.iter().map(|s| s.failures).sum();
+    let ran: Vec<&&StressSummary> = shards.iter().filter(|s| s.runs > 0).collect();
+    let mut medians: Vec<(u64, u32)> = ran.iter().map(|s| (s.duration_ms.median, s.runs)).collect();
+    medians.sort_unstable();
+    let mut seen = 0;
+    let median = medians
+        .iter()
+        .find(|(_, n)| {
+            seen += n;
+            seen * 2 > runs
+        })
+        .map_or(0, |(m, _)| *m);
+    let mut groups: BTreeMap<String, MessageCount> = BTreeMap::new();
+    for message in shards.iter().flat_map(|s| &s.failure_messages) {
+        groups
+            .entry(shape(&message.message))
+            .or_insert(MessageCount {
+                message: message.message.clone(),
+                count: 0,
+            })
+            .count += message.count;
+    }
+    let mut failure_messages: Vec<MessageCount> = groups.into_values().collect();
+    failure_messages.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.message.cmp(&b.message))
+    });
+    let mut first_failures: Vec<u32> = shards
+        .iter()
+        .flat_map(|s| s.first_failures.iter().copied())
+        .collect();
+    first_failures.sort_unstable();
+    first_failures.truncate(KEPT_FAILURES);
+    StressSummary {
+        runs,
+        failures,
+        failure_rate: if runs == 0 {
+            0.0
+        } else {
+            f64::from(failures) / f64::from(runs)
+        },
+        ci95: wilson_interval(failures, runs),
+        duration_ms: Durations {
+            min: ran.iter().map(|s| s.duration_ms.min).min().unwrap_or(0),
+            median,
+            max: ran.iter().map(|s| s.duration_ms.max).max().unwrap_or(0),
+        },
+        failure_messages,
+        first_failures,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runner::record::TestOutcome;
+
+    #[test]
+    fn shards_combine_into_the_totals_and_their_interval() {
+        let shard = |runs, failures, median, first: Vec<u32>, message: &str| StressSummary {
+            runs,
+            failures,
+            failure_rate: 0.0,
+            ci95: [0.0, 1.0],
+            duration_ms: Durations {
+                min: median - 1,
+                median,
+                max: median + 1,
+            },
+            failure_messages: vec![MessageCount {
+                message: message.into(),
+                count: failures,
+            }],
+            first_failures: first,
+        };
+        let a = shard(50, 3, 10, vec![4, 9, 30], "value 7");
+        let b = shard(50, 27, 20, vec![51, 52, 53, 54, 55], "value 12");
+        let merged = combine(&[&a, &b]);
+        assert_eq!((merged.runs, merged.failures), (100, 30));
+        assert_eq!(merged.failure_rate, 0.3);
+        assert_eq!(merged.ci95, wilson_interval(30, 100));
+        assert_eq!(merged.first_failures, [4, 9, 30, 51, 52]);
+        assert_eq!(merged.failure_messages.len(), 1, "one shape: value #");
+        assert_eq!(merged.failure_messages[0].count, 30);
+        assert_eq!((merged.duration_ms.min, merged.duration_ms.max), (9, 21));
+        assert_eq!(merged.duration_ms.median, 20);
+    }
 
     #[test]
     fn wilson_interval_matches_published_values() {

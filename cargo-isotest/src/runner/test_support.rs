@@ -49,6 +49,8 @@ pub fn outcome(code: i32, stdout: &str, strays: usize) -> Outcome {
         writes: Vec::new(),
         stdout: captured(stdout),
         stderr: captured(""),
+        resources: Default::default(),
+        limit_exceeded: None,
     }
 }
 
@@ -76,7 +78,7 @@ impl Reporter for Log {
             RunEvent::AttemptStarted { attempt, .. } => format!("start {attempt}"),
             RunEvent::AttemptEnded { attempt, .. } => format!("end {attempt}"),
             RunEvent::Retrying { attempt, of, .. } => format!("retry {}/{of}", attempt.attempt),
-            RunEvent::StressAttempt(attempt) => format!("stress {}", attempt.attempt),
+            RunEvent::StressAttempt { attempt, .. } => format!("stress {}", attempt.attempt),
             RunEvent::TestFinished(record) => format!("finished {:?}", record.last.outcome),
             RunEvent::Note(text) => format!("note {text}"),
             RunEvent::Explained(record) => format!("explained {}", record.name),

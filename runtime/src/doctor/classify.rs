@@ -106,6 +106,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Hostname
         | Step::Loopback
         | Step::Forward
+        | Step::Cgroup
         | Step::Init => false,
     }
 }

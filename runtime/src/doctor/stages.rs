@@ -60,6 +60,7 @@ impl Stage {
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,
             Step::Hostname => Stage::Hostname,
             Step::Loopback | Step::Forward => Stage::Loopback,
+            Step::Cgroup => Stage::Program,
             Step::Init => Stage::Program,
         }
     }

@@ -1,0 +1,294 @@
+//! Unpacking an archive (ours or nextest's) to run it on another machine, against a
+//! checkout that may be at another path.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use cargo_metadata::Metadata;
+use cargo_metadata::camino::{Utf8Path, Utf8PathBuf};
+use nextest_metadata::{BinaryListSummary, PlatformLibdirSummary, PlatformLibdirUnavailable};
+
+use super::entry_path::{EntryProblem, check_kind, entry_path, relative_path};
+use super::{ArchiveError, BINARIES_METADATA, CARGO_METADATA, HOST_LIBDIR, TARGET_LIBDIR};
+
+/// An unpacked archive, its metadata's paths pointing at where things are now: the
+/// target directory at `<dir>/target`, the workspace at the remapped checkout.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub dir: Utf8PathBuf,
+    pub target_dir: Utf8PathBuf,
+    pub workspace_root: Utf8PathBuf,
+    /// Where the archive was built.
+    pub original_workspace_root: Utf8PathBuf,
+    pub original_target_dir: Utf8PathBuf,
+    /// Test binaries' paths under `target_dir`; the relative paths (non-test binaries,
+    /// build-script out dirs, linked paths) are relative to it; the libdirs are the
+    /// unpacked ones.
+    pub binary_list: BinaryListSummary,
+    /// The workspace root, the workspace's manifests and sources under `workspace_root`,
+    /// the target directory `target_dir`.
+    pub cargo_metadata: Metadata,
+    pub host_libdir: Option<Utf8PathBuf>,
+    pub target_libdir: Option<Utf8PathBuf>,
+    pub files: usize,
+}
+
+/// Unpacks `archive` into `dest` (made if missing; it must not hold a `target/` yet).
+/// With `workspace_remap`, paths under the archive's workspace root are rewritten to it;
+/// nothing is ever written there.
+pub fn unpack(
+    archive: &Path,
+    dest: &Path,
+    workspace_remap: Option<&Path>,
+) -> Result<Unpacked, ArchiveError> {
+    let remap = workspace_remap.map(checked_remap).transpose()?;
+    let dest_error = |problem: String| ArchiveError::Destination {
+        dir: dest.to_path_buf(),
+        problem,
+    };
+    fs::create_dir_all(dest).map_err(|e| dest_error(e.to_string()))?;
+    let dir = utf8(fs::canonicalize(dest).map_err(|e| dest_error(e.to_string()))?)
+        .map_err(|_| dest_error("its path is not UTF-8".into()))?;
+    if dir.join("target").symlink_metadata().is_ok() {
+        return Err(dest_error(
+            "it already has a `target` directory; unpack into an empty directory".into(),
+        ));
+    }
+    if let Some(remap) = &remap
+        && dir.starts_with(remap)
+    {
+        return Err(dest_error(format!(
+            "it is inside the checkout `{remap}`, and unpacking writes nothing there; \
+             choose a directory outside it"
+        )));
+    }
+
+    let libdirs = extract(archive, &dir)?;
+    let read = |name: &'static str| {
+        fs::read_to_string(dir.join(name)).map_err(|source| ArchiveError::Read {
+            what: "the unpacked metadata",
+            path: dir.join(name).into_std_path_buf(),
+            source,
+        })
+    };
+    let bad = |name: &'static str, detail: String| ArchiveError::BadMetadata {
+        archive: archive.to_path_buf(),
+        name,
+        detail,
+    };
+    let mut binary_list: BinaryListSummary = serde_json::from_str(&read(BINARIES_METADATA)?)
+        .map_err(|e| bad(BINARIES_METADATA, e.to_string()))?;
+    let mut cargo_metadata: Metadata = serde_json::from_str(&read(CARGO_METADATA)?)
+        .map_err(|e| bad(CARGO_METADATA, e.to_string()))?;
+
+    let target_dir = dir.join("target");
+    let meta = &mut binary_list.rust_build_meta;
+    let original_target_dir = meta.target_directory.clone();
+    // Archives have everything of the build directory under `target/` too.
+    let original_build_dir = meta
+        .build_directory
+        .take()
+        .unwrap_or_else(|| original_target_dir.clone());
+    for binary in binary_list.rust_binaries.values_mut() {
+        let rel = binary
+            .binary_path
+            .strip_prefix(&original_target_dir)
+            .or_else(|_| binary.binary_path.strip_prefix(&original_build_dir))
+            .ok()
+            .filter(|rel| relative_path(rel.as_str()).is_ok())
+            .ok_or_else(|| {
+                bad(
+                    BINARIES_METADATA,
+                    format!(
+                        "the test binary `{}` is not in the target directory `{original_target_dir}`",
+                        binary.binary_path
+                    ),
+                )
+            })?;
+        let path = target_dir.join(rel);
+        if !path.is_file() {
+            return Err(bad(
+                BINARIES_METADATA,
+                format!("it lists the test binary `target/{rel}`, which is not in the archive"),
+            ));
+        }
+        binary.binary_path = path;
+    }
+    let meta = &mut binary_list.rust_build_meta;
+    let relatives = meta
+        .non_test_binaries
+        .values()
+        .flatten()
+        .map(|b| &b.path)
+        .chain(meta.build_script_out_dirs.values())
+        .chain(&meta.linked_paths);
+    for rel in relatives {
+        relative_path(rel.as_str()).map_err(|problem| {
+            bad(
+                BINARIES_METADATA,
+                format!("the path `{rel}`, relative to the target directory, {problem}"),
+            )
+        })?;
+    }
+    meta.target_directory = target_dir.clone();
+    if let Some(platforms) = &mut meta.platforms {
+        platforms.host.libdir = unpacked_libdir(libdirs.host.as_ref());
+        for target in &mut platforms.targets {
+            target.libdir = unpacked_libdir(libdirs.target.as_ref());
+        }
+    }
+
+    let original_workspace_root = cargo_metadata.workspace_root.clone();
+    let workspace_root = match remap {
+        Some(remap) => remap,
+        None if original_workspace_root.is_dir() => original_workspace_root.clone(),
+        None => {
+            return Err(ArchiveError::WorkspaceRemap {
+                dir: original_workspace_root.into_std_path_buf(),
+                problem: "the archive was built in this checkout, which is not here; \
+                          give the checkout's path with --workspace-remap DIR"
+                    .into(),
+            });
+        }
+    };
+    remap_metadata(
+        &mut cargo_metadata,
+        &original_workspace_root,
+        &workspace_root,
+        &target_dir,
+    );
+    Ok(Unpacked {
+        target_dir,
+        workspace_root,
+        original_workspace_root,
+        original_target_dir,
+        binary_list,
+        cargo_metadata,
+        host_libdir: libdirs.host,
+        target_libdir: libdirs.target,
+        files: libdirs.files,
+        dir,
+    })
+}
+
+fn checked_remap(dir: &Path) -> Result<Utf8PathBuf, ArchiveError> {
+    let error = |problem: String| ArchiveError::WorkspaceRemap {
+        dir: dir.to_path_buf(),
+        problem,
+    };
+    let canonical = fs::canonicalize(dir)
+        .map_err(|e| error(format!("{e}; it must be the checkout's workspace root")))?;
+    if !canonical.is_dir() {
+        return Err(error("it is not a directory".into()));
+    }
+    if !canonical.join("Cargo.toml").is_file() {
+        return Err(error(
+            "it has no Cargo.toml; give the workspace root of the checkout the archive was built from".into(),
+        ));
+    }
+    utf8(canonical).map_err(|_| error("its path is not UTF-8".into()))
+}
+
+fn utf8(path: PathBuf) -> Result<Utf8PathBuf, PathBuf> {
+    Utf8PathBuf::from_path_buf(path)
+}
+
+fn unpacked_libdir(libdir: Option<&Utf8PathBuf>) -> PlatformLibdirSummary {
+    match libdir {
+        Some(path) => PlatformLibdirSummary::Available { path: path.clone() },
+        None => PlatformLibdirSummary::Unavailable {
+            reason: PlatformLibdirUnavailable::NOT_IN_ARCHIVE,
+        },
+    }
+}
+
+/// Moves the workspace's paths to the checkout and the target directory to the unpacked
+/// one; packages outside the workspace (the registry's, git's) keep their paths.
+fn remap_metadata(metadata: &mut Metadata, from: &Utf8Path, to: &Utf8Path, target: &Utf8Path) {
+    let moved = |path: &mut Utf8PathBuf| {
+        if let Ok(rel) = path.strip_prefix(from) {
+            *path = to.join(rel);
+        }
+    };
+    moved(&mut metadata.workspace_root);
+    for package in &mut metadata.packages {
+        moved(&mut package.manifest_path);
+        for target in &mut package.targets {
+            moved(&mut target.src_path);
+        }
+    }
+    metadata.target_directory = target.to_path_buf();
+    metadata.build_directory = Some(target.to_path_buf());
+}
+
+struct Extracted {
+    host: Option<Utf8PathBuf>,
+    target: Option<Utf8PathBuf>,
+    files: usize,
+}
+
+/// Writes every entry under `dir`, after checking it: regular files and directories only,
+/// plain relative paths under `target/`, each once.
+fn extract(archive: &Path, dir: &Utf8Path) -> Result<Extracted, ArchiveError> {
+    let file = fs::File::open(archive).map_err(|source| ArchiveError::Read {
+        what: "the archive",
+        path: archive.to_path_buf(),
+        source,
+    })?;
+    let format = |source| ArchiveError::Format {
+        archive: archive.to_path_buf(),
+        source,
+    };
+    let decoder = zstd::Decoder::new(BufReader::new(file)).map_err(format)?;
+    let mut tar = tar::Archive::new(decoder);
+    tar.set_preserve_permissions(false);
+    tar.set_overwrite(false);
+    let mut seen = BTreeSet::new();
+    let mut extracted = Extracted {
+        host: None,
+        target: None,
+        files: 0,
+    };
+    for entry in tar.entries().map_err(format)? {
+        let mut entry = entry.map_err(format)?;
+        let unsafe_entry = |entry: String, problem| ArchiveError::UnsafeEntry {
+            archive: archive.to_path_buf(),
+            entry,
+            problem,
+        };
+        let bytes = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&bytes).into_owned();
+        let path = entry_path(&bytes).map_err(|p| unsafe_entry(shown.clone(), p))?;
+        check_kind(entry.header().entry_type()).map_err(|p| unsafe_entry(shown.clone(), p))?;
+        if !seen.insert(path.to_path_buf()) {
+            return Err(unsafe_entry(shown, EntryProblem::Duplicate));
+        }
+        // tar-rs checks again, against the files already on disk.
+        let unpacked = entry.unpack_in(dir).map_err(|source| ArchiveError::Write {
+            path: dir.join(path).into_std_path_buf(),
+            source,
+        })?;
+        if !unpacked {
+            return Err(unsafe_entry(shown, EntryProblem::Refused));
+        }
+        if !entry.header().entry_type().is_dir() {
+            extracted.files += 1;
+        }
+        if path.starts_with(HOST_LIBDIR) {
+            extracted.host = Some(dir.join(HOST_LIBDIR));
+        } else if path.starts_with(TARGET_LIBDIR) {
+            extracted.target = Some(dir.join(TARGET_LIBDIR));
+        }
+    }
+    for name in [BINARIES_METADATA, CARGO_METADATA] {
+        if !seen.contains(Utf8Path::new(name)) {
+            return Err(ArchiveError::MissingMetadata {
+                archive: archive.to_path_buf(),
+                name,
+            });
+        }
+    }
+    Ok(extracted)
+}
