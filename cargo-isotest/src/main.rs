@@ -6,6 +6,7 @@
 
 mod args;
 mod cargo;
+mod chaos;
 mod commands;
 mod discover;
 mod exit_code;
@@ -22,7 +23,9 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use commands::{apply_writes, archive, doctor, exec, list, merge, replay, run, shell, wrap};
+use commands::{
+    apply_writes, archive, bisect, doctor, exec, list, merge, replay, run, shell, wrap,
+};
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +57,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Copy what one test wrote into the checkout, after showing it (--keep-writes).
     ApplyWrites(apply_writes::ApplyWritesArgs),
+    /// Find the tests that make a test fail: those that ran before it or beside it.
+    Bisect(bisect::BisectArgs),
     /// Open a shell inside the sandbox a test runs in.
     Shell(Box<shell::ShellArgs>),
     /// Run one command in a fresh sandbox.
@@ -94,6 +99,7 @@ fn main() {
         Some(Command::List(args)) => list::run(*args),
         Some(Command::Replay(args)) => replay::run(args),
         Some(Command::ApplyWrites(args)) => apply_writes::run(args),
+        Some(Command::Bisect(args)) => bisect::run(args),
         Some(Command::Shell(args)) => shell::run(*args),
         Some(Command::Exec(args)) => exec::run(*args),
         Some(Command::Doctor(args)) => doctor::run(args),

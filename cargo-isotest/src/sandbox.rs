@@ -17,6 +17,7 @@ use isotest_runtime::{Limits, Mount, Net, Pid, Spec, Sys};
 use crate::args::{SandboxArgs, check_env, forward_unix_binds, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
+use crate::chaos::{self, Kind, Perturbation};
 
 /// Bytes of each output stream kept per run: head and tail halves.
 pub const CAPTURE_LIMIT: usize = 4 << 20;
@@ -44,6 +45,8 @@ pub struct SandboxOptions {
     pub writable_source: bool,
     pub forwards: Vec<SocketAddr>,
     pub net_admin: bool,
+    /// The perturbations `--chaos` asks for, drawn per attempt ([`attempt_spec`]).
+    pub chaos: Vec<Kind>,
 }
 
 impl Default for SandboxOptions {
@@ -61,6 +64,7 @@ impl Default for SandboxOptions {
             writable_source: false,
             forwards: Vec::new(),
             net_admin: false,
+            chaos: Vec::new(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl SandboxOptions {
             writable_source: args.writable_source,
             forwards: args.forward.clone(),
             net_admin: args.net_admin,
+            chaos: defaults.chaos,
         })
     }
 
@@ -146,6 +151,11 @@ pub fn binary_test_spec(
 ) -> Spec {
     let mut spec = binary_spec(build, binary, options);
     spec.env.set.insert("ISOTEST_SEED".into(), seed.to_string());
+    if !options.chaos.is_empty() {
+        spec.env
+            .set
+            .insert(chaos::ENV.into(), chaos::format_kinds(&options.chaos));
+    }
     spec
 }
 
@@ -170,7 +180,8 @@ fn test_argv(binary: &TestBinary, name: &str, ignored: bool) -> Vec<String> {
 
 /// The sandbox of one attempt: the test's own, telling the test which attempt it is.
 /// With `attempt_seed`, the run's seed, the attempt gets a seed of its own
-/// ([`attempt_seed`]).
+/// ([`attempt_seed`]). The perturbations `ISOTEST_CHAOS` asks for are drawn from the
+/// attempt's seed.
 pub fn attempt_spec(spec: &Spec, number: u32, attempt_seed: Option<u64>) -> Spec {
     let mut spec = spec.clone();
     spec.env
@@ -181,6 +192,21 @@ pub fn attempt_spec(spec: &Spec, number: u32, attempt_seed: Option<u64>) -> Spec
             "ISOTEST_SEED".into(),
             self::attempt_seed(base, number).to_string(),
         );
+    }
+    if let Some(draw) = chaos_draw(&spec, number) {
+        let p = &draw.perturbation;
+        if let Some(size) = p.tmpfs_size {
+            spec.set_tmpfs_sizes(size);
+        }
+        // Never above a limit the user set.
+        let lower = |limit: &mut Option<u64>, drawn: Option<u64>| {
+            if let Some(drawn) = drawn {
+                *limit = Some(limit.map_or(drawn, |l| l.min(drawn)));
+            }
+        };
+        lower(&mut spec.limits.open_files_max, p.open_files);
+        lower(&mut spec.limits.memory_max, p.memory_max);
+        spec.chaos = draw.chaos;
     }
     spec
 }
@@ -207,6 +233,24 @@ pub fn with_command(binary_spec: &Spec, argv: Vec<String>, name: Option<&str>) -
             .insert("ISOTEST_TEST_NAME".into(), name.to_string());
     }
     spec
+}
+
+/// What attempt `number` of the test in `spec` is perturbed with, if the run used `--chaos`:
+/// what [`attempt_spec`] applies, with the same seeds.
+pub fn attempt_perturbation(
+    spec: &Spec,
+    number: u32,
+    attempt_seed: Option<u64>,
+) -> Option<Perturbation> {
+    chaos_draw(&attempt_spec(spec, number, attempt_seed), number).map(|d| d.perturbation)
+}
+
+fn chaos_draw(spec: &Spec, number: u32) -> Option<chaos::Draw> {
+    let var = |key: &str| spec.env.set.get(key).map(String::as_str);
+    let kinds = chaos::parse_kinds(var(chaos::ENV)?).ok()?;
+    let run_seed = var("ISOTEST_SEED")?.parse().ok()?;
+    let seed = chaos::attempt_seed(run_seed, var("ISOTEST_TEST_NAME").unwrap_or(""), number);
+    Some(chaos::draw(&kinds, seed, chaos::Host::current()))
 }
 
 /// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.

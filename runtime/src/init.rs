@@ -18,6 +18,7 @@ use crate::error::{SetupError, Step};
 use crate::limits::Enforcement;
 use crate::limits::watch::Watch;
 use crate::outcome::{Exit, Finish, StartError, Stray};
+use crate::perturb;
 use crate::prepare::{ChildFds, ChildStdio, Plan, Program};
 use crate::sys;
 
@@ -46,6 +47,7 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds, limits: &Enforcement) -> Result<F
     bound_nested_user_namespaces(limits.max_user_namespaces)?;
     let (start_r, start_w) = start_error_pipe().map_err(init_fail("pipe2"))?;
     let mut watch = Watch::new(limits.watch.clone());
+    perturb::before_program(&plan.chaos)?;
     let started = Instant::now();
     // SAFETY: pid 1 is single-threaded; the child only execs or _exits.
     let program = match unsafe { nix::unistd::fork() }.map_err(init_fail("fork"))? {
@@ -55,6 +57,7 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds, limits: &Enforcement) -> Result<F
     drop(start_w);
     watch.watch_program(program.as_raw() as u32);
     let start_error = read_start_error(start_r, &plan.program);
+    let mut chaos = perturb::During::start(&plan.chaos, &reach);
     let (status, timed_out) = supervise(
         program,
         reach,
@@ -62,8 +65,10 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds, limits: &Enforcement) -> Result<F
         plan.timeout,
         plan.grace,
         &mut watch,
+        &mut chaos,
     );
     let duration = started.elapsed();
+    chaos.end();
     watch.program_ended();
     let strays = collect_strays(program, reach);
     empty_the_sandbox(reach);
@@ -263,6 +268,7 @@ fn supervise(
     timeout: Option<Duration>,
     grace: Duration,
     watch: &mut Watch,
+    chaos: &mut perturb::During,
 ) -> (Exit, bool) {
     let start = Instant::now();
     let mut term_at = timeout.map(|t| start + t);
@@ -273,6 +279,7 @@ fn supervise(
             return (exit, timed_out);
         }
         let now = Instant::now();
+        chaos.tick(now);
         if term_at.is_some_and(|t| now >= t) {
             timed_out = true;
             term_at = None;
@@ -289,7 +296,7 @@ fn supervise(
         if watch.sample().is_some() {
             let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
         }
-        let wait = [term_at, kill_at, Some(watch.due())]
+        let wait = [term_at, kill_at, Some(watch.due()), chaos.next_at()]
             .into_iter()
             .flatten()
             .min()
@@ -377,6 +384,16 @@ enum Reach {
 
 /// How many times init looks again for processes forked while it was stopping others.
 const FREEZE_ROUNDS: usize = 64;
+
+impl perturb::Members for Reach {
+    fn pids(&self) -> Vec<i32> {
+        self.members()
+    }
+
+    fn signal_all(&self, signal: Signal) -> bool {
+        Reach::signal_all(*self, signal)
+    }
+}
 
 impl Reach {
     /// Every process of the sandbox but init.

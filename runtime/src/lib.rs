@@ -8,6 +8,7 @@
 //!
 //! This crate knows nothing about cargo or tests.
 
+mod chaos;
 pub mod doctor;
 mod error;
 mod forward;
@@ -16,6 +17,7 @@ mod init;
 pub mod limits;
 mod outcome;
 mod output;
+mod perturb;
 mod prepare;
 mod sandbox;
 mod setup;
@@ -23,6 +25,7 @@ mod spec;
 mod sys;
 mod writes;
 
+pub use chaos::{Chaos, ChaosError, MAX_DELAY_PERCENT, MAX_PAUSE_MS, Pause, Paused, affordable};
 pub use error::{Error, SetupError, Step, errno_text};
 pub use limits::{LimitExceeded, Mechanism, Resources, format_bytes};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};

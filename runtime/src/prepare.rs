@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
+use crate::chaos::Chaos;
 use crate::error::Error;
 use crate::hostview::{self, CgroupMounts};
 use crate::spec::{Identity, Mount, Net, Pid, Spec, Sys};
@@ -33,6 +34,7 @@ pub(crate) struct Plan {
     pub program: Program,
     pub timeout: Option<Duration>,
     pub grace: Duration,
+    pub chaos: Chaos,
     /// What /sys is; `None` for none at all.
     pub sys: Option<SysPlan>,
     /// Names below /dev of the block devices behind the binds, for empty placeholders.
@@ -181,6 +183,7 @@ impl Plan {
             sys,
             block_devices,
             host_pid: spec.pid == Pid::Host,
+            chaos: spec.chaos.clone(),
         })
     }
 }

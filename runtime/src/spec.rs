@@ -9,6 +9,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::chaos::{Chaos, ChaosError};
+
 /// Host variables that pass into a sandbox unless the spec says otherwise. Locale, terminal
 /// and Rust diagnostics only: nothing that carries credentials.
 pub const DEFAULT_ENV_PASS: &[&str] = &[
@@ -82,6 +84,9 @@ pub struct Spec {
     /// Resource limits; absent in reports written before they existed.
     #[serde(default)]
     pub limits: Limits,
+    /// Perturbations pid 1 applies to the program (none by default).
+    #[serde(default, skip_serializing_if = "Chaos::is_empty")]
+    pub chaos: Chaos,
 }
 
 /// What one sandbox may use; `None` is unlimited. Enforced by the best mechanism the host
@@ -244,6 +249,8 @@ pub enum SpecError {
         "cannot forward {0}: forwarding needs the sandbox's own loopback network (net = loopback)"
     )]
     ForwardNet(SocketAddr),
+    #[error(transparent)]
+    Chaos(#[from] ChaosError),
 }
 
 impl Spec {
@@ -283,6 +290,7 @@ impl Spec {
             sys: Sys::Sandbox,
             pid: Pid::Sandbox,
             limits: Limits::default(),
+            chaos: Chaos::default(),
         }
     }
 
@@ -378,6 +386,7 @@ impl Spec {
                 return Err(SpecError::ForwardNet(address));
             }
         }
+        self.chaos.validate()?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! Run as root, every sandbox scenario runs a second time as an unprivileged user
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it.
 
+mod chaos;
 mod ci;
 mod ctx;
 mod flaky;
@@ -34,6 +35,11 @@ fn main() {
             .map(|(n, s)| (format!("run::{n}"), *s)),
     );
     let scenarios = scenarios.chain(ci::SCENARIOS.iter().map(|(n, s)| (format!("ci::{n}"), *s)));
+    let scenarios = scenarios.chain(
+        chaos::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("chaos::{n}"), *s)),
+    );
     let scenarios = scenarios.chain(
         limits::SCENARIOS
             .iter()

@@ -92,13 +92,22 @@ pub const ONCE: &[(&str, Scenario)] = &[(
 
 /// `cargo-isotest ARGS` in a fixture, writing the JSON report to the scratch dir.
 pub fn run(ctx: &Ctx, name: &str, args: &[&str]) -> Result<(Output, Value, PathBuf), Failed> {
+    run_keeping_report(ctx, name, args).map(|(out, json, dir, _)| (out, json, dir))
+}
+
+/// [`run`], also giving the report's path, for the commands that read it (replay, bisect).
+pub fn run_keeping_report(
+    ctx: &Ctx,
+    name: &str,
+    args: &[&str],
+) -> Result<(Output, Value, PathBuf, String), Failed> {
     let dir = fixture(name, ctx.user.as_ref());
     let report = ctx.path(&format!("{name}-{}.json", unique()));
     let mut cmd = ctx.isotest(&dir);
     cmd.args(args).args(["--report-json", &report]);
     let out = output(&mut cmd)?;
     let json = read_json(&report).map_err(|e| format!("{e:?}\n{}", describe(&out)))?;
-    Ok((out, json, dir))
+    Ok((out, json, dir, report))
 }
 
 pub fn unique() -> u64 {

@@ -1,5 +1,6 @@
 pub mod apply_writes;
 pub mod archive;
+pub mod bisect;
 pub mod doctor;
 pub mod exec;
 pub mod list;

@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::Args;
 use isotest_runtime::Spec;
 
+use crate::chaos::{self, Perturbation};
 use crate::exit_code;
 use crate::launch::foreground;
 use crate::report::json;
@@ -28,7 +29,7 @@ pub struct ReplayArgs {
 
 pub fn run(args: ReplayArgs) -> i32 {
     match prepare(&args) {
-        Ok((label, spec)) => {
+        Ok((label, spec, perturbation)) => {
             eprintln!(
                 "isotest: replaying {label} from {}:\n  cd {} && {}",
                 args.report.display(),
@@ -39,6 +40,12 @@ pub fn run(args: ReplayArgs) -> i32 {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
+            if let Some(perturbation) = perturbation {
+                eprintln!(
+                    "isotest: with the same chaos: {}",
+                    chaos::describe(&perturbation)
+                );
+            }
             foreground::run(&spec, None, |_| {})
         }
         Err(e) => {
@@ -48,7 +55,7 @@ pub fn run(args: ReplayArgs) -> i32 {
     }
 }
 
-fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
+fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec, Option<Perturbation>)> {
     let report = json::read(&args.report)?;
     let test = json::find(&report.tests, &args.filter)?;
     let Some((binary_spec, argv)) = report.test_sandbox(test) else {
@@ -71,5 +78,9 @@ fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
         None => binary_spec.clone(),
     };
     let seed = report.attempt_seeds.then_some(report.seed);
-    Ok((label, sandbox::attempt_spec(&spec, attempt, seed)))
+    Ok((
+        label,
+        sandbox::attempt_spec(&spec, attempt, seed),
+        sandbox::attempt_perturbation(&spec, attempt, seed),
+    ))
 }

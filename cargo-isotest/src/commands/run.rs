@@ -9,6 +9,7 @@ use clap::ValueEnum;
 
 use crate::args::{ArchiveArgs, SandboxArgs, parse_duration, parse_size};
 use crate::cargo::CargoOptions;
+use crate::chaos::{self, Kind};
 use crate::discover::discover;
 use crate::exit_code::{self, Failure};
 use crate::plan::stress_shard::{self, StressShard};
@@ -124,6 +125,19 @@ pub struct FlakyArgs {
     /// Keep N threads busy beside the tests, to provoke timing bugs.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub cpu_load: usize,
+    /// Perturb each attempt, drawn from its own seed and recorded for replay: fewer CPUs,
+    /// pauses, a fresh or ancient uptime, low limits, busy neighbours (`all`, or a list
+    /// of cpus, sched, uptime, net, resources, neighbours).
+    #[arg(long, value_name = "KIND,...", num_args = 0..=1, default_missing_value = "all", value_parser = parse_chaos)]
+    pub chaos: Option<ChaosKinds>,
+}
+
+/// The kinds `--chaos` names.
+#[derive(Clone, Debug)]
+pub struct ChaosKinds(pub Vec<Kind>);
+
+fn parse_chaos(text: &str) -> Result<ChaosKinds, String> {
+    chaos::parse_kinds(text).map(ChaosKinds)
 }
 
 pub fn run(args: RunArgs) -> i32 {
@@ -169,7 +183,11 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     }
     let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
 
-    let session = discover(&args.cargo, &args.archive, &args.sandbox, args.runner.jobs)?;
+    let mut session = discover(&args.cargo, &args.archive, &args.sandbox, args.runner.jobs)?;
+    if let Some(ChaosKinds(kinds)) = &args.flaky.chaos {
+        warn_about_skipped_chaos(kinds);
+        session.sandbox.chaos = kinds.clone();
+    }
     let sharding = Sharding {
         partition: args.runner.partition,
         attempt_seeds: args.flaky.stress_shard.is_some(),
@@ -254,6 +272,15 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     } else {
         0
     })
+}
+
+/// Kinds this host cannot apply are said once, before the run; each attempt records them.
+fn warn_about_skipped_chaos(kinds: &[Kind]) {
+    if kinds.contains(&Kind::Net)
+        && let Some(reason) = &chaos::Host::current().no_net
+    {
+        eprintln!("warning: --chaos net is skipped: {reason}");
+    }
 }
 
 /// The policy the flags ask for. A `--stress-duration` starts now, once the build is done.

@@ -108,6 +108,12 @@ pub struct StoredTest {
     pub writes: Vec<Writes>,
     #[serde(default)]
     pub resources: Option<StoredResources>,
+    /// When its last attempt started, in ms from the start of the run (0 in reports of
+    /// versions before bisect).
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! is, its durations, how it failed, and the first failure in full.
 
 use super::terminal::{BOLD, GREEN, RED, Terminal, failure_output};
+use crate::runner::chaos_rates;
 use crate::runner::record::{StressSummary, TestRecord};
 
 /// The statistics of each stressed test, once the run is over.
@@ -49,6 +50,11 @@ fn stress_block(record: &TestRecord, stress: &StressSummary) -> String {
             "\n{:>12} {:>5}× {}",
             "", message.count, message.message
         ));
+    }
+    if let Some(chaos) = &stress.chaos {
+        for line in chaos_rates::lines(chaos) {
+            text.push_str(&format!("\n{:>12} {line}", ""));
+        }
     }
     if !stress.first_failures.is_empty() {
         let numbers: Vec<String> = stress.first_failures.iter().map(u32::to_string).collect();

@@ -2,7 +2,7 @@
 //! rounds), and what each result makes of the test: a state machine fed by the pool,
 //! which tells the reporters what happened through [`RunEvent`]s.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use isotest_runtime::{Outcome, Spec};
@@ -14,6 +14,7 @@ use super::{budget, verdict};
 use crate::launch::helper::HelperError;
 use crate::launch::pool::{Dispatch, Event};
 use crate::plan::TestInstance;
+use crate::sandbox::attempt_perturbation;
 
 /// How often the reporters get every record while tests finish.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
@@ -43,6 +44,11 @@ pub struct Attempts<'a> {
     /// Memory held by the running attempts under `--memory-budget`, and how many run.
     reserved: u64,
     running: usize,
+    began: Instant,
+    /// When each running attempt started, in ms since `began`.
+    start_ms: HashMap<(usize, u32), u64>,
+    /// The run's seed when every attempt gets a seed of its own (`--stress-shard`).
+    attempt_seed: Option<u64>,
 }
 
 impl<'a> Attempts<'a> {
@@ -77,6 +83,9 @@ impl<'a> Attempts<'a> {
             checkpointed: Instant::now(),
             reserved: 0,
             running: 0,
+            began: Instant::now(),
+            start_ms: HashMap::new(),
+            attempt_seed: None,
         }
     }
 
@@ -133,6 +142,7 @@ impl<'a> Attempts<'a> {
             return;
         }
         record.started_at = started_at.map(|t| humantime::format_rfc3339_millis(t).to_string());
+        self.stamp(attempt, &mut record);
         if let Some(stress) = &self.policy.stress {
             let label = self.label(attempt);
             self.reporter.report(RunEvent::StressAttempt {
@@ -174,6 +184,21 @@ impl<'a> Attempts<'a> {
         }
     }
 
+    /// Draws each attempt's perturbation as the runner's attempt specs do.
+    pub fn with_attempt_seed(mut self, attempt_seed: Option<u64>) -> Self {
+        self.attempt_seed = attempt_seed;
+        self
+    }
+
+    /// When the attempt started, and what `--chaos` drew for it.
+    fn stamp(&mut self, attempt: Attempt, record: &mut AttemptRecord) {
+        let key = (attempt.test, attempt.number);
+        record.started_ms = self.start_ms.remove(&key).unwrap_or_default();
+        record.perturbation = self.specs[attempt.test]
+            .as_ref()
+            .and_then(|spec| attempt_perturbation(spec, attempt.number, self.attempt_seed));
+    }
+
     /// The test's record as it stands.
     pub fn record(&self, index: usize) -> TestRecord {
         verdict::test(
@@ -207,6 +232,9 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
             Event::Started(attempt) => {
                 self.started_at
                     .insert((attempt.test, attempt.number), SystemTime::now());
+                let started = self.began.elapsed().as_millis() as u64;
+                self.start_ms
+                    .insert((attempt.test, attempt.number), started);
                 let label = self.label(attempt);
                 self.reporter.report(RunEvent::AttemptStarted {
                     test: attempt.test,

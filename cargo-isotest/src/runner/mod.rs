@@ -5,6 +5,7 @@
 
 pub mod attempts;
 pub mod budget;
+pub mod chaos_rates;
 pub mod events;
 pub mod explain;
 mod load;
@@ -38,7 +39,8 @@ pub fn run(
     reporter: &mut dyn Reporter,
 ) -> Vec<TestRecord> {
     let _load = load::CpuLoad::start(cpu_load);
-    let mut attempts = Attempts::new(&plan.tests, &plan.specs, &plan.order, policy, reporter);
+    let mut attempts = Attempts::new(&plan.tests, &plan.specs, &plan.order, policy, reporter)
+        .with_attempt_seed(plan.attempt_seeds.then_some(plan.seed));
     pool.run(
         |helper: &mut Helper, attempt: &Attempt| -> Result<Outcome, HelperError> {
             let spec = plan.specs[attempt.test]

@@ -4,6 +4,8 @@
 use isotest_runtime::{Captured, Exit, LimitExceeded, Resources, Stray, Writes};
 use serde::{Deserialize, Serialize};
 
+use super::chaos_rates::ChaosSummary;
+use crate::chaos::Perturbation;
 use crate::discover::TestKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +83,13 @@ pub struct AttemptRecord {
     /// What it used, and which mechanism measured and limited it; null when it did not run.
     #[serde(default)]
     pub resources: Option<Resources>,
+    /// When it started, in ms from the start of the run: with `duration_ms`, which tests
+    /// ran before it and beside it (`cargo isotest bisect`).
+    #[serde(default)]
+    pub started_ms: u64,
+    /// What `--chaos` drew for this attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perturbation: Option<Perturbation>,
 }
 
 /// Captured output: raw here, lossy UTF-8 with a truncation flag in JSON.
@@ -157,6 +166,8 @@ impl AttemptRecord {
             started_at: None,
             limit_exceeded: None,
             resources: None,
+            started_ms: 0,
+            perturbation: None,
         }
     }
 
@@ -265,6 +276,9 @@ pub struct StressSummary {
     pub failure_messages: Vec<MessageCount>,
     /// Attempt numbers of the first failures.
     pub first_failures: Vec<u32>,
+    /// With `--chaos`: the failure rate per perturbation, and the smallest that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosSummary>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::chaos_rates;
 use super::record::{AttemptRecord, Durations, MessageCount, StressSummary};
 
 /// How many failing attempts are named in `first_failures` and kept in full.
@@ -85,6 +86,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
         },
         failure_messages,
         first_failures,
+        chaos: chaos_rates::summarize(attempts),
     }
 }
 
@@ -143,6 +145,9 @@ pub fn combine(shards: &[&StressSummary]) -> StressSummary {
         },
         failure_messages,
         first_failures,
+        // Shards keep their attempts' perturbations but not the attempts themselves:
+        // the levels are each shard's own.
+        chaos: None,
     }
 }
 
@@ -168,6 +173,7 @@ mod tests {
                 count: failures,
             }],
             first_failures: first,
+            chaos: None,
         };
         let a = shard(50, 3, 10, vec![4, 9, 30], "value 7");
         let b = shard(50, 27, 20, vec![51, 52, 53, 54, 55], "value 12");

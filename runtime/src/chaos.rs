@@ -1,0 +1,161 @@
+//! Perturbations a spec asks pid 1 to apply to its program, so that a flaky test fails
+//! on demand: fewer CPUs, a recently booted clock, busy neighbours and pauses. (Low
+//! limits are the spec's own `limits`.) Plain data, drawn by the caller; the runtime only applies what it is given, so
+//! that a recorded spec replays the very same perturbation.
+
+use serde::{Deserialize, Serialize};
+
+/// No more than this share of the run may be spent paused or frozen (rr's chaos mode cap).
+pub const MAX_DELAY_PERCENT: u64 = 20;
+/// The longest single pause or freeze, like rr's longest starvation.
+pub const MAX_PAUSE_MS: u64 = 2_000;
+/// Busy threads beside the program; more only slows the host.
+pub const MAX_NEIGHBOURS: u32 = 64;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chaos {
+    /// The host CPUs the sandbox may run on; `available_parallelism()` follows the mask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Vec<usize>>,
+    /// What `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` (and `/proc/uptime`) read when the
+    /// program starts, through a time namespace. The wall clock is not shifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_s: Option<u64>,
+    /// Busy threads of pid 1, pinned round-robin to the sandbox's CPUs for the whole run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub neighbours: u32,
+    /// Pauses, in time order, from the program's start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<Pause>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One interval in which part of the sandbox does not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pause {
+    pub at_ms: u64,
+    pub for_ms: u64,
+    pub what: Paused,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Paused {
+    /// Every process of the sandbox (SIGSTOP, then SIGCONT).
+    Sandbox,
+    /// One thread that is not a process's main thread: the `pick`th, modulo their number,
+    /// in thread-id order when the pause starts. It is stopped alone while the others run.
+    Thread { pick: u32 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    #[error("chaos.cpus is empty: a sandbox needs at least one CPU")]
+    NoCpu,
+    #[error("chaos.cpus names CPU {0}, beyond the {max} CPUs the kernel's mask can hold", max = nix::sched::CpuSet::count())]
+    CpuOutOfRange(usize),
+    #[error("chaos.neighbours is {0}, above the limit of {MAX_NEIGHBOURS}")]
+    Neighbours(u32),
+    #[error("a chaos pause lasts {0} ms, above the limit of {MAX_PAUSE_MS} ms")]
+    PauseTooLong(u64),
+    #[error("chaos pauses must be in time order without overlapping (at {0} ms)")]
+    PauseOrder(u64),
+}
+
+impl Chaos {
+    pub fn is_empty(&self) -> bool {
+        self == &Chaos::default()
+    }
+
+    pub fn validate(&self) -> Result<(), ChaosError> {
+        if let Some(cpus) = &self.cpus {
+            if cpus.is_empty() {
+                return Err(ChaosError::NoCpu);
+            }
+            if let Some(&cpu) = cpus.iter().find(|&&c| c >= nix::sched::CpuSet::count()) {
+                return Err(ChaosError::CpuOutOfRange(cpu));
+            }
+        }
+        if self.neighbours > MAX_NEIGHBOURS {
+            return Err(ChaosError::Neighbours(self.neighbours));
+        }
+        let mut free_from = 0;
+        for pause in &self.pauses {
+            if pause.for_ms > MAX_PAUSE_MS {
+                return Err(ChaosError::PauseTooLong(pause.for_ms));
+            }
+            if pause.at_ms < free_from {
+                return Err(ChaosError::PauseOrder(pause.at_ms));
+            }
+            free_from = pause.at_ms + pause.for_ms;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a pause of `for_ms` that starts `elapsed_ms` into the run keeps the time spent
+/// paused (`delayed_ms` so far) within [`MAX_DELAY_PERCENT`] of the run when it ends.
+pub fn affordable(delayed_ms: u64, elapsed_ms: u64, for_ms: u64) -> bool {
+    (delayed_ms + for_ms) * 100 <= MAX_DELAY_PERCENT * (elapsed_ms + for_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_budget_is_a_fifth_of_the_run_at_every_pause_end() {
+        assert!(affordable(0, 40, 10), "10 of 50 ms");
+        assert!(!affordable(0, 39, 10), "10 of 49 ms");
+        assert!(!affordable(100, 400, 10), "110 of 410 ms");
+        assert!(affordable(100, 1000, 100));
+    }
+
+    #[test]
+    fn validation_names_what_is_wrong() {
+        let pause = |at_ms, for_ms| Pause {
+            at_ms,
+            for_ms,
+            what: Paused::Sandbox,
+        };
+        let mut chaos = Chaos {
+            cpus: Some(vec![]),
+            ..Chaos::default()
+        };
+        assert!(matches!(chaos.validate(), Err(ChaosError::NoCpu)));
+        chaos.cpus = Some(vec![0]);
+        chaos.pauses = vec![pause(10, 20), pause(25, 5)];
+        assert!(matches!(chaos.validate(), Err(ChaosError::PauseOrder(25))));
+        chaos.pauses = vec![pause(10, 20), pause(30, 5000)];
+        assert!(matches!(
+            chaos.validate(),
+            Err(ChaosError::PauseTooLong(5000))
+        ));
+        chaos.pauses = vec![pause(10, 20), pause(30, 5)];
+        chaos.validate().unwrap();
+        assert!(Chaos::default().is_empty());
+    }
+
+    #[test]
+    fn chaos_round_trips_and_an_empty_one_is_left_out() {
+        let chaos = Chaos {
+            cpus: Some(vec![1]),
+            uptime_s: Some(12),
+            neighbours: 2,
+            pauses: vec![Pause {
+                at_ms: 3,
+                for_ms: 4,
+                what: Paused::Thread { pick: 7 },
+            }],
+        };
+        let json = serde_json::to_string(&chaos).unwrap();
+        assert!(json.contains(r#""what":{"thread":{"pick":7}}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Chaos>(&json).unwrap(), chaos);
+        assert_eq!(serde_json::to_string(&Chaos::default()).unwrap(), "{}");
+    }
+}

@@ -1,0 +1,219 @@
+//! `--chaos`: each kind is seen from inside the test, recorded in the report, and applied
+//! again by `replay`; and `bisect` names a planted polluter.
+
+use libtest_mimic::Failed;
+use serde_json::Value;
+
+use crate::ctx::{Ctx, describe, ensure, ensure_eq, output, status_code};
+use crate::run::{run, run_keeping_report, test};
+use crate::sandbox::Scenario;
+
+pub const SCENARIOS: &[(&str, Scenario)] = &[
+    ("cpus_is_the_affinity_mask", cpus),
+    ("uptime_is_a_time_namespace", uptime),
+    ("resources_are_low_limits", resources),
+    ("neighbours_are_busy_threads_of_init", neighbours),
+    ("sched_pauses_and_freezes_threads", sched),
+    ("net_is_skipped_without_netem", net),
+    ("stress_rates_per_perturbation", stress_rates),
+    (
+        "bisect_names_the_planted_polluter",
+        bisect_names_the_polluter,
+    ),
+];
+
+const OBSERVE: (&str, &str) = ("flaky-corpus::observe", "observe_chaos");
+
+/// Runs the observing test once with `--chaos KIND`; returns what it saw, its record's
+/// perturbation, and what it saw when replayed.
+fn observe(ctx: &Ctx, kind: &str) -> Result<(Seen, Value, Seen, String), Failed> {
+    let (out, report, dir, path) = run_keeping_report(
+        ctx,
+        "flaky-corpus",
+        &["--test", "observe", "--chaos", kind, "--exact", OBSERVE.1],
+    )?;
+    ensure_eq(status_code(&out), Some(0), &describe(&out))?;
+    let record = test(&report, OBSERVE.0, OBSERVE.1)?;
+    let seen = Seen::parse(record["stdout"].as_str().unwrap_or_default());
+    let perturbation = record["perturbation"].clone();
+    ensure(!perturbation.is_null(), || {
+        format!("no perturbation in {record}")
+    })?;
+    let replay = output(ctx.isotest(&dir).args(["replay", &path, OBSERVE.1]))?;
+    ensure_eq(status_code(&replay), Some(0), &describe(&replay))?;
+    let replayed = Seen::parse(&String::from_utf8_lossy(&replay.stdout));
+    let stderr = String::from_utf8_lossy(&replay.stderr).into_owned();
+    Ok((seen, perturbation, replayed, stderr))
+}
+
+struct Seen(Vec<(String, u64)>, String);
+
+impl Seen {
+    fn parse(text: &str) -> Seen {
+        Seen(
+            text.lines()
+                .filter_map(|l| l.split_once("CHAOS ").map(|(_, kv)| kv))
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.to_string(), v.trim().parse().ok()?))
+                })
+                .collect(),
+            text.to_string(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Result<u64, Failed> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| format!("the test did not report {key}:\n{}", self.1).into())
+    }
+}
+
+fn cpus(ctx: &Ctx) -> Result<(), Failed> {
+    let (seen, p, replayed, _) = observe(ctx, "cpus")?;
+    let drawn = p["cpus"].as_array().ok_or("no cpus recorded")?.len() as u64;
+    ensure_eq(seen.get("cpus")?, drawn, "available_parallelism inside")?;
+    ensure_eq(
+        replayed.get("cpus")?,
+        drawn,
+        "available_parallelism on replay",
+    )
+}
+
+fn uptime(ctx: &Ctx) -> Result<(), Failed> {
+    let (seen, p, replayed, _) = observe(ctx, "uptime")?;
+    let drawn = p["uptime_s"].as_u64().ok_or("no uptime recorded")?;
+    let near = |seen: u64| seen >= drawn && seen <= drawn + 3;
+    ensure(near(seen.get("uptime_s")?), || {
+        format!("drawn {drawn}, seen {:?}", seen.get("uptime_s"))
+    })?;
+    ensure(near(replayed.get("uptime_s")?), || {
+        format!("drawn {drawn}, replayed {:?}", replayed.get("uptime_s"))
+    })
+}
+
+fn resources(ctx: &Ctx) -> Result<(), Failed> {
+    let (seen, p, replayed, _) = observe(ctx, "resources")?;
+    for (key, recorded) in [("open_files", "open_files"), ("tmpfs_size", "tmpfs_size")] {
+        let drawn = p[recorded].as_u64().ok_or("not recorded")?;
+        ensure_eq(seen.get(key)?, drawn, key)?;
+        ensure_eq(replayed.get(key)?, drawn, key)?;
+    }
+    Ok(())
+}
+
+fn neighbours(ctx: &Ctx) -> Result<(), Failed> {
+    let (seen, p, replayed, _) = observe(ctx, "neighbours")?;
+    let drawn = p["neighbours"].as_u64().ok_or("no neighbours recorded")?;
+    ensure_eq(seen.get("neighbours")?, drawn, "busy threads in pid 1")?;
+    ensure_eq(replayed.get("neighbours")?, drawn, "on replay")
+}
+
+fn sched(ctx: &Ctx) -> Result<(), Failed> {
+    let (seen, p, replayed, stderr) = observe(ctx, "sched")?;
+    let pauses = &p["pauses"];
+    ensure(pauses["threads"].as_u64() > Some(0), || format!("{p}"))?;
+    for seen in [&seen, &replayed] {
+        ensure(
+            seen.get("frozen_seen")? == 1 || seen.get("max_gap_ms")? >= 5,
+            || format!("no pause seen: {:?}", seen.0),
+        )?;
+    }
+    let line = format!("{} thread freezes", pauses["threads"]);
+    ensure(stderr.contains(&line), || format!("replay said:\n{stderr}"))
+}
+
+fn net(ctx: &Ctx) -> Result<(), Failed> {
+    let (_, p, _, _) = observe(ctx, "net")?;
+    let reason = p["skipped"]["net"].as_str().unwrap_or_default();
+    ensure(reason.contains("sch_netem"), || format!("{p}"))
+}
+
+fn stress_rates(ctx: &Ctx) -> Result<(), Failed> {
+    let (out, report, _) = run(
+        ctx,
+        "flaky-corpus",
+        &[
+            "--lib",
+            "--stress",
+            "30",
+            "--chaos",
+            "uptime,cpus",
+            "--exact",
+            "corpus::counts_events_of_the_last_five_minutes",
+            "--color",
+            "never",
+        ],
+    )?;
+    ensure_eq(status_code(&out), Some(100), &describe(&out))?;
+    let record = test(
+        &report,
+        "flaky-corpus",
+        "corpus::counts_events_of_the_last_five_minutes",
+    )?;
+    let chaos = &record["stress"]["chaos"];
+    let low = chaos["levels"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["level"] == "uptime < 60 s"))
+        .ok_or_else(|| format!("no uptime level: {chaos}"))?;
+    ensure_eq(
+        low["failure_rate"].as_f64(),
+        Some(1.0),
+        "fails whenever young",
+    )?;
+    let smallest = chaos["smallest"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    ensure(smallest.starts_with("uptime "), || format!("{chaos}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(
+        stderr.contains("smallest perturbation that reproduced it: attempt"),
+        || stderr.to_string(),
+    )
+}
+
+fn bisect_names_the_polluter(ctx: &Ctx) -> Result<(), Failed> {
+    let shared = ctx.path("shared");
+    std::fs::create_dir_all(&shared)?;
+    crate::give_to_user(ctx, &shared)?;
+    let env = format!("FLAKY_SHARED_DIR={shared}");
+    let (out, report, dir, path) = run_keeping_report(
+        ctx,
+        "flaky-corpus",
+        &[
+            "--lib",
+            "-j",
+            "1",
+            "--no-fail-fast",
+            "--bind-rw",
+            &shared,
+            "--env",
+            &env,
+        ],
+    )?;
+    ensure_eq(status_code(&out), Some(100), &describe(&out))?;
+    let victim = test(&report, "flaky-corpus", "corpus::settings_default_to_quiet")?;
+    ensure_eq(victim["outcome"].as_str(), Some("failed"), "the victim")?;
+    // The state as it was before the run: the polluter's file is gone again.
+    std::fs::remove_file(format!("{shared}/settings"))?;
+    let bisect = output(
+        ctx.isotest(&dir)
+            .args(["bisect", &path, "settings_default_to_quiet"]),
+    )?;
+    ensure_eq(status_code(&bisect), Some(0), &describe(&bisect))?;
+    let stdout = String::from_utf8_lossy(&bisect.stdout);
+    ensure(
+        stdout.contains("fails when flaky-corpus corpus::saves_verbose_settings runs before it"),
+        || describe(&bisect),
+    )?;
+    ensure(
+        stdout.contains(&format!("it wrote {shared}/settings")),
+        || describe(&bisect),
+    )?;
+    ensure(
+        !std::path::Path::new(&format!("{shared}/settings")).exists(),
+        || "bisect left the shared directory polluted".to_string(),
+    )
+}
