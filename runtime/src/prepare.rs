@@ -6,6 +6,7 @@
 //! C strings and map lines the kernel takes.
 
 use std::ffi::{CString, OsStr};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub(crate) struct Plan {
     /// The program keeps the capabilities that switch ids and own files, for when it runs
     /// as uid 0 among other mapped ids; otherwise it keeps none.
     pub keep_id_capabilities: bool,
+    /// The program gets a pty of the sandbox's own instead of pipes.
+    pub tty: bool,
     /// The caller's terminal size, given to the sandbox's own pty with `tty`.
     pub tty_size: Option<Winsize>,
     pub mounts: Vec<PlannedMount>,
@@ -37,6 +40,8 @@ pub(crate) struct Plan {
     pub shm_options: String,
     pub hostname: String,
     pub loopback_up: bool,
+    /// Addresses to listen on inside; setup hands each listener to the supervisor.
+    pub forwards: Vec<SocketAddr>,
     pub program: Program,
     pub timeout: Option<Duration>,
     pub grace: Duration,
@@ -65,6 +70,12 @@ pub(crate) enum PlannedMount {
         dst: PathBuf,
         options: String,
     },
+    /// `src` read-only beneath, a private tmpfs with these options above.
+    Overlay {
+        src: PathBuf,
+        dst: PathBuf,
+        upper_options: String,
+    },
     Symlink {
         path: PathBuf,
         target: PathBuf,
@@ -78,6 +89,8 @@ pub(crate) struct Program {
     /// Candidate paths for argv[0], in `PATH` order when it has no slash.
     pub candidates: Vec<CString>,
     pub cwd: CString,
+    /// It keeps CAP_NET_ADMIN (over the sandbox's own network namespace).
+    pub net_admin: bool,
 }
 
 impl Plan {
@@ -103,7 +116,7 @@ impl Plan {
             .mounts
             .iter()
             .filter_map(|m| match m {
-                Mount::Bind { src, .. } => Some(src.clone()),
+                Mount::Bind { src, .. } | Mount::Overlay { src, .. } => Some(src.clone()),
                 _ => None,
             })
             .collect();
@@ -135,6 +148,11 @@ impl Plan {
                         options: format!("size={},mode={mode}", spec.tmpfs_size(*size)),
                     }
                 }
+                Mount::Overlay { src, dst, size } => PlannedMount::Overlay {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    upper_options: format!("size={size},mode=0700"),
+                },
                 Mount::Symlink { path, target } => PlannedMount::Symlink {
                     path: path.clone(),
                     target: target.clone(),
@@ -158,6 +176,7 @@ impl Plan {
             uid_map: spec.ids.extents(Kind::Uid, spec.identity, uid.as_raw()),
             gid_map: spec.ids.extents(Kind::Gid, spec.identity, gid.as_raw()),
             keep_id_capabilities: spec.ids.maps_other_ids(),
+            tty: spec.tty,
             tty_size: spec
                 .tty
                 .then(|| rustix::termios::tcgetwinsize(std::io::stdin()).ok())
@@ -165,7 +184,9 @@ impl Plan {
             mounts: mounts.into_iter().map(|(_, m)| m).collect(),
             hostname: spec.hostname.clone(),
             loopback_up: spec.net == Net::Loopback,
+            forwards: spec.forwards.clone(),
             program: Program {
+                net_admin: spec.net_admin,
                 argv: spec.argv.iter().map(|a| cstring(a.as_bytes())).collect(),
                 envp: env
                     .iter()
@@ -187,9 +208,24 @@ impl Plan {
 impl PlannedMount {
     fn dst(&self) -> &Path {
         match self {
-            PlannedMount::Bind { dst, .. } | PlannedMount::Tmpfs { dst, .. } => dst,
+            PlannedMount::Bind { dst, .. }
+            | PlannedMount::Tmpfs { dst, .. }
+            | PlannedMount::Overlay { dst, .. } => dst,
             PlannedMount::Symlink { path, .. } => path,
         }
+    }
+}
+
+impl Plan {
+    /// Whether setup has descriptors to hand the supervisor: a pty's master, listeners or
+    /// upper layers.
+    pub fn hands_over(&self) -> bool {
+        self.tty
+            || !self.forwards.is_empty()
+            || self
+                .mounts
+                .iter()
+                .any(|m| matches!(m, PlannedMount::Overlay { .. }))
     }
 }
 
@@ -234,6 +270,9 @@ pub(crate) struct ChildFds {
     /// Readable once the supervisor has placed pid 1 in its cgroups.
     pub placed: OwnedFd,
     pub stdio: ChildStdio,
+    /// A SEQPACKET socket to the supervisor on which setup hands over descriptors (the
+    /// pty's master, forwarded listeners, overlays' upper layers), when the plan has any.
+    pub handover: Option<OwnedFd>,
 }
 
 pub(crate) enum ChildStdio {
@@ -242,10 +281,8 @@ pub(crate) enum ChildStdio {
         stderr: OwnedFd,
     },
     /// The pty is opened inside, from the sandbox's own devpts; its master goes back to
-    /// the supervisor on this socket.
-    Tty {
-        socket: OwnedFd,
-    },
+    /// the supervisor on the handover socket.
+    Tty,
 }
 
 impl ChildFds {
@@ -257,11 +294,9 @@ impl ChildFds {
             self.placed.as_raw_fd(),
         ];
         fds.extend(self.maps_written.iter().map(|fd| fd.as_raw_fd()));
-        match &self.stdio {
-            ChildStdio::Pipes { stdout, stderr } => {
-                fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])
-            }
-            ChildStdio::Tty { socket } => fds.push(socket.as_raw_fd()),
+        fds.extend(self.handover.iter().map(|fd| fd.as_raw_fd()));
+        if let ChildStdio::Pipes { stdout, stderr } = &self.stdio {
+            fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()]);
         }
         fds
     }

@@ -11,6 +11,7 @@ mod ctx;
 mod flaky;
 mod hostfacts;
 mod ids;
+mod layers;
 mod limits;
 mod probe;
 mod run;
@@ -61,6 +62,11 @@ fn main() {
         flaky::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("flaky::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        layers::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("layers::{n}"), *s)),
     );
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));

@@ -162,8 +162,8 @@ impl Relaxation {
                 .to_string(),
             Relaxation::WritableSource => format!(
                 "passes with a writable source tree: this test writes into its package \
-                 directory {}; make it write under $CARGO_TARGET_TMPDIR, or allow it per test \
-                 with writable-source = true",
+                 directory {}; make it write under $CARGO_TARGET_TMPDIR, or let it write into \
+                 an overlay with --writable-source (per test: writable-source = true)",
                 package_dir.display()
             ),
             Relaxation::HostSys => "passes with --sys host: this test reads host facts from \
