@@ -19,7 +19,7 @@ use rustix::termios::Winsize;
 
 use crate::error::Error;
 use crate::hostview::{self, CgroupMounts};
-use crate::idmap::{Extent, IdMapping, Kind};
+use crate::idmap::{Extent, IdMapping, Kind, inside_id};
 use crate::spec::{Mount, Net, Pid, Spec, SpecError, Sys};
 
 /// A spec turned into exactly what the child needs, prepared before clone.
@@ -75,11 +75,38 @@ pub(crate) enum PlannedMount {
         src: PathBuf,
         dst: PathBuf,
         upper_options: String,
+        upper_root: UpperRoot,
     },
     Symlink {
         path: PathBuf,
         target: PathBuf,
     },
+}
+
+/// The owner (as ids inside, where mapped) and mode that an overlay's upper directory
+/// takes from its host directory: the merged directory shows the upper one's, and made
+/// by pid 1 it would be pid 1's (root's under the full map) with mode 0755. Worked out on
+/// the host, where an id the namespace does not map is still told from the overflow id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UpperRoot {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: u32,
+}
+
+impl UpperRoot {
+    fn of(src: &Path, uid_map: &[Extent], gid_map: &[Extent]) -> Result<UpperRoot, SpecError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(src).map_err(|source| SpecError::BindSource {
+            path: src.to_path_buf(),
+            source,
+        })?;
+        Ok(UpperRoot {
+            uid: inside_id(uid_map, meta.uid()),
+            gid: inside_id(gid_map, meta.gid()),
+            mode: meta.mode() & 0o7777,
+        })
+    }
 }
 
 /// The program as execve will see it.
@@ -128,38 +155,43 @@ impl Plan {
         if spec.ids == IdMapping::Full && !uid.is_root() {
             return Err(SpecError::FullMapNeedsRoot.into());
         }
+        let uid_map = spec.ids.extents(Kind::Uid, spec.identity, uid.as_raw());
+        let gid_map = spec.ids.extents(Kind::Gid, spec.identity, gid.as_raw());
         let mut mounts: Vec<(usize, PlannedMount)> = spec
             .mounts
             .iter()
-            .map(|m| match m {
-                Mount::Bind { src, dst, writable } => PlannedMount::Bind {
-                    src: src.clone(),
-                    dst: dst.clone(),
-                    writable: *writable,
-                },
-                Mount::Tmpfs { dst, size } => {
-                    let mode = if dst == Path::new("/tmp") || dst == Path::new("/var/tmp") {
-                        "1777"
-                    } else {
-                        "0700"
-                    };
-                    PlannedMount::Tmpfs {
+            .map(|m| {
+                let planned = match m {
+                    Mount::Bind { src, dst, writable } => PlannedMount::Bind {
+                        src: src.clone(),
                         dst: dst.clone(),
-                        options: format!("size={},mode={mode}", spec.tmpfs_size(*size)),
+                        writable: *writable,
+                    },
+                    Mount::Tmpfs { dst, size } => {
+                        let mode = if dst == Path::new("/tmp") || dst == Path::new("/var/tmp") {
+                            "1777"
+                        } else {
+                            "0700"
+                        };
+                        PlannedMount::Tmpfs {
+                            dst: dst.clone(),
+                            options: format!("size={},mode={mode}", spec.tmpfs_size(*size)),
+                        }
                     }
-                }
-                Mount::Overlay { src, dst, size } => PlannedMount::Overlay {
-                    src: src.clone(),
-                    dst: dst.clone(),
-                    upper_options: format!("size={size},mode=0700"),
-                },
-                Mount::Symlink { path, target } => PlannedMount::Symlink {
-                    path: path.clone(),
-                    target: target.clone(),
-                },
+                    Mount::Overlay { src, dst, size } => PlannedMount::Overlay {
+                        src: src.clone(),
+                        dst: dst.clone(),
+                        upper_options: format!("size={size},mode=0700"),
+                        upper_root: UpperRoot::of(src, &uid_map, &gid_map)?,
+                    },
+                    Mount::Symlink { path, target } => PlannedMount::Symlink {
+                        path: path.clone(),
+                        target: target.clone(),
+                    },
+                };
+                Ok((planned.dst().components().count(), planned))
             })
-            .map(|m| (m.dst().components().count(), m))
-            .collect();
+            .collect::<Result<_, SpecError>>()?;
         // Parents first, so that a bind inside HOME lands on the HOME tmpfs, not under it.
         mounts.sort_by_key(|(depth, _)| *depth);
 
@@ -173,8 +205,8 @@ impl Plan {
             clone_flags,
             shm_options: format!("size={},mode=1777", spec.shm_size()),
             ids: spec.ids.clone(),
-            uid_map: spec.ids.extents(Kind::Uid, spec.identity, uid.as_raw()),
-            gid_map: spec.ids.extents(Kind::Gid, spec.identity, gid.as_raw()),
+            uid_map,
+            gid_map,
             keep_id_capabilities: spec.ids.maps_other_ids(),
             tty: spec.tty,
             tty_size: spec

@@ -24,7 +24,7 @@ use rustix::pty::OpenptFlags;
 use crate::error::{SetupError, Step};
 use crate::hostview::{DEV_LINKS, DEV_NODES};
 use crate::idmap::map_text;
-use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount};
+use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount, UpperRoot};
 use crate::sys::{self, Handed, MountRef, errno};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
@@ -243,12 +243,15 @@ fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, fds: &ChildFds) -> Setup
             (PlannedMount::Bind { dst, .. }, Some(tree)) => attach_bind(dst, tree)?,
             (
                 PlannedMount::Overlay {
-                    dst, upper_options, ..
+                    dst,
+                    upper_options,
+                    upper_root,
+                    ..
                 },
                 Some(tree),
             ) => {
                 attach_bind(dst, tree)?;
-                layer_overlay(dst, upper_options, index, fds)?;
+                layer_overlay(dst, upper_options, *upper_root, index, fds)?;
             }
             (PlannedMount::Tmpfs { dst, options }, _) => {
                 make_dir_all(dst)?;
@@ -298,7 +301,13 @@ fn attach_bind(dst: &Path, tree: Tree) -> Setup {
 /// Layers a private tmpfs over the read-only bind just attached at `dst`, so that writes
 /// succeed inside and never reach the host; the supervisor gets the upper layer to list
 /// (and keep) them once the sandbox has ended.
-fn layer_overlay(dst: &Path, upper_options: &str, index: usize, fds: &ChildFds) -> Setup {
+fn layer_overlay(
+    dst: &Path,
+    upper_options: &str,
+    upper_root: UpperRoot,
+    index: usize,
+    fds: &ChildFds,
+) -> Setup {
     let at = |syscall| fail(Step::Overlay, syscall, Some(dst));
     let scratch = PathBuf::from(format!(".overlay-{index}"));
     nix::unistd::mkdir(&scratch, Mode::from_bits_truncate(0o700)).map_err(at("mkdir"))?;
@@ -313,6 +322,7 @@ fn layer_overlay(dst: &Path, upper_options: &str, index: usize, fds: &ChildFds) 
         Mode::empty(),
     )
     .map_err(at("open"))?;
+    take_host_owner_and_mode(dst, &upper, upper_root)?;
     // From inside `dst`, every layer is a relative path of plain names, so the option
     // string never holds the host's path, where a comma or colon would be misread.
     nix::unistd::chdir(staged(dst)).map_err(at("chdir"))?;
@@ -335,6 +345,21 @@ fn layer_overlay(dst: &Path, upper_options: &str, index: usize, fds: &ChildFds) 
     nix::mount::umount2(&scratch, MntFlags::MNT_DETACH).map_err(at("umount2"))?;
     std::fs::remove_dir(&scratch).map_err(io_fail(Step::Overlay, "rmdir", dst))?;
     hand_over(fds, Handed::Upper(index as u32), upper.as_fd()).map_err(at("sendmsg"))
+}
+
+/// Gives the upper layer the owner (where mapped) and mode of the host directory, which
+/// the merged directory then shows ([`UpperRoot`]).
+fn take_host_owner_and_mode(dst: &Path, upper: &OwnedFd, root: UpperRoot) -> Setup {
+    let at = |syscall| fail(Step::Overlay, syscall, Some(dst));
+    if root.uid.is_some() || root.gid.is_some() {
+        nix::unistd::fchown(
+            upper,
+            root.uid.map(nix::unistd::Uid::from_raw),
+            root.gid.map(nix::unistd::Gid::from_raw),
+        )
+        .map_err(at("fchown"))?;
+    }
+    nix::sys::stat::fchmod(upper, Mode::from_bits_truncate(root.mode)).map_err(at("fchmod"))
 }
 
 /// mkdir -p inside the staging root. An existing directory is fine even inside a read-only

@@ -44,6 +44,13 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ),
 ];
 
+/// The overlay scenario that depends on the id mapping: it also runs as a user without
+/// subordinate ranges (the single map), besides root (full) and the user with ranges.
+pub const IN_EVERY_ID_MODE: &[(&str, Scenario)] = &[(
+    "overlay::looks_like_its_host_directory_in_every_id_mode",
+    overlay_looks_like_its_host_directory,
+)];
+
 /// A directory the scenario's user owns, with `files` in it.
 fn user_dir(ctx: &Ctx, name: &str, files: &[(&str, &str)]) -> Result<String, Failed> {
     let dir = ctx.path(name);
@@ -383,4 +390,86 @@ fn net_admin_lets_a_test_set_its_own_rules(ctx: &Ctx) -> Result<(), Failed> {
         || "the rule reached the host".into(),
     )?;
     Ok(())
+}
+
+/// The merged directory shows its upper layer's owner and mode, which setup gives from
+/// the host directory: as root (full map) a directory owned by someone else, as a user
+/// (subordinate or single map) the user's own, seen as uid 0 with --root. Writes copy up
+/// and are listed and kept in every mode, so the supervisor can read the upper layer.
+fn overlay_looks_like_its_host_directory(ctx: &Ctx) -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = user_dir(ctx, "tree", &[("edited", "old\n")])?;
+    let (uid, gid) = match &ctx.user {
+        Some(user) => (user.uid, user.gid),
+        None => {
+            // Root maps every id: a directory of another owner keeps that owner inside.
+            let (uid, gid) = (1234, 5678);
+            crate::ctx::chown_tree(
+                Path::new(&dir),
+                &crate::ctx::User {
+                    name: "other".into(),
+                    uid,
+                    gid,
+                    home: "/".into(),
+                },
+            );
+            (uid, gid)
+        }
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))?;
+    let script = format!(
+        "stat -c '%u:%g %a' {dir} && echo new >> {dir}/edited && echo made > {dir}/created && \
+         stat -c '%u:%g' {dir}/edited"
+    );
+    for (options, owner) in [
+        (vec![], format!("{uid}:{gid}")),
+        (
+            vec!["--root"],
+            match ctx.user {
+                Some(_) => "0:0".to_string(),
+                None => format!("{uid}:{gid}"),
+            },
+        ),
+    ] {
+        let report = ctx.path("exec.json");
+        let kept = ctx.path(&format!("kept{}", options.len()));
+        let mut args = options.clone();
+        args.extend([
+            "--overlay",
+            &dir,
+            "--keep-writes",
+            &kept,
+            "--report-json",
+            &report,
+        ]);
+        let out = sh(ctx, &args, &script)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        ensure_eq(
+            lines,
+            vec![format!("{owner} 750").as_str(), owner.as_str()],
+            &format!("owner and mode inside, then the copied-up file's owner {options:?}"),
+        )?;
+        ensure_eq(
+            changes(&read_json(&report)?["writes"], &dir)?,
+            vec![
+                entry("created", "created", "file"),
+                entry("changed", "edited", "file"),
+            ],
+            "listed writes",
+        )?;
+        ensure_eq(
+            std::fs::read_to_string(Path::new(&kept).join("layer-0/edited"))?.as_str(),
+            "old\nnew\n",
+            "kept edited",
+        )?;
+    }
+    ensure_eq(
+        std::fs::read_to_string(Path::new(&dir).join("edited"))?.as_str(),
+        "old\n",
+        "the host file",
+    )?;
+    ensure(!Path::new(&dir).join("created").exists(), || {
+        "created on the host".into()
+    })
 }

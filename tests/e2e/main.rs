@@ -66,6 +66,7 @@ fn main() {
     let scenarios = scenarios.chain(
         layers::SCENARIOS
             .iter()
+            .chain(layers::IN_EVERY_ID_MODE)
             .map(|(n, s)| (format!("layers::{n}"), *s)),
     );
     for (name, scenario) in scenarios {
@@ -81,10 +82,18 @@ fn main() {
     // so those scenarios also run as a second user, who has none.
     if nix::unistd::geteuid().is_root() {
         let user = User::without_ranges();
-        for &(name, scenario) in ids::SCENARIOS {
+        let scenarios = ids::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("sandbox::{n}"), *s))
+            .chain(
+                layers::IN_EVERY_ID_MODE
+                    .iter()
+                    .map(|(n, s)| (format!("layers::{n}"), *s)),
+            );
+        for (name, scenario) in scenarios {
             let user = user.clone();
             trials.push(Trial::test(
-                format!("unprivileged-no-ranges::sandbox::{name}"),
+                format!("unprivileged-no-ranges::{name}"),
                 move || scenario(&Ctx::new(Some(user))),
             ));
         }
