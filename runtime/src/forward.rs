@@ -110,8 +110,13 @@ impl Buffer {
 }
 
 impl Forwarder {
-    /// Takes a listening socket made inside the sandbox for `address`.
+    /// Takes a listening socket made inside the sandbox for `address`. Only a loopback
+    /// address is ever relayed to: the spec's validation allows no other, and the relay
+    /// holds to it too, since it connects from the host's network namespace.
     pub fn add_listener(&mut self, listener: OwnedFd, address: SocketAddr) {
+        if !address.ip().is_loopback() {
+            return;
+        }
         // Accepted until none waits, in the poll loop: it must never block.
         if rustix::io::ioctl_fionbio(&listener, true).is_ok() {
             self.listeners.push((listener, address));
@@ -252,5 +257,74 @@ fn connect_to(address: SocketAddr) -> Result<OwnedFd, Errno> {
     match rustix::net::connect(&socket, &address) {
         Ok(()) | Err(Errno::INPROGRESS) => Ok(socket),
         Err(errno) => Err(errno),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener() -> OwnedFd {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        OwnedFd::from(socket)
+    }
+
+    #[test]
+    fn only_loopback_addresses_are_relayed_to() {
+        let mut forwarder = Forwarder::default();
+        forwarder.add_listener(listener(), "10.0.0.1:5432".parse().unwrap());
+        forwarder.add_listener(listener(), "[::ffff:127.0.0.1]:5432".parse().unwrap());
+        assert!(forwarder.listeners.is_empty());
+        forwarder.add_listener(listener(), "127.0.0.2:5432".parse().unwrap());
+        forwarder.add_listener(listener(), "[::1]:5432".parse().unwrap());
+        assert_eq!(forwarder.listeners.len(), 2);
+    }
+
+    #[test]
+    fn a_connection_is_relayed_both_ways_until_both_ends_close() {
+        use std::io::{Read, Write};
+        let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = host.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = host.accept().unwrap();
+            let mut text = String::new();
+            stream.read_to_string(&mut text).unwrap();
+            stream.write_all(text.to_uppercase().as_bytes()).unwrap();
+        });
+        let inside = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inside_address = inside.local_addr().unwrap();
+        let mut forwarder = Forwarder::default();
+        forwarder.add_listener(OwnedFd::from(inside), address);
+        let client = std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(inside_address).unwrap();
+            stream.write_all(b"ping").unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).unwrap();
+            reply
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !client.is_finished() && std::time::Instant::now() < deadline {
+            let interest = forwarder.interest();
+            let tokens: Vec<Token> = interest.iter().map(|(t, _, _)| *t).collect();
+            let mut fds: Vec<nix::poll::PollFd<'_>> = interest
+                .iter()
+                .map(|(_, fd, events)| nix::poll::PollFd::new(*fd, *events))
+                .collect();
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap();
+            let events: Vec<PollFlags> = fds
+                .iter()
+                .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                .collect();
+            drop(fds);
+            drop(interest);
+            for (token, events) in tokens.into_iter().zip(events) {
+                if !events.is_empty() {
+                    forwarder.ready(token, events);
+                }
+            }
+        }
+        assert_eq!(client.join().unwrap(), "PING");
+        server.join().unwrap();
     }
 }
