@@ -690,16 +690,27 @@ mod tests {
         // A symlink in the checkout where the test wrote a file, and one as a directory.
         std::os::unix::fs::symlink(outside.join("victim"), checkout.join("planted")).unwrap();
         std::os::unix::fs::symlink(&outside, checkout.join("via")).unwrap();
+        // A kept entry that is a symlink where the list says file is not read through.
+        std::os::unix::fs::symlink(outside.join("victim"), kept.join("sneaky")).unwrap();
         let changes = [
             change("new", ChangeKind::Created, FileKind::Dir, 0),
             change("new/file", ChangeKind::Created, FileKind::File, 4),
             change("old", ChangeKind::Deleted, FileKind::File, 3),
             change("planted", ChangeKind::Changed, FileKind::File, 7),
+            change("sneaky", ChangeKind::Created, FileKind::File, 4),
+            change("via", ChangeKind::Created, FileKind::Dir, 0),
             change("via/victim", ChangeKind::Changed, FileKind::File, 7),
+            change("via/made", ChangeKind::Created, FileKind::File, 4),
             change("../outside/victim", ChangeKind::Changed, FileKind::File, 7),
+            Change {
+                path: outside.join("victim"),
+                ..change("absolute", ChangeKind::Deleted, FileKind::File, 0)
+            },
         ];
         let errors = apply(&changes, &kept, &checkout);
-        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors.len(), 6, "{errors:?}");
+        assert!(!checkout.join("sneaky").exists());
+        assert!(!outside.join("made").exists());
         assert_eq!(
             std::fs::read_to_string(checkout.join("new/file")).unwrap(),
             "made"
