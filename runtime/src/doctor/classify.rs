@@ -72,7 +72,8 @@ pub fn diagnose(failure: &SetupError, facts: &HostFacts, caller: &Caller) -> Dia
         Step::Proc if errno == Errno::EPERM && !facts.proc_overmounts.is_empty() => {
             proc_overmounted(facts)
         }
-        Step::Overlay => overlay_unavailable(failure, facts),
+        // Its other calls (a directory the caller cannot enter, say) are no kernel's fault.
+        Step::Overlay if failure.syscall == "mount(overlay)" => overlay_unavailable(failure, facts),
         Step::Sys if errno == Errno::EPERM && !facts.apparmor_restricts_us() => sys_refused(caller),
         step if is_mount_step(step) && denied && facts.apparmor_restricts_us() => {
             apparmor_restriction(failure, facts, caller)
@@ -225,6 +226,12 @@ mod tests {
         );
         assert!(d.summary.contains("6.8.0-45-generic"), "{}", d.summary);
         assert!(d.fix.contains("--writable-source"), "{}", d.fix);
+    }
+
+    #[test]
+    fn an_overlay_directory_the_caller_cannot_enter_is_not_a_missing_overlayfs() {
+        let failure = failure(Step::Overlay, "chdir", Some("/w"), Errno::EACCES);
+        assert_eq!(diagnose(&failure, &plain_host()).cause, Cause::Unknown);
     }
 
     #[test]
