@@ -343,11 +343,16 @@ fn a_test_talks_to_a_host_server(ctx: &Ctx) -> Result<(), Failed> {
     let env = format!("LAYERS_SERVER={address}");
     let args = ["--env", &env, "tests::talks_to_the_host_server", "--exact"];
     let (_, report, _) = run(ctx, "layers", &args)?;
+    let record = test(&report, "layers", "tests::talks_to_the_host_server")?;
     ensure_eq(
-        test(&report, "layers", "tests::talks_to_the_host_server")?["outcome"].as_str(),
+        record["outcome"].as_str(),
         Some("failed"),
         "without --forward",
     )?;
+    let hint = record["hint"].as_str().unwrap_or_default();
+    ensure(hint.contains(&format!("--forward {address}")), || {
+        format!("the refused connection's hint: {hint}")
+    })?;
     let mut forwarded = vec!["--forward", &address];
     forwarded.extend(args);
     let (out, report, _) = run(ctx, "layers", &forwarded)?;
