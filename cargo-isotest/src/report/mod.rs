@@ -42,13 +42,14 @@ impl RunReporter {
         outputs: Outputs,
         mut info: RunInfo,
         started: Instant,
+        show_writes: bool,
     ) -> RunReporter {
         if plan.tests.is_empty() {
             anstream::eprintln!(
                 "warning: no test matches the filters; `cargo isotest list` shows them all"
             );
         }
-        let terminal = Terminal::new(attempts, outputs.json.display().to_string());
+        let terminal = Terminal::new(attempts, outputs.json.display().to_string(), show_writes);
         terminal.header(
             plan.order.len(),
             plan.binaries,
@@ -104,7 +105,7 @@ impl RunReporter {
 
 /// The closing view of a finished report (`merge`), as at the end of a run.
 pub fn show(report: &RunReport, replay_from: String) {
-    let terminal = Terminal::new(None, replay_from);
+    let terminal = Terminal::new(None, replay_from, false);
     stress::show_results(&terminal, &report.tests);
     terminal.summary(report, None);
 }
