@@ -1,6 +1,8 @@
 //! Flag groups and value parsers that several commands share, so that a flag means the
 //! same thing, and fails the same way, wherever it appears.
 
+use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,6 +100,23 @@ pub struct SandboxArgs {
     /// Pass a host variable through to every test (KEY) or set one (KEY=VALUE).
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
+    /// Let tests write into the workspace through a private overlay: their writes succeed,
+    /// are listed in the report, and never reach the checkout (the target dir stays
+    /// read-only).
+    #[arg(long)]
+    pub writable_source: bool,
+    /// Make this loopback address (e.g. 127.0.0.1:5432) inside each sandbox reach the
+    /// same address on the host; repeatable. Nothing else of the host's network is reachable.
+    #[arg(long, value_parser = parse_forward, value_name = "ADDR:PORT")]
+    pub forward: Vec<SocketAddr>,
+    /// Make a host Unix socket (e.g. /run/postgresql/.s.PGSQL.5432) reachable at its own
+    /// path, as a bind of that socket; repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub forward_unix: Vec<String>,
+    /// Let tests keep CAP_NET_ADMIN over their own sandbox's network (firewall rules,
+    /// routes, interfaces), and over nothing of the host's.
+    #[arg(long)]
+    pub net_admin: bool,
 }
 
 /// Which configuration a command reads: `run`, `list`, `shell` and `show-config`.
@@ -239,6 +258,49 @@ fn parse_bind(value: &str, writable: bool) -> anyhow::Result<Mount> {
     Ok(Mount::Bind { src, dst, writable })
 }
 
+/// `--forward` values: a loopback address with a port.
+pub fn parse_forward(text: &str) -> Result<SocketAddr, String> {
+    let address: SocketAddr = text.parse().map_err(|_| {
+        format!("`{text}` is not an address with a port (e.g. 127.0.0.1:5432, [::1]:6379)")
+    })?;
+    if !address.ip().is_loopback() || address.port() == 0 {
+        return Err(format!(
+            "`{text}`: only a loopback address (127.0.0.0/8 or ::1) with a port can be forwarded, since the sandbox's only interface is lo"
+        ));
+    }
+    Ok(address)
+}
+
+/// `--forward-unix` values (of `exec`): host Unix sockets, each bound at its own path.
+pub fn forward_unix_binds(paths: &[String]) -> anyhow::Result<Vec<Mount>> {
+    paths
+        .iter()
+        .map(|value| {
+            let path = std::path::absolute(value)
+                .with_context(|| format!("--forward-unix {value}: not a usable path"))?;
+            unix_socket_bind(&path).with_context(|| format!("--forward-unix {value}"))
+        })
+        .collect()
+}
+
+/// A host Unix socket, bound read-only at its own path (`--forward-unix`,
+/// `forward-unix`). The socket is bound, not its directory, so the sandbox sees nothing
+/// else there; a server that recreates its socket needs its directory bound instead.
+pub fn unix_socket_bind(path: &Path) -> anyhow::Result<Mount> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot use {}", path.display()))?;
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} is not a Unix socket; give the socket a server listens on (or bind its directory: --bind DIR, `bind-ro = [\"DIR\"]`)",
+            path.display()
+        );
+    }
+    Ok(Mount::Bind {
+        src: path.to_path_buf(),
+        dst: path.to_path_buf(),
+        writable: false,
+    })
+}
+
 /// `--env` values: each must name a variable.
 pub fn check_env(items: &[String]) -> anyhow::Result<()> {
     for item in items {
@@ -320,5 +382,24 @@ mod tests {
         );
         assert!(check_env(&["A=1".into(), "B".into()]).is_ok());
         assert!(check_env(&["=1".into()]).is_err());
+    }
+
+    #[test]
+    fn only_loopback_addresses_with_ports_are_forwarded() {
+        assert_eq!(
+            parse_forward("127.0.0.1:5432"),
+            Ok("127.0.0.1:5432".parse().unwrap())
+        );
+        assert!(parse_forward("[::1]:6379").is_ok());
+        assert!(
+            parse_forward("10.0.0.5:5432")
+                .unwrap_err()
+                .contains("loopback")
+        );
+        assert!(parse_forward("127.0.0.1:0").is_err());
+        assert!(parse_forward("localhost").unwrap_err().contains("e.g."));
+        let dir = tempfile::tempdir().unwrap();
+        let err = forward_unix_binds(&[dir.path().display().to_string()]).unwrap_err();
+        assert!(format!("{err:#}").contains("not a Unix socket"), "{err:#}");
     }
 }

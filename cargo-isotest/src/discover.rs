@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -18,7 +19,7 @@ use crate::cargo::archive::{self, ArchiveError};
 use crate::cargo::archived;
 use crate::cargo::build::{self, Build, BuildError, TestBinary};
 use crate::config::{
-    Bind, Bytes, CompiledProfile, Config, CpuMax, Effective, Filterset, Inputs, Layer,
+    Bind, Bytes, CompiledProfile, Config, CpuMax, Effective, Filterset, Forward, Inputs, Layer,
     LimitsMechanism, Net, Period, Pid, Sys, TestId, TestThreads, VarName, package_graph,
 };
 use crate::exit_code::{self, Failure};
@@ -190,6 +191,8 @@ pub fn sandbox_flags(args: &SandboxArgs) -> Result<Layer, Failure> {
             .cpu_max
             .map(|millis| CpuMax(millis as f64 / 1000.0)),
         toolchain: args.no_toolchain.then_some(false),
+        writable_source: args.writable_source.then_some(true),
+        net_admin: args.net_admin.then_some(true),
         limits_mechanism: args.limits.limits_mechanism.map(|m| match m {
             MechanismArg::Auto => LimitsMechanism::Auto,
             MechanismArg::CgroupV2 => LimitsMechanism::CgroupV2,
@@ -207,6 +210,12 @@ pub fn sandbox_flags(args: &SandboxArgs) -> Result<Layer, Failure> {
     };
     layer.bind_ro = binds(&args.bind, "--bind")?;
     layer.bind_rw = binds(&args.bind_rw, "--bind-rw")?;
+    if !args.forward.is_empty() {
+        layer.forward = Some(args.forward.iter().copied().map(Forward).collect());
+    }
+    if !args.forward_unix.is_empty() {
+        layer.forward_unix = Some(args.forward_unix.iter().map(PathBuf::from).collect());
+    }
     check_env(&args.env).map_err(|e| usage(format!("{e:#}")))?;
     let (set, pass): (Vec<&String>, Vec<&String>) = args.env.iter().partition(|e| e.contains('='));
     if !pass.is_empty() {
@@ -473,7 +482,7 @@ fn list_tests(
 }
 
 fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)> {
-    let outcome = match helper.run(spec, CAPTURE_LIMIT) {
+    let outcome = match helper.run(spec, CAPTURE_LIMIT, None) {
         Ok(outcome) => outcome,
         Err(HelperError::Sandbox {
             message,

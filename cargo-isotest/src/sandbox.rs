@@ -8,6 +8,7 @@
 //! same functions, so that what they show is what the run ran.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use isotest_runtime::{
     HostIds, IdMapping, Identity, Limits, Mechanism, Mount, Net, Pid, Spec, Sys,
 };
 
+use crate::args::unix_socket_bind;
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
 use crate::chaos::{self, Kind, Perturbation};
@@ -56,6 +58,12 @@ pub struct SandboxOptions {
     pub ids: IdMapping,
     /// `root`: uid 0 inside.
     pub identity: Identity,
+    /// `writable-source`: the workspace is an overlay, writable inside, unchanged outside.
+    pub writable_source: bool,
+    /// `forward`: loopback addresses that reach the same address on the host.
+    pub forwards: Vec<SocketAddr>,
+    /// `net-admin`: CAP_NET_ADMIN over the sandbox's own network.
+    pub net_admin: bool,
     /// `chaos` (`--chaos`): the perturbations drawn per attempt ([`attempt_spec`]).
     pub chaos: Vec<Kind>,
 }
@@ -79,6 +87,9 @@ impl Default for SandboxOptions {
             tty: false,
             ids: isotest_runtime::host_ids().mapping,
             identity: Identity::Caller,
+            writable_source: false,
+            forwards: Vec::new(),
+            net_admin: false,
             chaos: Vec::new(),
         }
     }
@@ -127,14 +138,37 @@ impl SandboxOptions {
                 })?);
             }
         }
+        for socket in &settings.forward_unix {
+            binds.push(unix_socket_bind(&socket.value).with_context(|| {
+                format!(
+                    "`forward-unix` = {:?} (set by {})",
+                    socket.value.display().to_string(),
+                    socket.source
+                )
+            })?);
+        }
+        let net = config::value(&settings.net).map_or(defaults.net, |n: config::Net| match n {
+            config::Net::Loopback => Net::Loopback,
+            config::Net::None => Net::None,
+            config::Net::Host => Net::Host,
+        });
+        if let (Some(forward), Some(set)) = (settings.forward.first(), &settings.net)
+            && net != Net::Loopback
+        {
+            anyhow::bail!(
+                "`forward` = \"{}\" (set by {}) needs the sandbox's own loopback network, but \
+                 `net` is \"{}\" (set by {}): give the tests that forward \
+                 `net = \"loopback\"`, or drop the forward",
+                forward.value,
+                forward.source,
+                net_name(set.value),
+                set.source
+            );
+        }
         Ok(SandboxOptions {
             timeout,
             grace: slow.map_or(defaults.grace, |s| s.grace_period.0),
-            net: config::value(&settings.net).map_or(defaults.net, |n: config::Net| match n {
-                config::Net::Loopback => Net::Loopback,
-                config::Net::None => Net::None,
-                config::Net::Host => Net::Host,
-            }),
+            net,
             sys: config::value(&settings.sys).map_or(defaults.sys, |s: config::Sys| match s {
                 config::Sys::None => Sys::None,
                 config::Sys::Sandbox => Sys::Sandbox,
@@ -173,6 +207,10 @@ impl SandboxOptions {
                 Some(true) => Identity::Root,
                 _ => defaults.identity,
             },
+            writable_source: config::value(&settings.writable_source)
+                .unwrap_or(defaults.writable_source),
+            forwards: settings.forward.iter().map(|f| f.value.0).collect(),
+            net_admin: config::value(&settings.net_admin).unwrap_or(defaults.net_admin),
             chaos: config::value(&settings.chaos).map_or(defaults.chaos, |c| c.0),
         })
     }
@@ -214,6 +252,14 @@ fn id_mapping(setting: &Sourced<IdMap>, host: &HostIds) -> anyhow::Result<IdMapp
             }),
         )
     })
+}
+
+fn net_name(net: config::Net) -> &'static str {
+    match net {
+        config::Net::Loopback => "loopback",
+        config::Net::None => "none",
+        config::Net::Host => "host",
+    }
 }
 
 fn mode_name(mode: IdMap) -> &'static str {
@@ -462,6 +508,13 @@ pub fn shell_spec(test_spec: &Spec) -> Spec {
 /// The sandbox `binary` runs in, without a program yet.
 fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> Spec {
     let mut spec = Spec::new(Vec::new());
+    if options.writable_source {
+        spec.mounts.push(Mount::Overlay {
+            src: build.workspace_root.clone(),
+            dst: build.workspace_root.clone(),
+            size: options.tmpfs_size,
+        });
+    }
     // The toolchain's libraries are always needed (`-C prefer-dynamic`); its programs
     // only when the toolchain is visible.
     let toolchain_libraries = build.sysroot.join("lib");
@@ -479,10 +532,12 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     // Parents first, so that a path inside one already bound is not bound again.
     read_only.sort_by_key(|p| p.components().count());
     for path in read_only {
-        let covered = spec
-            .mounts
-            .iter()
-            .any(|m| matches!(m, Mount::Bind { dst, .. } if path.starts_with(dst)));
+        // Inside a writable source, the build outputs stay read-only: they are bound on top.
+        let covered = spec.mounts.iter().any(|m| match m {
+            Mount::Bind { dst, .. } => path.starts_with(dst),
+            Mount::Overlay { dst, .. } => path.starts_with(dst) && path != build.target_dir,
+            _ => false,
+        });
         if !covered && path.exists() {
             spec.mounts.push(Mount::Bind {
                 src: path.clone(),
@@ -504,6 +559,8 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     spec.tty = options.tty;
     spec.ids = options.ids.clone();
     spec.identity = options.identity;
+    spec.forwards = options.forwards.clone();
+    spec.net_admin = options.net_admin;
     spec.sys = options.sys;
     spec.pid = options.pid;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);

@@ -6,11 +6,13 @@
 //! [`Plan::new`](crate::prepare::Plan::new) beforehand.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
@@ -22,8 +24,8 @@ use rustix::pty::OpenptFlags;
 use crate::error::{SetupError, Step};
 use crate::hostview::{DEV_LINKS, DEV_NODES};
 use crate::idmap::map_text;
-use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount};
-use crate::sys::{self, MountRef, errno};
+use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount, UpperRoot};
+use crate::sys::{self, Handed, MountRef, errno};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
 /// /tmp only inside our private mount namespace, and bind sources were cloned before.
@@ -53,9 +55,10 @@ fn io_fail(
 /// Builds the sandbox around the current process, which is pid 1 of its new namespaces:
 /// one step a line, in the order the kernel sees them. A failure names its [`Step`].
 /// Returns the program's terminal (the pty's slave) when it gets one.
-pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup<Option<OwnedFd>> {
+pub(crate) fn build_sandbox(plan: &Plan, fds: &mut ChildFds) -> Setup<Option<OwnedFd>> {
     close_inherited_fds(fds);
     die_with_supervisor(fds)?;
+    join_v1_cgroups(fds)?;
     if plan.ids.maps_other_ids() {
         wait_for_id_maps(fds)?;
     } else {
@@ -64,7 +67,7 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup<Option<OwnedFd
     make_mounts_private()?;
     let trees = clone_bind_sources(plan)?;
     mount_root_tmpfs()?;
-    populate_root(plan, trees)?;
+    populate_root(plan, trees, fds)?;
     mount_proc(plan)?;
     mount_dev(plan)?;
     add_block_device_placeholders(plan)?;
@@ -77,9 +80,10 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup<Option<OwnedFd
     if plan.loopback_up {
         bring_up_loopback()?;
     }
+    listen_for_forwards(plan, fds)?;
     lead_session()?;
     match &fds.stdio {
-        ChildStdio::Tty { socket } => open_terminal(plan, socket).map(Some),
+        ChildStdio::Tty => open_terminal(plan, fds).map(Some),
         ChildStdio::Pipes { .. } => Ok(None),
     }
 }
@@ -109,6 +113,16 @@ fn die_with_supervisor(fds: &ChildFds) -> Setup {
     if ready > 0 {
         // SAFETY: _exit ends this process at once; nothing else runs after it.
         unsafe { libc::_exit(1) };
+    }
+    Ok(())
+}
+
+/// Everything the sandbox allocates from here on is charged to its own v1 cgroups, and
+/// everything it starts inherits them: pid 1 moves its only thread there itself, which
+/// the kernel does without the global lock a move by the supervisor takes.
+fn join_v1_cgroups(fds: &mut ChildFds) -> Setup {
+    for tasks in fds.cgroup_tasks.drain(..) {
+        nix::unistd::write(&tasks, b"0").map_err(fail(Step::Cgroup, "write(tasks)", None))?;
     }
     Ok(())
 }
@@ -189,8 +203,11 @@ fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
     plan.mounts
         .iter()
         .map(|mount| {
-            let PlannedMount::Bind { src, writable, .. } = mount else {
-                return Ok(None);
+            let (src, writable) = match mount {
+                PlannedMount::Bind { src, writable, .. } => (src, *writable),
+                // An overlay's lower layer is a read-only bind like any other.
+                PlannedMount::Overlay { src, .. } => (src, false),
+                _ => return Ok(None),
             };
             let fail_at = |syscall| fail(Step::BindSource, syscall, Some(src));
             let flags = OpenTreeFlags::OPEN_TREE_CLONE
@@ -231,10 +248,22 @@ fn staged(path: &Path) -> &Path {
 }
 
 /// Attaches the spec's mounts, parents first, so that the root holds what the spec lists.
-fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>) -> Setup {
-    for (mount, tree) in plan.mounts.iter().zip(trees) {
+fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, fds: &ChildFds) -> Setup {
+    for (index, (mount, tree)) in plan.mounts.iter().zip(trees).enumerate() {
         match (mount, tree) {
             (PlannedMount::Bind { dst, .. }, Some(tree)) => attach_bind(dst, tree)?,
+            (
+                PlannedMount::Overlay {
+                    dst,
+                    upper_options,
+                    upper_root,
+                    ..
+                },
+                Some(tree),
+            ) => {
+                attach_bind(dst, tree)?;
+                layer_overlay(dst, upper_options, *upper_root, index, fds)?;
+            }
             (PlannedMount::Tmpfs { dst, options }, _) => {
                 make_dir_all(dst)?;
                 mount_tmpfs(staged(dst), options, Step::Tmpfs)?;
@@ -249,7 +278,9 @@ fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>) -> Setup {
                     path,
                 ))?;
             }
-            (PlannedMount::Bind { .. }, None) => unreachable!("every bind has a cloned tree"),
+            (PlannedMount::Bind { .. } | PlannedMount::Overlay { .. }, None) => {
+                unreachable!("every bind and overlay has a cloned tree")
+            }
         }
     }
     Ok(())
@@ -276,6 +307,70 @@ fn attach_bind(dst: &Path, tree: Tree) -> Setup {
             Errno::from_raw(e.raw_os_error()),
         )
     })
+}
+
+/// Layers a private tmpfs over the read-only bind just attached at `dst`, so that writes
+/// succeed inside and never reach the host; the supervisor gets the upper layer to list
+/// (and keep) them once the sandbox has ended.
+fn layer_overlay(
+    dst: &Path,
+    upper_options: &str,
+    upper_root: UpperRoot,
+    index: usize,
+    fds: &ChildFds,
+) -> Setup {
+    let at = |syscall| fail(Step::Overlay, syscall, Some(dst));
+    let scratch = PathBuf::from(format!(".overlay-{index}"));
+    nix::unistd::mkdir(&scratch, Mode::from_bits_truncate(0o700)).map_err(at("mkdir"))?;
+    mount_tmpfs(&scratch, upper_options, Step::Overlay)?;
+    for sub in ["upper", "work"] {
+        nix::unistd::mkdir(&scratch.join(sub), Mode::from_bits_truncate(0o755))
+            .map_err(at("mkdir"))?;
+    }
+    let upper = nix::fcntl::open(
+        &scratch.join("upper"),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(at("open"))?;
+    take_host_owner_and_mode(dst, &upper, upper_root)?;
+    // From inside `dst`, every layer is a relative path of plain names, so the option
+    // string never holds the host's path, where a comma or colon would be misread.
+    nix::unistd::chdir(staged(dst)).map_err(at("chdir"))?;
+    let up = "../".repeat(staged(dst).components().count());
+    let options = format!(
+        "lowerdir=.,upperdir={up}{0}/upper,workdir={up}{0}/work,userxattr",
+        scratch.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        ".",
+        Some("overlay"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(at("mount(overlay)"))?;
+    nix::unistd::chdir(STAGING).map_err(at("chdir"))?;
+    // The overlay holds its own reference to the upper layer; the scratch mount point
+    // would only show it to the program.
+    nix::mount::umount2(&scratch, MntFlags::MNT_DETACH).map_err(at("umount2"))?;
+    std::fs::remove_dir(&scratch).map_err(io_fail(Step::Overlay, "rmdir", dst))?;
+    hand_over(fds, Handed::Upper(index as u32), upper.as_fd()).map_err(at("sendmsg"))
+}
+
+/// Gives the upper layer the owner (where mapped) and mode of the host directory, which
+/// the merged directory then shows ([`UpperRoot`]).
+fn take_host_owner_and_mode(dst: &Path, upper: &OwnedFd, root: UpperRoot) -> Setup {
+    let at = |syscall| fail(Step::Overlay, syscall, Some(dst));
+    if root.uid.is_some() || root.gid.is_some() {
+        nix::unistd::fchown(
+            upper,
+            root.uid.map(nix::unistd::Uid::from_raw),
+            root.gid.map(nix::unistd::Gid::from_raw),
+        )
+        .map_err(at("fchown"))?;
+    }
+    nix::sys::stat::fchmod(upper, Mode::from_bits_truncate(root.mode)).map_err(at("fchmod"))
 }
 
 /// mkdir -p inside the staging root. An existing directory is fine even inside a read-only
@@ -569,6 +664,37 @@ fn bring_up_loopback() -> Setup {
     Ok(())
 }
 
+/// Listens on each forwarded address inside, now that `lo` is up, and hands the sockets
+/// to the supervisor, which accepts on them and relays each connection to the host.
+fn listen_for_forwards(plan: &Plan, fds: &ChildFds) -> Setup {
+    for (index, address) in plan.forwards.iter().enumerate() {
+        let text = PathBuf::from(address.to_string());
+        let at = |syscall| fail(Step::Forward, syscall, Some(&text));
+        let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+        let family = match address {
+            SocketAddr::V4(_) => rustix::net::AddressFamily::INET,
+            SocketAddr::V6(_) => rustix::net::AddressFamily::INET6,
+        };
+        let socket = rustix::net::socket_with(
+            family,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| at("socket")(errno(e)))?;
+        rustix::net::bind(&socket, address).map_err(|e| at("bind")(errno(e)))?;
+        rustix::net::listen(&socket, 128).map_err(|e| at("listen")(errno(e)))?;
+        hand_over(fds, Handed::Listener(index as u32), socket.as_fd()).map_err(at("sendmsg"))?;
+    }
+    Ok(())
+}
+
+/// Sends the supervisor `fd` for what `handed` says; [`Plan::hands_over`] made the socket.
+fn hand_over(fds: &ChildFds, handed: Handed, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let socket = fds.handover.as_ref().ok_or(Errno::EBADF)?;
+    sys::send_fd(socket.as_fd(), handed, fd)
+}
+
 /// The sandbox's session belongs to pid 1, so that the program is not a session leader
 /// (a tty it opens does not become its controlling terminal, and closing it hangs
 /// nothing up) and getsid() inside names a process inside.
@@ -581,7 +707,7 @@ fn lead_session() -> Setup {
 /// A pty from the sandbox's own devpts, so that the program's terminal is one it can see
 /// (`tty`, `ttyname()`); the master goes to the supervisor, the slave becomes the
 /// session's controlling terminal and the program's stdio.
-fn open_terminal(plan: &Plan, socket: &OwnedFd) -> Setup<OwnedFd> {
+fn open_terminal(plan: &Plan, fds: &ChildFds) -> Setup<OwnedFd> {
     let ptmx = Path::new("/dev/pts/ptmx");
     let fail_at = |syscall| move |e| SetupError::new(Step::Terminal, syscall, Some(ptmx), errno(e));
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
@@ -594,7 +720,7 @@ fn open_terminal(plan: &Plan, socket: &OwnedFd) -> Setup<OwnedFd> {
         rustix::termios::tcsetwinsize(&slave, size).map_err(fail_at("ioctl(TIOCSWINSZ)"))?;
     }
     rustix::process::ioctl_tiocsctty(&slave).map_err(fail_at("ioctl(TIOCSCTTY)"))?;
-    sys::send_fd(socket.as_fd(), master.as_fd())
+    hand_over(fds, Handed::Terminal, master.as_fd())
         .map_err(|e| SetupError::new(Step::Terminal, "sendmsg", None, e))?;
     Ok(slave)
 }

@@ -711,8 +711,16 @@ fn broken_config(ctx: &Ctx) -> Result<(), Failed> {
             vec!["unknown key `nett`", "did you mean `net`", ":2:1"],
         ),
         (
-            "[profile.default]\nforward = [\"127.0.0.1:5432\"]\n",
-            vec!["`forward`", "not supported by this build"],
+            "[profile.default]\nforward = [\"10.0.0.5:5432\"]\n",
+            vec![
+                "`profile.default.forward[0]`",
+                "only a loopback address",
+                "net = \"host\"",
+            ],
+        ),
+        (
+            "[profile.default]\nfail-fast = { max-fail = 2, terminate = \"immediate\" }\n",
+            vec!["`fail-fast.terminate`", "not supported by this build"],
         ),
         (
             "[[profile.default.overrides]]\nfilter = \"test(\"\nnet = \"host\"\n",

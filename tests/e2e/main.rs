@@ -12,6 +12,7 @@ mod ctx;
 mod flaky;
 mod hostfacts;
 mod ids;
+mod layers;
 mod limits;
 mod parity;
 mod probe;
@@ -64,6 +65,12 @@ fn main() {
             .iter()
             .map(|(n, s)| (format!("flaky::{n}"), *s)),
     );
+    let scenarios = scenarios.chain(
+        layers::SCENARIOS
+            .iter()
+            .chain(layers::IN_EVERY_ID_MODE)
+            .map(|(n, s)| (format!("layers::{n}"), *s)),
+    );
     let scenarios = scenarios.chain(config::SCENARIOS.iter().map(|(n, s)| (n.to_string(), *s)));
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));
@@ -78,10 +85,18 @@ fn main() {
     // so those scenarios also run as a second user, who has none.
     if nix::unistd::geteuid().is_root() {
         let user = User::without_ranges();
-        for &(name, scenario) in ids::SCENARIOS {
+        let scenarios = ids::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("sandbox::{n}"), *s))
+            .chain(
+                layers::IN_EVERY_ID_MODE
+                    .iter()
+                    .map(|(n, s)| (format!("layers::{n}"), *s)),
+            );
+        for (name, scenario) in scenarios {
             let user = user.clone();
             trials.push(Trial::test(
-                format!("unprivileged-no-ranges::sandbox::{name}"),
+                format!("unprivileged-no-ranges::{name}"),
                 move || scenario(&Ctx::new(Some(user))),
             ));
         }

@@ -46,7 +46,7 @@ pub fn run(args: ReplayArgs) -> i32 {
                     chaos::describe(&perturbation)
                 );
             }
-            foreground::run(&spec, |_| {})
+            foreground::run(&spec, None, |_| {})
         }
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -14,7 +14,7 @@ use crate::args::{
 use crate::cargo::CargoOptions;
 use crate::chaos::{self, Kind};
 use crate::config::{
-    Bytes, Chaos, FailFast, FinalStatusLevel, FlakyResult, Junit, Layer, MaxFail, NoTests,
+    self, Bytes, Chaos, FailFast, FinalStatusLevel, FlakyResult, Junit, Layer, MaxFail, NoTests,
     OutputDisplay, Period, RetryPolicy, SlowTimeout, StatusLevel, Strays, TestThreads,
 };
 use crate::discover::{Request, discover, sandbox_flags};
@@ -85,6 +85,14 @@ pub struct RunnerArgs {
     /// Run only the tests that failed in an earlier JSON report.
     #[arg(long, value_name = "REPORT")]
     pub rerun_failed: Option<PathBuf>,
+    /// Keep the contents of what each test wrote (with --writable-source, and in --bind-rw
+    /// directories) under DIR/<binary id>/<test name>/attempt-<N>; `apply-writes` copies
+    /// one test's into the checkout.
+    #[arg(long, value_name = "DIR")]
+    pub keep_writes: Option<PathBuf>,
+    /// List what every test wrote, not only the failing ones.
+    #[arg(long)]
+    pub show_writes: bool,
     /// Rerun each failed test once per sandbox rule relaxed (host network, writable
     /// source, host /sys, host environment, host HOME, no pid namespace), and report the
     /// first that makes it pass.
@@ -245,6 +253,8 @@ fn flags(args: &RunArgs, harness: &HarnessRun) -> Result<Layer, Failure> {
     });
     layer.chaos = args.flaky.chaos.clone();
     layer.memory_budget = runner.memory_budget.map(Bytes);
+    layer.keep_writes = runner.keep_writes.clone();
+    layer.show_writes = runner.show_writes.then_some(true);
     layer.status_level = reporter.status_level;
     layer.final_status_level = reporter.final_status_level;
     let immediate = no_capture.then_some(OutputDisplay::Immediate);
@@ -345,6 +355,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
             &json::peaks(&outputs.json),
         )
     });
+    policy.keep_writes = config::value(&run.keep_writes);
     let view = View::new(run, &plan, &policy, args.reporter.hide_progress_bar);
     let mut reporter = RunReporter::start(
         &plan,

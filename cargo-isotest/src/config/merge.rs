@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +17,8 @@ use super::policies::{FailFast, Junit, RetryPolicy, SlowTimeout, TestThreads, Th
 use super::settings::NoTests;
 use super::source::{Entry, Source, Sourced};
 use super::values::{
-    Bind, Bytes, Chaos, CpuMax, FinalStatusLevel, FlakyResult, Hostname, IdMap, LimitsMechanism,
-    Net, OutputDisplay, Period, Pid, StatusLevel, Strays, Sys, VarName,
+    Bind, Bytes, Chaos, CpuMax, FinalStatusLevel, FlakyResult, Forward, Hostname, IdMap,
+    LimitsMechanism, Net, OutputDisplay, Period, Pid, StatusLevel, Strays, Sys, VarName,
 };
 
 pub trait Setting {
@@ -138,9 +137,19 @@ impl Item for VarName {
     }
 }
 
-impl Item for SocketAddr {
+impl Item for Forward {
     fn identity(&self) -> String {
         self.to_string()
+    }
+}
+
+/// A path of a list (`forward-unix`): relative to the workspace root in a file.
+impl Item for PathBuf {
+    fn identity(&self) -> String {
+        self.display().to_string()
+    }
+    fn rebase(&self, base: &Path) -> Self {
+        base.join(self)
     }
 }
 

@@ -33,8 +33,8 @@ pub use schema::json_schema;
 pub use settings::{Effective, Layer, NoTests, test_keys};
 pub use source::{Entry, Sourced, value};
 pub use values::{
-    Bind, Bytes, Chaos, CpuMax, FinalStatusLevel, FlakyResult, IdMap, LimitsMechanism, Net,
-    OutputDisplay, Period, Pid, StatusLevel, Strays, Sys, VarName,
+    Bind, Bytes, Chaos, CpuMax, FinalStatusLevel, FlakyResult, Forward, IdMap, LimitsMechanism,
+    Net, OutputDisplay, Period, Pid, StatusLevel, Strays, Sys, VarName,
 };
 #[cfg(test)]
 pub use {error::ConfigError, filterset::FilterKind, load::user_config_path, source::Source};

@@ -236,6 +236,7 @@ fn defaults() -> Layer {
         sys: Some(Sys::Sandbox),
         pid: Some(Pid::Sandbox),
         writable_source: Some(false),
+        net_admin: Some(false),
         toolchain: Some(true),
         slow_timeout: Some(SlowTimeout::new(Period(std::time::Duration::from_secs(60)))),
         retries: Some(RetryPolicy::count(0)),
@@ -257,6 +258,7 @@ fn defaults() -> Layer {
         final_status_level: Some(FinalStatusLevel::Flaky),
         no_tests: Some(NoTests::Fail),
         limits_mechanism: Some(LimitsMechanism::Auto),
+        show_writes: Some(false),
         junit: Some(Junit {
             path: None,
             report_name: Some("isotest-run".into()),

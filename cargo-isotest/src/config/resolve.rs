@@ -161,17 +161,6 @@ impl Config {
                 if let Some(found) = table.unsupported().into_iter().next() {
                     return fail(found, format!("in {file} [profile.{name}]"));
                 }
-                for (index, o) in table.overrides.iter().enumerate() {
-                    if let Some(found) = o.unsupported().into_iter().next() {
-                        return fail(
-                            found,
-                            format!(
-                                "in {file} [[profile.{name}.overrides]] number {}",
-                                index + 1
-                            ),
-                        );
-                    }
-                }
             }
         }
         for (layer, source) in &self.env {

@@ -2,7 +2,6 @@
 //! `ISOTEST_*`/command-line layer), and the effective value of each with its source.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
@@ -15,8 +14,8 @@ use super::policies::{FailFast, Junit, RetryPolicy, SlowTimeout, TestThreads, Th
 use super::source::Entry;
 use super::source::Source;
 use super::values::{
-    Bind, Bytes, Chaos, CpuMax, FinalStatusLevel, FlakyResult, Hostname, IdMap, LimitsMechanism,
-    Net, OutputDisplay, Period, Pid, StatusLevel, Strays, Sys, VarName,
+    Bind, Bytes, Chaos, CpuMax, FinalStatusLevel, FlakyResult, Forward, Hostname, IdMap,
+    LimitsMechanism, Net, OutputDisplay, Period, Pid, StatusLevel, Strays, Sys, VarName,
 };
 
 /// What happens when the filters select no test.
@@ -139,15 +138,24 @@ settings! {
         /// The test's processes: `sandbox` (a pid namespace of its own) or `host` (the
         /// host's, with its /proc read-only).
         pid: Pid,
-        /// Host TCP addresses reachable inside the sandbox at the same address, such as
-        /// `"127.0.0.1:5432"`; nothing else of the host's network is.
-        forward: Vec<SocketAddr>,
+        /// Host loopback addresses reachable inside the sandbox at the same address, such
+        /// as `"127.0.0.1:5432"`; nothing else of the host's network is. Needs
+        /// `net = "loopback"`.
+        forward: Vec<Forward>,
+        /// Host Unix sockets reachable inside at their own path, each bound read-only
+        /// (the socket, not its directory).
+        forward_unix: Vec<PathBuf>,
         /// Host paths shown read-only: `"SRC"` at the same path, or `"SRC:DST"`.
         bind_ro: Vec<Bind>,
         /// Host paths shown writable: `"SRC"` at the same path, or `"SRC:DST"`.
         bind_rw: Vec<Bind>,
-        /// Show the workspace through an overlay whose writes stay in the sandbox.
+        /// Show the workspace through an overlay: the test's writes succeed, are listed
+        /// in the report, and never reach the checkout (the target directory stays
+        /// read-only).
         writable_source: bool,
+        /// Let the test keep CAP_NET_ADMIN over its own sandbox's network (firewall
+        /// rules, routes, interfaces), and over nothing of the host's.
+        net_admin: bool,
         /// Show cargo, rustc, rustup and cargo's registry cache to the test.
         toolchain: bool,
         /// Host variables passed through to the test, by name or glob (`"MY_APP_*"`);
@@ -221,6 +229,13 @@ settings! {
         /// Start a test only when its memory fits beside the running ones: its peak in
         /// the last report, else its `memory-max`.
         memory_budget: Bytes,
+        /// Keep the contents of what each test wrote (under `writable-source`, and in
+        /// `bind-rw` directories) under DIR/<binary id>/<test name>/attempt-<N>
+        /// (relative to the workspace root); `apply-writes` copies one test's into the
+        /// checkout.
+        keep_writes: PathBuf,
+        /// List what every test wrote, not only the failing ones.
+        show_writes: bool,
     }
 }
 
@@ -250,52 +265,28 @@ pub struct ConfigFile {
     pub test_groups: BTreeMap<Spanned<String>, TestGroupTable>,
 }
 
-/// Keys the schema has, whose value this build's sandbox cannot give yet: which key, and
-/// why. A value equal to what the sandbox does anyway is accepted.
-macro_rules! unsupported_in {
-    ($table:expr) => {{
-        let t = $table;
-        let mut found: Vec<(&'static str, &'static str)> = Vec::new();
-        if t.forward.as_ref().is_some_and(|f| !f.is_empty()) {
-            found.push((
-                "forward",
-                "forwarding host ports into the sandbox's network is not built yet",
-            ));
-        }
-        if t.writable_source == Some(true) {
-            found.push((
-                "writable-source",
-                "the overlay over the workspace is not built yet",
-            ));
-        }
-        found
-    }};
-}
-
-impl OverrideTable {
-    pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
-        unsupported_in!(self)
+/// Keys the schema has, whose value this build's runner cannot give yet: which key, and
+/// why. A value equal to what the runner does anyway is accepted. Only run keys are left,
+/// so an override never has one.
+fn unsupported(fail_fast: Option<&FailFast>) -> Vec<(&'static str, &'static str)> {
+    let mut found = Vec::new();
+    if fail_fast.is_some_and(|f| f.terminate == super::policies::Terminate::Immediate) {
+        found.push((
+            "fail-fast.terminate",
+            "ending running tests at the failure limit is not built yet (`wait` is)",
+        ));
     }
+    found
 }
 
 impl ProfileTable {
     pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
-        let mut found = unsupported_in!(self);
-        if self
-            .fail_fast
-            .is_some_and(|f| f.terminate == super::policies::Terminate::Immediate)
-        {
-            found.push((
-                "fail-fast.terminate",
-                "ending running tests at the failure limit is not built yet (`wait` is)",
-            ));
-        }
-        found
+        unsupported(self.fail_fast.as_ref())
     }
 }
 
 impl Layer {
     pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
-        unsupported_in!(self)
+        unsupported(self.fail_fast.as_ref())
     }
 }

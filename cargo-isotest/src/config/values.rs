@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -301,6 +302,35 @@ impl FromScalar for Bind {
     }
 }
 
+/// A loopback address with a port that reaches the same address on the host: `forward`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward(pub SocketAddr);
+
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromScalar for Forward {
+    const EXPECTING: &'static str =
+        "a loopback address with a port, such as \"127.0.0.1:5432\" or \"[::1]:6379\"";
+    fn from_scalar(scalar: Scalar<'_>) -> Option<Result<Self, String>> {
+        let Scalar::Str(text) = scalar else {
+            return None;
+        };
+        // The same check as `--forward`'s; a host elsewhere is reached with `net = "host"`.
+        Some(crate::args::parse_forward(text).map(Forward).map_err(|e| {
+            match text.parse::<SocketAddr>() {
+                Ok(address) if !address.ip().is_loopback() => {
+                    format!("{e}; to reach another host, give the test `net = \"host\"` instead")
+                }
+                _ => e,
+            }
+        }))
+    }
+}
+
 /// An environment variable's name, or a glob of names (`*`, `?`, `[…]`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct VarName(pub String);
@@ -417,7 +447,9 @@ macro_rules! deserialize_scalar {
     )*};
 }
 pub(super) use deserialize_scalar;
-deserialize_scalar!(Period, Bytes, CpuMax, Bind, VarName, Hostname, Chaos);
+deserialize_scalar!(
+    Period, Bytes, CpuMax, Bind, Forward, VarName, Hostname, Chaos
+);
 
 /// Names checked when read, shown as they are.
 macro_rules! display_name {
@@ -441,7 +473,7 @@ macro_rules! display_serialize {
         }
     )*};
 }
-display_serialize!(Period, Bytes, Bind, VarName, Hostname, Chaos);
+display_serialize!(Period, Bytes, Bind, Forward, VarName, Hostname, Chaos);
 
 impl Serialize for CpuMax {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -469,6 +501,7 @@ scalar_schema! {
     Bytes => "Size" { "type": ["string", "integer"], "minimum": 0, "pattern": "^[0-9]+ *([kKmMgG]([iI]?[bB])?|[bB])?$" },
     CpuMax => "CpuMax" { "type": ["number", "string"], "exclusiveMinimum": 0, "pattern": "^[0-9.]+ *%$" },
     Bind => "Bind" { "type": "string", "minLength": 1 },
+    Forward => "Forward" { "type": "string", "pattern": "^(127\\.[0-9.]+|\\[::1\\]):[0-9]+$" },
     VarName => "VarName" { "type": "string", "minLength": 1, "pattern": "^[^=]+$" },
     Hostname => "Hostname" { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^/]+$" },
     Chaos => "Chaos" { "type": ["string", "boolean"], "pattern": "^(all|none|(cpus|sched|uptime|net|resources|neighbours)(, *(cpus|sched|uptime|net|resources|neighbours))*)$" },

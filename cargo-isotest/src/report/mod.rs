@@ -58,6 +58,7 @@ impl View {
                 .collect(),
             hide_progress_bar,
             to_run: plan.order.len(),
+            show_writes: run.show_writes.as_ref().is_some_and(|s| s.value),
         }
     }
 }

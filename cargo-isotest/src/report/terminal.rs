@@ -30,6 +30,8 @@ pub struct View {
     pub hide_progress_bar: bool,
     /// Tests that will run, for the `(N/M)` counter.
     pub to_run: usize,
+    /// `--show-writes`: list every test's writes, not only failing tests'.
+    pub show_writes: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +57,7 @@ impl Default for View {
             tests: Vec::new(),
             hide_progress_bar: false,
             to_run: 0,
+            show_writes: false,
         }
     }
 }
@@ -192,6 +195,15 @@ impl Terminal {
         if shown {
             self.line(status_line(record, Some(&counter)));
         }
+        self.output(test, record);
+        // A failing test's writes are among its notes, shown with its output.
+        if !record.is_failure() && self.view.show_writes && !record.last.writes.is_empty() {
+            self.line(writes_lines(&record.last));
+        }
+    }
+
+    /// A finished test's output, now or kept for the end, as its output display says.
+    fn output(&mut self, test: usize, record: &TestRecord) {
         let display = *self.view.test(test);
         let (when, failed) = if record.is_failure() {
             (display.failure_output, true)
@@ -520,6 +532,35 @@ fn notes(attempt: &AttemptRecord, text: &mut String) {
     for (label, note) in notes {
         text.push_str(&format!("{YELLOW}{label:>12}{YELLOW:#} {note}\n"));
     }
+    if !attempt.writes.is_empty() {
+        text.push_str(&writes_lines(attempt));
+    }
+}
+
+/// What an attempt wrote, layer by layer, a line per change.
+fn writes_lines(attempt: &AttemptRecord) -> String {
+    let mut text = String::new();
+    for layer in &attempt.writes {
+        let fate = match layer.layer {
+            isotest_runtime::Layer::Overlay => "discarded",
+            isotest_runtime::Layer::Bind => "on the host",
+        };
+        text.push_str(&format!(
+            "{YELLOW}{:>12}{YELLOW:#} in {} ({fate}):\n",
+            "writes",
+            layer.path.display()
+        ));
+        for change in &layer.changes {
+            text.push_str(&format!("{:>12} {change}\n", ""));
+        }
+        if layer.truncated {
+            text.push_str(&format!("{:>12} (and more, not listed)\n", ""));
+        }
+        if let Some(kept) = &layer.kept {
+            text.push_str(&format!("{:>12} kept in {}\n", "", kept.display()));
+        }
+    }
+    text
 }
 
 /// Quotes for a POSIX shell, so that the printed command can be pasted as it is.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
@@ -43,6 +44,8 @@ pub struct Policy {
     pub groups: BTreeMap<String, usize>,
     /// `--memory-budget`: what each test needs of it.
     pub memory_budget: Option<MemoryBudget>,
+    /// `--keep-writes`: where each attempt's writes are kept, by test name.
+    pub keep_writes: Option<PathBuf>,
 }
 
 impl Default for Policy {
@@ -54,6 +57,7 @@ impl Default for Policy {
             threads: 1,
             groups: BTreeMap::new(),
             memory_budget: None,
+            keep_writes: None,
         }
     }
 }
@@ -82,6 +86,7 @@ impl Policy {
             threads,
             groups: group_limits(groups),
             memory_budget: None,
+            keep_writes: None,
         }
     }
 

@@ -263,7 +263,7 @@ fn run_all(report: &StoredReport, pool: &Pool, tests: &[&StoredTest]) -> Vec<boo
     };
     pool.run(
         |helper: &mut Helper, &i: &usize| -> Result<Outcome, HelperError> {
-            helper.run(&specs[i], CAPTURE_LIMIT)
+            helper.run(&specs[i], CAPTURE_LIMIT, None)
         },
         &mut dispatch,
     );
@@ -308,6 +308,7 @@ mod tests {
             argv: None,
             attempts: Vec::new(),
             resources: None,
+            writes: Vec::new(),
             started_ms,
             duration_ms,
         }

@@ -47,3 +47,15 @@ pub fn test<'a>(
         test_name: name,
     }
 }
+
+/// The fixture's integration test `harness::bin_exe runs_own_binary`, which the tests'
+/// overrides match with `test(runs_own)`.
+pub fn runs_own_binary(package_id: &str) -> TestId<'_> {
+    test(
+        package_id,
+        "test",
+        "bin_exe",
+        "runs_own_binary",
+        "harness::bin_exe",
+    )
+}

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::graph::{harness, package_id, test};
+use super::graph::{harness, package_id, runs_own_binary, test};
 use super::{config, inputs, user, workspace};
 use crate::config::{Config, Layer, Net, Source, user_config_path};
 
@@ -126,13 +126,7 @@ fn for_each_setting_the_first_matching_override_wins() {
                 [profile.ci]\n\n\
                 [[profile.ci.overrides]]\nfilter = 'binary(bin_exe)'\nnet = \"loopback\"\n";
     let package = package_id();
-    let runs_own = test(
-        &package,
-        "test",
-        "bin_exe",
-        "runs_own_binary",
-        "harness::bin_exe",
-    );
+    let runs_own = runs_own_binary(&package);
     let other = test(
         &package,
         "test",
@@ -244,13 +238,7 @@ fn show_config_lists_each_value_with_what_set_it() {
     let config = config(vec![workspace(text)], &[("ISOTEST_TTY", "true")], None).unwrap();
     let compiled = config.profile().unwrap().compile(harness()).unwrap();
     let package = package_id();
-    let settings = compiled.test_settings(&test(
-        &package,
-        "test",
-        "bin_exe",
-        "runs_own_binary",
-        "harness::bin_exe",
-    ));
+    let settings = compiled.test_settings(&runs_own_binary(&package));
     let lines: Vec<String> = settings.entries().iter().map(|e| e.to_string()).collect();
     insta::assert_snapshot!(lines.join("\n"));
 }
@@ -309,13 +297,7 @@ fn each_sandbox_key_of_a_test_goes_command_line_then_override_then_profile_then_
     let config = Config::from_files(vec![workspace(text)], inputs(&[], cli, None)).unwrap();
     let compiled = config.profile().unwrap().compile(harness()).unwrap();
     let package = package_id();
-    let overridden = compiled.test_settings(&test(
-        &package,
-        "test",
-        "bin_exe",
-        "runs_own_binary",
-        "harness::bin_exe",
-    ));
+    let overridden = compiled.test_settings(&runs_own_binary(&package));
     let plain = compiled.test_settings(&test(&package, "lib", "harness", "config_env", "harness"));
     let source = |s: &Option<crate::config::Sourced<Bytes>>| s.as_ref().unwrap().source.clone();
     assert!(matches!(
@@ -389,4 +371,192 @@ fn chaos_reads_as_the_flag_does_and_isotest_chaos_is_not_a_setting() {
     .unwrap_err();
     let message = crate::config::render(&bad, false);
     assert!(message.contains("unknown chaos kind `bogus`"), "{message}");
+}
+
+#[test]
+fn the_layer_and_forward_keys_go_command_line_then_environment_then_override_then_profile_then_default()
+ {
+    use crate::config::Forward;
+    use crate::sandbox::SandboxOptions;
+    use isotest_runtime::Mount;
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("db.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let text = format!(
+        "[profile.default]\nnet-admin = true\nforward = [\"127.0.0.1:5432\"]\n\
+         keep-writes = \"target/kept\"\nshow-writes = true\n\n\
+         [[profile.default.overrides]]\nfilter = 'test(runs_own)'\nwritable-source = true\n\
+         net-admin = false\nforward = [\"[::1]:6379\"]\nforward-unix = [{:?}]\n",
+        socket.display().to_string()
+    );
+    let env = [
+        ("ISOTEST_FORWARD", "127.0.0.1:7000"),
+        ("ISOTEST_KEEP_WRITES", "env-kept"),
+    ];
+    let compiled = |cli: Layer| {
+        let config = Config::from_files(vec![workspace(&text)], inputs(&env, cli, None)).unwrap();
+        let config: &'static Config = Box::leak(Box::new(config));
+        config.profile().unwrap().compile(harness()).unwrap()
+    };
+    let package = package_id();
+    let own = runs_own_binary(&package);
+    let other = test(&package, "lib", "harness", "config_env", "harness");
+
+    let profile = compiled(Layer::default());
+    let overridden = profile.test_settings(&own);
+    let plain = profile.test_settings(&other);
+    let writable = |s: &crate::config::Effective| {
+        let w = s.writable_source.clone().unwrap();
+        (w.value, w.source)
+    };
+    assert!(matches!(
+        writable(&overridden),
+        (true, Source::Override { index: 0, .. })
+    ));
+    assert_eq!(writable(&plain), (false, Source::Default));
+    let admin = overridden.net_admin.clone().unwrap();
+    assert!(!admin.value && matches!(admin.source, Source::Override { .. }));
+    assert_eq!(
+        plain.net_admin.clone().unwrap().source,
+        in_profile("default")
+    );
+    // A list adds up, lowest layer first: the profile's, the override's, the variable's.
+    let forwards = |s: &crate::config::Effective| -> Vec<String> {
+        s.forward.iter().map(|f| f.value.to_string()).collect()
+    };
+    assert_eq!(
+        forwards(&overridden),
+        ["127.0.0.1:5432", "[::1]:6379", "127.0.0.1:7000"]
+    );
+    assert_eq!(forwards(&plain), ["127.0.0.1:5432", "127.0.0.1:7000"]);
+    assert_eq!(
+        plain.forward[1].source,
+        Source::Env {
+            var: "ISOTEST_FORWARD".into()
+        }
+    );
+
+    let options = SandboxOptions::from_settings(&overridden).unwrap();
+    assert!(options.writable_source);
+    assert!(!options.net_admin);
+    assert_eq!(options.forwards.len(), 3);
+    assert!(options.binds.contains(&Mount::Bind {
+        src: socket.clone(),
+        dst: socket.clone(),
+        writable: false,
+    }));
+    let options = SandboxOptions::from_settings(&plain).unwrap();
+    assert!(!options.writable_source);
+    assert!(options.net_admin, "the profile");
+    assert!(options.binds.is_empty());
+
+    // The run's keys: a file's path is relative to the workspace, a variable's and a
+    // flag's to the current directory.
+    let run = profile.profile().settings();
+    let keep = run.keep_writes.clone().unwrap();
+    assert_eq!(
+        (keep.value, keep.source),
+        (
+            PathBuf::from("/cwd/env-kept"),
+            Source::Env {
+                var: "ISOTEST_KEEP_WRITES".into()
+            }
+        )
+    );
+    assert!(run.show_writes.clone().unwrap().value);
+
+    let cli = Layer {
+        net_admin: Some(true),
+        keep_writes: Some("cli-kept".into()),
+        forward: Some(vec![Forward("127.0.0.1:5432".parse().unwrap())]),
+        ..Layer::default()
+    };
+    let profile = compiled(cli);
+    let overridden = profile.test_settings(&own);
+    let admin = overridden.net_admin.clone().unwrap();
+    assert_eq!((admin.value, admin.source), (true, Source::CommandLine));
+    // The same address from a higher layer replaces the profile's.
+    assert_eq!(overridden.forward[0].source, Source::CommandLine);
+    assert_eq!(
+        profile.profile().settings().keep_writes.unwrap().value,
+        PathBuf::from("/cwd/cli-kept")
+    );
+    let in_file = config(vec![workspace(&text)], &[], None)
+        .unwrap()
+        .profile()
+        .unwrap()
+        .settings()
+        .keep_writes
+        .unwrap();
+    assert_eq!(
+        (in_file.value, in_file.source),
+        (PathBuf::from("/ws/target/kept"), in_profile("default"))
+    );
+}
+
+#[test]
+fn a_forward_needs_the_loopback_network_and_a_loopback_address() {
+    use crate::sandbox::SandboxOptions;
+
+    let text = "[profile.default]\nforward = [\"127.0.0.1:5432\"]\n\n\
+                [[profile.default.overrides]]\nfilter = 'test(runs_own)'\nnet = \"host\"\n";
+    let config = config(vec![workspace(text)], &[], None).unwrap();
+    let config: &'static Config = Box::leak(Box::new(config));
+    let compiled = config.profile().unwrap().compile(harness()).unwrap();
+    let package = package_id();
+    let own = compiled.test_settings(&runs_own_binary(&package));
+    let error = SandboxOptions::from_settings(&own).unwrap_err().to_string();
+    for wanted in [
+        "`forward` = \"127.0.0.1:5432\" (set by .config/isotest.toml [profile.default])",
+        "`net` is \"host\"",
+        "(filter = \"test(runs_own)\")",
+        "`net = \"loopback\"`",
+    ] {
+        assert!(error.contains(wanted), "`{wanted}` missing from: {error}");
+    }
+
+    for address in ["10.0.0.5:5432", "127.0.0.1:0", "localhost:5432"] {
+        let text = format!("[profile.default]\nforward = [\"{address}\"]\n");
+        let error = super::file(".config/isotest.toml", &text).unwrap_err();
+        let message = crate::config::render(&error, false);
+        assert!(
+            message.contains("`profile.default.forward[0]`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("127.0.0."),
+            "says what is allowed: {message}"
+        );
+    }
+    let error = super::file(
+        ".config/isotest.toml",
+        "[profile.default]\nforward = [\"10.0.0.5:5432\"]\n",
+    )
+    .unwrap_err();
+    let message = crate::config::render(&error, false);
+    assert!(message.contains("net = \"host\""), "{message}");
+}
+
+#[test]
+fn forward_unix_takes_only_a_socket_and_says_which_key_named_it() {
+    use crate::sandbox::SandboxOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[profile.default]\nforward-unix = [{:?}]\n",
+        dir.path().display().to_string()
+    );
+    let settings = config(vec![workspace(&text)], &[], None)
+        .unwrap()
+        .profile()
+        .unwrap()
+        .settings();
+    let error = format!(
+        "{:#}",
+        SandboxOptions::from_settings(&settings).unwrap_err()
+    );
+    assert!(error.starts_with("`forward-unix` = "), "{error}");
+    assert!(error.contains("[profile.default]"), "{error}");
+    assert!(error.contains("is not a Unix socket"), "{error}");
 }
