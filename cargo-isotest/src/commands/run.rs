@@ -274,12 +274,15 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     })
 }
 
-/// Kinds this host cannot apply are said once, before the run; each attempt records them.
+/// What a kind cannot do on this host is said once, before the run; each attempt records
+/// what it skipped.
 fn warn_about_skipped_chaos(kinds: &[Kind]) {
     if kinds.contains(&Kind::Net)
-        && let Some(reason) = &chaos::Host::current().no_net
+        && let Some(reason) = &chaos::Host::current().no_netem
     {
-        eprintln!("warning: --chaos net is skipped: {reason}");
+        eprintln!(
+            "warning: --chaos net delays only --forward'ed connections here, not the sandbox's own loopback: {reason}"
+        );
     }
 }
 
