@@ -474,7 +474,8 @@ fn chaos_draw(spec: &Spec, number: u32) -> Option<chaos::Draw> {
     let kinds = chaos::parse_kinds(var(chaos::ENV)?).ok()?;
     let run_seed = var("ISOTEST_SEED")?.parse().ok()?;
     let seed = chaos::attempt_seed(run_seed, var("ISOTEST_TEST_NAME").unwrap_or(""), number);
-    Some(chaos::draw(&kinds, seed, chaos::Host::current()))
+    let forwarded = !spec.forwards.is_empty();
+    Some(chaos::draw(&kinds, seed, chaos::Host::current(), forwarded))
 }
 
 /// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.

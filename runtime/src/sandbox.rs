@@ -197,7 +197,7 @@ impl Sandbox {
                     capture_limit: DEFAULT_CAPTURE_LIMIT,
                     handover: handover_r,
                     forwards: spec.forwards.clone(),
-                    forwarder: Forwarder::default(),
+                    forwarder: Forwarder::new(spec.chaos.net),
                     overlays: overlays(&plan),
                     snapshots,
                     keep_writes: None,
@@ -294,16 +294,18 @@ impl Sandbox {
                     fds.push(PollFd::new(fd, events));
                 }
             }
-            let timeout = match (init_running, self.backstop) {
-                (true, Some(at)) => {
+            let backstop = self.backstop.filter(|_| init_running);
+            let relay_due = self.forwarder.next_due().filter(|_| init_running);
+            let timeout = match backstop.into_iter().chain(relay_due).min() {
+                Some(at) => {
                     let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
                     PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
                         .unwrap_or(PollTimeout::MAX)
                 }
-                _ => PollTimeout::NONE,
+                None => PollTimeout::NONE,
             };
             match nix::poll::poll(&mut fds, timeout) {
-                Ok(0) => {
+                Ok(0) if backstop.is_some_and(|at| Instant::now() >= at) => {
                     self.kill()?;
                     self.backstop = None;
                     continue;
@@ -318,6 +320,9 @@ impl Sandbox {
                 .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
                 .collect();
             drop(fds);
+            if relay_due.is_some() {
+                self.forwarder.release(Instant::now());
+            }
             let ready: Vec<Source> = watched
                 .iter()
                 .zip(&events)

@@ -288,7 +288,7 @@ fn writable_source_keep_and_apply(ctx: &Ctx) -> Result<(), Failed> {
 }
 
 /// An upper-casing echo server on a fresh host loopback port, for `connections` clients.
-fn echo_server(connections: usize) -> Result<String, Failed> {
+pub(crate) fn echo_server(connections: usize) -> Result<String, Failed> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?.to_string();
     std::thread::spawn(move || {

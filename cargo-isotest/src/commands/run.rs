@@ -433,15 +433,18 @@ fn report_path(
     Ok(cwd.join("isotest-report.json"))
 }
 
-/// Kinds this host cannot apply are said once, before the run; each attempt records them.
+/// What a kind cannot do on this host is said once, before the run; each attempt records
+/// what it skipped.
 fn warn_about_skipped_chaos(tests: &[crate::config::Effective]) {
     let net = tests.iter().any(|t| {
         t.chaos
             .as_ref()
             .is_some_and(|c| c.value.0.contains(&Kind::Net))
     });
-    if net && let Some(reason) = &chaos::Host::current().no_net {
-        eprintln!("warning: chaos kind `net` is skipped: {reason}");
+    if net && let Some(reason) = &chaos::Host::current().no_netem {
+        eprintln!(
+            "warning: chaos kind `net` delays only forwarded connections here (`forward`, --forward), not the sandbox's own loopback: {reason}"
+        );
     }
 }
 
