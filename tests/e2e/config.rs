@@ -48,6 +48,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         per_test_sandbox_overrides,
     ),
     (
+        "config::whole_run_id_map_limits_mechanism_and_memory_budget",
+        whole_run_keys,
+    ),
+    (
         "config::an_archive_reads_the_checkout_config_and_shards_after_the_filters",
         archive_and_partitions,
     ),
@@ -363,6 +367,41 @@ fn test_groups_and_threads_required(ctx: &Ctx) -> Result<(), Failed> {
     ensure(others.iter().all(|o| !overlap(heavy, *o)), || {
         format!("threads-required = num-test-threads ran beside others: {heavy:?} {others:?}")
     })
+}
+
+/// Two tests that overlap under the default profile run one at a time under a profile
+/// whose memory budget holds only one of their memory limits; the same profile's id
+/// mapping and limits mechanism are what the report records.
+fn whole_run_keys(ctx: &Ctx) -> Result<(), Failed> {
+    let pair = ["serial::light_one", "serial::light_two"];
+    let selection = "test(=serial::light_one) | test(=serial::light_two)";
+    let (out, report) = isotest(ctx, &["-E", selection], &[])?;
+    ensure_eq(status_code(&out), Some(0), &describe(&out))?;
+    let apart = spans(&report, &pair)?;
+    ensure(overlap(apart[0], apart[1]), || {
+        format!("without a budget the two ran apart: {apart:?}")
+    })?;
+    let (out, report) = isotest(ctx, &["--profile", "whole-run", "-E", selection], &[])?;
+    ensure_eq(status_code(&out), Some(0), &describe(&out))?;
+    let budgeted = spans(&report, &pair)?;
+    ensure(!overlap(budgeted[0], budgeted[1]), || {
+        format!("memory-budget = 100M ran two 64M tests together: {budgeted:?}")
+    })?;
+    let spec = &report["binaries"][APP]["spec"];
+    ensure_eq(
+        spec["ids"]["mode"].as_str(),
+        Some("single"),
+        &format!("id-map = \"single\" in the spec: {spec}"),
+    )?;
+    for name in pair {
+        let record = test(&report, APP, name)?;
+        ensure_eq(
+            record["resources"]["mechanism"].as_str(),
+            Some("fallback"),
+            &format!("limits-mechanism = \"fallback\": {record}"),
+        )?;
+    }
+    Ok(())
 }
 
 fn failures(ctx: &Ctx) -> Result<(), Failed> {
