@@ -6,8 +6,11 @@ under `cargo isotest run`, outcomes compared test by test. compat/run is the ent
 Subcommands:
 
   list [SELECTION]              print the selected crates
-  run --jobs N [SELECTION]      fetch, verify, unpack, build and run the selected crates,
-                                print the table, exit 1 on an unexpected disagreement
+  run --jobs N [--user NAME] [SELECTION]
+                                fetch, verify, unpack, build and run the selected crates,
+                                print the table, exit 1 on an unexpected disagreement;
+                                with --user, as root, the build and both runners run as
+                                that unprivileged user
 
 SELECTION: --quick, --style STYLE (repeatable), and crate names (NAME or NAME@VERSION);
 nothing selects the whole corpus.
@@ -19,10 +22,13 @@ The fetching, the checksum check and the outcome parsing follow bench/run_overhe
 import hashlib
 import json
 import os
+import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -151,8 +157,11 @@ def select(crates, quick, styles, names):
     return unique
 
 
-def load_disagreements():
-    """`<crate>@<ver> <binary_id> <test name> — <reason>`, one a line; `#` starts a comment."""
+def load_disagreements(scope):
+    """`[SCOPE] <crate>@<ver> <binary_id> <test name> — <reason>`, one a line; `#` starts a
+    comment. The entries that apply when the runners run as `scope` ("root" or "user"):
+    those without a `[root]` or `[user]` tag, and those with this one (every entry when
+    `scope` is None)."""
     known = {}
     if not DISAGREEMENTS.exists():
         return known
@@ -161,12 +170,14 @@ def load_disagreements():
             continue
         head, dash, reason = line.partition(" — ")
         fields = head.split()
+        tag = fields.pop(0)[1:-1] if fields and fields[0] in ("[root]", "[user]") else None
         if not dash or len(fields) != 3 or "@" not in fields[0] or not reason.strip():
             sys.exit(
-                f"{DISAGREEMENTS}:{number}: expected `<crate>@<ver> <binary_id> <test name> — <reason>`"
-                f" (with an em dash), got: {line}"
+                f"{DISAGREEMENTS}:{number}: expected `[root|user] <crate>@<ver> <binary_id> <test name> — <reason>`"
+                f" (the tag optional, with an em dash), got: {line}"
             )
-        known[tuple(fields)] = reason.strip()
+        if scope is None or tag in (None, scope):
+            known[tuple(fields)] = reason.strip()
     return known
 
 
@@ -215,15 +226,23 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def prepare_local(crate, work):
-    """A crate of this repository (compat/fixtures/...): copied afresh over its last copy,
-    whose target/ is kept so that a second run does not rebuild."""
-    directory = work / crate["dir_name"]
-    source = HERE / crate["path"]
+def refresh(source, directory):
+    """Copies a crate afresh over its last copy, whose target/ is kept (as are the files'
+    times) so that a second run does not rebuild."""
     for entry in directory.iterdir() if directory.exists() else []:
         if entry.name != "target":
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    shutil.copytree(source, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("target"))
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    top = str(source)
+    shutil.copytree(
+        source, directory, symlinks=True, dirs_exist_ok=True,
+        ignore=lambda path, names: ["target"] if path == top else [],
+    )
+
+
+def prepare_local(crate, work):
+    """A crate of this repository (compat/fixtures/...), copied afresh."""
+    directory = work / crate["dir_name"]
+    refresh(HERE / crate["path"], directory)
     (directory / ".config").mkdir(exist_ok=True)
     (directory / ".config/nextest.toml").write_text(NEXTEST_CONFIG)
     return directory
@@ -258,12 +277,167 @@ class HostServer:
                 time.sleep(0.1)
 
     def env(self):
-        return {**os.environ, "COMPAT_SERVER": self.address, "COMPAT_TOKEN": self.token}
+        return {"COMPAT_SERVER": self.address, "COMPAT_TOKEN": self.token}
 
     def stop(self):
         self.process.kill()
         self.process.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Invoker:
+    """The build and both runners run as whoever called compat/run, in the crates' own
+    directories under the work directory."""
+
+    def __init__(self, work):
+        self.scope = "root" if os.geteuid() == 0 else "user"
+        self.name = pwd.getpwuid(os.geteuid()).pw_name
+        self.results = work / "results"
+        self.env = dict(os.environ)
+        self.note = ""
+
+    def place(self, crate, directory):
+        return directory
+
+    def own(self, path):
+        pass
+
+    def visible(self, path):
+        return path
+
+    def command(self, argv, directory):
+        return argv, directory
+
+
+class AsUser:
+    """The build and both runners run as an unprivileged user, started by root.
+
+    Root's toolchain (rustup's, under /root, mode 700) and the checkout may sit where the
+    user cannot reach them. So, as the e2e harness does, each command starts in a private
+    mount namespace: this user's tree, WORK/user-NAME/, is bound at /tmp/isotest-compat-NAME
+    and the toolchain inside it at toolchain/; then the command becomes the user (setpriv:
+    no supplementary groups) and runs there. The tree holds copies of cargo-isotest and
+    cargo-nextest (bin/), the user's own CARGO_HOME (cargo-home/: cargo downloads the
+    crates' dependencies into it from crates.io on the first build), a copy of each crate
+    made from root's verified one and owned by the user (crates/, its target/ kept between
+    runs: the tree is bound at the same path each time, so cargo's fingerprints still
+    match), and the results (results/)."""
+
+    scope = "user"
+
+    def __init__(self, name, work):
+        if os.geteuid() != 0:
+            say("--user needs root: root prepares the user's tree and becomes the user for each command")
+            sys.exit(2)
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            say(f"--user {name}: no such user")
+            sys.exit(2)
+        if entry.pw_uid == 0:
+            say(f"--user {name}: uid 0 is root; --user is for an unprivileged user")
+            sys.exit(2)
+        self.name, self.uid, self.gid = name, entry.pw_uid, entry.pw_gid
+        self.note = f" (as {name})"
+        tools = {tool: shutil.which(tool) for tool in ("unshare", "mount", "setpriv")}
+        for tool, path in tools.items():
+            if path is None:
+                say(f"--user needs {tool} (util-linux) on PATH")
+                sys.exit(2)
+        self.unshare, self.mount, self.setpriv = tools["unshare"], tools["mount"], tools["setpriv"]
+        sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True, cwd=work)
+        if sysroot.returncode != 0:
+            raise Failure(f"rustc --print sysroot failed: {sysroot.stderr.strip()}")
+        self.sysroot = sysroot.stdout.strip()
+
+        self.tree = work / f"user-{name}"
+        self.mountpoint = Path(f"/tmp/isotest-compat-{name}")
+        # Root's, and open to the user whatever the umask: the user reads and runs them.
+        for sub in ("", "toolchain", "bin", "crates", "results"):
+            (self.tree / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(self.tree / sub, 0o755)
+        (self.tree / "cargo-home").mkdir(exist_ok=True)
+        self.own(self.tree / "cargo-home")
+        self.results = self.tree / "results"
+        # The mountpoint sits in /tmp, where anyone may create names: one that another
+        # user made (or a symlink) would let that user choose where the tree is mounted.
+        try:
+            self.mountpoint.mkdir(mode=0o755)
+        except FileExistsError:
+            pass
+        info = os.lstat(self.mountpoint)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+            say(f"{self.mountpoint} must be a directory of root's that only root can write to")
+            sys.exit(2)
+
+        # The binaries the runners are, where the user can run them: cargo runs
+        # `cargo isotest` and `cargo nextest` from the first directory of PATH.
+        cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+        for binary in ("cargo-isotest", "cargo-nextest"):
+            found = shutil.which(binary) or shutil.which(binary, path=str(cargo_home / "bin"))
+            if found is None:
+                raise Failure(f"{binary} is not on PATH")
+            shutil.copy2(found, self.tree / "bin" / binary)
+            os.chmod(self.tree / "bin" / binary, 0o755)
+
+        # The caller's environment, as the root run has it, less what names root's own
+        # toolchain and directories, which the user cannot use.
+        inside = self.mountpoint
+        self.env = {
+            key: value for key, value in os.environ.items()
+            if not key.startswith(("RUSTUP_", "XDG_"))
+            and key not in ("CARGO", "CARGO_HOME", "RUSTC", "RUSTDOC", "TMPDIR")
+        }
+        self.env.update({
+            "HOME": entry.pw_dir, "USER": name, "LOGNAME": name,
+            "CARGO_HOME": str(inside / "cargo-home"),
+            "PATH": f"{inside}/bin:{inside}/toolchain/bin:/usr/local/bin:/usr/bin:/bin",
+        })
+
+        # As `cargo isotest` will, as this user: refuse early if it cannot make a sandbox.
+        argv, cwd = self.command([str(inside / "bin/cargo-isotest"), "isotest", "exec", "--", "/bin/true"], self.tree)
+        check = subprocess.run(argv, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if check.returncode != 0:
+            say(f"cargo-isotest cannot create a sandbox as {name}:\n{check.stdout}{check.stderr}")
+            sys.exit(1)
+
+    def place(self, crate, directory):
+        """The user's own copy of the crate that root prepared."""
+        copy = self.tree / "crates" / crate["dir_name"]
+        refresh(directory, copy)
+        self.own(copy)
+        return copy
+
+    def own(self, path):
+        os.lchown(path, self.uid, self.gid)
+        for parent, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(parent, name), self.uid, self.gid)
+
+    def visible(self, path):
+        """Where the user sees a path of its tree."""
+        return self.mountpoint / Path(path).relative_to(self.tree)
+
+    def command(self, argv, directory):
+        """argv and the directory to start it in, so that it runs as the user in the
+        user's view of `directory`."""
+        mount = shlex.quote(self.mount)
+        script = (
+            f'{mount} --rbind "$1" "$2" && {mount} --bind "$3" "$2/toolchain" && cd "$4" && shift 4 && exec "$@"'
+        )
+        wrapped = [
+            self.unshare, "--mount", "--propagation", "private", "--",
+            "/bin/sh", "-c", script, "compat-as-user",
+            str(self.tree), str(self.mountpoint), self.sysroot, str(self.visible(directory)),
+            self.setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--", *argv,
+        ]
+        return wrapped, directory
+
+
+def run_as(who, argv, directory, log, timeout=None, extra_env=None):
+    """run_logged, as `who` in `directory`."""
+    wrapped, cwd = who.command(argv, directory)
+    return run_logged(wrapped, cwd, log, timeout=timeout, env={**who.env, **(extra_env or {})})
 
 
 def prepare(crate, work, logs):
@@ -403,12 +577,15 @@ def count_line(outcomes):
 # --- running one crate -----------------------------------------------------------------------
 
 
-def run_crate(crate, jobs, work):
-    results = work / "results" / crate["dir_name"]
+def run_crate(crate, jobs, work, who):
+    results = who.results / crate["dir_name"]
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir(parents=True)
+    # isotest writes its report here, as whoever runs it.
+    who.own(results)
     row = {"crate": crate, "results": results}
     directory = prepare_local(crate, work) if "path" in crate else prepare(crate, work, results)
+    directory = who.place(crate, directory)
     args = list(crate["args"])
     # The same selection for both: isotest takes libtest's `--skip NAME --exact`, nextest
     # a filterset. (nextest 0.9.143 ignores `-- --skip NAME --exact`: with --exact it
@@ -421,12 +598,15 @@ def run_crate(crate, jobs, work):
         expression = ["-E", "not (" + " | ".join(f"test(={test})" for test in crate["skip"]) + ")"]
 
     say(f"{crate['id']}: building its tests")
-    status, row["build"] = run_logged(["cargo", "test", "--no-run", *args], directory, results / "build.log")
+    status, row["build"] = run_as(who, ["cargo", "test", "--no-run", *args], directory, results / "build.log")
     if status != 0:
         raise Failure(f"`cargo test --no-run` failed for {crate['id']}:\n{tail(results / 'build.log')}")
     listing = ["cargo", "nextest", "list", "--message-format", "json", *args, *expression]
+    listing, cwd = who.command(listing, directory)
     with open(results / "nextest-list.json", "wb") as out, open(results / "nextest-list.log", "wb") as err:
-        status = subprocess.run(listing, cwd=directory, stdin=subprocess.DEVNULL, stdout=out, stderr=err).returncode
+        status = subprocess.run(
+            listing, cwd=cwd, env=who.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        ).returncode
     if status != 0:
         raise Failure(f"`cargo nextest list` failed for {crate['id']}:\n{tail(results / 'nextest-list.log')}")
 
@@ -435,15 +615,16 @@ def run_crate(crate, jobs, work):
     nextest = ["cargo", "nextest", "run", "--no-fail-fast", "-j", str(jobs), *args, *expression]
     isotest = [
         "cargo", "isotest", "run", "--no-fail-fast", "-j", str(jobs), *args, *crate["isotest_args"],
-        "--timeout", f"{TEST_TIMEOUT_S}s", "--report-json", str(results / "isotest-report.json"), *filters,
+        "--timeout", f"{TEST_TIMEOUT_S}s", "--report-json", str(who.visible(results / "isotest-report.json")),
+        *filters,
     ]
     server = HostServer(work) if crate.get("server") else None
-    env = server.env() if server else None
+    env = server.env() if server else {}
     if server:
         isotest[3:3] = ["--forward", server.address, "--env", "COMPAT_SERVER", "--env", "COMPAT_TOKEN"]
     row["commands"] = {"nextest": nextest, "isotest": isotest}
     try:
-        run_runners(crate, directory, results, row, (("nextest", nextest), ("isotest", isotest)), env)
+        run_runners(crate, directory, results, row, (("nextest", nextest), ("isotest", isotest)), who, env)
     finally:
         if server:
             server.stop()
@@ -473,15 +654,15 @@ def check_writes(crate, directory, row):
             raise Failure(f"{path} reached the checkout under isotest --writable-source")
 
 
-def run_runners(crate, directory, results, row, runners, env):
+def run_runners(crate, directory, results, row, runners, who, env):
     for label, argv in runners:
         if label == "isotest":
             # What nextest wrote into the tree must not be mistaken for isotest's.
             for path in crate["expect_writes"]:
                 (directory / path).unlink(missing_ok=True)
-        say(f"{crate['id']}: {' '.join(argv)}")
+        say(f"{crate['id']}: {' '.join(argv)}{who.note}")
         log = results / f"{label}.log"
-        status, row[label] = run_logged(argv, directory, log, timeout=RUNNER_WATCHDOG_S, env=env)
+        status, row[label] = run_as(who, argv, directory, log, timeout=RUNNER_WATCHDOG_S, extra_env=env)
         if status not in RUNNER_OK:
             raise Failure(f"{label} exited with {status} for {crate['id']}:\n  {' '.join(argv)}\n{tail(log)}")
         if COMPILING.search(log.read_text(errors="replace")):
@@ -637,7 +818,7 @@ def parse_selection(args):
             quick = True
         elif arg == "--style" and args:
             styles.append(args.pop(0))
-        elif arg in ("--jobs", "--work", "--details") and args:
+        elif arg in ("--jobs", "--work", "--details", "--user") and args:
             rest[arg[2:]] = args.pop(0)
         elif arg.startswith("-"):
             sys.exit(f"compat: unknown option {arg}")
@@ -654,9 +835,8 @@ def main(argv):
     quick, styles, names, rest = parse_selection(argv[2:])
     corpus = load_corpus()
     crates = select(corpus, quick, styles, names)
-    known = load_disagreements()
     ids = {crate["id"] for crate in corpus}
-    for entry in known:
+    for entry in load_disagreements(None):
         if entry[0] not in ids:
             say(f"{DISAGREEMENTS.name}: {entry[0]} is not in {CORPUS.name} (another version?); its line never applies")
     if command == "list":
@@ -666,7 +846,7 @@ def main(argv):
             print(f"{crate['id']:{width}}  {crate['style']:15}  {crate['covers']}{flags}")
         return 0
     if command != "run" or "jobs" not in rest:
-        sys.exit("compat: usage: compat.py run --jobs N [--work DIR] [--details N] [SELECTION]")
+        sys.exit("compat: usage: compat.py run --jobs N [--work DIR] [--details N] [--user NAME] [SELECTION]")
     jobs = int(rest["jobs"])
     # Published crates that #![deny(warnings)] stop building when a new rustc adds a lint
     # (wait-timeout 0.2.1 does); cargo already caps lints for dependencies, this caps
@@ -677,19 +857,25 @@ def main(argv):
         os.environ["RUSTFLAGS"] = (flags + " --cap-lints=warn").strip()
     work = Path(rest.get("work", ROOT / "target/compat")).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        who = AsUser(rest["user"], work) if "user" in rest else Invoker(work)
+    except Failure as failure:
+        say(str(failure))
+        return 1
+    known = load_disagreements(who.scope)
     start = time.monotonic()
     rows, failures = [], []
     for crate in crates:
         try:
-            rows.append(run_crate(crate, jobs, work))
+            rows.append(run_crate(crate, jobs, work, who))
         except Failure as failure:
             say(f"{crate['id']}: {failure}")
             failures.append((crate, str(failure)))
     print()
-    print(f"== compat: {len(crates)} crate(s), -j {jobs}, {time.monotonic() - start:.0f}s in all ==")
+    print(f"== compat: {len(crates)} crate(s), -j {jobs}, as {who.name}, {time.monotonic() - start:.0f}s in all ==")
     ok = report(rows, failures, known, int(rest.get("details", 20)))
-    write_summary(rows, failures, work / "results/summary.json")
-    print(f"(logs and both runners' reports: {work / 'results'}/<crate>/)")
+    write_summary(rows, failures, who.results / "summary.json")
+    print(f"(logs and both runners' reports: {who.results}/<crate>/)")
     return 0 if ok else 1
 
 
