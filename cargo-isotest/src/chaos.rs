@@ -22,7 +22,7 @@ pub const ENV: &str = "ISOTEST_CHAOS";
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
-    /// An affinity mask of 1..N CPUs.
+    /// An affinity mask of 1..N CPUs; on one CPU, SCHED_BATCH in half the draws.
     Cpus,
     /// Pauses of the whole sandbox and of single threads, at most 20% of the run.
     Sched,
@@ -91,6 +91,9 @@ pub struct Perturbation {
     pub kinds: Vec<Kind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Vec<usize>>,
+    /// The program ran `SCHED_BATCH` (only ever on one CPU).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,8 +239,13 @@ pub fn draw(kinds: &[Kind], seed: u64, host: &Host, forwarded: bool) -> Draw {
         match kind {
             Kind::Cpus => {
                 let cpus = draw_cpus(&mut sub, &host.cpus);
+                // On one CPU the kernel lets a woken thread preempt the running one, so
+                // a thread that "always" starts at once still does; batch takes that away.
+                let batch = sub.bool() && cpus.len() == 1;
                 chaos.cpus = Some(cpus.clone());
+                chaos.batch = batch;
                 p.cpus = Some(cpus);
+                p.batch = batch;
             }
             Kind::Uptime => {
                 let uptime = if sub.bool() {
@@ -368,9 +376,10 @@ pub fn describe(p: &Perturbation) -> String {
     if let Some(cpus) = &p.cpus {
         let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
         parts.push(format!(
-            "{} (cpu {})",
+            "{} (cpu {}){}",
             cpu_count(cpus.len()),
-            list.join(",")
+            list.join(","),
+            if p.batch { ", SCHED_BATCH" } else { "" }
         ));
     }
     if let Some(uptime) = p.uptime_s {
@@ -464,6 +473,34 @@ mod tests {
         );
         let draws: Vec<Draw> = (0..50).map(|s| draw(&ALL, s, &host(), false)).collect();
         assert!(draws.windows(2).any(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn batch_comes_only_with_one_cpu_in_about_half_of_those_draws() {
+        let draws: Vec<Draw> = (0..400)
+            .map(|s| draw(&[Kind::Cpus], s, &host(), false))
+            .collect();
+        let one_cpu: Vec<&Draw> = draws
+            .iter()
+            .filter(|d| d.chaos.cpus.as_ref().unwrap().len() == 1)
+            .collect();
+        let batch = one_cpu.iter().filter(|d| d.chaos.batch).count();
+        assert!(
+            (one_cpu.len() * 3 / 10..=one_cpu.len() * 7 / 10).contains(&batch),
+            "{batch} of {}",
+            one_cpu.len()
+        );
+        for d in &draws {
+            assert_eq!(d.perturbation.batch, d.chaos.batch);
+            assert!(!d.chaos.batch || d.chaos.cpus.as_ref().unwrap().len() == 1);
+        }
+        let batch = one_cpu.iter().find(|d| d.chaos.batch).unwrap();
+        assert!(
+            describe(&batch.perturbation).contains("1 CPU (cpu "),
+            "{}",
+            describe(&batch.perturbation)
+        );
+        assert!(describe(&batch.perturbation).contains(", SCHED_BATCH"));
     }
 
     #[test]

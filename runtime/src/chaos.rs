@@ -25,6 +25,11 @@ pub struct Chaos {
     /// The host CPUs the sandbox may run on; `available_parallelism()` follows the mask.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Vec<usize>>,
+    /// The program's threads are `SCHED_BATCH`: a thread that wakes up (a new one among
+    /// them) waits for the running one's time slice to end instead of preempting it, as
+    /// on a core too busy to reschedule at once. On one CPU a spawned thread runs late.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
     /// What `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` (and `/proc/uptime`) read when the
     /// program starts, through a time namespace. The wall clock is not shifted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +206,7 @@ mod tests {
     fn chaos_round_trips_and_an_empty_one_is_left_out() {
         let chaos = Chaos {
             cpus: Some(vec![1]),
+            batch: true,
             uptime_s: Some(12),
             neighbours: 2,
             pauses: vec![Pause {

@@ -1,5 +1,5 @@
-//! In pid 1: apply a spec's [`Chaos`] to the program. What the program inherits (its CPUs
-//! and its clocks) is set in pid 1 just before the fork; what happens while it runs (busy
+//! In pid 1: apply a spec's [`Chaos`] to the program. What the program inherits (its CPUs,
+//! its scheduling policy and its clocks) is set in pid 1 just before the fork; what happens while it runs (busy
 //! neighbours, pauses, frozen threads) is driven from init's loop.
 
 use std::path::Path;
@@ -27,6 +27,7 @@ const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// Everything the program inherits from pid 1, set before the fork, in this order.
 pub(crate) fn before_program(chaos: &Chaos) -> Result<(), SetupError> {
     pin_cpus(chaos)?;
+    schedule_as_batch(chaos)?;
     enter_time_namespace(chaos)
 }
 
@@ -42,6 +43,23 @@ fn pin_cpus(chaos: &Chaos) -> Result<(), SetupError> {
     };
     let set = cpu_set(cpus).map_err(chaos_fail("sched_setaffinity", None))?;
     sched_setaffinity(Pid::from_raw(0), &set).map_err(chaos_fail("sched_setaffinity", None))
+}
+
+/// No preemption on wakeup: the policy passes to every process and thread of the program,
+/// and lowering one's own policy to batch needs no privilege.
+fn schedule_as_batch(chaos: &Chaos) -> Result<(), SetupError> {
+    if !chaos.batch {
+        return Ok(());
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0 is
+    // this process, and the call only changes its scheduling policy.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        return Err(chaos_fail("sched_setscheduler(SCHED_BATCH)", None)(
+            Errno::last(),
+        ));
+    }
+    Ok(())
 }
 
 fn cpu_set(cpus: &[usize]) -> nix::Result<CpuSet> {

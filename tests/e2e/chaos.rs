@@ -86,15 +86,32 @@ impl Seen {
     }
 }
 
+/// The mask, and the batch policy that comes with one CPU in half the draws: seeds are
+/// tried until one draws it, and every draw is checked on the way.
 fn cpus(ctx: &Ctx) -> Result<(), Failed> {
-    let (seen, p, replayed, _) = observe(ctx, "cpus")?;
-    let drawn = p["cpus"].as_array().ok_or("no cpus recorded")?.len() as u64;
-    ensure_eq(seen.get("cpus")?, drawn, "available_parallelism inside")?;
-    ensure_eq(
-        replayed.get("cpus")?,
-        drawn,
-        "available_parallelism on replay",
-    )
+    for seed in 1..=24 {
+        let shuffle = format!("--shuffle={seed}");
+        let (seen, p, replayed, _) = observe_with(ctx, "cpus", &[&shuffle])?;
+        let drawn = p["cpus"].as_array().ok_or("no cpus recorded")?.len() as u64;
+        ensure_eq(seen.get("cpus")?, drawn, "available_parallelism inside")?;
+        ensure_eq(
+            replayed.get("cpus")?,
+            drawn,
+            "available_parallelism on replay",
+        )?;
+        let batch = p["batch"].as_bool().unwrap_or(false);
+        let policy = if batch { 3 } else { 0 };
+        ensure_eq(
+            seen.get("policy")?,
+            policy,
+            &format!("the policy under {p}"),
+        )?;
+        ensure_eq(replayed.get("policy")?, policy, "the policy on replay")?;
+        if batch {
+            return Ok(());
+        }
+    }
+    Err("no seed from 1 to 24 drew one CPU with SCHED_BATCH".into())
 }
 
 fn uptime(ctx: &Ctx) -> Result<(), Failed> {

@@ -57,9 +57,11 @@ const FACTORS: [(Kind, LevelOf); 9] = [
 ];
 
 fn cpus_level(p: &Perturbation) -> String {
-    p.cpus
-        .as_ref()
-        .map_or_else(|| "all CPUs".into(), |c| chaos::cpu_count(c.len()))
+    match &p.cpus {
+        None => "all CPUs".into(),
+        Some(cpus) if p.batch => format!("{}, SCHED_BATCH", chaos::cpu_count(cpus.len())),
+        Some(cpus) => chaos::cpu_count(cpus.len()),
+    }
 }
 
 fn uptime_level(p: &Perturbation) -> String {
