@@ -32,6 +32,7 @@ const FORWARDED: &[Signal] = &[
 /// Runs the program to its end and empties the sandbox.
 pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
     let init_fail = |syscall| move |errno| SetupError::new(Step::Init, syscall, None, errno);
+    hide_command_line();
     let signals = block_signals().map_err(init_fail("signalfd"))?;
     let (start_r, start_w) = start_error_pipe().map_err(init_fail("pipe2"))?;
     let started = Instant::now();
@@ -53,6 +54,35 @@ pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
         strays,
         start_error,
     })
+}
+
+/// pid 1 is a copy of the supervisor, whose argv holds every `--env` value and bind
+/// source; blanking it leaves /proc/1/cmdline showing only a name. Its environment is
+/// already out of the program's reach: reading /proc/1/environ needs pid 1's capabilities.
+fn hide_command_line() {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // arg_start and arg_end are fields 48 and 49; the fields after `)` start at field 3.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().skip(45).take(2))
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [start, end] = fields[..] else { return };
+    if end <= start {
+        return;
+    }
+    const NAME: &[u8] = b"isotest-init";
+    let len = (end - start) as usize;
+    // SAFETY: [arg_start, arg_end) is this process's own argument area on its initial
+    // stack, mapped writable; nothing in pid 1 reads argv after setup, and the last byte
+    // stays NUL so the kernel reads no further than the area.
+    unsafe {
+        let area = start as *mut u8;
+        std::ptr::write_bytes(area, 0, len);
+        std::ptr::copy_nonoverlapping(NAME.as_ptr(), area, NAME.len().min(len - 1));
+    }
 }
 
 /// Blocked signals still reach pid 1 from outside, and a signalfd turns them and SIGCHLD

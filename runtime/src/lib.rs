@@ -7,6 +7,7 @@
 //!
 //! This crate knows nothing about cargo or tests.
 
+mod beneath;
 pub mod doctor;
 mod error;
 mod init;
