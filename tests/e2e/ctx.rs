@@ -123,6 +123,15 @@ impl Ctx {
 
     /// `cargo-isotest` as this scenario's user in `dir`, with a toolchain it can run.
     pub fn isotest(&self, dir: &Path) -> Command {
+        self.isotest_over_dev(dir, None)
+    }
+
+    /// As [`Ctx::isotest`], but when the suite runs as root, in a private mount namespace
+    /// whose /dev is `dev` (a scratch copy): a case that would damage /dev damages only it.
+    pub fn isotest_over_dev(&self, dir: &Path, dev: Option<&Path>) -> Command {
+        let dev = dev
+            .filter(|_| nix::unistd::geteuid().is_root())
+            .map(|d| CString::new(d.as_os_str().as_encoded_bytes()).expect("dev path"));
         let mut cmd = Command::new(&self.bins.isotest);
         cmd.current_dir(dir).stdin(Stdio::null());
         // The fixtures build into their own copies, never into this run's target dir.
@@ -140,8 +149,23 @@ impl Ctx {
                     toolchain.visible.join("bin").display()
                 ),
             );
-            become_user(&mut cmd, user, toolchain);
+            become_user(&mut cmd, user, toolchain, dev);
+        } else if let Some(dev) = dev {
+            // SAFETY: only async-signal-safe syscalls on a string prepared before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                    private_mounts_over_dev(&dev)
+                });
+            }
         }
+        cmd
+    }
+
+    /// `exec ARGS` as [`Ctx::exec`], over a scratch /dev (see [`Ctx::isotest_over_dev`]).
+    pub fn exec_over_dev(&self, dev: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.isotest_over_dev(self.scratch.path(), Some(dev));
+        cmd.arg("exec").args(args);
         cmd
     }
 
@@ -257,7 +281,12 @@ fn shared_toolchain() -> &'static SharedToolchain {
 
 /// In the child, as root still: a private mount namespace with the toolchain bound where
 /// the user can reach it, then the user's identity.
-fn become_user(cmd: &mut Command, user: &User, toolchain: &'static SharedToolchain) {
+fn become_user(
+    cmd: &mut Command,
+    user: &User,
+    toolchain: &'static SharedToolchain,
+    dev: Option<CString>,
+) {
     let visible =
         CString::new(toolchain.visible.as_os_str().as_encoded_bytes()).expect("mountpoint path");
     let (uid, gid) = (
@@ -283,12 +312,35 @@ fn become_user(cmd: &mut Command, user: &User, toolchain: &'static SharedToolcha
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None::<&CStr>,
             )?;
+            if let Some(dev) = &dev {
+                private_mounts_over_dev(dev)?;
+            }
             nix::unistd::setgroups(&[])?;
             nix::unistd::setgid(gid)?;
             nix::unistd::setuid(uid)?;
             Ok(())
         });
     }
+}
+
+/// In a fresh mount namespace: nothing propagates back, and `dev` hides the host's /dev.
+fn private_mounts_over_dev(dev: &CStr) -> std::io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    mount(
+        None::<&CStr>,
+        c"/",
+        None::<&CStr>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&CStr>,
+    )?;
+    mount(
+        Some(dev),
+        c"/dev",
+        None::<&CStr>,
+        MsFlags::MS_BIND,
+        None::<&CStr>,
+    )?;
+    Ok(())
 }
 
 /// A CARGO_HOME of the user's own: cargo takes locks and caches crates there.

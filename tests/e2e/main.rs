@@ -5,6 +5,7 @@
 
 mod ctx;
 mod flaky;
+mod harden;
 mod probe;
 mod run;
 mod sandbox;
@@ -33,6 +34,11 @@ fn main() {
         flaky::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("flaky::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        harden::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("harden::{n}"), *s)),
     );
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));

@@ -21,6 +21,8 @@ pub fn main(args: &[String]) -> ! {
         "tiocsti" => tiocsti(),
         "caps" => caps(),
         "namespaces" => namespaces(),
+        "proc-writable" => proc_writable(),
+        "nest" => nest(rest[0].parse().expect("count")),
         other => panic!("unknown probe {other}"),
     }
     std::process::exit(0)
@@ -126,4 +128,66 @@ fn namespaces() {
         let link = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         println!("ns-{ns} {}", link.display());
     }
+}
+
+/// Opens every kernel-wide /proc file for writing, without writing: what could be written.
+/// Opening a sysctl or /proc/sysrq-trigger does nothing until a write.
+fn proc_writable() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>, refused: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                walk(&path, found, refused);
+            } else if kind.is_file() {
+                match std::fs::OpenOptions::new().write(true).open(&path) {
+                    Ok(_) => found.push(path.display().to_string()),
+                    Err(e) => refused.push(errno_of(&e)),
+                }
+            }
+        }
+    }
+    let (mut found, mut refused) = (Vec::new(), Vec::new());
+    for top in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
+        let path = std::path::Path::new("/proc").join(top);
+        if path.is_dir() {
+            walk(&path, &mut found, &mut refused);
+        } else {
+            match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(_) => found.push(path.display().to_string()),
+                Err(e) => refused.push(errno_of(&e)),
+            }
+        }
+    }
+    refused.sort();
+    refused.dedup();
+    println!("writable {}", found.len());
+    println!("first-writable {}", found.first().map_or("-", String::as_str));
+    println!("refused-with {}", refused.join(","));
+}
+
+/// Creates up to `count` network namespaces, each kept alive by a descriptor, from one
+/// new user namespace (which gives the capability to), and says how many it got.
+fn nest(count: u32) {
+    let mut held = Vec::new();
+    let mut error = String::from("-");
+    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+        Err(e) => error = format!("user {e:?}"),
+        Ok(()) => {
+            while held.len() < count as usize {
+                match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+                    Ok(()) => held.push(std::fs::File::open("/proc/self/ns/net").unwrap()),
+                    Err(e) => {
+                        error = format!("{e:?}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    println!("namespaces {}", held.len());
+    println!("nest-error {error}");
 }
