@@ -100,7 +100,11 @@ impl HostState {
     fn unchanged_since(&self, before: &HostState) -> Result<(), Failed> {
         ensure_eq(&self.sysctls, &before.sysctls, "host sysctl values")?;
         ensure_eq(&self.nodes, &before.nodes, "host device nodes")?;
-        ensure_eq(&self.mount_points, &before.mount_points, "host mount points")
+        ensure_eq(
+            &self.mount_points,
+            &before.mount_points,
+            "host mount points",
+        )
     }
 }
 
@@ -158,7 +162,10 @@ fn mount_options(out: &Output, points: &[&str]) -> Vec<(String, String)> {
                 })
                 .last()
                 .unwrap_or("not mounted");
-            (point.to_string(), options.split(',').next().unwrap_or("").to_string())
+            (
+                point.to_string(),
+                options.split(',').next().unwrap_or("").to_string(),
+            )
         })
         .collect()
 }
@@ -186,7 +193,12 @@ fn kernel_wide_proc_is_read_only(ctx: &Ctx) -> Result<(), Failed> {
     let stderr = String::from_utf8_lossy(&rewrite.stderr);
     ensure(
         !rewrite.status.success() && stderr.contains("Read-only file system"),
-        || format!("printk_ratelimit must be read-only (EROFS); {}", describe(&rewrite)),
+        || {
+            format!(
+                "printk_ratelimit must be read-only (EROFS); {}",
+                describe(&rewrite)
+            )
+        },
     )?;
     let mounts = output(&mut ctx.exec(&["--", "cat", "/proc/self/mountinfo"]))?;
     let points = [
@@ -219,10 +231,12 @@ fn device_node_metadata_is_read_only(ctx: &Ctx) -> Result<(), Failed> {
     if dev.is_some() {
         let text = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure(
-            text.contains("touch=1") && text.contains("chmod=1"),
-            || format!("touch -m and chmod of a device node must fail; {}", describe(&out)),
-        )?;
+        ensure(text.contains("touch=1") && text.contains("chmod=1"), || {
+            format!(
+                "touch -m and chmod of a device node must fail; {}",
+                describe(&out)
+            )
+        })?;
         ensure(stderr.matches("Read-only file system").count() >= 2, || {
             format!("both must fail with EROFS; {}", describe(&out))
         })?;
@@ -256,7 +270,10 @@ fn planted_symlink_is_not_followed_by_setup(ctx: &Ctx) -> Result<(), Failed> {
     for (what, bind) in [
         ("a directory bind", format!("{source}:/s/link/planted")),
         ("a file bind", format!("{file_source}:/s/link/planted")),
-        ("a bind onto the link itself", format!("{file_source}:/s/link")),
+        (
+            "a bind onto the link itself",
+            format!("{file_source}:/s/link"),
+        ),
     ] {
         let out = output(&mut ctx.exec(&[
             "--bind-rw",
@@ -301,7 +318,11 @@ fn planted_symlink_is_not_followed_by_setup(ctx: &Ctx) -> Result<(), Failed> {
         "--",
         "true",
     ]))?;
-    ensure_eq(status_code(&follow), Some(2), "exit code after a planted link")?;
+    ensure_eq(
+        status_code(&follow),
+        Some(2),
+        "exit code after a planted link",
+    )?;
     ensure(std::fs::read_dir(&victim)?.next().is_none(), || {
         "the next run's setup followed the planted link".into()
     })?;
@@ -326,7 +347,12 @@ fn pid1_cmdline_shows_nothing_given(ctx: &Ctx) -> Result<(), Failed> {
     let text = String::from_utf8_lossy(&out.stdout);
     ensure(
         out.status.success() && !text.contains(&secret) && !text.contains(&hidden),
-        || format!("pid 1 shows what the program was not given; {}", describe(&out)),
+        || {
+            format!(
+                "pid 1 shows what the program was not given; {}",
+                describe(&out)
+            )
+        },
     )?;
     ensure(text.starts_with("isotest-init"), || {
         format!("pid 1 names itself; {}", describe(&out))
@@ -344,7 +370,10 @@ fn nesting_is_bounded(ctx: &Ctx) -> Result<(), Failed> {
     let bounded = output(&mut ctx.probe(&[], &["nest", "40"]))?;
     let made: u32 = probe_value(&bounded, "namespaces")?.parse()?;
     ensure(made < 32, || {
-        format!("a sandbox made {made} network namespaces; {}", describe(&bounded))
+        format!(
+            "a sandbox made {made} network namespaces; {}",
+            describe(&bounded)
+        )
     })?;
     ensure_eq(
         probe_value(&bounded, "nest-error")?.as_str(),

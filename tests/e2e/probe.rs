@@ -139,7 +139,9 @@ fn proc_writable() {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 walk(&path, found, refused);
             } else if kind.is_file() {
@@ -165,7 +167,10 @@ fn proc_writable() {
     refused.sort();
     refused.dedup();
     println!("writable {}", found.len());
-    println!("first-writable {}", found.first().map_or("-", String::as_str));
+    println!(
+        "first-writable {}",
+        found.first().map_or("-", String::as_str)
+    );
     println!("refused-with {}", refused.join(","));
 }
 
