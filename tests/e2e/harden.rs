@@ -6,7 +6,7 @@
 //! nodes are attacked only through a scratch /dev that a private mount namespace puts in
 //! place of the host's (see `Ctx::exec_over_dev`).
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -111,7 +111,7 @@ impl HostState {
 /// A copy of the harmless device nodes in the scratch directory, for `exec_over_dev`.
 /// Only root can make device nodes; otherwise the scenario runs against the real /dev,
 /// which an unprivileged user cannot change anyway.
-fn scratch_dev(ctx: &Ctx) -> Result<Option<PathBuf>, Failed> {
+pub fn scratch_dev(ctx: &Ctx) -> Result<Option<PathBuf>, Failed> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }

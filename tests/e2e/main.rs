@@ -6,6 +6,7 @@
 mod ctx;
 mod flaky;
 mod harden;
+mod hostile;
 mod probe;
 mod run;
 mod sandbox;
@@ -39,6 +40,11 @@ fn main() {
         harden::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("harden::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostile::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostile::{n}"), *s)),
     );
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));

@@ -714,7 +714,7 @@ fn sigkill_of_the_runner_leaves_nothing(ctx: &Ctx) -> Result<(), Failed> {
 }
 
 /// Whether `ancestor` is among `pid`'s parents, following the host's ppid links.
-fn descends_from(mut pid: i32, ancestor: i32) -> bool {
+pub fn descends_from(mut pid: i32, ancestor: i32) -> bool {
     for _ in 0..8 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let ppid = stat
