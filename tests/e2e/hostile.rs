@@ -507,7 +507,7 @@ fn replay_shows_relaxations_and_refuses_foreign_reports(ctx: &Ctx) -> Result<(),
     // may be running it.
     let binary = record_binary(&report)?;
     nix::sys::stat::utimensat(
-        None,
+        nix::fcntl::AT_FDCWD,
         Path::new(&binary),
         &nix::sys::time::TimeSpec::UTIME_NOW,
         &nix::sys::time::TimeSpec::UTIME_NOW,
