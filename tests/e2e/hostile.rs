@@ -3,7 +3,7 @@
 //! aim only at FIFOs, scratch directories and a scratch /dev (see `harden.rs`).
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -362,13 +362,21 @@ fn reports_written_in_place_or_replaced(ctx: &Ctx) -> Result<(), Failed> {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo))
     };
-    let out = exec_report(fifo.to_str().expect("utf-8"), Stdio::null())?;
+    let out = exec_report(fifo.to_str().expect("utf-8"), Stdio::null());
+    // If exec never opened the FIFO, this opening ends the reader's wait; else nothing.
+    drop(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo),
+    );
+    let streamed = reader.join().map_err(|_| "FIFO reader panicked")??;
+    let out = out?;
     ensure_eq(
         status_code(&out),
         Some(0),
         &format!("exec into a FIFO; {}", describe(&out)),
     )?;
-    let streamed = reader.join().map_err(|_| "FIFO reader panicked")??;
     ensure(streamed.contains("isotest-exec/1"), || {
         format!("the FIFO got: {streamed}")
     })?;
