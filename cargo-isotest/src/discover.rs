@@ -1,315 +1,36 @@
-//! Discover: build the tests with cargo, find every test binary and what cargo would give
-//! it at run time, then list each binary's tests (inside a sandbox).
+//! Discover: the session every command that runs tests starts with. It checks that the
+//! host can sandbox, builds the tests, starts the sandbox helpers, and lists each binary's
+//! tests, each listing inside the binary's own sandbox.
 
-use std::collections::BTreeMap;
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use cargo_metadata::{
-    Artifact, BuildScript, Message, Metadata, MetadataCommand, Package, PackageId, TargetKind,
-};
+use isotest_runtime::Spec;
 
-use crate::cargo_options::{CargoOptions, cargo_command};
-use crate::config_env::{self, ConfigEnv};
+use crate::args::{BIND_DESTINATION_HINT, SandboxArgs};
+use crate::cargo::CargoOptions;
+use crate::cargo::build::{self, Build, BuildError, TestBinary};
+use crate::exit_code::{self, Failure};
+use crate::launch::helper::{Helper, HelperError};
+use crate::launch::interrupt;
+use crate::launch::pool::{Dispatch, Event, Pool};
+use crate::sandbox::{self, CAPTURE_LIMIT, SandboxOptions};
 
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoverError {
-    #[error("cannot run `{command}`: {source}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
-    #[error("the build failed (`cargo test --no-run` exited with {status})")]
-    BuildFailed { status: std::process::ExitStatus },
-    #[error("cannot read cargo's build messages: {0}")]
-    Messages(std::io::Error),
-    #[error("`cargo metadata` failed: {0}")]
-    Metadata(#[from] cargo_metadata::Error),
-    #[error("`rustc --print {what}` failed: {detail}")]
-    Rustc { what: &'static str, detail: String },
-    #[error(transparent)]
-    Config(#[from] config_env::ConfigError),
+/// Everything discovered: the build, the helpers, and every binary's test list.
+pub struct Session {
+    pub build: Build,
+    pub pool: Pool,
+    pub listings: Vec<Listing>,
+    pub sandbox: SandboxOptions,
+    pub interrupted: Arc<AtomicBool>,
 }
 
-/// What cargo knows about the build as a whole.
-#[derive(Debug)]
-pub struct Build {
-    pub workspace_root: PathBuf,
-    pub target_dir: PathBuf,
-    /// The toolchain's root: its libraries must be visible for `-C prefer-dynamic`.
-    pub sysroot: PathBuf,
-    pub target_libdir: PathBuf,
-    pub binaries: Vec<Arc<TestBinary>>,
-    pub config_env: Vec<ConfigEnv>,
-}
-
-/// One test executable and the environment `cargo test` would run it with.
-#[derive(Debug)]
-pub struct TestBinary {
-    /// nextest's convention: `pkg`, `pkg::test`, `pkg::bin/name`, `pkg::example/name`, `pkg::bench/name`.
-    pub id: String,
-    pub path: PathBuf,
-    pub manifest_dir: PathBuf,
-    /// `CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, `CARGO_CRATE_NAME`, `CARGO_BIN_EXE_*`, `OUT_DIR`
-    /// and the build script's `rustc-env` values.
-    pub env: BTreeMap<String, String>,
-    /// Directories the build scripts asked the linker to search, for `LD_LIBRARY_PATH`.
-    pub link_paths: Vec<PathBuf>,
-}
-
-/// Runs `cargo test --no-run`, letting its human output through, and collects the binaries.
-pub fn build(options: &CargoOptions) -> Result<Build, DiscoverError> {
-    let metadata = metadata(options)?;
-    let mut cargo = cargo_command();
-    cargo
-        .args([
-            "test",
-            "--no-run",
-            "--message-format=json-render-diagnostics",
-        ])
-        .args(options.to_args())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let command = "cargo test --no-run --message-format=json-render-diagnostics";
-    let mut child = cargo.spawn().map_err(|source| DiscoverError::Spawn {
-        command: command.into(),
-        source,
-    })?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut artifacts = Vec::new();
-    let mut scripts = Vec::new();
-    for message in Message::parse_stream(BufReader::new(stdout)) {
-        match message.map_err(DiscoverError::Messages)? {
-            Message::CompilerArtifact(artifact) => artifacts.push(artifact),
-            Message::BuildScriptExecuted(script) => scripts.push(script),
-            _ => {}
-        }
-    }
-    let status = child.wait().map_err(|source| DiscoverError::Spawn {
-        command: command.into(),
-        source,
-    })?;
-    if !status.success() {
-        return Err(DiscoverError::BuildFailed { status });
-    }
-    let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
-    let target_dir = match &options.target_dir {
-        Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
-        None => metadata.target_directory.clone().into_std_path_buf(),
-    };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| workspace_root.clone());
-    Ok(Build {
-        sysroot: rustc_print("sysroot", &workspace_root, None)?,
-        target_libdir: rustc_print("target-libdir", &workspace_root, options.target.as_deref())?,
-        binaries: test_binaries(&metadata, &artifacts, &scripts),
-        config_env: config_env::read(&cwd)?,
-        workspace_root,
-        target_dir,
-    })
-}
-
-fn metadata(options: &CargoOptions) -> Result<Metadata, DiscoverError> {
-    let mut command = MetadataCommand::new();
-    command.cargo_path(crate::cargo_options::cargo_path());
-    if let Some(path) = &options.manifest_path {
-        command.manifest_path(path);
-    }
-    let mut other = Vec::new();
-    for (set, flag) in [
-        (options.frozen, "--frozen"),
-        (options.locked, "--locked"),
-        (options.offline, "--offline"),
-    ] {
-        if set {
-            other.push(flag.to_string());
-        }
-    }
-    Ok(command.no_deps().other_options(other).exec()?)
-}
-
-fn rustc_print(
-    what: &'static str,
-    dir: &Path,
-    target: Option<&str>,
-) -> Result<PathBuf, DiscoverError> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let mut command = std::process::Command::new(rustc);
-    command.args(["--print", what]).current_dir(dir);
-    if let Some(target) = target {
-        command.args(["--target", target]);
-    }
-    let output = command.output().map_err(|e| DiscoverError::Rustc {
-        what,
-        detail: e.to_string(),
-    })?;
-    if !output.status.success() {
-        return Err(DiscoverError::Rustc {
-            what,
-            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&output.stdout).trim(),
-    ))
-}
-
-fn test_binaries(
-    metadata: &Metadata,
-    artifacts: &[Artifact],
-    scripts: &[BuildScript],
-) -> Vec<Arc<TestBinary>> {
-    let packages: BTreeMap<&PackageId, &Package> =
-        metadata.packages.iter().map(|p| (&p.id, p)).collect();
-    let mut binaries: Vec<Arc<TestBinary>> = artifacts
-        .iter()
-        .filter(|a| a.profile.test)
-        .filter_map(|artifact| {
-            let path = artifact.executable.as_ref()?.clone().into_std_path_buf();
-            let package = packages.get(&artifact.package_id)?;
-            let script = scripts.iter().find(|s| s.package_id == artifact.package_id);
-            let bin_exes = artifacts
-                .iter()
-                .filter(|a| a.package_id == artifact.package_id && !a.profile.test)
-                .filter(|a| a.target.kind.contains(&TargetKind::Bin))
-                .filter_map(|a| {
-                    Some((
-                        a.target.name.clone(),
-                        a.executable.clone()?.into_std_path_buf(),
-                    ))
-                });
-            Some(Arc::new(TestBinary {
-                id: binary_id(package, artifact),
-                path,
-                manifest_dir: package
-                    .manifest_path
-                    .parent()?
-                    .to_path_buf()
-                    .into_std_path_buf(),
-                env: cargo_env(package, artifact, script, bin_exes),
-                link_paths: script.map(link_paths).unwrap_or_default(),
-            }))
-        })
-        .collect();
-    binaries.sort_by(|a, b| a.id.cmp(&b.id));
-    binaries.dedup_by(|a, b| a.path == b.path);
-    binaries
-}
-
-/// nextest's binary ids, so that people can move between the two tools.
-fn binary_id(package: &Package, artifact: &Artifact) -> String {
-    let name = &package.name;
-    let target = &artifact.target;
-    let kind = target.kind.first().cloned().unwrap_or(TargetKind::Lib);
-    match kind {
-        TargetKind::Lib
-        | TargetKind::RLib
-        | TargetKind::DyLib
-        | TargetKind::CDyLib
-        | TargetKind::StaticLib
-        | TargetKind::ProcMacro => name.to_string(),
-        TargetKind::Test => format!("{name}::{}", target.name),
-        TargetKind::Bin => format!("{name}::bin/{}", target.name),
-        TargetKind::Example => format!("{name}::example/{}", target.name),
-        TargetKind::Bench => format!("{name}::bench/{}", target.name),
-        other => format!("{name}::{other}/{}", target.name),
-    }
-}
-
-fn cargo_env(
-    package: &Package,
-    artifact: &Artifact,
-    script: Option<&BuildScript>,
-    bin_exes: impl Iterator<Item = (String, PathBuf)>,
-) -> BTreeMap<String, String> {
-    let version = &package.version;
-    let manifest_dir = package
-        .manifest_path
-        .parent()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
-    let optional = |v: Option<&String>| v.cloned().unwrap_or_default();
-    let mut env: BTreeMap<String, String> = [
-        ("CARGO_MANIFEST_DIR", manifest_dir),
-        ("CARGO_MANIFEST_PATH", package.manifest_path.to_string()),
-        ("CARGO_PKG_NAME", package.name.to_string()),
-        ("CARGO_PKG_VERSION", version.to_string()),
-        ("CARGO_PKG_VERSION_MAJOR", version.major.to_string()),
-        ("CARGO_PKG_VERSION_MINOR", version.minor.to_string()),
-        ("CARGO_PKG_VERSION_PATCH", version.patch.to_string()),
-        ("CARGO_PKG_VERSION_PRE", version.pre.to_string()),
-        ("CARGO_PKG_AUTHORS", package.authors.join(":")),
-        (
-            "CARGO_PKG_DESCRIPTION",
-            optional(package.description.as_ref()),
-        ),
-        ("CARGO_PKG_HOMEPAGE", optional(package.homepage.as_ref())),
-        (
-            "CARGO_PKG_REPOSITORY",
-            optional(package.repository.as_ref()),
-        ),
-        ("CARGO_PKG_LICENSE", optional(package.license.as_ref())),
-        (
-            "CARGO_PKG_LICENSE_FILE",
-            package
-                .license_file
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
-        ),
-        (
-            "CARGO_PKG_RUST_VERSION",
-            package
-                .rust_version
-                .as_ref()
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-        ),
-        (
-            "CARGO_PKG_README",
-            package
-                .readme
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
-        ),
-        ("CARGO_CRATE_NAME", artifact.target.name.replace('-', "_")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if artifact.target.kind.contains(&TargetKind::Bin) {
-        env.insert("CARGO_BIN_NAME".into(), artifact.target.name.clone());
-    }
-    let integration = artifact
-        .target
-        .kind
-        .iter()
-        .any(|k| matches!(k, TargetKind::Test | TargetKind::Bench));
-    if integration {
-        for (name, path) in bin_exes {
-            env.insert(format!("CARGO_BIN_EXE_{name}"), path.display().to_string());
-        }
-    }
-    if let Some(script) = script {
-        env.insert("OUT_DIR".into(), script.out_dir.to_string());
-        env.extend(script.env.iter().cloned());
-    }
-    env
-}
-
-/// `cargo:rustc-link-search=[KIND=]PATH` values, without their kind.
-fn link_paths(script: &BuildScript) -> Vec<PathBuf> {
-    script
-        .linked_paths
-        .iter()
-        .map(|p| {
-            let text = p.as_str();
-            let path = text.split_once('=').map_or(text, |(_, path)| path);
-            PathBuf::from(path)
-        })
-        .collect()
+/// A binary's tests as listed, with which of them are `#[ignore]`d.
+pub struct Listing {
+    pub binary: Arc<TestBinary>,
+    pub tests: Vec<ListedTest>,
+    pub ignored: BTreeSet<String>,
 }
 
 /// One test as a binary lists it.
@@ -326,6 +47,190 @@ pub enum TestKind {
     Bench,
 }
 
+impl From<BuildError> for Failure {
+    fn from(error: BuildError) -> Failure {
+        let code = match error {
+            // Cargo itself refused: the same problem `cargo test` would have.
+            BuildError::BuildFailed { .. } | BuildError::Metadata(_) => exit_code::BUILD_FAILED,
+            BuildError::Config(_) => exit_code::USAGE,
+            _ => exit_code::SETUP_FAILED,
+        };
+        Failure::new(code, error)
+    }
+}
+
+/// Probes the host, builds, starts `jobs` helpers (default: one per CPU) and lists every
+/// binary in a sandbox.
+pub fn discover(
+    cargo: &CargoOptions,
+    args: &SandboxArgs,
+    jobs: Option<usize>,
+) -> Result<Session, Failure> {
+    let mut options = SandboxOptions::from_args(args)
+        .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
+    if !crate::host::check() {
+        return Err(Failure::new(
+            exit_code::NO_SANDBOX,
+            "no sandbox can be created on this host",
+        ));
+    }
+    let build = build::build(cargo)?;
+    options.add_toolchain(args);
+    let tmpdir = sandbox::target_tmpdir(&build);
+    std::fs::create_dir_all(&tmpdir).map_err(|e| {
+        Failure::new(
+            exit_code::SETUP_FAILED,
+            format!("cannot create {}: {e}", tmpdir.display()),
+        )
+    })?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = Pool::start(jobs).map_err(|e| {
+        Failure::new(
+            exit_code::SETUP_FAILED,
+            format!("cannot start the sandbox helpers: {e}"),
+        )
+    })?;
+    let interrupted = interrupt::watch(pool.stop_flag(), pool.pids()).map_err(|e| {
+        Failure::new(
+            exit_code::SETUP_FAILED,
+            format!("cannot watch for Ctrl-C: {e}"),
+        )
+    })?;
+    let listings = list_tests(&build, &pool, &options)?;
+    if pool.stopped() {
+        return Err(Failure::new(
+            exit_code::INTERRUPTED,
+            "interrupted while listing tests",
+        ));
+    }
+    Ok(Session {
+        build,
+        pool,
+        listings,
+        sandbox: options,
+        interrupted,
+    })
+}
+
+/// Lists every binary twice, all tests and ignored ones, each inside a sandbox.
+fn list_tests(
+    build: &Build,
+    pool: &Pool,
+    options: &SandboxOptions,
+) -> Result<Vec<Listing>, Failure> {
+    let jobs: Vec<(usize, bool, Spec)> = build
+        .binaries
+        .iter()
+        .enumerate()
+        .flat_map(|(index, binary)| {
+            [false, true].map(|ignored| {
+                (
+                    index,
+                    ignored,
+                    sandbox::list_spec(build, binary, options, ignored),
+                )
+            })
+        })
+        .collect();
+    let mut queue = Queue::new(jobs.len());
+    pool.run(
+        |helper: &mut Helper, &index: &usize| list_output(helper, &jobs[index].2),
+        &mut queue,
+    );
+    let mut listings: Vec<Listing> = build
+        .binaries
+        .iter()
+        .map(|binary| Listing {
+            binary: binary.clone(),
+            tests: Vec::new(),
+            ignored: BTreeSet::new(),
+        })
+        .collect();
+    for ((index, ignored, _), output) in jobs.iter().zip(queue.results) {
+        let listing = &mut listings[*index];
+        let Some(output) = output else { continue };
+        let text = output.map_err(|(code, e)| {
+            Failure::new(
+                code,
+                format!("cannot list the tests of `{}`: {e}", listing.binary.id),
+            )
+        })?;
+        let tests = parse_list(&listing.binary.id, &text)
+            .map_err(|e| Failure::new(exit_code::LIST_FAILED, e))?;
+        if *ignored {
+            listing.ignored = tests.into_iter().map(|t| t.name).collect();
+        } else {
+            listing.tests = tests;
+        }
+    }
+    Ok(listings)
+}
+
+fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)> {
+    let outcome = match helper.run(spec, CAPTURE_LIMIT) {
+        Ok(outcome) => outcome,
+        Err(HelperError::Sandbox {
+            message,
+            setup: Some(setup),
+        }) if setup.is_spec_problem() => {
+            return Err((
+                exit_code::USAGE,
+                format!("{message}; {BIND_DESTINATION_HINT}"),
+            ));
+        }
+        Err(e) => return Err((exit_code::LIST_FAILED, e.to_string())),
+    };
+    let failed = |text: String| Err((exit_code::LIST_FAILED, text));
+    if let Some(error) = &outcome.start_error {
+        return failed(error.to_string());
+    }
+    if !outcome.exit.success() || outcome.timed_out {
+        let what = if outcome.timed_out {
+            "timed out".to_string()
+        } else {
+            outcome.exit.to_string()
+        };
+        return failed(format!(
+            "`{}` ended with {what}; its output was:\n{}{}",
+            spec.argv.join(" "),
+            outcome.stdout.lossy(),
+            outcome.stderr.lossy()
+        ));
+    }
+    Ok(outcome.stdout.lossy())
+}
+
+/// A fixed list of jobs, by index, with their results in order.
+struct Queue<R> {
+    next: usize,
+    results: Vec<Option<R>>,
+}
+
+impl<R> Queue<R> {
+    fn new(len: usize) -> Queue<R> {
+        Queue {
+            next: 0,
+            results: std::iter::repeat_with(|| None).take(len).collect(),
+        }
+    }
+}
+
+impl<R> Dispatch<usize, R> for Queue<R> {
+    fn next(&mut self) -> Option<usize> {
+        let index = self.next;
+        (index < self.results.len()).then(|| {
+            self.next += 1;
+            index
+        })
+    }
+
+    fn on_event(&mut self, event: Event<usize, R>) {
+        if let Event::Finished(index, result) = event {
+            self.results[index] = Some(result);
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error(
     "cannot parse the test list of `{binary_id}` (line {line}: {text:?}); its output was:\n{output}"
@@ -338,7 +243,7 @@ pub struct ListError {
 }
 
 /// Parses `--list --format terse` output: `name: test` and `name: bench` lines.
-pub fn parse_list(binary_id: &str, output: &str) -> Result<Vec<ListedTest>, ListError> {
+fn parse_list(binary_id: &str, output: &str) -> Result<Vec<ListedTest>, ListError> {
     output
         .lines()
         .enumerate()

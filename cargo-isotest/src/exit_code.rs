@@ -1,5 +1,6 @@
 //! Exit codes of cargo isotest itself, documented in the book's "Exit codes" chapter.
 //! `exec` otherwise exits with the program's own status, as shells do.
+//! A [`Failure`] carries one of them up to the command that prints it.
 
 /// The command line or a configuration is wrong (clap also uses 2).
 pub const USAGE: i32 = 2;
@@ -21,3 +22,25 @@ pub const CANNOT_EXECUTE: i32 = 126;
 pub const NOT_FOUND: i32 = 127;
 /// `run`: cancelled by Ctrl-C (or SIGTERM, SIGHUP); the partial report was written.
 pub const INTERRUPTED: i32 = 130;
+
+/// A failure of a command itself, with the exit code that says which kind.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: i32, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code,
+            message: message.to_string(),
+        }
+    }
+
+    /// Says what failed and returns the exit code.
+    pub fn report(self) -> i32 {
+        anstream::eprintln!("error: {}", self.message);
+        self.code
+    }
+}

@@ -4,28 +4,23 @@
 //! each test its command and sandbox) → run (helpers create one sandbox per test) →
 //! report (terminal, JSON, JUnit).
 
-mod cargo_options;
-mod config_env;
+mod args;
+mod cargo;
+mod commands;
 mod discover;
-mod dispatch;
-mod doctor;
-mod environment;
-mod exec;
 mod exit_code;
-mod helper;
-mod interrupt;
-mod list;
+mod host;
+mod launch;
 mod plan;
-mod replay;
 mod report;
-mod run;
-mod schedule;
-mod shell;
-mod stress;
+mod runner;
+mod sandbox;
 
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use commands::{doctor, exec, list, replay, run, shell};
 
 #[derive(Parser)]
 #[command(
@@ -72,11 +67,8 @@ enum Color {
 
 fn main() {
     let args = cargo_args(std::env::args_os());
-    if args.get(1).is_some_and(|a| a == helper::ARG) {
-        std::process::exit(helper::serve());
-    }
-    if args.get(1).is_some_and(|a| a == shell::EXEC_SPEC_ARG) {
-        std::process::exit(shell::exec_spec());
+    if let Some(code) = launch::helper::hidden_mode(&args) {
+        std::process::exit(code);
     }
     let cli = Cli::parse_from(args);
     match cli.color {
@@ -103,16 +95,4 @@ fn cargo_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
         args.remove(1);
     }
     args
-}
-
-/// Writes through a temporary file and a rename, so that a reader never sees half a file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::StartError;
 use crate::spec::SpecError;
 
 /// The steps of sandbox setup, in the order the kernel sees them.
@@ -99,8 +98,6 @@ pub enum Error {
     Host { syscall: &'static str, errno: Errno },
     #[error(transparent)]
     Setup(#[from] SetupError),
-    #[error(transparent)]
-    Start(#[from] StartError),
     #[error("the sandbox's init (pid {pid}) ended without a report ({status})")]
     InitLost { pid: i32, status: String },
     #[error("the sandbox's init sent an unreadable report: {0}")]

@@ -2,21 +2,21 @@
 //! timeout, and when the program ends lists and kills whatever it left behind.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout};
 
 use crate::error::{SetupError, Step};
 use crate::outcome::{Exit, Finish, StartError, Stray};
-use crate::setup::{ChildFds, ChildStdio, Plan, Program};
+use crate::prepare::{ChildFds, ChildStdio, Plan, Program};
 use crate::sys;
 
 /// Signals pid 1 passes on to the program; SIGCHLD is its own.
@@ -101,9 +101,8 @@ fn block_signals() -> nix::Result<SignalFd> {
 /// is kept above the standard descriptors, which the program's stdio will take.
 fn start_error_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let high = nix::fcntl::fcntl(&w, FcntlArg::F_DUPFD_CLOEXEC(3))?;
-    // SAFETY: fcntl returned a new descriptor that only we own.
-    Ok((r, unsafe { OwnedFd::from_raw_fd(high) }))
+    let high = rustix::io::fcntl_dupfd_cloexec(&w, 3).map_err(errno)?;
+    Ok((r, high))
 }
 
 /// What the program's child reports before it gives up: the errno and what it tried.
@@ -155,28 +154,25 @@ fn prepare_process(fds: &ChildFds, keep: RawFd) -> Result<(), Errno> {
         ChildStdio::Pipes { stdout, stderr } => {
             let null =
                 nix::fcntl::open(c"/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty())?;
-            dup_onto(null.as_raw_fd(), 0)?;
-            dup_onto(stdout.as_raw_fd(), 1)?;
-            dup_onto(stderr.as_raw_fd(), 2)?;
+            dup2_stdin(null)?;
+            dup2_stdout(stdout)?;
+            dup2_stderr(stderr)?;
         }
         ChildStdio::Tty { slave } => {
-            for fd in 0..3 {
-                dup_onto(slave.as_raw_fd(), fd)?;
-            }
-            // SAFETY: fd 0 is the pty slave and we lead a session without a terminal.
-            Errno::result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })?;
+            dup2_stdin(slave)?;
+            dup2_stdout(slave)?;
+            dup2_stderr(slave)?;
+            // We lead a session without a terminal, so the pty becomes ours.
+            rustix::process::ioctl_tiocsctty(slave).map_err(errno)?;
         }
     }
-    sys::close_fds_except(&[keep]);
+    // SAFETY: pid 2 ends in exec or _exit (`exec_program`), and after this it touches none
+    // of pid 1's descriptors, whose owners sit in frames that never resume here.
+    unsafe { sys::close_fds_except(&[keep]) };
     drop_capabilities()?;
     nix::sys::prctl::set_no_new_privs()?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-}
-
-fn dup_onto(fd: RawFd, target: RawFd) -> Result<(), Errno> {
-    // SAFETY: dup2 onto a standard descriptor number; both are plain integers here.
-    Errno::result(unsafe { libc::dup2(fd, target) }).map(drop)
 }
 
 /// Empties the bounding and ambient sets, so that exec grants no capability even when the
@@ -186,14 +182,20 @@ fn drop_capabilities() -> Result<(), Errno> {
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(40);
-    for cap in 0..=last {
-        // SAFETY: PR_CAPBSET_DROP takes an integer capability number.
-        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if ret != 0 && Errno::last() != Errno::EINVAL {
-            return Err(Errno::last());
+    // Capability sets are 64 bits wide.
+    for cap in 0..=last.min(63) {
+        let bit = rustix::thread::CapabilitySet::from_bits_retain(1 << cap);
+        match rustix::thread::remove_capability_from_bounding_set(bit) {
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(errno(e)),
         }
     }
-    rustix::thread::clear_ambient_capability_set().map_err(|e| Errno::from_raw(e.raw_os_error()))
+    rustix::thread::clear_ambient_capability_set().map_err(errno)
+}
+
+/// rustix's errno as nix's, the type every step here reports.
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
 }
 
 fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
@@ -211,8 +213,8 @@ fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
     })
 }
 
-/// Waits for the program, reaping orphans meanwhile; at the timeout sends SIGCONT and
-/// SIGTERM, and after the grace period SIGKILL to everything.
+/// Waits for the program, reaping orphans meanwhile; at the timeout sends SIGTERM and
+/// SIGCONT, and after the grace period SIGKILL to everything.
 fn supervise(
     program: Pid,
     signals: &SignalFd,
@@ -231,8 +233,10 @@ fn supervise(
         if term_at.is_some_and(|t| now >= t) {
             timed_out = true;
             term_at = None;
-            let _ = kill(program, Signal::SIGCONT);
+            // SIGTERM first: a stopped program keeps it pending and meets it as soon as
+            // SIGCONT wakes it, before it can run on and exit by itself.
             let _ = kill(program, Signal::SIGTERM);
+            let _ = kill(program, Signal::SIGCONT);
             kill_at = Some(now + grace);
         }
         if kill_at.is_some_and(|t| now >= t) {

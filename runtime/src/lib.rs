@@ -13,6 +13,7 @@ mod error;
 mod init;
 mod outcome;
 mod output;
+mod prepare;
 mod sandbox;
 mod setup;
 mod spec;

@@ -81,16 +81,36 @@ pub struct StartError {
     pub errno: i32,
 }
 
-/// Everything one sandbox run produced.
-#[derive(Clone, Debug)]
+/// Everything one sandbox run produced. In serde form (which crosses process boundaries,
+/// such as a runner's helper's pipe) the captured output is left out, to travel as raw
+/// bytes beside it: it need not be UTF-8.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Outcome {
     pub exit: Exit,
     pub timed_out: bool,
+    #[serde(rename = "duration_ms", with = "millis")]
     pub duration: Duration,
     pub strays: Vec<Stray>,
     pub start_error: Option<StartError>,
+    #[serde(skip)]
     pub stdout: Captured,
+    #[serde(skip)]
     pub stderr: Captured,
+}
+
+/// A duration as whole milliseconds, as the rest of the reports count time.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(duration.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +125,34 @@ mod tests {
         assert_eq!(signal, r#"{"signal":11,"name":"SIGSEGV"}"#);
         let back: Exit = serde_json::from_str(&signal).unwrap();
         assert_eq!(back.shell_status(), 139);
+    }
+
+    #[test]
+    fn an_outcome_round_trips_without_its_output() {
+        let mut stdout = Captured::new(64);
+        stdout.push(b"\xff not utf-8");
+        let outcome = Outcome {
+            exit: Exit::from_signal(9),
+            timed_out: true,
+            duration: Duration::from_millis(1234),
+            strays: vec![Stray {
+                pid: 3,
+                cmdline: "sleep 9".into(),
+                detached: true,
+            }],
+            start_error: None,
+            stdout,
+            stderr: Captured::default(),
+        };
+        let json = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(json["duration_ms"], 1234);
+        assert!(json.get("stdout").is_none());
+        let back: Outcome = serde_json::from_value(json).unwrap();
+        assert_eq!(back.duration, outcome.duration);
+        assert_eq!(
+            (back.exit, back.timed_out, back.strays),
+            (outcome.exit, true, outcome.strays)
+        );
+        assert_eq!(back.stdout.total(), 0);
     }
 }

@@ -1,24 +1,25 @@
 //! The host side: clone a sandbox, drain its output, relay its terminal, collect its report.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::pty::Winsize;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::unistd::Pid;
+use rustix::termios::Winsize;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, SetupError, Step};
 use crate::init;
 use crate::outcome::{Finish, Outcome};
 use crate::output::{Captured, DEFAULT_CAPTURE_LIMIT};
-use crate::setup::{self, ChildFds, ChildStdio, Plan};
+use crate::prepare::{ChildFds, ChildStdio, Plan};
+use crate::setup;
 use crate::spec::Spec;
 use crate::sys::{self, Forked};
 
@@ -84,8 +85,11 @@ impl Sandbox {
         let (status_r, status_w) = pipe().map_err(Error::host("pipe2"))?;
         let (lifeline_r, lifeline_w) = pipe().map_err(Error::host("pipe2"))?;
         let (parent_io, child_io) = if spec.tty {
-            let size = terminal_size(std::io::stdin().as_fd());
-            let pty = nix::pty::openpty(size.as_ref(), None).map_err(Error::host("openpty"))?;
+            let pty = nix::pty::openpty(None, None).map_err(Error::host("openpty"))?;
+            // As openpty(3) does with a size: set on the slave, errors ignored.
+            if let Some(size) = terminal_size(std::io::stdin().as_fd()) {
+                let _ = rustix::termios::tcsetwinsize(&pty.slave, size);
+            }
             (
                 ParentIo::Tty(pty.master),
                 ChildStdio::Tty { slave: pty.slave },
@@ -179,35 +183,32 @@ impl Sandbox {
             || self.tty.is_some()
         {
             let stdin = std::io::stdin();
-            let mut sources: Vec<Source> = Vec::with_capacity(7);
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(7);
-            let mut watch = |source, fd: BorrowedFd<'_>| {
-                // SAFETY: every descriptor polled here outlives this iteration of the loop.
-                let fd = unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) };
-                sources.push(source);
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
-            };
+            let mut watched: Vec<(Source, BorrowedFd<'_>)> = Vec::with_capacity(7);
             if init_running {
-                watch(Source::Init, self.pidfd.as_fd());
+                watched.push((Source::Init, self.pidfd.as_fd()));
             }
             if status_open {
-                watch(Source::Status, self.status.as_fd());
+                watched.push((Source::Status, self.status.as_fd()));
             }
             if let Some(fd) = &self.stdout {
-                watch(Source::Stdout, fd.as_fd());
+                watched.push((Source::Stdout, fd.as_fd()));
             }
             if let Some(fd) = &self.stderr {
-                watch(Source::Stderr, fd.as_fd());
+                watched.push((Source::Stderr, fd.as_fd()));
             }
             if let Some(fd) = &self.tty {
-                watch(Source::Tty, fd.as_fd());
+                watched.push((Source::Tty, fd.as_fd()));
             }
             if stdin_open {
-                watch(Source::Stdin, stdin.as_fd());
+                watched.push((Source::Stdin, stdin.as_fd()));
             }
             if let Some(fd) = signals {
-                watch(Source::Signals, fd.as_fd());
+                watched.push((Source::Signals, fd.as_fd()));
             }
+            let mut fds: Vec<PollFd<'_>> = watched
+                .iter()
+                .map(|&(_, fd)| PollFd::new(fd, PollFlags::POLLIN))
+                .collect();
             let deadline = [self.backstop, self.kill_at].into_iter().flatten().min();
             let timeout = match (init_running, deadline) {
                 (true, Some(at)) => {
@@ -229,10 +230,14 @@ impl Sandbox {
                 Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(Error::host("poll")(errno)),
             }
-            for (source, fd) in sources.iter().zip(&fds) {
-                if fd.revents().is_none_or(|r| r.is_empty()) {
-                    continue;
-                }
+            // Collected first, so that handling a source may close its descriptor.
+            let ready: Vec<Source> = watched
+                .iter()
+                .zip(&fds)
+                .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(&(source, _), _)| source)
+                .collect();
+            for source in ready {
                 match source {
                     Source::Init => init_running = false,
                     Source::Status => {
@@ -309,8 +314,7 @@ impl Sandbox {
                 if let (Some(master), Some(size)) =
                     (&self.tty, terminal_size(std::io::stdin().as_fd()))
                 {
-                    // SAFETY: master is an open pty and size a valid winsize.
-                    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+                    let _ = rustix::termios::tcsetwinsize(master, size);
                 }
             } else if let Some(signal) = rustix::process::Signal::from_named_raw(signal) {
                 let _ = rustix::process::pidfd_send_signal(&self.pidfd, signal);
@@ -466,14 +470,9 @@ fn check_single_threaded() -> Result<(), Error> {
 /// With 0, 1 or 2 closed, our pipes could land there and be clobbered by the program's
 /// stdio; /dev/null fills the gaps.
 fn ensure_standard_fds() {
-    for fd in 0..3 {
-        if nix::fcntl::fcntl(
-            // SAFETY: only queried; a closed descriptor yields EBADF.
-            unsafe { BorrowedFd::borrow_raw(fd) },
-            nix::fcntl::FcntlArg::F_GETFD,
-        )
-        .is_err()
-        {
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    for fd in [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()] {
+        if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
             let null = nix::fcntl::open(c"/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty());
             // The lowest free number is `fd`, which is where it must stay.
             std::mem::forget(null);
@@ -482,15 +481,7 @@ fn ensure_standard_fds() {
 }
 
 fn terminal_size(fd: BorrowedFd<'_>) -> Option<Winsize> {
-    let mut size = Winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
-    let ok = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } == 0;
-    ok.then_some(size)
+    rustix::termios::tcgetwinsize(fd).ok()
 }
 
 /// The caller's terminal in raw mode while it is relayed, restored on drop.

@@ -2,24 +2,23 @@
 //! mounts, pivot, network), then hand over to init.
 //!
 //! This runs in the child of clone, in a copy of a single-threaded process, so plain Rust
-//! is fine here; everything the child needs was prepared by [`Plan::new`] beforehand.
+//! is fine here; everything the child needs was prepared by
+//! [`Plan::new`](crate::prepare::Plan::new) beforehand.
 
-use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 
-use crate::error::{Error, SetupError, Step};
-use crate::spec::{Identity, Mount, Net, Spec};
+use crate::error::{SetupError, Step};
+use crate::prepare::{ChildFds, Plan, PlannedMount};
 use crate::sys::{self, MountRef};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
@@ -35,196 +34,6 @@ const DEV_LINKS: &[(&str, &str)] = &[
     ("stderr", "/proc/self/fd/2"),
     ("ptmx", "pts/ptmx"),
 ];
-
-/// A spec turned into exactly what the child needs, prepared before clone.
-pub(crate) struct Plan {
-    pub clone_flags: CloneFlags,
-    pub uid_map: String,
-    pub gid_map: String,
-    pub mounts: Vec<PlannedMount>,
-    /// tmpfs options of /dev/shm, capped like the spec's /tmp.
-    pub shm_options: String,
-    pub hostname: String,
-    pub loopback_up: bool,
-    pub program: Program,
-    pub timeout: Option<Duration>,
-    pub grace: Duration,
-}
-
-pub(crate) enum PlannedMount {
-    Bind {
-        src: PathBuf,
-        dst: PathBuf,
-        writable: bool,
-    },
-    Tmpfs {
-        dst: PathBuf,
-        options: String,
-    },
-    Symlink {
-        path: PathBuf,
-        target: PathBuf,
-    },
-}
-
-/// The program as execve will see it.
-pub(crate) struct Program {
-    pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
-    /// Candidate paths for argv[0], in `PATH` order when it has no slash.
-    pub candidates: Vec<CString>,
-    pub cwd: CString,
-}
-
-impl Plan {
-    pub fn new(spec: &Spec) -> Result<Plan, Error> {
-        spec.validate()?;
-        let mut clone_flags = CloneFlags::CLONE_NEWUSER
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWCGROUP;
-        if spec.net != Net::Host {
-            clone_flags |= CloneFlags::CLONE_NEWNET;
-        }
-        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
-        let inside = |id: u32| match spec.identity {
-            Identity::Caller => id,
-            Identity::Root => 0,
-        };
-        let mut mounts: Vec<(usize, PlannedMount)> = spec
-            .mounts
-            .iter()
-            .map(|m| match m {
-                Mount::Bind { src, dst, writable } => PlannedMount::Bind {
-                    src: src.clone(),
-                    dst: dst.clone(),
-                    writable: *writable,
-                },
-                Mount::Tmpfs { dst, size } => {
-                    let mode = if dst == Path::new("/tmp") {
-                        "1777"
-                    } else {
-                        "0700"
-                    };
-                    PlannedMount::Tmpfs {
-                        dst: dst.clone(),
-                        options: format!("size={size},mode={mode}"),
-                    }
-                }
-                Mount::Symlink { path, target } => PlannedMount::Symlink {
-                    path: path.clone(),
-                    target: target.clone(),
-                },
-            })
-            .map(|m| (m.dst().components().count(), m))
-            .collect();
-        // Parents first, so that a bind inside HOME lands on the HOME tmpfs, not under it.
-        mounts.sort_by_key(|(depth, _)| *depth);
-
-        let env = spec.resolved_env(|key| std::env::var_os(key));
-        let path_var = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        let shm_size = spec
-            .mounts
-            .iter()
-            .find_map(|m| match m {
-                Mount::Tmpfs { dst, size } if dst == Path::new("/tmp") => Some(*size),
-                _ => None,
-            })
-            .unwrap_or(crate::spec::DEFAULT_TMPFS_SIZE);
-        Ok(Plan {
-            clone_flags,
-            shm_options: format!("size={shm_size},mode=1777"),
-            uid_map: format!("{} {} 1\n", inside(uid.as_raw()), uid),
-            gid_map: format!("{} {} 1\n", inside(gid.as_raw()), gid),
-            mounts: mounts.into_iter().map(|(_, m)| m).collect(),
-            hostname: spec.hostname.clone(),
-            loopback_up: spec.net == Net::Loopback,
-            program: Program {
-                argv: spec.argv.iter().map(|a| cstring(a.as_bytes())).collect(),
-                envp: env
-                    .iter()
-                    .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-                    .collect(),
-                candidates: program_candidates(&spec.argv[0], &path_var),
-                cwd: cstring(spec.cwd.as_os_str().as_bytes()),
-            },
-            timeout: spec.timeout_ms.map(Duration::from_millis),
-            grace: Duration::from_millis(spec.grace_ms),
-        })
-    }
-}
-
-impl PlannedMount {
-    fn dst(&self) -> &Path {
-        match self {
-            PlannedMount::Bind { dst, .. } | PlannedMount::Tmpfs { dst, .. } => dst,
-            PlannedMount::Symlink { path, .. } => path,
-        }
-    }
-}
-
-fn cstring(bytes: &[u8]) -> CString {
-    // Spec validation rejects NUL bytes in paths and names; values lose theirs.
-    CString::new(
-        bytes
-            .iter()
-            .copied()
-            .filter(|&b| b != 0)
-            .collect::<Vec<u8>>(),
-    )
-    .expect("NUL bytes were removed")
-}
-
-/// execvp's search, but over the sandbox's PATH rather than the host's.
-fn program_candidates(program: &str, path_var: &OsStr) -> Vec<CString> {
-    if program.contains('/') {
-        return vec![cstring(program.as_bytes())];
-    }
-    let path_var = if path_var.is_empty() {
-        OsStr::new("/usr/local/bin:/usr/bin:/bin")
-    } else {
-        path_var
-    };
-    path_var
-        .as_bytes()
-        .split(|&b| b == b':')
-        .filter(|dir| dir.starts_with(b"/"))
-        .map(|dir| cstring(&[dir, b"/", program.as_bytes()].concat()))
-        .collect()
-}
-
-/// The descriptors the child keeps from its supervisor.
-pub(crate) struct ChildFds {
-    /// Where init writes its one report.
-    pub status: OwnedFd,
-    /// Closed by the supervisor when it ends; lets the child see that it is already gone.
-    pub lifeline: OwnedFd,
-    pub stdio: ChildStdio,
-}
-
-pub(crate) enum ChildStdio {
-    Pipes { stdout: OwnedFd, stderr: OwnedFd },
-    Tty { slave: OwnedFd },
-}
-
-impl ChildFds {
-    fn raw(&self) -> Vec<RawFd> {
-        let mut fds = vec![self.status.as_raw_fd(), self.lifeline.as_raw_fd()];
-        match &self.stdio {
-            ChildStdio::Pipes { stdout, stderr } => {
-                fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])
-            }
-            ChildStdio::Tty { slave } => fds.push(slave.as_raw_fd()),
-        }
-        fds
-    }
-}
 
 type Setup<T = ()> = Result<T, SetupError>;
 
@@ -247,9 +56,10 @@ fn io_fail(
     }
 }
 
-/// Builds the sandbox around the current process, which is pid 1 of its new namespaces.
+/// Builds the sandbox around the current process, which is pid 1 of its new namespaces:
+/// one step a line, in the order the kernel sees them. A failure names its [`Step`].
 pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
-    sys::close_fds_except(&fds.raw());
+    close_inherited_fds(fds);
     die_with_supervisor(fds)?;
     write_id_maps(plan)?;
     make_mounts_private()?;
@@ -265,6 +75,14 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
         bring_up_loopback()?;
     }
     Ok(())
+}
+
+/// The supervisor's other descriptors (other sandboxes' pipes, its own files) must not
+/// reach this sandbox.
+fn close_inherited_fds(fds: &ChildFds) {
+    // SAFETY: this is the cloned child, which ends in `sandbox_main`'s _exit; the owners of
+    // the other descriptors sit in the supervisor's frames, which never resume here.
+    unsafe { sys::close_fds_except(&fds.raw()) };
 }
 
 /// If the supervisor dies (even by SIGKILL), the kernel kills us, and with pid 1 the whole
@@ -369,6 +187,7 @@ fn staged(path: &Path) -> &Path {
     path.strip_prefix("/").unwrap_or(path)
 }
 
+/// Attaches the spec's mounts, parents first, so that the root holds what the spec lists.
 fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>) -> Setup {
     for (mount, tree) in plan.mounts.iter().zip(trees) {
         match (mount, tree) {
@@ -543,6 +362,7 @@ fn seal_root() -> Setup {
     Ok(())
 }
 
+/// The sandbox's own UTS namespace takes a fixed hostname; the host's stays as it is.
 fn set_hostname(plan: &Plan) -> Setup {
     nix::unistd::sethostname(&plan.hostname).map_err(fail(Step::Hostname, "sethostname", None))
 }

@@ -25,6 +25,14 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// Whether clone(2) may stand in for clone3. s390 takes the stack before the flags, and
+/// sparc returns the parent's pid to the child, so there a filtered clone3 is an error.
+const CLONE_FALLBACK: bool = !cfg!(any(
+    target_arch = "s390x",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+));
+
 pub enum Forked {
     Child,
     Parent { pid: Pid, pidfd: OwnedFd },
@@ -57,13 +65,14 @@ pub unsafe fn fork_into(flags: CloneFlags) -> Result<Forked, (&'static str, Errn
         )
     };
     let mut syscall = "clone3";
-    if ret == -1 && Errno::last() == Errno::ENOSYS {
+    if ret == -1 && Errno::last() == Errno::ENOSYS && CLONE_FALLBACK {
         syscall = "clone";
         let raw_flags = flags.bits() as libc::c_ulong
             | libc::CLONE_PIDFD as libc::c_ulong
             | libc::SIGCHLD as libc::c_ulong;
-        // SAFETY: as above; clone(2) stores the pidfd through its third argument
-        // (parent_tid) on every architecture.
+        // SAFETY: as above; where CLONE_FALLBACK holds, the raw clone(2) takes flags, stack
+        // and parent_tid first, stores the pidfd through parent_tid, and returns 0 in the
+        // child.
         ret = unsafe {
             libc::syscall(
                 libc::SYS_clone,
@@ -138,17 +147,21 @@ pub fn make_read_only(mount: MountRef<'_>, recursive: bool) -> Result<(), Errno>
     Errno::result(ret).map(drop)
 }
 
-/// Closes every descriptor from `first` to `last` inclusive in one syscall.
-pub fn close_range(first: u32, last: u32) {
-    if first > last {
-        return;
-    }
-    // SAFETY: close_range takes plain integers; the caller no longer uses these descriptors.
-    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
-}
-
 /// Closes every descriptor above 2 except those in `keep`.
-pub fn close_fds_except(keep: &[RawFd]) {
+///
+/// # Safety
+/// The descriptors closed still have owners (`OwnedFd`s, files) in this process's memory.
+/// None of them may be used or dropped afterwards, or it would act on whatever reuses the
+/// number: call this only in a forked child that ends in exec or `_exit`, before which
+/// those owners are not touched.
+pub unsafe fn close_fds_except(keep: &[RawFd]) {
+    let close_range = |first: u32, last: u32| {
+        if first <= last {
+            // SAFETY: our caller guarantees that no owner of these descriptors uses them
+            // again; close_range takes plain integers.
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        }
+    };
     let mut keep: Vec<u32> = keep
         .iter()
         .map(|&fd| fd as u32)

@@ -80,6 +80,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         "lifecycle::tty_gives_the_program_a_terminal",
         tty_gives_the_program_a_terminal,
     ),
+    (
+        "lifecycle::tty_follows_the_callers_window_size",
+        tty_follows_the_callers_window_size,
+    ),
 ];
 
 fn sees_only_its_own_processes(ctx: &Ctx) -> Result<(), Failed> {
@@ -479,7 +483,7 @@ fn sigterm_ignored_is_killed_at_timeout(ctx: &Ctx) -> Result<(), Failed> {
     )
 }
 
-/// A stopped program would never see its SIGTERM without the SIGCONT that precedes it.
+/// A stopped program would never see its SIGTERM without the SIGCONT that goes with it.
 fn stopped_program_still_gets_sigterm(ctx: &Ctx) -> Result<(), Failed> {
     let report = ctx.path("stopped.json");
     let out = output(&mut ctx.exec(&[
@@ -627,29 +631,92 @@ fn non_utf8_output_survives(ctx: &Ctx) -> Result<(), Failed> {
 
 fn tty_gives_the_program_a_terminal(ctx: &Ctx) -> Result<(), Failed> {
     let pty = nix::pty::openpty(None, None)?;
-    let mut cmd = ctx.exec(&[
+    let exec = ctx.exec(&[
         "--tty",
         "--",
         "sh",
         "-c",
         "test -t 0 && test -t 1 && echo has-a-tty; ps -o pid,tty,stat,comm",
     ]);
-    let slave =
-        || -> Result<std::fs::File, Failed> { Ok(std::fs::File::from(pty.slave.try_clone()?)) };
-    cmd.stdin(slave()?).stdout(slave()?).stderr(slave()?);
-    let mut child = cmd.spawn()?;
-    drop(cmd);
+    let child = spawn_on_pty(exec, &pty.slave)?;
     drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    let mut screen = Vec::new();
-    // Reading the master ends with EIO once every slave descriptor is closed.
-    let _ = master.read_to_end(&mut screen);
-    let status = child.wait()?;
-    let screen = String::from_utf8_lossy(&screen);
-    ensure(status.success(), || {
-        format!("exit {status:?}; screen:\n{screen}")
-    })?;
+    let screen = finish_on_pty(child, std::fs::File::from(pty.master), Vec::new())?;
     ensure(screen.contains("has-a-tty"), || {
         format!("no terminal inside; screen:\n{screen}")
     })
+}
+
+/// The program's terminal starts at the size of the caller's, and is resized with it when
+/// the caller gets SIGWINCH.
+fn tty_follows_the_callers_window_size(ctx: &Ctx) -> Result<(), Failed> {
+    let size = |rows, cols| nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size(37, 101)), None)?;
+    let exec = ctx.exec(&[
+        "--tty",
+        "--timeout",
+        "20s",
+        "--",
+        "sh",
+        "-c",
+        "trap 'stty size; exit 0' WINCH; stty size; while :; do sleep 0.05; done",
+    ]);
+    let child = spawn_on_pty(exec, &pty.slave)?;
+    let mut master = std::fs::File::from(pty.master);
+    let mut screen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The timeout above bounds this: when exec ends, reading the master fails with EIO.
+    while !String::from_utf8_lossy(&screen).contains("37 101") {
+        match master.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => screen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let resized = rustix::termios::Winsize {
+        ws_row: 50,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&pty.slave, resized)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )?;
+    drop(pty.slave);
+    let screen = finish_on_pty(child, master, screen)?;
+    ensure(
+        screen.contains("37 101") && screen.contains("50 120"),
+        || format!("expected the sizes 37 101, then 50 120; screen:\n{screen}"),
+    )
+}
+
+/// Starts `cmd` with the pty's slave as its stdin, stdout and stderr.
+fn spawn_on_pty(
+    mut cmd: std::process::Command,
+    slave: &std::os::fd::OwnedFd,
+) -> Result<std::process::Child, Failed> {
+    let slave = || -> Result<std::fs::File, Failed> { Ok(std::fs::File::from(slave.try_clone()?)) };
+    cmd.stdin(slave()?).stdout(slave()?).stderr(slave()?);
+    Ok(cmd.spawn()?)
+}
+
+/// Reads the rest of the screen, waits for exec and requires that it succeeded.
+fn finish_on_pty(
+    mut child: std::process::Child,
+    mut master: std::fs::File,
+    mut screen: Vec<u8>,
+) -> Result<String, Failed> {
+    // Reading the master ends with EIO once every slave descriptor is closed.
+    let _ = master.read_to_end(&mut screen);
+    let status = child.wait()?;
+    let screen = String::from_utf8_lossy(&screen).into_owned();
+    ensure(status.success(), || {
+        format!("exit {status:?}; screen:\n{screen}")
+    })?;
+    Ok(screen)
 }

@@ -8,11 +8,12 @@ use quick_junit::{
     FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
 
-use super::{AttemptRecord, RunReport, TestOutcome, TestRecord};
+use super::document::RunReport;
+use crate::runner::record::{AttemptRecord, TestOutcome, TestRecord};
 
 pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
     let xml = to_xml(report)?;
-    crate::write_atomically(path, xml.as_bytes())
+    super::file::write_atomically(path, xml.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write the JUnit report to {}: {e}", path.display()))
 }
 

@@ -8,17 +8,18 @@ use std::time::{Duration, Instant};
 use anstyle::{AnsiColor, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{AttemptRecord, RunReport, TestOutcome, TestRecord};
-use crate::stress::StressSummary;
+use super::document::RunReport;
+use crate::runner::events::{Reporter, RunEvent};
+use crate::runner::record::{AttemptRecord, TestOutcome, TestRecord};
 
 /// Tests running longer than this are shown as slow, once.
 pub const SLOW_AFTER: Duration = Duration::from_secs(60);
 
-const GREEN: Style = AnsiColor::Green.on_default().bold();
-const RED: Style = AnsiColor::Red.on_default().bold();
+pub(super) const GREEN: Style = AnsiColor::Green.on_default().bold();
+pub(super) const RED: Style = AnsiColor::Red.on_default().bold();
 const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
 const DIM: Style = Style::new().dimmed();
-const BOLD: Style = Style::new().bold();
+pub(super) const BOLD: Style = Style::new().bold();
 
 pub struct Terminal {
     bar: ProgressBar,
@@ -62,7 +63,7 @@ impl Terminal {
         }
     }
 
-    fn line(&self, text: String) {
+    pub(super) fn line(&self, text: String) {
         self.bar.suspend(|| anstream::eprintln!("{text}"));
     }
 
@@ -131,7 +132,7 @@ impl Terminal {
         }
     }
 
-    fn replay_line(&self, record: &TestRecord, attempt: u32) -> String {
+    pub(super) fn replay_line(&self, record: &TestRecord, attempt: u32) -> String {
         let attempt = if attempt > 1 {
             format!(" --attempt {attempt}")
         } else {
@@ -143,28 +144,6 @@ impl Terminal {
             shell_quote(&self.replay_report),
             shell_quote(&format!("{} {}", record.binary_id, record.name))
         )
-    }
-
-    /// The statistics of each stressed test, once the run is over.
-    pub fn stress_results(&self, records: &[TestRecord]) {
-        for record in records {
-            let Some(stress) = &record.stress else {
-                continue;
-            };
-            self.line(stress_block(record, stress));
-            if let Some(first) = record.attempts.first() {
-                let mut block = failure_output(
-                    &format!(
-                        "{} {} (attempt {})",
-                        record.binary_id, record.name, first.attempt
-                    ),
-                    first,
-                );
-                block.push('\n');
-                block.push_str(&self.replay_line(record, first.attempt));
-                self.line(block);
-            }
-        }
     }
 
     /// Shows tests that crossed the slow threshold since the last tick.
@@ -235,6 +214,24 @@ impl Terminal {
     }
 }
 
+impl Reporter for Terminal {
+    fn report(&mut self, event: RunEvent<'_>) {
+        match event {
+            RunEvent::AttemptStarted {
+                test,
+                attempt,
+                label,
+            } => self.started(test, attempt, label.to_string()),
+            RunEvent::AttemptEnded { test, attempt } => self.ended(test, attempt),
+            RunEvent::Retrying { label, attempt, of } => self.retrying(label, attempt, of),
+            RunEvent::StressAttempt(attempt) => self.stress_attempt(attempt),
+            RunEvent::TestFinished(record) => self.finished(record),
+            RunEvent::Tick => self.tick(),
+            RunEvent::Checkpoint(_) => {}
+        }
+    }
+}
+
 fn seconds(duration: Duration) -> String {
     format!("{:>8.3}s", duration.as_secs_f64())
 }
@@ -276,43 +273,8 @@ fn status_line(record: &TestRecord) -> String {
     line
 }
 
-/// A stressed test: how often it failed, how sure that is, how long it took, and how.
-fn stress_block(record: &TestRecord, stress: &StressSummary) -> String {
-    let style = if stress.failures > 0 { RED } else { GREEN };
-    let percent = |x: f64| format!("{:.1}%", x * 100.0);
-    let mut text = format!(
-        "{style}{:>12}{style:#} {BOLD}{} {}{BOLD:#}: {}/{} runs failed ({}, 95% CI {}–{}); duration min {} ms, median {} ms, max {} ms",
-        "STRESS",
-        record.binary_id,
-        record.name,
-        stress.failures,
-        stress.runs,
-        percent(stress.failure_rate),
-        percent(stress.ci95[0]),
-        percent(stress.ci95[1]),
-        stress.duration_ms.min,
-        stress.duration_ms.median,
-        stress.duration_ms.max
-    );
-    for message in &stress.failure_messages {
-        text.push_str(&format!(
-            "\n{:>12} {:>5}× {}",
-            "", message.count, message.message
-        ));
-    }
-    if !stress.first_failures.is_empty() {
-        let numbers: Vec<String> = stress.first_failures.iter().map(u32::to_string).collect();
-        text.push_str(&format!(
-            "\n{:>12} first failing attempts: {}",
-            "",
-            numbers.join(", ")
-        ));
-    }
-    text
-}
-
 /// The failing attempt's stdout then stderr, clearly delimited, and what isotest knows.
-fn failure_output(id: &str, attempt: &AttemptRecord) -> String {
+pub(super) fn failure_output(id: &str, attempt: &AttemptRecord) -> String {
     let mut text = String::new();
     for (stream, captured) in [
         ("STDOUT", &attempt.output.stdout),

@@ -3,10 +3,10 @@
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::cargo_options::CargoOptions;
-use crate::discover::TestKind;
+use crate::args::SandboxArgs;
+use crate::cargo::CargoOptions;
+use crate::discover::{TestKind, discover};
 use crate::plan::{self, Filter};
-use crate::run::{SandboxArgs, discover};
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
@@ -40,10 +40,7 @@ struct Listed<'a> {
 pub fn run(args: ListArgs) -> i32 {
     let session = match discover(&args.cargo, &args.sandbox, None) {
         Ok(session) => session,
-        Err(failure) => {
-            anstream::eprintln!("error: {}", failure.message);
-            return failure.code;
-        }
+        Err(failure) => return failure.report(),
     };
     let selected = plan::select(&session.listings, &args.filter);
     let listed: Vec<Listed> = selected

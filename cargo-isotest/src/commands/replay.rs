@@ -1,17 +1,17 @@
 //! `cargo isotest replay`: run one recorded test again, in the very sandbox the report
 //! recorded (binds, environment, seed, attempt number, arguments), with its output live.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use isotest_runtime::Spec;
-use serde::Deserialize;
 
-use crate::dispatch::attempt_spec;
 use crate::exit_code;
-use crate::report::SCHEMA;
+use crate::launch::foreground;
+use crate::report::json::{self, StoredTest};
 use crate::report::terminal::shell_quote;
+use crate::sandbox::attempt_spec;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -24,45 +24,6 @@ pub struct ReplayArgs {
     /// Which attempt to replay [default: the first that failed, else the last].
     #[arg(long, value_name = "N")]
     attempt: Option<u32>,
-}
-
-/// The parts of a report that replay and --rerun-failed read.
-#[derive(Deserialize)]
-pub struct StoredReport {
-    pub tests: Vec<StoredTest>,
-}
-
-#[derive(Deserialize)]
-pub struct StoredTest {
-    pub binary_id: String,
-    pub name: String,
-    pub outcome: String,
-    pub attempt: u32,
-    pub spec: Option<Spec>,
-    #[serde(default)]
-    pub attempts: Vec<StoredAttempt>,
-}
-
-#[derive(Deserialize)]
-pub struct StoredAttempt {
-    pub attempt: u32,
-    pub outcome: String,
-}
-
-pub fn read_report(path: &Path) -> anyhow::Result<StoredReport> {
-    let text = std::fs::read(path)
-        .with_context(|| format!("cannot read the report {}", path.display()))?;
-    let schema: serde_json::Value =
-        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    if schema["schema"] != SCHEMA {
-        bail!(
-            "{} is not a cargo isotest run report (its schema is {}, expected {SCHEMA})",
-            path.display(),
-            schema["schema"]
-        );
-    }
-    serde_json::from_slice(&text)
-        .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
 }
 
 pub fn run(args: ReplayArgs) -> i32 {
@@ -78,7 +39,7 @@ pub fn run(args: ReplayArgs) -> i32 {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            crate::exec::run_spec(&spec, None)
+            foreground::run(&spec, |_| {})
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -88,7 +49,7 @@ pub fn run(args: ReplayArgs) -> i32 {
 }
 
 fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
-    let report = read_report(&args.report)?;
+    let report = json::read(&args.report)?;
     let test = find(&report.tests, &args.filter)?;
     let Some(spec) = &test.spec else {
         bail!(
@@ -98,11 +59,10 @@ fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec)> {
             test.outcome
         );
     };
-    let failed = |outcome: &str| matches!(outcome, "failed" | "timed-out");
     let attempt = args.attempt.unwrap_or_else(|| {
         test.attempts
             .iter()
-            .find(|a| failed(&a.outcome))
+            .find(|a| json::failed(&a.outcome))
             .map_or(test.attempt, |a| a.attempt)
     });
     let label = format!("{} {} (attempt {attempt})", test.binary_id, test.name);

@@ -7,7 +7,7 @@ use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::helper::Helper;
+use super::helper::Helper;
 
 /// How often the caller gets a chance to refresh its view while jobs run.
 const TICK: Duration = Duration::from_millis(200);

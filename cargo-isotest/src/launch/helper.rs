@@ -1,24 +1,84 @@
-//! Sandbox helpers: this binary re-executed in a hidden single-threaded mode that creates
-//! one sandbox per request. The runner is multi-threaded, and forking a multi-threaded
-//! process to set up namespaces is unsound, so each worker thread drives one helper.
+//! This binary re-executed in a hidden single-threaded mode, to create sandboxes for a
+//! process that has threads. Forking a multi-threaded process to set up namespaces is
+//! unsound (the child gets one thread and every other thread's locks, held forever), so:
+//!
+//! - `__sandbox-helper` serves the runner: one sandbox per request, captured, until its
+//!   stdin closes. Each of the pool's worker threads drives one helper.
+//! - `__exec-spec` runs one spec in the foreground on the terminal: `shell` execs into it
+//!   once discovery has started threads.
 //!
 //! Protocol, over the helper's stdin and stdout: a request is one JSON line; a response is
 //! one JSON header line followed by the raw captured output it announces (stdout head and
 //! tail, then stderr head and tail), so that non-UTF-8 output arrives intact.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
 
-use isotest_runtime::{
-    Captured, Echo, Error, Exit, Outcome, Sandbox, SetupError, Spec, StartError, Stray,
-};
+use isotest_runtime::{Captured, Echo, Error, Outcome, Sandbox, SetupError, Spec};
 use serde::{Deserialize, Serialize};
 
 /// The hidden argument that starts helper mode.
-pub const ARG: &str = "__sandbox-helper";
+const HELPER_ARG: &str = "__sandbox-helper";
 const PARENT_ENV: &str = "ISOTEST_HELPER_PARENT";
+/// The hidden argument under which this binary runs one spec in the foreground.
+const EXEC_SPEC_ARG: &str = "__exec-spec";
+/// Where that spec is, as JSON.
+const SPEC_ENV: &str = "ISOTEST_EXEC_SPEC";
+
+/// Runs a hidden mode when `args` (the command line, program name first) asks for one,
+/// and returns its exit status.
+pub fn hidden_mode(args: &[OsString]) -> Option<i32> {
+    let mode = args.get(1)?;
+    if mode == HELPER_ARG {
+        Some(serve())
+    } else if mode == EXEC_SPEC_ARG {
+        Some(exec_spec())
+    } else {
+        None
+    }
+}
+
+/// Why this process could not become a fresh image running a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum ReexecError {
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{0}")]
+    Exec(#[from] std::io::Error),
+}
+
+/// Replaces this process by a fresh single-threaded image of this binary that runs
+/// `spec` in the foreground; returns only if that fails.
+pub fn exec_foreground(spec: &Spec) -> ReexecError {
+    let json = match serde_json::to_string(spec) {
+        Ok(json) => json,
+        Err(e) => return e.into(),
+    };
+    // The spec goes in the environment, which only its owner can read, not on the
+    // command line, which every user can.
+    match std::env::current_exe() {
+        Ok(exe) => Command::new(exe)
+            .arg(EXEC_SPEC_ARG)
+            .env(SPEC_ENV, &json)
+            .exec()
+            .into(),
+        Err(e) => e.into(),
+    }
+}
+
+/// The `__exec-spec` mode: run the spec it was given in the foreground.
+fn exec_spec() -> i32 {
+    let json = std::env::var(SPEC_ENV).unwrap_or_default();
+    match serde_json::from_str(&json) {
+        Ok(spec) => super::foreground::run(&spec, |_| {}),
+        Err(e) => {
+            eprintln!("error: unreadable sandbox spec: {e}");
+            crate::exit_code::USAGE
+        }
+    }
+}
 
 /// A request as the helper reads it.
 #[derive(Deserialize)]
@@ -37,12 +97,10 @@ struct RequestRef<'a> {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum Response {
+    /// The outcome's own serde form, without its output; the lengths say how much of the
+    /// raw output follows the header line.
     Outcome {
-        exit: Exit,
-        timed_out: bool,
-        duration_ms: u64,
-        strays: Vec<Stray>,
-        start_error: Option<StartError>,
+        outcome: Box<Outcome>,
         stdout: Lengths,
         stderr: Lengths,
     },
@@ -74,7 +132,7 @@ pub enum HelperError {
 }
 
 /// Helper mode: serve requests until stdin closes. Never starts a thread.
-pub fn serve() -> i32 {
+fn serve() -> i32 {
     // The runner may die without a word (even SIGKILL): follow it, and with us every
     // sandbox we started, whose pid 1 dies with its parent.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -130,11 +188,7 @@ fn run_one(request: &Request) -> (Response, Vec<u8>) {
             let stdout = lengths(&outcome.stdout);
             let stderr = lengths(&outcome.stderr);
             let response = Response::Outcome {
-                exit: outcome.exit,
-                timed_out: outcome.timed_out,
-                duration_ms: outcome.duration.as_millis() as u64,
-                strays: outcome.strays,
-                start_error: outcome.start_error,
+                outcome: Box::new(outcome),
                 stdout,
                 stderr,
             };
@@ -177,7 +231,7 @@ impl Helper {
         let exe = std::env::current_exe()?;
         let mut command = Command::new(exe);
         command
-            .arg(ARG)
+            .arg(HELPER_ARG)
             .env(PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -227,25 +281,13 @@ impl Helper {
         match response {
             Response::Error { message, setup } => Err(HelperError::Sandbox { message, setup }),
             Response::Outcome {
-                exit,
-                timed_out,
-                duration_ms,
-                strays,
-                start_error,
+                mut outcome,
                 stdout,
                 stderr,
             } => {
-                let stdout = self.read_captured(&stdout).map_err(lost)?;
-                let stderr = self.read_captured(&stderr).map_err(lost)?;
-                Ok(Outcome {
-                    exit,
-                    timed_out,
-                    duration: Duration::from_millis(duration_ms),
-                    strays,
-                    start_error,
-                    stdout,
-                    stderr,
-                })
+                outcome.stdout = self.read_captured(&stdout).map_err(lost)?;
+                outcome.stderr = self.read_captured(&stderr).map_err(lost)?;
+                Ok(*outcome)
             }
         }
     }

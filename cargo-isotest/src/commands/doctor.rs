@@ -5,13 +5,12 @@ use isotest_runtime::doctor::{
     self, CgroupInfo, CgroupLayout, Diagnosis, HostFacts, ProbeError, SeccompMode, Stage,
     StageResult, StageStatus,
 };
-use isotest_runtime::{Echo, Error, Outcome, Sandbox, SetupError, Spec};
+use isotest_runtime::{Error, Outcome, SetupError};
 use serde::Serialize;
 
 use crate::exit_code;
+use crate::host::{self, PROBE_TIMEOUT_MS, indent};
 
-/// `true` takes milliseconds; a probe that takes longer is wedged and must not hang doctor.
-const PROBE_TIMEOUT_MS: u64 = 10_000;
 /// Wide enough for the longest key, the AppArmor sysctl.
 const KEY_WIDTH: usize = 46;
 
@@ -54,7 +53,10 @@ struct OverlayProbe {
 pub fn run(args: DoctorArgs) -> i32 {
     let host = HostFacts::read();
     let sandbox = probe_sandbox();
-    let diagnosis = sandbox.failure.as_ref().map(|f| doctor::diagnose(f, &host));
+    let diagnosis = sandbox
+        .failure
+        .as_ref()
+        .map(|f| doctor::diagnose(f, &host, &host::CALLER));
     let report = Report {
         version: env!("CARGO_PKG_VERSION"),
         sandbox_works: sandbox.error.is_none(),
@@ -79,41 +81,9 @@ pub fn run(args: DoctorArgs) -> i32 {
     }
 }
 
-/// Prints why the sandbox could not be created and how to fix it, when setup failed.
-pub fn explain_failure(error: &Error) {
-    if let Error::Setup(failure) = error {
-        let diagnosis = doctor::diagnose(failure, &HostFacts::read());
-        eprintln!(
-            "isotest: {}\nhow to fix it:\n{}\nRun `cargo isotest doctor` for a full report on this host.",
-            diagnosis.summary,
-            indent(&diagnosis.fix)
-        );
-    }
-}
-
-/// The probe a command runs once before its first sandbox, so that a host that cannot
-/// sandbox is explained up front rather than through every test failing. Must be called
-/// while the process is still single-threaded.
-pub fn check_host() -> bool {
-    match run_probe() {
-        Ok(_) => true,
-        Err(error) => {
-            eprintln!("error: this host cannot create sandboxes: {error}");
-            explain_failure(&error);
-            false
-        }
-    }
-}
-
-fn run_probe() -> Result<Outcome, Error> {
-    let mut spec = Spec::new(vec!["true".into()]);
-    spec.timeout_ms = Some(PROBE_TIMEOUT_MS);
-    Sandbox::spawn(&spec).and_then(|sandbox| sandbox.wait(Echo::None, None))
-}
-
-/// Runs `true` in a default sandbox: every setup step the real runs need, once.
+/// The host probe, with the stage each setup step belongs to.
 fn probe_sandbox() -> SandboxProbe {
-    match run_probe() {
+    match host::probe() {
         Ok(outcome) => {
             let problem = program_problem(&outcome);
             let stages = doctor::stage_results(problem.as_ref().map(|_| Stage::Program));
@@ -303,11 +273,4 @@ fn stage_error(sandbox: &SandboxProbe) -> String {
         Some(failure) => doctor::failed_call(failure),
         None => sandbox.error.clone().unwrap_or_default(),
     }
-}
-
-fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("  {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }

@@ -3,40 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use crate::report::{AttemptRecord, TestOutcome};
+use super::record::{AttemptRecord, Durations, MessageCount, StressSummary};
 
 /// How many failing attempts are named in `first_failures` and kept in full.
 pub const KEPT_FAILURES: usize = 5;
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StressSummary {
-    pub runs: u32,
-    pub failures: u32,
-    pub failure_rate: f64,
-    /// The Wilson score interval at 95%: unlike the normal approximation it stays inside
-    /// [0, 1] and is honest for rates near 0 or 1 and for few runs.
-    pub ci95: [f64; 2],
-    pub duration_ms: Durations,
-    /// Distinct failure messages, most frequent first.
-    pub failure_messages: Vec<MessageCount>,
-    /// Attempt numbers of the first failures.
-    pub first_failures: Vec<u32>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Durations {
-    pub min: u64,
-    pub median: u64,
-    pub max: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct MessageCount {
-    pub message: String,
-    pub count: u32,
-}
 
 /// The 95% Wilson score interval for `failures` out of `runs`.
 pub fn wilson_interval(failures: u32, runs: u32) -> [f64; 2] {
@@ -51,30 +21,6 @@ pub fn wilson_interval(failures: u32, runs: u32) -> [f64; 2] {
     let center = (p + z2 / (2.0 * n)) / denominator;
     let half = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denominator;
     [(center - half).max(0.0), (center + half).min(1.0)]
-}
-
-/// The first line that says why an attempt failed: the panic message, else how it ended.
-/// Taken when the attempt ends, while its output is still there.
-pub fn failure_message(attempt: &AttemptRecord) -> String {
-    if attempt.outcome == TestOutcome::TimedOut {
-        return "timed out".into();
-    }
-    if let Some(error) = &attempt.error {
-        return error.clone();
-    }
-    let stderr = attempt.output.stderr.lossy();
-    let mut lines = stderr.lines();
-    while let Some(line) = lines.next() {
-        if line.contains("panicked at") {
-            // Since Rust 1.73 the message follows on the next line; before, after the location.
-            let message = lines.next().filter(|l| !l.trim().is_empty());
-            return message.map_or_else(|| line.trim().to_string(), |m| m.trim().to_string());
-        }
-    }
-    match &attempt.exit {
-        Some(exit) => format!("ended with {exit}"),
-        None => "failed".into(),
-    }
 }
 
 /// A message with every run of digits replaced by `#`.
@@ -105,7 +51,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
         let message = attempt
             .failure_message
             .clone()
-            .unwrap_or_else(|| failure_message(attempt));
+            .unwrap_or_else(|| attempt.describe_failure());
         groups
             .entry(shape(&message))
             .or_insert(MessageCount { message, count: 0 })
@@ -145,6 +91,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> StressSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::record::TestOutcome;
 
     #[test]
     fn wilson_interval_matches_published_values() {

@@ -4,11 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
-use isotest_runtime::{Echo, Error, Exit, Identity, Mount, Net, Outcome, Sandbox, Spec, Stray};
+use clap::Args;
+use isotest_runtime::{Error, Exit, Identity, Outcome, Spec, Stray};
 use serde::Serialize;
 
+use crate::args::{NetArg, parse_binds, parse_duration, parse_size};
 use crate::exit_code;
+use crate::launch::foreground;
+use crate::report::write_atomically;
 
 #[derive(Args, Debug)]
 #[command(
@@ -59,17 +62,16 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum NetArg {
-    Loopback,
-    None,
-    Host,
-}
-
 pub fn run(args: ExecArgs) -> i32 {
     let report_path = args.report_json.clone();
     match build_spec(args) {
-        Ok(spec) => run_spec(&spec, report_path.as_deref()),
+        Ok(spec) => foreground::run(&spec, |result| {
+            if let Some(path) = &report_path
+                && let Err(e) = write_report(path, &spec, result)
+            {
+                eprintln!("error: {e:#}");
+            }
+        }),
         Err(e) => {
             eprintln!("error: {e:#}");
             exit_code::USAGE
@@ -77,106 +79,15 @@ pub fn run(args: ExecArgs) -> i32 {
     }
 }
 
-/// Runs a spec in the foreground, output and terminal passed through, and returns the
-/// status a shell would: shared by `exec`, `replay` and `shell`.
-pub(crate) fn run_spec(spec: &Spec, report_path: Option<&Path>) -> i32 {
-    let result = run_sandbox(spec);
-    if let Some(path) = report_path
-        && let Err(e) = write_report(path, spec, &result)
-    {
-        eprintln!("error: {e:#}");
-    }
-    match result {
-        Ok(outcome) => finish(spec, &outcome),
-        Err(Error::Setup(e)) if e.is_spec_problem() => {
-            eprintln!("error: {e}; {BIND_DESTINATION_HINT}");
-            exit_code::USAGE
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            crate::doctor::explain_failure(&e);
-            exit_code::NO_SANDBOX
-        }
-    }
-}
-
-fn run_sandbox(spec: &Spec) -> Result<Outcome, Error> {
-    let signals = isotest_runtime::forwarded_signals(spec.tty)?;
-    Sandbox::spawn(spec)?.wait(Echo::Inherit, Some(&signals))
-}
-
-/// What to do when a bind's destination cannot be created.
-pub(crate) const BIND_DESTINATION_HINT: &str =
-    "a --bind destination must be outside the read-only binds, or exist in them already";
-
-/// Tells the user what happened besides the program's own output, and picks the status.
-fn finish(spec: &Spec, outcome: &Outcome) -> i32 {
-    if !outcome.strays.is_empty() {
-        eprintln!("{}", describe_strays(&outcome.strays));
-    }
-    if let Some(error) = &outcome.start_error {
-        eprintln!("error: {error}");
-        if error.errno == libc::ENOENT && error.action == "execute" {
-            eprintln!(
-                "hint: only the system directories and --bind paths are visible; bind the program's directory, or check PATH ({})",
-                spec.env
-                    .set
-                    .get("PATH")
-                    .map(String::as_str)
-                    .unwrap_or("from the host")
-            );
-            return exit_code::NOT_FOUND;
-        }
-        return exit_code::CANNOT_EXECUTE;
-    }
-    if outcome.timed_out {
-        eprintln!(
-            "isotest: timed out after {}: the program got SIGTERM, and whatever was still running {} later got SIGKILL (it ended with {})",
-            humantime::format_duration(Duration::from_millis(spec.timeout_ms.unwrap_or_default())),
-            humantime::format_duration(Duration::from_millis(spec.grace_ms)),
-            outcome.exit
-        );
-        return exit_code::TIMED_OUT;
-    }
-    outcome.exit.shell_status()
-}
-
-fn describe_strays(strays: &[Stray]) -> String {
-    let mut text = format!(
-        "isotest: {} stray process{} left behind and killed:",
-        strays.len(),
-        if strays.len() == 1 { " was" } else { "es were" },
-    );
-    for stray in strays {
-        let detached = if stray.detached { " (detached)" } else { "" };
-        text.push_str(&format!(
-            "\n  pid {}{}: {}",
-            stray.pid, detached, stray.cmdline
-        ));
-    }
-    text
-}
-
 fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     let mut spec = Spec::new(args.command);
-    for (value, writable) in args
-        .bind
-        .iter()
-        .map(|b| (b, false))
-        .chain(args.bind_rw.iter().map(|b| (b, true)))
-    {
-        spec.mounts.push(parse_bind(value, writable)?);
-    }
+    spec.mounts.extend(parse_binds(&args.bind, &args.bind_rw)?);
     spec.set_tmpfs_sizes(args.tmpfs_size);
     for item in &args.env {
         spec.env.add(item);
     }
     spec.hostname = args.hostname;
-    spec.net = match args.net {
-        NetArg::Loopback => Net::Loopback,
-        NetArg::None => Net::None,
-        NetArg::Host => Net::Host,
-    };
+    spec.net = args.net.into();
     if args.root {
         spec.identity = Identity::Root;
     }
@@ -200,37 +111,6 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     }
     spec.validate()?;
     Ok(spec)
-}
-
-/// `SRC[:DST]`, with SRC resolved on the host and DST defaulting to SRC's absolute path.
-pub(crate) fn parse_bind(value: &str, writable: bool) -> anyhow::Result<Mount> {
-    let flag = if writable { "--bind-rw" } else { "--bind" };
-    let (src, dst) = match value.split_once(':') {
-        Some((src, dst)) => (Path::new(src), Some(PathBuf::from(dst))),
-        None => (Path::new(value), None),
-    };
-    let src = std::fs::canonicalize(src)
-        .with_context(|| format!("{flag} {value}: cannot use {}", src.display()))?;
-    let dst = match dst {
-        Some(dst) if !dst.is_absolute() => {
-            bail!("{flag} {value}: the destination must be an absolute path")
-        }
-        Some(dst) => dst,
-        None => std::path::absolute(value).unwrap_or_else(|_| src.clone()),
-    };
-    Ok(Mount::Bind { src, dst, writable })
-}
-
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
-    }
-    humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 2m, 500ms)"))
-}
-
-pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    isotest_runtime::parse_size(text)
-        .ok_or_else(|| format!("`{text}` is not a size (use e.g. 512M, 2G)"))
 }
 
 #[derive(Serialize)]
@@ -272,6 +152,6 @@ fn write_report(path: &Path, spec: &Spec, result: &Result<Outcome, Error>) -> an
         error,
         spec,
     };
-    crate::write_atomically(path, &serde_json::to_vec_pretty(&report)?)
+    write_atomically(path, &serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("cannot write the report to {}", path.display()))
 }

@@ -1,4 +1,10 @@
-//! The cargo flags `run`, `list` and `shell` accept and forward to `cargo test --no-run`.
+//! What isotest knows of cargo: the flags `run`, `list` and `shell` forward to `cargo test
+//! --no-run`, and which cargo that is; the build ([`build`]), the config's `[env]`
+//! ([`config_env`]) and the toolchain's paths ([`toolchain`]).
+
+pub mod build;
+pub mod config_env;
+pub mod toolchain;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,14 +1,11 @@
-//! Plan: from every listed test, pick what runs (libtest's filters) and give each one its
-//! command line and sandbox.
+//! Which listed tests a run selects: libtest's filters, and `#[ignore]`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use clap::Args;
-use isotest_runtime::Spec;
 
-use crate::discover::{Build, ListedTest, TestBinary, TestKind};
-use crate::environment::{SandboxOptions, binary_spec};
+use crate::cargo::build::TestBinary;
+use crate::discover::{Listing, TestKind};
 
 /// libtest's selection flags.
 #[derive(Args, Debug, Clone, Default)]
@@ -52,13 +49,6 @@ impl Filter {
     }
 }
 
-/// A binary's tests as listed, with which of them are `#[ignore]`d.
-pub struct Listing {
-    pub binary: Arc<TestBinary>,
-    pub tests: Vec<ListedTest>,
-    pub ignored: BTreeSet<String>,
-}
-
 /// One selected test.
 #[derive(Clone, Debug)]
 pub struct TestInstance {
@@ -95,52 +85,10 @@ pub fn select(listings: &[Listing], filter: &Filter) -> Vec<TestInstance> {
     selected
 }
 
-/// `<binary> --exact <name> --nocapture [--ignored]`, as cargo test and nextest run it.
-pub fn test_argv(test: &TestInstance) -> Vec<String> {
-    let mut argv = vec![
-        test.binary.path.display().to_string(),
-        "--exact".into(),
-        test.name.clone(),
-        "--nocapture".into(),
-    ];
-    if test.ignored {
-        argv.push("--ignored".into());
-    }
-    argv
-}
-
-/// The sandbox every test of a binary runs in, before it is told which test it runs.
-pub fn binary_test_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> Spec {
-    binary_spec(build, binary, options, Vec::new())
-}
-
-/// The sandbox one test runs in: its binary's, with the test's command and name.
-pub fn test_spec(binary_spec: &Spec, test: &TestInstance) -> Spec {
-    let mut spec = binary_spec.clone();
-    spec.argv = test_argv(test);
-    spec.env
-        .set
-        .insert("ISOTEST_TEST_NAME".into(), test.name.clone());
-    spec
-}
-
-/// `<binary> --list --format terse [--ignored]`.
-pub fn list_argv(binary: &TestBinary, ignored: bool) -> Vec<String> {
-    let mut argv = vec![
-        binary.path.display().to_string(),
-        "--list".into(),
-        "--format".into(),
-        "terse".into(),
-    ];
-    if ignored {
-        argv.push("--ignored".into());
-    }
-    argv
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discover::ListedTest;
 
     fn listing() -> Listing {
         let binary = Arc::new(TestBinary {
@@ -205,23 +153,5 @@ mod tests {
             ..Default::default()
         });
         assert!(include.iter().all(|(_, run)| *run) && include.len() == 4);
-    }
-
-    #[test]
-    fn ignored_tests_run_with_the_ignored_flag() {
-        let mut test = select(&[listing()], &Filter::default()).pop().unwrap();
-        assert_eq!(test.name, "ignored_one");
-        assert_eq!(
-            test_argv(&test),
-            [
-                "/t/pkg-1",
-                "--exact",
-                "ignored_one",
-                "--nocapture",
-                "--ignored"
-            ]
-        );
-        test.ignored = false;
-        assert_eq!(test_argv(&test).len(), 4);
     }
 }

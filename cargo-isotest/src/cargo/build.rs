@@ -1,0 +1,313 @@
+//! Build the tests with cargo, and find every test binary and what cargo would give it at
+//! run time.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use cargo_metadata::{
+    Artifact, BuildScript, Message, Metadata, MetadataCommand, Package, PackageId, TargetKind,
+};
+
+use super::config_env::{self, ConfigEnv};
+use super::{CargoOptions, cargo_command, cargo_path};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("the build failed (`cargo test --no-run` exited with {status})")]
+    BuildFailed { status: std::process::ExitStatus },
+    #[error("cannot read cargo's build messages: {0}")]
+    Messages(std::io::Error),
+    #[error("`cargo metadata` failed: {0}")]
+    Metadata(#[from] cargo_metadata::Error),
+    #[error("`rustc --print {what}` failed: {detail}")]
+    Rustc { what: &'static str, detail: String },
+    #[error(transparent)]
+    Config(#[from] config_env::ConfigError),
+}
+
+/// What cargo knows about the build as a whole.
+#[derive(Debug)]
+pub struct Build {
+    pub workspace_root: PathBuf,
+    pub target_dir: PathBuf,
+    /// The toolchain's root: its libraries must be visible for `-C prefer-dynamic`.
+    pub sysroot: PathBuf,
+    pub target_libdir: PathBuf,
+    pub binaries: Vec<Arc<TestBinary>>,
+    pub config_env: Vec<ConfigEnv>,
+}
+
+/// One test executable and the environment `cargo test` would run it with.
+#[derive(Debug)]
+pub struct TestBinary {
+    /// nextest's convention: `pkg`, `pkg::test`, `pkg::bin/name`, `pkg::example/name`, `pkg::bench/name`.
+    pub id: String,
+    pub path: PathBuf,
+    pub manifest_dir: PathBuf,
+    /// `CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, `CARGO_CRATE_NAME`, `CARGO_BIN_EXE_*`, `OUT_DIR`
+    /// and the build script's `rustc-env` values.
+    pub env: BTreeMap<String, String>,
+    /// Directories the build scripts asked the linker to search, for `LD_LIBRARY_PATH`.
+    pub link_paths: Vec<PathBuf>,
+}
+
+/// Runs `cargo test --no-run`, letting its human output through, and collects the binaries.
+pub fn build(options: &CargoOptions) -> Result<Build, BuildError> {
+    let metadata = metadata(options)?;
+    let mut cargo = cargo_command();
+    cargo
+        .args([
+            "test",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .args(options.to_args())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let command = "cargo test --no-run --message-format=json-render-diagnostics";
+    let mut child = cargo.spawn().map_err(|source| BuildError::Spawn {
+        command: command.into(),
+        source,
+    })?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut artifacts = Vec::new();
+    let mut scripts = Vec::new();
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        match message.map_err(BuildError::Messages)? {
+            Message::CompilerArtifact(artifact) => artifacts.push(artifact),
+            Message::BuildScriptExecuted(script) => scripts.push(script),
+            _ => {}
+        }
+    }
+    let status = child.wait().map_err(|source| BuildError::Spawn {
+        command: command.into(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(BuildError::BuildFailed { status });
+    }
+    let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
+    let target_dir = match &options.target_dir {
+        Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+        None => metadata.target_directory.clone().into_std_path_buf(),
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| workspace_root.clone());
+    Ok(Build {
+        sysroot: rustc_print("sysroot", &workspace_root, None)?,
+        target_libdir: rustc_print("target-libdir", &workspace_root, options.target.as_deref())?,
+        binaries: test_binaries(&metadata, &artifacts, &scripts),
+        config_env: config_env::read(&cwd)?,
+        workspace_root,
+        target_dir,
+    })
+}
+
+fn metadata(options: &CargoOptions) -> Result<Metadata, BuildError> {
+    let mut command = MetadataCommand::new();
+    command.cargo_path(cargo_path());
+    if let Some(path) = &options.manifest_path {
+        command.manifest_path(path);
+    }
+    let mut other = Vec::new();
+    for (set, flag) in [
+        (options.frozen, "--frozen"),
+        (options.locked, "--locked"),
+        (options.offline, "--offline"),
+    ] {
+        if set {
+            other.push(flag.to_string());
+        }
+    }
+    Ok(command.no_deps().other_options(other).exec()?)
+}
+
+fn rustc_print(
+    what: &'static str,
+    dir: &Path,
+    target: Option<&str>,
+) -> Result<PathBuf, BuildError> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let mut command = std::process::Command::new(rustc);
+    command.args(["--print", what]).current_dir(dir);
+    if let Some(target) = target {
+        command.args(["--target", target]);
+    }
+    let output = command.output().map_err(|e| BuildError::Rustc {
+        what,
+        detail: e.to_string(),
+    })?;
+    if !output.status.success() {
+        return Err(BuildError::Rustc {
+            what,
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim(),
+    ))
+}
+
+fn test_binaries(
+    metadata: &Metadata,
+    artifacts: &[Artifact],
+    scripts: &[BuildScript],
+) -> Vec<Arc<TestBinary>> {
+    let packages: BTreeMap<&PackageId, &Package> =
+        metadata.packages.iter().map(|p| (&p.id, p)).collect();
+    let mut binaries: Vec<Arc<TestBinary>> = artifacts
+        .iter()
+        .filter(|a| a.profile.test)
+        .filter_map(|artifact| {
+            let path = artifact.executable.as_ref()?.clone().into_std_path_buf();
+            let package = packages.get(&artifact.package_id)?;
+            let script = scripts.iter().find(|s| s.package_id == artifact.package_id);
+            let bin_exes = artifacts
+                .iter()
+                .filter(|a| a.package_id == artifact.package_id && !a.profile.test)
+                .filter(|a| a.target.kind.contains(&TargetKind::Bin))
+                .filter_map(|a| {
+                    Some((
+                        a.target.name.clone(),
+                        a.executable.clone()?.into_std_path_buf(),
+                    ))
+                });
+            Some(Arc::new(TestBinary {
+                id: binary_id(package, artifact),
+                path,
+                manifest_dir: package
+                    .manifest_path
+                    .parent()?
+                    .to_path_buf()
+                    .into_std_path_buf(),
+                env: cargo_env(package, artifact, script, bin_exes),
+                link_paths: script.map(link_paths).unwrap_or_default(),
+            }))
+        })
+        .collect();
+    binaries.sort_by(|a, b| a.id.cmp(&b.id));
+    binaries.dedup_by(|a, b| a.path == b.path);
+    binaries
+}
+
+/// nextest's binary ids, so that people can move between the two tools.
+fn binary_id(package: &Package, artifact: &Artifact) -> String {
+    let name = &package.name;
+    let target = &artifact.target;
+    let kind = target.kind.first().cloned().unwrap_or(TargetKind::Lib);
+    match kind {
+        TargetKind::Lib
+        | TargetKind::RLib
+        | TargetKind::DyLib
+        | TargetKind::CDyLib
+        | TargetKind::StaticLib
+        | TargetKind::ProcMacro => name.to_string(),
+        TargetKind::Test => format!("{name}::{}", target.name),
+        TargetKind::Bin => format!("{name}::bin/{}", target.name),
+        TargetKind::Example => format!("{name}::example/{}", target.name),
+        TargetKind::Bench => format!("{name}::bench/{}", target.name),
+        other => format!("{name}::{other}/{}", target.name),
+    }
+}
+
+fn cargo_env(
+    package: &Package,
+    artifact: &Artifact,
+    script: Option<&BuildScript>,
+    bin_exes: impl Iterator<Item = (String, PathBuf)>,
+) -> BTreeMap<String, String> {
+    let version = &package.version;
+    let manifest_dir = package
+        .manifest_path
+        .parent()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let optional = |v: Option<&String>| v.cloned().unwrap_or_default();
+    let mut env: BTreeMap<String, String> = [
+        ("CARGO_MANIFEST_DIR", manifest_dir),
+        ("CARGO_MANIFEST_PATH", package.manifest_path.to_string()),
+        ("CARGO_PKG_NAME", package.name.to_string()),
+        ("CARGO_PKG_VERSION", version.to_string()),
+        ("CARGO_PKG_VERSION_MAJOR", version.major.to_string()),
+        ("CARGO_PKG_VERSION_MINOR", version.minor.to_string()),
+        ("CARGO_PKG_VERSION_PATCH", version.patch.to_string()),
+        ("CARGO_PKG_VERSION_PRE", version.pre.to_string()),
+        ("CARGO_PKG_AUTHORS", package.authors.join(":")),
+        (
+            "CARGO_PKG_DESCRIPTION",
+            optional(package.description.as_ref()),
+        ),
+        ("CARGO_PKG_HOMEPAGE", optional(package.homepage.as_ref())),
+        (
+            "CARGO_PKG_REPOSITORY",
+            optional(package.repository.as_ref()),
+        ),
+        ("CARGO_PKG_LICENSE", optional(package.license.as_ref())),
+        (
+            "CARGO_PKG_LICENSE_FILE",
+            package
+                .license_file
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "CARGO_PKG_RUST_VERSION",
+            package
+                .rust_version
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "CARGO_PKG_README",
+            package
+                .readme
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        ),
+        ("CARGO_CRATE_NAME", artifact.target.name.replace('-', "_")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if artifact.target.kind.contains(&TargetKind::Bin) {
+        env.insert("CARGO_BIN_NAME".into(), artifact.target.name.clone());
+    }
+    let integration = artifact
+        .target
+        .kind
+        .iter()
+        .any(|k| matches!(k, TargetKind::Test | TargetKind::Bench));
+    if integration {
+        for (name, path) in bin_exes {
+            env.insert(format!("CARGO_BIN_EXE_{name}"), path.display().to_string());
+        }
+    }
+    if let Some(script) = script {
+        env.insert("OUT_DIR".into(), script.out_dir.to_string());
+        env.extend(script.env.iter().cloned());
+    }
+    env
+}
+
+/// `cargo:rustc-link-search=[KIND=]PATH` values, without their kind.
+fn link_paths(script: &BuildScript) -> Vec<PathBuf> {
+    script
+        .linked_paths
+        .iter()
+        .map(|p| {
+            let text = p.as_str();
+            let path = text.split_once('=').map_or(text, |(_, path)| path);
+            PathBuf::from(path)
+        })
+        .collect()
+}

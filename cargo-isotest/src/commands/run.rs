@@ -1,0 +1,156 @@
+//! `cargo isotest run`: discover → plan → run → report, each test in its own sandbox.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::args::{SandboxArgs, parse_duration};
+use crate::cargo::CargoOptions;
+use crate::discover::discover;
+use crate::exit_code::{self, Failure};
+use crate::plan::{self, Filter};
+use crate::report::{RunReporter, json};
+use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
+use crate::runner::{self, verdict};
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+    #[command(flatten)]
+    pub flaky: FlakyArgs,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub cargo: CargoOptions,
+}
+
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Runner options")]
+pub struct RunnerArgs {
+    /// Number of tests to run at once [default: the number of CPUs]; more than the CPUs
+    /// oversubscribes them, which can shake timing bugs loose.
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Run every test even after one fails.
+    #[arg(long)]
+    pub no_fail_fast: bool,
+    /// What a test that leaves processes behind is: `warn` marks it leaky, `fail` fails it.
+    #[arg(long, value_enum, default_value_t = StraysPolicy::Warn, value_name = "POLICY")]
+    pub strays: StraysPolicy,
+    /// Write the JSON report (schema isotest-report/1) to PATH, even if the run fails
+    /// [default: <target-dir>/isotest/last-run.json].
+    #[arg(long, value_name = "PATH")]
+    pub report_json: Option<PathBuf>,
+    /// Write a JUnit XML report to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Run only the tests that failed in an earlier JSON report.
+    #[arg(long, value_name = "REPORT")]
+    pub rerun_failed: Option<PathBuf>,
+}
+
+/// Options for chasing flaky tests.
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Flaky tests")]
+#[command(group(clap::ArgGroup::new("stress_mode").args(["stress", "stress_duration"]).multiple(false)))]
+pub struct FlakyArgs {
+    /// Rerun a failing test in a fresh sandbox up to N times.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["stress", "stress_duration"])]
+    pub retries: u32,
+    /// Whether a test that passed only on a retry passes (`pass`) or fails the run (`fail`).
+    #[arg(long, value_enum, default_value_t = FlakyPolicy::Pass, value_name = "RESULT")]
+    pub flaky: FlakyPolicy,
+    /// Run each selected test N times, each in a fresh sandbox, in parallel up to -j.
+    #[arg(long, value_name = "N", conflicts_with = "stress_duration", value_parser = clap::value_parser!(u32).range(1..))]
+    pub stress: Option<u32>,
+    /// Run each selected test again and again for this long (e.g. 30s, 10m).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub stress_duration: Option<Duration>,
+    /// With --stress or --stress-duration: stop at the first failure.
+    #[arg(long, requires = "stress_mode")]
+    pub stress_until_fail: bool,
+    /// Run tests in a random order; give a SEED to repeat an order.
+    #[arg(long, value_name = "SEED", num_args = 0..=1, default_missing_value = "random")]
+    pub shuffle: Option<String>,
+    /// Keep N threads busy beside the tests, to provoke timing bugs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub cpu_load: usize,
+}
+
+pub fn run(args: RunArgs) -> i32 {
+    execute(&args).unwrap_or_else(Failure::report)
+}
+
+fn execute(args: &RunArgs) -> Result<i32, Failure> {
+    let started = Instant::now();
+    // What the flags ask for is checked before the build, which takes long.
+    let seed = plan::seed(args.flaky.shuffle.as_deref())?;
+    let rerun = args
+        .runner
+        .rerun_failed
+        .as_deref()
+        .map(json::failed_tests)
+        .transpose()?;
+
+    let session = discover(&args.cargo, &args.sandbox, args.runner.jobs)?;
+    let plan = plan::plan(
+        &session,
+        &args.filter,
+        rerun.as_ref(),
+        seed,
+        args.flaky.shuffle.is_some(),
+    );
+    let policy = policy(args);
+    let json_path = args
+        .runner
+        .report_json
+        .clone()
+        .unwrap_or_else(|| session.build.target_dir.join("isotest/last-run.json"));
+    let mut reporter = RunReporter::start(
+        &plan,
+        runner::planned_attempts(&plan, &policy),
+        json_path,
+        args.runner.junit.clone(),
+        started,
+    );
+    let records = runner::run(
+        &session.pool,
+        &plan,
+        &policy,
+        args.flaky.cpu_load,
+        &mut reporter,
+    );
+    let cancelled = session
+        .interrupted
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let report = reporter.finish(records, cancelled)?;
+
+    Ok(if cancelled {
+        exit_code::INTERRUPTED
+    } else if verdict::run_failed(&report.tests) {
+        exit_code::TESTS_FAILED
+    } else {
+        0
+    })
+}
+
+/// The policy the flags ask for. A `--stress-duration` starts now, once the build is done.
+fn policy(args: &RunArgs) -> Policy {
+    let flaky = &args.flaky;
+    let stressed = flaky.stress.is_some() || flaky.stress_duration.is_some();
+    Policy {
+        retries: flaky.retries,
+        flaky: flaky.flaky,
+        strays: args.runner.strays,
+        fail_fast: !args.runner.no_fail_fast && !stressed,
+        stress: stressed.then(|| Stress {
+            count: flaky.stress,
+            until: flaky.stress_duration.map(|d| Instant::now() + d),
+            until_fail: flaky.stress_until_fail,
+        }),
+    }
+}

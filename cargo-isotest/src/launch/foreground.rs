@@ -1,0 +1,81 @@
+//! One spec in the foreground, output and terminal passed through, with the status a shell
+//! would report: what `exec`, `replay` and `shell` end in.
+
+use std::time::Duration;
+
+use isotest_runtime::{Echo, Error, Outcome, Sandbox, Spec, Stray};
+
+use crate::args::BIND_DESTINATION_HINT;
+use crate::{exit_code, host};
+
+/// Runs `spec` from this (single-threaded) process and returns its status; `result` sees
+/// the outcome first, to keep a record of it.
+pub fn run(spec: &Spec, result: impl FnOnce(&Result<Outcome, Error>)) -> i32 {
+    let outcome = run_sandbox(spec);
+    result(&outcome);
+    match outcome {
+        Ok(outcome) => finish(spec, &outcome),
+        Err(Error::Setup(e)) if e.is_spec_problem() => {
+            eprintln!("error: {e}; {BIND_DESTINATION_HINT}");
+            exit_code::USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            host::explain_failure(&e);
+            exit_code::NO_SANDBOX
+        }
+    }
+}
+
+fn run_sandbox(spec: &Spec) -> Result<Outcome, Error> {
+    let signals = isotest_runtime::forwarded_signals(spec.tty)?;
+    Sandbox::spawn(spec)?.wait(Echo::Inherit, Some(&signals))
+}
+
+/// Tells the user what happened besides the program's own output, and picks the status.
+fn finish(spec: &Spec, outcome: &Outcome) -> i32 {
+    if !outcome.strays.is_empty() {
+        eprintln!("{}", describe_strays(&outcome.strays));
+    }
+    if let Some(error) = &outcome.start_error {
+        eprintln!("error: {error}");
+        if error.errno == libc::ENOENT && error.action == "execute" {
+            eprintln!(
+                "hint: only the system directories and --bind paths are visible; bind the program's directory, or check PATH ({})",
+                spec.env
+                    .set
+                    .get("PATH")
+                    .map(String::as_str)
+                    .unwrap_or("from the host")
+            );
+            return exit_code::NOT_FOUND;
+        }
+        return exit_code::CANNOT_EXECUTE;
+    }
+    if outcome.timed_out {
+        eprintln!(
+            "isotest: timed out after {}: the program got SIGTERM, and whatever was still running {} later got SIGKILL (it ended with {})",
+            humantime::format_duration(Duration::from_millis(spec.timeout_ms.unwrap_or_default())),
+            humantime::format_duration(Duration::from_millis(spec.grace_ms)),
+            outcome.exit
+        );
+        return exit_code::TIMED_OUT;
+    }
+    outcome.exit.shell_status()
+}
+
+fn describe_strays(strays: &[Stray]) -> String {
+    let mut text = format!(
+        "isotest: {} stray process{} left behind and killed:",
+        strays.len(),
+        if strays.len() == 1 { " was" } else { "es were" },
+    );
+    for stray in strays {
+        let detached = if stray.detached { " (detached)" } else { "" };
+        text.push_str(&format!(
+            "\n  pid {}{}: {}",
+            stray.pid, detached, stray.cmdline
+        ));
+    }
+    text
+}

@@ -1,0 +1,115 @@
+//! The JSON report: written at the end of a run and checkpointed while it goes on, and
+//! read back by `replay` and `--rerun-failed`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use isotest_runtime::Spec;
+use serde::Deserialize;
+
+use super::document::{RunReport, SCHEMA};
+use super::file::write_atomically;
+use crate::exit_code::{self, Failure};
+use crate::runner::record::TestRecord;
+
+impl RunReport {
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)?;
+        write_atomically(path, &bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write the JSON report to {}: {e}", path.display()))
+    }
+}
+
+/// Keeps the JSON report on disk up to date while the run goes on, so that a runner
+/// killed outright still leaves what it knew.
+pub struct Checkpoint {
+    path: PathBuf,
+    seed: u64,
+    started: Instant,
+}
+
+impl Checkpoint {
+    pub fn new(path: PathBuf, seed: u64, started: Instant) -> Checkpoint {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        Checkpoint {
+            path,
+            seed,
+            started,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write(&self, records: Vec<TestRecord>) {
+        let mut report = RunReport::new(
+            records,
+            self.started.elapsed().as_millis() as u64,
+            self.seed,
+            false,
+        );
+        report.in_progress = true;
+        // A failed checkpoint is not worth stopping the run for; the final write reports.
+        let _ = report.write_json(&self.path);
+    }
+}
+
+/// The parts of a report that replay and --rerun-failed read.
+#[derive(Deserialize)]
+pub struct StoredReport {
+    pub tests: Vec<StoredTest>,
+}
+
+#[derive(Deserialize)]
+pub struct StoredTest {
+    pub binary_id: String,
+    pub name: String,
+    pub outcome: String,
+    pub attempt: u32,
+    pub spec: Option<Spec>,
+    #[serde(default)]
+    pub attempts: Vec<StoredAttempt>,
+}
+
+#[derive(Deserialize)]
+pub struct StoredAttempt {
+    pub attempt: u32,
+    pub outcome: String,
+}
+
+/// Whether a stored outcome is a failure.
+pub fn failed(outcome: &str) -> bool {
+    matches!(outcome, "failed" | "timed-out")
+}
+
+pub fn read(path: &Path) -> anyhow::Result<StoredReport> {
+    let text = std::fs::read(path)
+        .with_context(|| format!("cannot read the report {}", path.display()))?;
+    let schema: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if schema["schema"] != SCHEMA {
+        bail!(
+            "{} is not a cargo isotest run report (its schema is {}, expected {SCHEMA})",
+            path.display(),
+            schema["schema"]
+        );
+    }
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
+}
+
+/// The `(binary id, name)` of every test that failed (or timed out) in an earlier report.
+pub fn failed_tests(path: &Path) -> Result<BTreeSet<(String, String)>, Failure> {
+    let report = read(path).map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
+    Ok(report
+        .tests
+        .into_iter()
+        .filter(|t| failed(&t.outcome))
+        .map(|t| (t.binary_id, t.name))
+        .collect())
+}

@@ -1,0 +1,39 @@
+//! How a run treats results: the choices the flags make, which the verdicts apply.
+
+use std::time::Instant;
+
+use clap::ValueEnum;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum StraysPolicy {
+    #[default]
+    Warn,
+    Fail,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum FlakyPolicy {
+    /// A test that passes on a retry counts as passed.
+    #[default]
+    Pass,
+    /// A test that needed a retry to pass fails the run.
+    Fail,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub retries: u32,
+    pub flaky: FlakyPolicy,
+    pub strays: StraysPolicy,
+    pub fail_fast: bool,
+    pub stress: Option<Stress>,
+}
+
+/// Many runs of every selected test, in parallel.
+#[derive(Clone, Debug)]
+pub struct Stress {
+    /// Runs per test; `None` runs until `until`.
+    pub count: Option<u32>,
+    pub until: Option<Instant>,
+    pub until_fail: bool,
+}

@@ -1,0 +1,319 @@
+//! Verdicts: pure functions from what a sandbox produced and the run's policy to what an
+//! attempt, a test and the run are (passed, failed, flaky, leaky), with a hint at the cause.
+
+use isotest_runtime::{Captured, Outcome, Spec};
+
+use super::policy::{FlakyPolicy, Policy, StraysPolicy};
+use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
+use super::stress::{self, KEPT_FAILURES};
+use crate::launch::helper::HelperError;
+use crate::plan::TestInstance;
+
+/// Turns a sandbox's outcome into attempt `number`'s record. A lost helper means the run
+/// is being cancelled: the attempt stays not run.
+pub fn attempt(
+    name: &str,
+    number: u32,
+    result: Result<Outcome, HelperError>,
+    strays: StraysPolicy,
+) -> AttemptRecord {
+    let mut record = AttemptRecord::for_test(number);
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(HelperError::Lost { .. }) => return record,
+        Err(error @ HelperError::Sandbox { .. }) => {
+            record.outcome = TestOutcome::Failed;
+            record.error = Some(format!("the test's sandbox could not be created: {error}"));
+            record.failure_message = Some(record.describe_failure());
+            return record;
+        }
+    };
+    record.duration_ms = outcome.duration.as_millis() as u64;
+    record.leaky = !outcome.strays.is_empty();
+    record.outcome = if outcome.timed_out {
+        TestOutcome::TimedOut
+    } else if outcome.exit.success() {
+        TestOutcome::Passed
+    } else {
+        TestOutcome::Failed
+    };
+    if let Some(error) = &outcome.start_error {
+        record.error = Some(error.to_string());
+    } else if record.outcome == TestOutcome::Passed && ran_no_test(&outcome.stdout) {
+        record.outcome = TestOutcome::Failed;
+        record.error = Some(format!(
+            "the binary listed `{name}` but ran no test when asked for it by exact name: its harness does not honour `--exact`"
+        ));
+    }
+    if record.outcome == TestOutcome::Passed && record.leaky && strays == StraysPolicy::Fail {
+        record.outcome = TestOutcome::Failed;
+        record.error = Some(format!(
+            "it left {} process(es) behind (--strays=fail)",
+            outcome.strays.len()
+        ));
+    }
+    record.exit = Some(outcome.exit);
+    record.strays = outcome.strays;
+    record.output = Output {
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+    };
+    if record.is_failure() {
+        record.hint = sandbox_hint(&record.output);
+        record.failure_message = Some(record.describe_failure());
+    }
+    record
+}
+
+/// Whether a failed attempt runs again: within `--retries`, outside stress runs, while the
+/// run goes on.
+pub fn retry(record: &AttemptRecord, policy: &Policy, stopped: bool) -> bool {
+    policy.stress.is_none() && record.is_failure() && record.attempt <= policy.retries && !stopped
+}
+
+/// Whether a stress attempt keeps its output, given how many failures the test had before
+/// it: only the first failures are kept whole; the rest count in the summary.
+pub fn keep_stress_output(record: &AttemptRecord, earlier_failures: usize) -> bool {
+    record.is_failure() && earlier_failures < KEPT_FAILURES
+}
+
+/// A test's record from its attempts so far. `spec` is `None` for a test that is reported
+/// without running (ignored).
+pub fn test(
+    test: &TestInstance,
+    spec: Option<&Spec>,
+    attempts: &[AttemptRecord],
+    policy: &Policy,
+) -> TestRecord {
+    let Some(spec) = spec else {
+        return TestRecord::not_run(&test.binary.id, &test.name, test.kind, TestOutcome::Ignored);
+    };
+    let Some(last) = attempts.last() else {
+        return TestRecord::not_run(&test.binary.id, &test.name, test.kind, TestOutcome::NotRun);
+    };
+    let mut record = TestRecord {
+        binary_id: test.binary.id.clone(),
+        name: test.name.clone(),
+        kind: test.kind,
+        last: last.clone(),
+        flaky: false,
+        attempts: Vec::new(),
+        stress: None,
+        spec: Some(spec.clone()),
+    };
+    if policy.stress.is_some() {
+        let summary = stress::summarize(attempts);
+        let failing: Vec<AttemptRecord> = attempts
+            .iter()
+            .filter(|a| a.is_failure())
+            .take(KEPT_FAILURES)
+            .cloned()
+            .collect();
+        if let Some(first) = failing.first() {
+            record.last = first.clone();
+        }
+        record.attempts = failing;
+        record.stress = Some(summary);
+        return record;
+    }
+    record.flaky = !last.is_failure() && attempts.len() > 1;
+    if record.flaky
+        && policy.flaky == FlakyPolicy::Fail
+        && let Some(first_failure) = attempts.iter().find(|a| a.is_failure())
+    {
+        // The run fails because of the failing attempt: that is what to show and replay.
+        record.last = first_failure.clone();
+        record.last.error = Some(format!(
+            "flaky: it failed {} time(s) before passing on attempt {} (--flaky=fail)",
+            attempts.len() - 1,
+            last.attempt
+        ));
+    }
+    if attempts.len() > 1 {
+        record.attempts = attempts.to_vec();
+    }
+    record
+}
+
+/// Whether the run failed: a test failed, or a stressed test failed at least once.
+pub fn run_failed(records: &[TestRecord]) -> bool {
+    records
+        .iter()
+        .any(|t| t.is_failure() || t.stress.as_ref().is_some_and(|s| s.failures > 0))
+}
+
+/// libtest's and libtest-mimic's own words for an empty run.
+fn ran_no_test(stdout: &Captured) -> bool {
+    stdout
+        .lossy()
+        .lines()
+        .any(|line| line.trim() == "running 0 tests")
+}
+
+/// Points at the sandbox rule a failure's output suggests it ran into. Only the kernel's
+/// own error texts count, and it is phrased as a possibility.
+fn sandbox_hint(output: &Output) -> Option<String> {
+    let text = format!("{}{}", output.stdout.lossy(), output.stderr.lossy());
+    if text.contains("Read-only file system") || text.contains("os error 30") {
+        return Some(
+            "the output mentions a read-only file system. In the sandbox the source tree, the target \
+             directory and the system directories are read-only; a test can write to $CARGO_TARGET_TMPDIR, \
+             /tmp or $HOME, which are private to it. To let tests write somewhere else, pass --bind-rw PATH."
+                .into(),
+        );
+    }
+    if text.contains("Network is unreachable") || text.contains("os error 101") {
+        return Some(
+            "the output mentions an unreachable network. In the sandbox only the loopback interface exists \
+             (127.0.0.1 and ::1 work). To give tests the host's network, pass --net host."
+                .into(),
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::test_support::{failed, instance, outcome, passed};
+
+    fn run(result: Result<Outcome, HelperError>, strays: StraysPolicy) -> AttemptRecord {
+        attempt("a", 1, result, strays)
+    }
+
+    #[test]
+    fn a_passing_test_passes_and_a_failing_one_says_why() {
+        let record = run(Ok(passed()), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Passed);
+        assert_eq!(record.failure_message, None);
+        let record = run(Ok(failed("boom")), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Failed);
+        assert_eq!(record.failure_message.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn strays_make_a_test_leaky_or_with_strays_fail_failed() {
+        let leaky = run(Ok(outcome(0, "running 1 test\n", 2)), StraysPolicy::Warn);
+        assert_eq!(leaky.outcome, TestOutcome::Passed);
+        assert!(leaky.leaky && leaky.error.is_none());
+        let failed = run(Ok(outcome(0, "running 1 test\n", 2)), StraysPolicy::Fail);
+        assert_eq!(failed.outcome, TestOutcome::Failed);
+        assert!(failed.leaky);
+        let error = failed.error.unwrap();
+        assert!(
+            error.contains("2 process(es)") && error.contains("--strays=fail"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_binary_that_ran_no_test_fails() {
+        let record = run(Ok(outcome(0, "running 0 tests\n", 0)), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Failed);
+        let error = record.error.unwrap();
+        assert!(
+            error.contains("ran no test") && error.contains("`a`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_lost_helper_leaves_the_attempt_not_run_and_a_failed_sandbox_fails_it() {
+        let lost = HelperError::Lost {
+            pid: 7,
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        };
+        assert_eq!(
+            run(Err(lost), StraysPolicy::Warn).outcome,
+            TestOutcome::NotRun
+        );
+        let broken = HelperError::Sandbox {
+            message: "mount failed".into(),
+            setup: None,
+        };
+        let record = run(Err(broken), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Failed);
+        assert!(record.error.unwrap().contains("mount failed"));
+    }
+
+    #[test]
+    fn a_read_only_file_system_gets_a_hint() {
+        let record = run(
+            Ok(failed("Read-only file system (os error 30)")),
+            StraysPolicy::Warn,
+        );
+        assert!(record.hint.unwrap().contains("--bind-rw"));
+    }
+
+    fn attempts(results: Vec<Outcome>) -> Vec<AttemptRecord> {
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| attempt("a", i as u32 + 1, Ok(o), StraysPolicy::Warn))
+            .collect()
+    }
+
+    #[test]
+    fn a_pass_after_failures_is_flaky_and_with_flaky_fail_a_failure() {
+        let spec = isotest_runtime::Spec::new(Vec::new());
+        let history = attempts(vec![failed("first"), passed()]);
+        let mut policy = Policy {
+            retries: 1,
+            ..Policy::default()
+        };
+        let record = test(&instance("a"), Some(&spec), &history, &policy);
+        assert!(record.flaky && !record.is_failure());
+        assert_eq!(record.attempts.len(), 2);
+        assert!(!run_failed(std::slice::from_ref(&record)));
+
+        policy.flaky = FlakyPolicy::Fail;
+        let record = test(&instance("a"), Some(&spec), &history, &policy);
+        assert!(record.is_failure(), "the failing attempt is what to show");
+        assert_eq!(record.last.attempt, 1);
+        assert!(record.last.error.unwrap().contains("--flaky=fail"));
+        assert!(run_failed(std::slice::from_ref(&test(
+            &instance("a"),
+            Some(&spec),
+            &history,
+            &policy
+        ))));
+    }
+
+    #[test]
+    fn retries_stop_at_the_limit_and_when_the_run_stops() {
+        let policy = Policy {
+            retries: 2,
+            ..Policy::default()
+        };
+        let failure = |n| attempt("a", n, Ok(failed("x")), StraysPolicy::Warn);
+        assert!(retry(&failure(1), &policy, false));
+        assert!(retry(&failure(2), &policy, false));
+        assert!(!retry(&failure(3), &policy, false));
+        assert!(!retry(&failure(1), &policy, true));
+        let pass = attempt("a", 1, Ok(passed()), StraysPolicy::Warn);
+        assert!(!retry(&pass, &policy, false));
+    }
+
+    #[test]
+    fn a_stressed_test_keeps_its_first_failures_and_counts_the_rest() {
+        let failure = attempt("a", 1, Ok(failed("x")), StraysPolicy::Warn);
+        assert!(keep_stress_output(&failure, KEPT_FAILURES - 1));
+        assert!(!keep_stress_output(&failure, KEPT_FAILURES));
+        let pass = attempt("a", 1, Ok(passed()), StraysPolicy::Warn);
+        assert!(!keep_stress_output(&pass, 0));
+    }
+
+    #[test]
+    fn ignored_and_unreached_tests_are_not_run() {
+        let policy = Policy::default();
+        let spec = isotest_runtime::Spec::new(Vec::new());
+        assert_eq!(
+            test(&instance("a"), None, &[], &policy).last.outcome,
+            TestOutcome::Ignored
+        );
+        assert_eq!(
+            test(&instance("a"), Some(&spec), &[], &policy).last.outcome,
+            TestOutcome::NotRun
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! The one place that decides what sandbox a test gets: the environment `cargo test` would
+//! give it, inside a sandbox that shows the source tree, the build outputs and the
+//! toolchain read-only at their own paths; then what it is told about itself (every
+//! `ISOTEST_*` variable, the seed) for listing, for a test, for one attempt, for a shell.
+//!
+//! Discover lists binaries in [`list_spec`], plan gives each test its [`test_spec`], the
+//! runner each attempt its [`attempt_spec`]; `replay` and `shell` derive theirs from the
+//! same functions, so that what they show is what the run ran.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use isotest_runtime::{Mount, Net, Spec};
+
+use crate::args::{SandboxArgs, check_env, parse_binds};
+use crate::cargo::build::{Build, TestBinary};
+use crate::cargo::{cargo_path, toolchain};
+
+/// Bytes of each output stream kept per run: head and tail halves.
+pub const CAPTURE_LIMIT: usize = 4 << 20;
+/// A binary that takes longer than this to list its tests is not answering.
+const LIST_TIMEOUT_MS: u64 = 60_000;
+
+/// What the user may change about every test's sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxOptions {
+    pub timeout: Option<Duration>,
+    pub net: Net,
+    /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
+    pub binds: Vec<Mount>,
+    pub tmpfs_size: u64,
+    /// Host paths that make the cargo and rustc that built the tests usable inside,
+    /// read-only ([`toolchain::paths`], once the build has filled cargo's home); empty
+    /// for a stricter sandbox.
+    pub toolchain: Vec<PathBuf>,
+    /// `KEY` passes a host variable through, `KEY=VALUE` sets one.
+    pub env: Vec<String>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            timeout: None,
+            net: Net::Loopback,
+            binds: Vec::new(),
+            tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            toolchain: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl SandboxOptions {
+    /// The options the flags ask for. The toolchain is left out: its paths exist only
+    /// once the build has run ([`SandboxOptions::add_toolchain`]).
+    pub fn from_args(args: &SandboxArgs) -> anyhow::Result<SandboxOptions> {
+        let binds = parse_binds(&args.bind, &args.bind_rw)?;
+        check_env(&args.env)?;
+        let defaults = SandboxOptions::default();
+        Ok(SandboxOptions {
+            timeout: args.timeout,
+            net: args.net.map_or(defaults.net, Net::from),
+            binds,
+            tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            toolchain: defaults.toolchain,
+            env: args.env.clone(),
+        })
+    }
+
+    /// Makes the toolchain visible, unless the flags said `--no-toolchain`.
+    pub fn add_toolchain(&mut self, args: &SandboxArgs) {
+        if !args.no_toolchain {
+            self.toolchain = toolchain::paths();
+        }
+    }
+}
+
+/// A fresh seed for `ISOTEST_SEED`, below 2^53 so that JSON readers that use doubles
+/// (JavaScript, jq) keep it exact.
+pub fn fresh_seed() -> u64 {
+    fastrand::u64(..1 << 53)
+}
+
+/// `CARGO_TARGET_TMPDIR`: a private tmpfs per test, where cargo's own would be shared.
+pub fn target_tmpdir(build: &Build) -> PathBuf {
+    build.target_dir.join("tmp")
+}
+
+/// The sandbox `binary` lists its tests in: `--list --format terse [--ignored]`.
+pub fn list_spec(
+    build: &Build,
+    binary: &TestBinary,
+    options: &SandboxOptions,
+    ignored: bool,
+) -> Spec {
+    let mut spec = binary_spec(build, binary, options);
+    spec.argv = vec![
+        binary.path.display().to_string(),
+        "--list".into(),
+        "--format".into(),
+        "terse".into(),
+    ];
+    if ignored {
+        spec.argv.push("--ignored".into());
+    }
+    spec.timeout_ms = Some(LIST_TIMEOUT_MS);
+    spec
+}
+
+/// The sandbox every test of a binary runs in, before it is told which test it runs.
+/// Every test gets the run's seed as `ISOTEST_SEED`, so that a test that seeds its
+/// randomness from it can be replayed exactly.
+pub fn binary_test_spec(
+    build: &Build,
+    binary: &TestBinary,
+    options: &SandboxOptions,
+    seed: u64,
+) -> Spec {
+    let mut spec = binary_spec(build, binary, options);
+    spec.env.set.insert("ISOTEST_SEED".into(), seed.to_string());
+    spec
+}
+
+/// The sandbox one test runs in: its binary's, with the test's command and name.
+pub fn test_spec(binary_spec: &Spec, binary: &TestBinary, name: &str, ignored: bool) -> Spec {
+    let mut spec = binary_spec.clone();
+    spec.argv = test_argv(binary, name, ignored);
+    spec.env
+        .set
+        .insert("ISOTEST_TEST_NAME".into(), name.to_string());
+    spec
+}
+
+/// `<binary> --exact <name> --nocapture [--ignored]`, as cargo test and nextest run it.
+fn test_argv(binary: &TestBinary, name: &str, ignored: bool) -> Vec<String> {
+    let mut argv = vec![
+        binary.path.display().to_string(),
+        "--exact".into(),
+        name.to_string(),
+        "--nocapture".into(),
+    ];
+    if ignored {
+        argv.push("--ignored".into());
+    }
+    argv
+}
+
+/// The sandbox of one attempt: the test's own, telling the test which attempt it is.
+pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
+    let mut spec = spec.clone();
+    spec.env
+        .set
+        .insert("ISOTEST_ATTEMPT".into(), number.to_string());
+    spec
+}
+
+/// An interactive shell on a terminal in a test's sandbox, with no time limit.
+pub fn shell_spec(test_spec: &Spec) -> Spec {
+    let mut spec = test_spec.clone();
+    let shell = if Path::new("/usr/bin/bash").exists() || Path::new("/bin/bash").exists() {
+        "bash"
+    } else {
+        "sh"
+    };
+    // No rc files: the prompt below says where the shell is (HOME is empty anyway).
+    spec.argv = match shell {
+        "bash" => vec!["bash".into(), "--norc".into(), "-i".into()],
+        _ => vec![shell.into(), "-i".into()],
+    };
+    spec.tty = true;
+    spec.timeout_ms = None;
+    spec.env.set.insert("PS1".into(), "isotest:\\w\\$ ".into());
+    spec
+}
+
+/// The sandbox `binary` runs in, without a program yet.
+fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> Spec {
+    let mut spec = Spec::new(Vec::new());
+    // The toolchain's libraries are always needed (`-C prefer-dynamic`); its programs
+    // only when the toolchain is visible.
+    let toolchain_libraries = build.sysroot.join("lib");
+    let mut read_only = vec![
+        build.workspace_root.clone(),
+        build.target_dir.clone(),
+        binary.manifest_dir.clone(),
+        toolchain_libraries,
+    ];
+    read_only.extend(binary.link_paths.iter().filter(|p| p.is_dir()).cloned());
+    if !options.toolchain.is_empty() {
+        read_only.push(build.sysroot.clone());
+        read_only.extend(options.toolchain.iter().cloned());
+    }
+    // Parents first, so that a path inside one already bound is not bound again.
+    read_only.sort_by_key(|p| p.components().count());
+    for path in read_only {
+        let covered = spec
+            .mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Bind { dst, .. } if path.starts_with(dst)));
+        if !covered && path.exists() {
+            spec.mounts.push(Mount::Bind {
+                src: path.clone(),
+                dst: path,
+                writable: false,
+            });
+        }
+    }
+    spec.mounts.push(Mount::Tmpfs {
+        dst: target_tmpdir(build),
+        size: options.tmpfs_size,
+    });
+    spec.mounts.extend(options.binds.iter().cloned());
+    spec.set_tmpfs_sizes(options.tmpfs_size);
+    spec.cwd = binary.manifest_dir.clone();
+    spec.net = options.net;
+    spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
+    spec.env.set = test_env(build, binary, &mut spec.env.pass);
+    if !options.toolchain.is_empty() {
+        spec.env
+            .pass
+            .extend(TOOLCHAIN_ENV.iter().map(|v| v.to_string()));
+    }
+    for item in &options.env {
+        spec.env.add(item);
+    }
+    spec
+}
+
+/// Variables that tell cargo, rustc and rustup's proxies where the toolchain is.
+const TOOLCHAIN_ENV: &[&str] = &[
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "RUSTC",
+    "RUSTDOC",
+    "RUSTFMT",
+];
+
+/// Cargo's variables for the binary, the config's `[env]`, a library path that makes
+/// `-C prefer-dynamic` work, and isotest's own markers.
+fn test_env(
+    build: &Build,
+    binary: &TestBinary,
+    pass: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let mut env = binary.env.clone();
+    for entry in &build.config_env {
+        if !entry.force && std::env::var_os(&entry.key).is_some() {
+            // As under `cargo test`, a variable the environment already has wins.
+            pass.push(entry.key.clone());
+        } else {
+            env.insert(entry.key.clone(), entry.value.clone());
+        }
+    }
+    env.insert("LD_LIBRARY_PATH".into(), library_path(build, binary));
+    env.insert(
+        "CARGO_TARGET_TMPDIR".into(),
+        target_tmpdir(build).display().to_string(),
+    );
+    env.insert("CARGO".into(), cargo_path().display().to_string());
+    env.insert("ISOTEST".into(), "1".into());
+    env.insert("ISOTEST_BINARY_ID".into(), binary.id.clone());
+    env
+}
+
+fn library_path(build: &Build, binary: &TestBinary) -> String {
+    let deps = binary.path.parent().unwrap_or(Path::new("/"));
+    let profile = deps.parent().unwrap_or(deps);
+    let mut dirs: Vec<PathBuf> = binary.link_paths.clone();
+    dirs.extend([
+        profile.to_path_buf(),
+        deps.to_path_buf(),
+        build.target_libdir.clone(),
+        build.sysroot.join("lib"),
+    ]);
+    let mut text: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    if let Ok(existing) = std::env::var("LD_LIBRARY_PATH")
+        && !existing.is_empty()
+    {
+        text.push(existing);
+    }
+    text.join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary() -> TestBinary {
+        TestBinary {
+            id: "pkg".into(),
+            path: "/t/pkg-1".into(),
+            manifest_dir: "/w/pkg".into(),
+            env: Default::default(),
+            link_paths: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ignored_tests_run_with_the_ignored_flag() {
+        assert_eq!(
+            test_argv(&binary(), "ignored_one", true),
+            [
+                "/t/pkg-1",
+                "--exact",
+                "ignored_one",
+                "--nocapture",
+                "--ignored"
+            ]
+        );
+        assert_eq!(test_argv(&binary(), "ignored_one", false).len(), 4);
+    }
+
+    #[test]
+    fn a_test_is_told_its_name_and_an_attempt_its_number() {
+        let base = Spec::new(Vec::new());
+        let spec = attempt_spec(&test_spec(&base, &binary(), "a::b", false), 3);
+        assert_eq!(spec.argv[2], "a::b");
+        assert_eq!(spec.env.set["ISOTEST_TEST_NAME"], "a::b");
+        assert_eq!(spec.env.set["ISOTEST_ATTEMPT"], "3");
+        assert!(fresh_seed() < 1 << 53);
+    }
+}

@@ -1,0 +1,208 @@
+//! In the parent, before clone: turn a [`Spec`] into exactly what the child will need,
+//! so that after clone the child only makes syscalls on data that is ready.
+//!
+//! Everything that can fail on bad input fails here, on the host, before any namespace
+//! exists: the spec is validated, and paths, names, argv and the environment become the
+//! C strings and map lines the kernel takes.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+
+use crate::error::Error;
+use crate::spec::{Identity, Mount, Net, Spec};
+
+/// A spec turned into exactly what the child needs, prepared before clone.
+pub(crate) struct Plan {
+    pub clone_flags: CloneFlags,
+    pub uid_map: String,
+    pub gid_map: String,
+    pub mounts: Vec<PlannedMount>,
+    /// tmpfs options of /dev/shm, capped like the spec's /tmp.
+    pub shm_options: String,
+    pub hostname: String,
+    pub loopback_up: bool,
+    pub program: Program,
+    pub timeout: Option<Duration>,
+    pub grace: Duration,
+}
+
+pub(crate) enum PlannedMount {
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        writable: bool,
+    },
+    Tmpfs {
+        dst: PathBuf,
+        options: String,
+    },
+    Symlink {
+        path: PathBuf,
+        target: PathBuf,
+    },
+}
+
+/// The program as execve will see it.
+pub(crate) struct Program {
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// Candidate paths for argv[0], in `PATH` order when it has no slash.
+    pub candidates: Vec<CString>,
+    pub cwd: CString,
+}
+
+impl Plan {
+    pub fn new(spec: &Spec) -> Result<Plan, Error> {
+        spec.validate()?;
+        let mut clone_flags = CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWCGROUP;
+        if spec.net != Net::Host {
+            clone_flags |= CloneFlags::CLONE_NEWNET;
+        }
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        let inside = |id: u32| match spec.identity {
+            Identity::Caller => id,
+            Identity::Root => 0,
+        };
+        let mut mounts: Vec<(usize, PlannedMount)> = spec
+            .mounts
+            .iter()
+            .map(|m| match m {
+                Mount::Bind { src, dst, writable } => PlannedMount::Bind {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    writable: *writable,
+                },
+                Mount::Tmpfs { dst, size } => {
+                    let mode = if dst == Path::new("/tmp") {
+                        "1777"
+                    } else {
+                        "0700"
+                    };
+                    PlannedMount::Tmpfs {
+                        dst: dst.clone(),
+                        options: format!("size={size},mode={mode}"),
+                    }
+                }
+                Mount::Symlink { path, target } => PlannedMount::Symlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+            })
+            .map(|m| (m.dst().components().count(), m))
+            .collect();
+        // Parents first, so that a bind inside HOME lands on the HOME tmpfs, not under it.
+        mounts.sort_by_key(|(depth, _)| *depth);
+
+        let env = spec.resolved_env(|key| std::env::var_os(key));
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let shm_size = spec
+            .mounts
+            .iter()
+            .find_map(|m| match m {
+                Mount::Tmpfs { dst, size } if dst == Path::new("/tmp") => Some(*size),
+                _ => None,
+            })
+            .unwrap_or(crate::spec::DEFAULT_TMPFS_SIZE);
+        Ok(Plan {
+            clone_flags,
+            shm_options: format!("size={shm_size},mode=1777"),
+            uid_map: format!("{} {} 1\n", inside(uid.as_raw()), uid),
+            gid_map: format!("{} {} 1\n", inside(gid.as_raw()), gid),
+            mounts: mounts.into_iter().map(|(_, m)| m).collect(),
+            hostname: spec.hostname.clone(),
+            loopback_up: spec.net == Net::Loopback,
+            program: Program {
+                argv: spec.argv.iter().map(|a| cstring(a.as_bytes())).collect(),
+                envp: env
+                    .iter()
+                    .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+                    .collect(),
+                candidates: program_candidates(&spec.argv[0], &path_var),
+                cwd: cstring(spec.cwd.as_os_str().as_bytes()),
+            },
+            timeout: spec.timeout_ms.map(Duration::from_millis),
+            grace: Duration::from_millis(spec.grace_ms),
+        })
+    }
+}
+
+impl PlannedMount {
+    fn dst(&self) -> &Path {
+        match self {
+            PlannedMount::Bind { dst, .. } | PlannedMount::Tmpfs { dst, .. } => dst,
+            PlannedMount::Symlink { path, .. } => path,
+        }
+    }
+}
+
+fn cstring(bytes: &[u8]) -> CString {
+    // Spec validation rejects NUL bytes in paths and names; values lose theirs.
+    CString::new(
+        bytes
+            .iter()
+            .copied()
+            .filter(|&b| b != 0)
+            .collect::<Vec<u8>>(),
+    )
+    .expect("NUL bytes were removed")
+}
+
+/// execvp's search, but over the sandbox's PATH rather than the host's.
+fn program_candidates(program: &str, path_var: &OsStr) -> Vec<CString> {
+    if program.contains('/') {
+        return vec![cstring(program.as_bytes())];
+    }
+    let path_var = if path_var.is_empty() {
+        OsStr::new("/usr/local/bin:/usr/bin:/bin")
+    } else {
+        path_var
+    };
+    path_var
+        .as_bytes()
+        .split(|&b| b == b':')
+        .filter(|dir| dir.starts_with(b"/"))
+        .map(|dir| cstring(&[dir, b"/", program.as_bytes()].concat()))
+        .collect()
+}
+
+/// The descriptors the child keeps from its supervisor.
+pub(crate) struct ChildFds {
+    /// Where init writes its one report.
+    pub status: OwnedFd,
+    /// Closed by the supervisor when it ends; lets the child see that it is already gone.
+    pub lifeline: OwnedFd,
+    pub stdio: ChildStdio,
+}
+
+pub(crate) enum ChildStdio {
+    Pipes { stdout: OwnedFd, stderr: OwnedFd },
+    Tty { slave: OwnedFd },
+}
+
+impl ChildFds {
+    /// Every descriptor the child keeps; it closes all others.
+    pub fn raw(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.status.as_raw_fd(), self.lifeline.as_raw_fd()];
+        match &self.stdio {
+            ChildStdio::Pipes { stdout, stderr } => {
+                fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])
+            }
+            ChildStdio::Tty { slave } => fds.push(slave.as_raw_fd()),
+        }
+        fds
+    }
+}
