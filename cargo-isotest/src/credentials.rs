@@ -48,10 +48,17 @@ pub struct Replacement {
 }
 
 /// Every credential-bearing file the spec makes visible, with what the test sees instead.
-pub fn replacements(spec: &Spec, home: Option<&Path>, cargo_home: Option<&Path>) -> Vec<Replacement> {
+pub fn replacements(
+    spec: &Spec,
+    home: Option<&Path>,
+    cargo_home: Option<&Path>,
+) -> Vec<Replacement> {
     let mut found = Vec::new();
     let mut consider = |path: PathBuf, scrub: fn(&str) -> String| {
-        if !spec.is_visible(&path) || !path.is_file() || found.iter().any(|r: &Replacement| r.original == path) {
+        if !spec.is_visible(&path)
+            || !path.is_file()
+            || found.iter().any(|r: &Replacement| r.original == path)
+        {
             return;
         }
         let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -162,7 +169,9 @@ pub fn scrub_git_config(text: &str) -> String {
 pub fn scrub_cargo_config(text: &str) -> String {
     fn scrub(table: &mut toml::Table) {
         table.retain(|key, value| match value {
-            toml::Value::String(s) => key != "token" && !key.ends_with("-token") && !has_userinfo(s),
+            toml::Value::String(s) => {
+                key != "token" && !key.ends_with("-token") && !has_userinfo(s)
+            }
             _ => true,
         });
         for (_, value) in table.iter_mut() {
@@ -194,7 +203,13 @@ mod tests {
         for secret in ["ghs_secret", "c2VjcmV0", "helper", "tok:secret"] {
             assert!(!scrubbed.contains(secret), "{secret} in\n{scrubbed}");
         }
-        for kept in ["name = Ada", "[core]", "bare = false", "fetch =", "[remote \"origin\"]"] {
+        for kept in [
+            "name = Ada",
+            "[core]",
+            "bare = false",
+            "fetch =",
+            "[remote \"origin\"]",
+        ] {
             assert!(scrubbed.contains(kept), "{kept} missing from\n{scrubbed}");
         }
     }
@@ -205,8 +220,16 @@ mod tests {
             [registries.private]\nindex = \"sparse+https://u:pw@example.com/\"\ntoken = \"priv\"\n\
             [build]\njobs = 2\n";
         let scrubbed = scrub_cargo_config(text);
-        assert!(!scrubbed.contains("cio_secret") && !scrubbed.contains("priv\"") && !scrubbed.contains("u:pw"), "{scrubbed}");
-        assert!(scrubbed.contains("jobs = 2") && scrubbed.contains("default = \"crates-io\""), "{scrubbed}");
+        assert!(
+            !scrubbed.contains("cio_secret")
+                && !scrubbed.contains("priv\"")
+                && !scrubbed.contains("u:pw"),
+            "{scrubbed}"
+        );
+        assert!(
+            scrubbed.contains("jobs = 2") && scrubbed.contains("default = \"crates-io\""),
+            "{scrubbed}"
+        );
     }
 
     #[test]
@@ -234,6 +257,10 @@ mod tests {
         });
         let found = replacements(&spec, Some(home.path()), None);
         assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found.iter().any(|r| r.original.ends_with(".netrc") && r.content.is_empty()));
+        assert!(
+            found
+                .iter()
+                .any(|r| r.original.ends_with(".netrc") && r.content.is_empty())
+        );
     }
 }

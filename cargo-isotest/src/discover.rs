@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use isotest_runtime::Spec;
 
-use crate::args::{BIND_DESTINATION_HINT, SandboxArgs};
+use crate::args::{SandboxArgs, setup_problem};
 use crate::cargo::CargoOptions;
 use crate::cargo::build::{self, Build, BuildError, TestBinary};
 use crate::exit_code::{self, Failure};
@@ -170,13 +170,9 @@ fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)
     let outcome = match helper.run(spec, CAPTURE_LIMIT) {
         Ok(outcome) => outcome,
         Err(HelperError::Sandbox {
-            message,
-            setup: Some(setup),
+            setup: Some(setup), ..
         }) if setup.is_spec_problem() => {
-            return Err((
-                exit_code::USAGE,
-                format!("{message}; {BIND_DESTINATION_HINT}"),
-            ));
+            return Err((exit_code::USAGE, setup_problem(&setup)));
         }
         Err(e) => return Err((exit_code::LIST_FAILED, e.to_string())),
     };

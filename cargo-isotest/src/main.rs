@@ -7,6 +7,7 @@
 mod args;
 mod cargo;
 mod commands;
+mod credentials;
 mod discover;
 mod exit_code;
 mod host;

@@ -134,15 +134,6 @@ fn make_file(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<(), Setu
     }
 }
 
-impl SetupError {
-    /// The symlink a mount point's path crossed, which setup refuses to follow.
-    pub fn crossed_symlink(&self) -> Option<&Path> {
-        (self.step == Step::Mountpoint && self.errno() == Errno::ELOOP)
-            .then_some(self.path.as_deref())
-            .flatten()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,17 +19,22 @@ pub enum Step {
     Setgroups,
     UidMap,
     GidMap,
+    /// Capping the namespaces the program may create (`user.max_*_namespaces`).
+    NamespaceLimit,
     /// Stopping mount events from propagating back to the host.
     PrivateMounts,
     /// Cloning a bind source's mount tree before the host root is hidden.
     BindSource,
     /// The tmpfs that becomes the sandbox's root.
     RootTmpfs,
+    /// Making a mount point beneath the new root, never through a symlink.
     Mountpoint,
     Bind,
     Tmpfs,
     Symlink,
     Proc,
+    /// Making the kernel-wide parts of /proc (sys, sysrq-trigger, irq, bus, fs) read-only.
+    ProcReadOnly,
     Dev,
     PivotRoot,
     /// Making the root and /dev read-only once populated.
@@ -77,6 +82,13 @@ impl SetupError {
     pub fn is_spec_problem(&self) -> bool {
         self.step == Step::Mountpoint
     }
+
+    /// The symlink a mount point's path crossed, which setup refuses to follow.
+    pub fn crossed_symlink(&self) -> Option<&std::path::Path> {
+        (self.step == Step::Mountpoint && self.errno() == Errno::ELOOP)
+            .then_some(self.path.as_deref())
+            .flatten()
+    }
 }
 
 /// `ENOENT (No such file or directory)`.
@@ -98,8 +110,16 @@ pub enum Error {
     Host { syscall: &'static str, errno: Errno },
     #[error(transparent)]
     Setup(#[from] SetupError),
-    #[error("the sandbox's init (pid {pid}) ended without a report ({status})")]
-    InitLost { pid: i32, status: String },
+    /// pid 1 died without its report: killed from outside (a kill of its pid, the OOM
+    /// killer), since nothing inside the sandbox can kill it. The sandbox was created.
+    #[error(
+        "the sandbox's init (host pid {pid}) ended without a report ({status}): something outside the sandbox killed it, such as a kill of that pid or the OOM killer"
+    )]
+    InitLost {
+        pid: i32,
+        status: String,
+        signal: Option<i32>,
+    },
     #[error("the sandbox's init sent an unreadable report: {0}")]
     Protocol(String),
 }

@@ -29,6 +29,7 @@ pub(crate) struct Plan {
     pub program: Program,
     pub timeout: Option<Duration>,
     pub grace: Duration,
+    pub namespace_limit: u32,
 }
 
 pub(crate) enum PlannedMount {
@@ -136,6 +137,7 @@ impl Plan {
             },
             timeout: spec.timeout_ms.map(Duration::from_millis),
             grace: Duration::from_millis(spec.grace_ms),
+            namespace_limit: spec.namespace_limit,
         })
     }
 }

@@ -352,6 +352,7 @@ impl Sandbox {
             return Err(Error::InitLost {
                 pid: self.pid.as_raw(),
                 status: describe(),
+                signal: status.ok().flatten().and_then(|s| s.terminating_signal()),
             });
         }
         let message: Message =

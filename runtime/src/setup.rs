@@ -14,9 +14,9 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
-use nix::sys::stat::Mode;
-use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags};
 
+use crate::beneath::{Beneath, Kind};
 use crate::error::{SetupError, Step};
 use crate::prepare::{ChildFds, Plan, PlannedMount};
 use crate::sys::{self, MountRef};
@@ -62,12 +62,14 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
     close_inherited_fds(fds);
     die_with_supervisor(fds)?;
     write_id_maps(plan)?;
+    limit_namespaces(plan)?;
     make_mounts_private()?;
     let trees = clone_bind_sources(plan)?;
-    mount_root_tmpfs()?;
-    populate_root(plan, trees)?;
-    mount_proc()?;
-    mount_dev(plan)?;
+    let root = mount_root_tmpfs()?;
+    populate_root(plan, trees, &root)?;
+    mount_proc(&root)?;
+    protect_kernel_proc()?;
+    mount_dev(plan, &root)?;
     pivot_into_root()?;
     seal_root()?;
     set_hostname(plan)?;
@@ -120,6 +122,26 @@ fn write_id_maps(plan: &Plan) -> Setup {
     write("/proc/self/gid_map", &plan.gid_map, Step::GidMap)
 }
 
+/// Namespace kinds the sandbox's own `user.max_*_namespaces` caps; a kernel without one
+/// of them (time namespaces before 5.6) simply has no such file.
+const NAMESPACE_KINDS: &[&str] = &["user", "net", "mnt", "pid", "ipc", "uts", "cgroup", "time"];
+
+/// Caps what the program may create in our user namespace, and below it: the count would
+/// otherwise be charged unbounded to the host user's own limits.
+fn limit_namespaces(plan: &Plan) -> Setup {
+    let limit = plan.namespace_limit.to_string();
+    for kind in NAMESPACE_KINDS {
+        // These files act on the writer's user namespace, so the host's /proc serves.
+        let path = PathBuf::from(format!("/proc/sys/user/max_{kind}_namespaces"));
+        match std::fs::write(&path, &limit) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_fail(Step::NamespaceLimit, "write", &path)(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Our mount namespace starts as a copy of the host's; private propagation keeps every
 /// mount we make from reaching the host.
 fn make_mounts_private() -> Setup {
@@ -168,8 +190,9 @@ fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
         .collect()
 }
 
-/// The sandbox's root is an empty tmpfs: only what the spec lists will be in it.
-fn mount_root_tmpfs() -> Setup {
+/// The sandbox's root is an empty tmpfs: only what the spec lists will be in it. Every
+/// path in it is then resolved from it, never through a symlink.
+fn mount_root_tmpfs() -> Setup<Beneath> {
     let staging = Path::new(STAGING);
     nix::mount::mount(
         Some("tmpfs"),
@@ -179,7 +202,8 @@ fn mount_root_tmpfs() -> Setup {
         Some("mode=0755"),
     )
     .map_err(fail(Step::RootTmpfs, "mount", Some(staging)))?;
-    nix::unistd::chdir(staging).map_err(fail(Step::RootTmpfs, "chdir", Some(staging)))
+    nix::unistd::chdir(staging).map_err(fail(Step::RootTmpfs, "chdir", Some(staging)))?;
+    Beneath::open(staging)
 }
 
 /// Paths in the staging root are relative to it, since it is our working directory.
@@ -188,106 +212,70 @@ fn staged(path: &Path) -> &Path {
 }
 
 /// Attaches the spec's mounts, parents first, so that the root holds what the spec lists.
-fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>) -> Setup {
+/// A planted symlink on the way is an error naming it, never followed onto the host.
+fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, root: &Beneath) -> Setup {
     for (mount, tree) in plan.mounts.iter().zip(trees) {
         match (mount, tree) {
-            (PlannedMount::Bind { dst, .. }, Some(tree)) => attach_bind(dst, tree)?,
+            (PlannedMount::Bind { dst, .. }, Some(tree)) => {
+                let kind = if tree.is_dir { Kind::Dir } else { Kind::File };
+                let target = root.mount_point(dst, kind)?;
+                attach(tree.fd, &target, Step::Bind, dst)?;
+            }
             (PlannedMount::Tmpfs { dst, options }, _) => {
-                make_dir_all(dst)?;
-                mount_tmpfs(staged(dst), options, Step::Tmpfs)?;
+                let target = root.mount_point(dst, Kind::Dir)?;
+                attach(
+                    new_tmpfs(options, Step::Tmpfs, dst)?,
+                    &target,
+                    Step::Tmpfs,
+                    dst,
+                )?;
             }
-            (PlannedMount::Symlink { path, target }, _) => {
-                if let Some(parent) = path.parent() {
-                    make_dir_all(parent)?;
-                }
-                std::os::unix::fs::symlink(target, staged(path)).map_err(io_fail(
-                    Step::Symlink,
-                    "symlink",
-                    path,
-                ))?;
-            }
+            (PlannedMount::Symlink { path, target }, _) => root.symlink(path, target)?,
             (PlannedMount::Bind { .. }, None) => unreachable!("every bind has a cloned tree"),
         }
     }
     Ok(())
 }
 
-fn attach_bind(dst: &Path, tree: Tree) -> Setup {
-    if tree.is_dir {
-        make_dir_all(dst)?;
-    } else {
-        make_file(dst)?;
-    }
+/// Attaches a detached mount onto the mount point `target` was opened as.
+fn attach(mount: OwnedFd, target: &OwnedFd, step: Step, shown: &Path) -> Setup {
     rustix::mount::move_mount(
-        tree.fd.as_fd(),
+        mount.as_fd(),
         c"",
-        rustix::fs::CWD,
-        staged(dst),
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        target.as_fd(),
+        c"",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
-    .map_err(|e| {
-        SetupError::new(
-            Step::Bind,
-            "move_mount",
-            Some(dst),
-            Errno::from_raw(e.raw_os_error()),
-        )
-    })
+    .map_err(|e| fail(step, "move_mount", Some(shown))(Errno::from_raw(e.raw_os_error())))
 }
 
-/// mkdir -p inside the staging root. An existing directory is fine even inside a read-only
-/// bind, because the kernel reports EEXIST before EROFS.
-fn make_dir_all(path: &Path) -> Setup {
-    let mut partial = PathBuf::new();
-    for part in staged(path).components() {
-        partial.push(part);
-        match nix::unistd::mkdir(&partial, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(errno) => {
-                return Err(SetupError::new(
-                    Step::Mountpoint,
-                    "mkdir",
-                    Some(&Path::new("/").join(&partial)),
-                    errno,
-                ));
-            }
+/// A detached tmpfs with `options` (`size=…,mode=…`), nosuid and nodev.
+fn new_tmpfs(options: &str, step: Step, shown: &Path) -> Setup<OwnedFd> {
+    let fail_at = |syscall| {
+        move |e: rustix::io::Errno| {
+            fail(step, syscall, Some(shown))(Errno::from_raw(e.raw_os_error()))
         }
+    };
+    let fs =
+        rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(fail_at("fsopen"))?;
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        rustix::mount::fsconfig_set_string(&fs, key, value).map_err(fail_at("fsconfig"))?;
     }
-    Ok(())
-}
-
-/// A file to bind a file onto.
-fn make_file(path: &Path) -> Setup {
-    if let Some(parent) = path.parent() {
-        make_dir_all(parent)?;
-    }
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(staged(path))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_fail(Step::Mountpoint, "open", path)(e)),
-    }
-}
-
-fn mount_tmpfs(dst: &Path, options: &str, step: Step) -> Setup {
-    nix::mount::mount(
-        Some("tmpfs"),
-        dst,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options),
+    rustix::mount::fsconfig_create(&fs).map_err(fail_at("fsconfig"))?;
+    rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
     )
-    .map_err(fail(step, "mount", Some(&Path::new("/").join(dst))))
+    .map_err(fail_at("fsmount"))
 }
 
 /// A fresh /proc shows only this pid namespace. The kernel refuses it when the host's
 /// /proc has parts masked by overmounts (as container runtimes do).
-fn mount_proc() -> Setup {
+fn mount_proc(root: &Beneath) -> Setup {
     let proc = Path::new("proc");
-    make_dir_all(Path::new("/proc"))?;
+    root.mount_point(Path::new("/proc"), Kind::Dir)?;
     nix::mount::mount(
         Some("proc"),
         proc,
@@ -298,28 +286,89 @@ fn mount_proc() -> Setup {
     .map_err(fail(Step::Proc, "mount", Some(Path::new("/proc"))))
 }
 
-/// A minimal /dev: the harmless host nodes, the usual links, private ptys and shm.
-fn mount_dev(plan: &Plan) -> Setup {
-    make_dir_all(Path::new("/dev"))?;
-    mount_tmpfs(Path::new("dev"), "mode=0755,size=64k", Step::Dev)?;
-    for node in DEV_NODES {
-        let host = Path::new("/dev").join(node);
-        make_file(&host)?;
-        nix::mount::mount(
-            Some(&host),
-            staged(&host),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
+/// The parts of /proc that act on the whole host rather than this sandbox. For them the
+/// sandbox's uid 0 (the host's root, when root runs us) passes the permission checks,
+/// and `core_pattern` alone would run a program as host root.
+const KERNEL_WIDE_PROC: &[&str] = &[
+    "sys",
+    "sysrq-trigger",
+    "irq",
+    "bus",
+    "fs",
+    "acpi",
+    "driver",
+    "scsi",
+    "mtrr",
+    "pressure",
+    "tty",
+];
+
+/// Re-binds the kernel-wide parts of /proc read-only over themselves, as bubblewrap does
+/// (and a few more); the program has no capability to undo it.
+fn protect_kernel_proc() -> Setup {
+    let proc = rustix::fs::open(
+        "proc",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| {
+        fail(Step::ProcReadOnly, "open", Some(Path::new("/proc")))(Errno::from_raw(
+            e.raw_os_error(),
+        ))
+    })?;
+    for name in KERNEL_WIDE_PROC {
+        let shown_path = Path::new("/proc").join(name);
+        let shown: &Path = &shown_path;
+        let fail_at = |syscall| move |e: Errno| fail(Step::ProcReadOnly, syscall, Some(shown))(e);
+        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        let tree = match rustix::mount::open_tree(&proc, *name, flags) {
+            Ok(tree) => tree,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(fail_at("open_tree")(Errno::from_raw(e.raw_os_error()))),
+        };
+        sys::make_read_only(MountRef::Tree(tree.as_fd()), true)
+            .map_err(fail_at("mount_setattr"))?;
+        rustix::mount::move_mount(
+            tree.as_fd(),
+            c"",
+            &proc,
+            *name,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
         )
-        .map_err(fail(Step::Dev, "mount", Some(&host)))?;
+        .map_err(|e| fail_at("move_mount")(Errno::from_raw(e.raw_os_error())))?;
+    }
+    Ok(())
+}
+
+/// A minimal /dev: the harmless host nodes, the usual links, private ptys and shm. The
+/// nodes are bound read-only: their data still flows, but `chmod` or `touch` of one
+/// would change the host's node.
+fn mount_dev(plan: &Plan, root: &Beneath) -> Setup {
+    let dev = Path::new("/dev");
+    let target = root.mount_point(dev, Kind::Dir)?;
+    attach(
+        new_tmpfs("mode=0755,size=64k", Step::Dev, dev)?,
+        &target,
+        Step::Dev,
+        dev,
+    )?;
+    for node in DEV_NODES {
+        let host_path = dev.join(node);
+        let host: &Path = &host_path;
+        let fail_at = |syscall| move |e: Errno| fail(Step::Dev, syscall, Some(host))(e);
+        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        let tree = rustix::mount::open_tree(rustix::fs::CWD, host, flags)
+            .map_err(|e| fail_at("open_tree")(Errno::from_raw(e.raw_os_error())))?;
+        sys::make_read_only(MountRef::Tree(tree.as_fd()), false)
+            .map_err(fail_at("mount_setattr"))?;
+        let target = root.mount_point(host, Kind::File)?;
+        attach(tree, &target, Step::Dev, host)?;
     }
     for (name, target) in DEV_LINKS {
-        let link = Path::new("dev").join(name);
-        std::os::unix::fs::symlink(target, &link).map_err(io_fail(Step::Dev, "symlink", &link))?;
+        root.symlink(&dev.join(name), Path::new(target))?;
     }
     let pts = Path::new("/dev/pts");
-    make_dir_all(pts)?;
+    root.mount_point(pts, Kind::Dir)?;
     nix::mount::mount(
         Some("devpts"),
         staged(pts),
@@ -328,8 +377,14 @@ fn mount_dev(plan: &Plan) -> Setup {
         Some("newinstance,ptmxmode=0666,mode=620"),
     )
     .map_err(fail(Step::Dev, "mount", Some(pts)))?;
-    make_dir_all(Path::new("/dev/shm"))?;
-    mount_tmpfs(Path::new("dev/shm"), &plan.shm_options, Step::Dev)
+    let shm = Path::new("/dev/shm");
+    let target = root.mount_point(shm, Kind::Dir)?;
+    attach(
+        new_tmpfs(&plan.shm_options, Step::Dev, shm)?,
+        &target,
+        Step::Dev,
+        shm,
+    )
 }
 
 /// Swaps the staging tmpfs in as `/` and detaches the host's root entirely, so no path

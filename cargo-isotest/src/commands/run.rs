@@ -10,7 +10,7 @@ use crate::cargo::CargoOptions;
 use crate::discover::discover;
 use crate::exit_code::{self, Failure};
 use crate::plan::{self, Filter};
-use crate::report::{RunReporter, json};
+use crate::report::{Destination, RunReporter, json};
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
 use crate::runner::{self, verdict};
 
@@ -89,6 +89,11 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     let started = Instant::now();
     // What the flags ask for is checked before the build, which takes long.
     let seed = plan::seed(args.flaky.shuffle.as_deref())?;
+    for path in args.runner.report_json.iter().chain(&args.runner.junit) {
+        Destination::Given(path.clone())
+            .check()
+            .map_err(|e| Failure::new(exit_code::USAGE, e))?;
+    }
     let rerun = args
         .runner
         .rerun_failed
@@ -105,11 +110,16 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         args.flaky.shuffle.is_some(),
     );
     let policy = policy(args);
-    let json_path = args
-        .runner
-        .report_json
-        .clone()
-        .unwrap_or_else(|| session.build.target_dir.join("isotest/last-run.json"));
+    let json_path = match &args.runner.report_json {
+        Some(path) => Destination::Given(path.clone()),
+        None => Destination::Own {
+            base: session.build.target_dir.clone(),
+            relative: PathBuf::from("isotest/last-run.json"),
+        },
+    };
+    json_path
+        .check()
+        .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
     let mut reporter = RunReporter::start(
         &plan,
         runner::planned_attempts(&plan, &policy),

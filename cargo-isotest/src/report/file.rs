@@ -1,15 +1,368 @@
-//! Writing a report file.
+//! Writing a report where the user asked, without destroying what is there.
+//!
+//! A FIFO, a character device or a descriptor alias such as `/dev/stdout` is written into
+//! in place; a regular file is replaced atomically (a temporary file renamed onto it) and
+//! gets the mode the umask gives; the runner's own directory is never entered through a
+//! symlink, since a test with `--bind-rw` of the target directory could plant one.
 
-use std::path::Path;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 
-/// Writes through a temporary file and a rename, so that a reader never sees half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+
+/// Why a report cannot go where it was asked to, with what to do instead.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the report to {}: {reason}; {fix}", .path.display())]
+pub struct ReportPathError {
+    pub path: PathBuf,
+    pub reason: String,
+    pub fix: &'static str,
+}
+
+const CHOOSE: &str = "choose a file in a directory you can write, or a FIFO";
+
+fn error(path: &Path, reason: impl Into<String>, fix: &'static str) -> ReportPathError {
+    ReportPathError {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+        fix,
+    }
+}
+
+fn errno_error(path: &Path, action: &str, errno: Errno) -> ReportPathError {
+    let fix = match errno {
+        Errno::ENOENT => "create the directory first, or choose another path",
+        Errno::EACCES | Errno::EPERM | Errno::EROFS => CHOOSE,
+        Errno::ELOOP => "a symlink is in the way: remove it (a test may have planted it)",
+        _ => CHOOSE,
+    };
+    error(path, format!("{action}: {}", errno.desc()), fix)
+}
+
+/// Where a report goes: a path the user gave, or the runner's own place beneath the
+/// target directory, which a test may have tampered with.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    Given(PathBuf),
+    Own { base: PathBuf, relative: PathBuf },
+}
+
+impl Destination {
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Destination::Given(path) => path.clone(),
+            Destination::Own { base, relative } => base.join(relative),
+        }
+    }
+
+    /// Checks before the run that the report will be writable, so that a bad path fails
+    /// before the tests run rather than after.
+    pub fn check(&self) -> Result<(), ReportPathError> {
+        match self {
+            Destination::Given(path) => check(path),
+            Destination::Own { base, relative } => open_beneath(base, relative).map(drop),
+        }
+    }
+
+    pub fn write(&self, bytes: &[u8]) -> Result<(), ReportPathError> {
+        match self {
+            Destination::Given(path) => write(path, bytes),
+            Destination::Own { base, relative } => write_beneath(base, relative, bytes),
+        }
+    }
+}
+
+/// How a report reaches its path.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    /// One of our own descriptors, named as `/dev/stdout`, `/dev/fd/N` or `/proc/self/fd/N`.
+    Descriptor(i32),
+    /// Something that is not a file to replace: opened and written in place.
+    Stream(PathBuf),
+    /// A regular file (or none yet) at this path, replaced atomically.
+    Replace(PathBuf),
+}
+
+fn target(path: &Path) -> Result<Target, ReportPathError> {
+    if let Some(fd) = descriptor_alias(path) {
+        return Ok(Target::Descriptor(fd));
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(error(
+            path,
+            "it is a directory",
+            "give a file name inside it, such as DIR/report.json",
+        )),
+        Ok(meta) if meta.is_file() => Ok(Target::Replace(
+            // Through a symlink to a file, that file is the one replaced, not the link.
+            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        )),
+        Ok(meta)
+            if meta.file_type().is_fifo()
+                || meta.file_type().is_char_device()
+                || meta.file_type().is_socket() =>
+        {
+            Ok(Target::Stream(path.to_path_buf()))
+        }
+        Ok(_) => Err(error(
+            path,
+            "it is not a file, FIFO or character device",
+            CHOOSE,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Target::Replace(path.to_path_buf()))
+        }
+        Err(e) => Err(errno_error(
+            path,
+            "cannot look at it",
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )),
+    }
+}
+
+/// `/dev/stdout` and friends: following the links by hand, since the last one is a magic
+/// link whose target (`pipe:[…]`) is no path at all.
+fn descriptor_alias(path: &Path) -> Option<i32> {
+    let mut current = path.to_path_buf();
+    for _ in 0..8 {
+        let text = current.to_str()?;
+        for prefix in ["/proc/self/fd/", "/dev/fd/", "/proc/thread-self/fd/"] {
+            if let Some(fd) = text.strip_prefix(prefix).and_then(|n| n.parse().ok()) {
+                return Some(fd);
+            }
+        }
+        let own = format!("/proc/{}/fd/", std::process::id());
+        if let Some(fd) = text.strip_prefix(own.as_str()).and_then(|n| n.parse().ok()) {
+            return Some(fd);
+        }
+        let link = std::fs::read_link(&current).ok()?;
+        current = match current.parent() {
+            Some(parent) if link.is_relative() => parent.join(link),
+            _ => link,
+        };
+    }
+    None
+}
+
+fn check(path: &Path) -> Result<(), ReportPathError> {
+    match target(path)? {
+        Target::Descriptor(_) | Target::Stream(_) => Ok(()),
+        Target::Replace(file) => {
+            let dir = parent(&file);
+            nix::unistd::access(
+                dir,
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+            )
+            .map_err(|e| errno_error(path, &format!("its directory {}", dir.display()), e))
+        }
+    }
+}
+
+/// Writes `bytes` to the user's `path`, as the module explains.
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ReportPathError> {
+    match target(path)? {
+        Target::Descriptor(fd) => {
+            // SAFETY: the descriptor is one of ours that the caller named; it is only
+            // written to here and stays open.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            write_all(fd, bytes).map_err(|e| errno_error(path, "write", e))
+        }
+        Target::Stream(stream) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&stream)
+                .map_err(|e| io_error(path, "open", e))?;
+            file.write_all(bytes)
+                .map_err(|e| io_error(path, "write", e))
+        }
+        Target::Replace(file) => {
+            let dir = nix::fcntl::open(
+                parent(&file),
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| errno_error(path, "open its directory", e))?;
+            let name = file
+                .file_name()
+                .ok_or_else(|| error(path, "it has no file name", CHOOSE))?;
+            replace_in(dir.as_fd(), Path::new(name), bytes)
+                .map_err(|e| errno_error(path, "write", e))
+        }
+    }
+}
+
+/// Writes `relative` (such as `isotest/last-run.json`) beneath the runner's own
+/// `base` directory, making the directories on the way and refusing any symlink there.
+fn write_beneath(base: &Path, relative: &Path, bytes: &[u8]) -> Result<(), ReportPathError> {
+    let shown = base.join(relative);
+    let dir = open_beneath(base, relative)?;
+    let name = relative
+        .file_name()
+        .ok_or_else(|| error(&shown, "it has no file name", CHOOSE))?;
+    replace_in(dir.as_fd(), Path::new(name), bytes).map_err(|e| errno_error(&shown, "write", e))
+}
+
+/// The directory `relative` goes in, made and entered beneath `base` without following
+/// a symlink.
+fn open_beneath(base: &Path, relative: &Path) -> Result<OwnedFd, ReportPathError> {
+    let shown = base.join(relative);
+    let fail = |action: &str| {
+        let shown = shown.clone();
+        let action = action.to_string();
+        move |e| errno_error(&shown, &action, e)
+    };
+    let mut dir = nix::fcntl::open(
+        base,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail("open the target directory"))?;
+    for part in relative.parent().into_iter().flat_map(Path::components) {
+        match nix::sys::stat::mkdirat(&dir, part.as_os_str(), Mode::from_bits_truncate(0o777)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(fail("create its directory")(e)),
+        }
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        dir = nix::fcntl::openat2(&dir, part.as_os_str(), how).map_err(fail(&format!(
+            "enter {} without following a symlink",
+            part.as_os_str().to_string_lossy()
+        )))?;
+    }
+    Ok(dir)
+}
+
+/// A temporary file beside `name`, created with the umask's mode, renamed onto it.
+/// The rename replaces whatever `name` is, a planted symlink included, never its target.
+fn replace_in(dir: BorrowedFd<'_>, name: &Path, bytes: &[u8]) -> Result<(), Errno> {
+    let tmp = PathBuf::from(format!(
+        ".{}.{}.{}.tmp",
+        name.display(),
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let file: OwnedFd = nix::fcntl::openat(
+        dir,
+        &tmp,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o666),
+    )?;
+    let written =
+        write_all(file.as_fd(), bytes).and_then(|()| nix::fcntl::renameat(dir, &tmp, dir, name));
+    if written.is_err() {
+        let _ = nix::unistd::unlinkat(dir, &tmp, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+    written
+}
+
+fn parent(file: &Path) -> &Path {
+    file.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
+        .unwrap_or(Path::new("."))
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
+}
+
+fn io_error(path: &Path, action: &str, e: std::io::Error) -> ReportPathError {
+    errno_error(
+        path,
+        action,
+        Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn descriptor_aliases_are_recognised() {
+        assert_eq!(descriptor_alias(Path::new("/dev/fd/5")), Some(5));
+        assert_eq!(descriptor_alias(Path::new("/proc/self/fd/1")), Some(1));
+        if Path::new("/dev/stdout").exists() {
+            assert_eq!(descriptor_alias(Path::new("/dev/stdout")), Some(1));
+        }
+        assert_eq!(descriptor_alias(Path::new("/tmp/report.json")), None);
+    }
+
+    #[test]
+    fn a_regular_file_is_replaced_with_the_umask_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let umask = umask();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
+
+    /// The process's umask, read without changing it.
+    fn umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
+    }
+
+    #[test]
+    fn a_fifo_is_streamed_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write(&fifo, b"report").unwrap();
+        assert_eq!(reader.join().unwrap(), b"report");
+        let meta = std::fs::symlink_metadata(&fifo).unwrap();
+        assert!(meta.file_type().is_fifo());
+    }
+
+    #[test]
+    fn a_missing_directory_is_named_with_the_fix() {
+        let e = check(Path::new("/nonexistent-isotest-dir/r.json")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("/nonexistent-isotest-dir/r.json"), "{text}");
+        assert!(text.contains("create the directory"), "{text}");
+        let e = write(Path::new("/"), b"x").unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+    }
+
+    #[test]
+    fn the_own_directory_is_never_entered_through_a_symlink() {
+        let base = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), base.path().join("isotest")).unwrap();
+        let e = write_beneath(base.path(), Path::new("isotest/last-run.json"), b"{}").unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        std::fs::remove_file(base.path().join("isotest")).unwrap();
+        write_beneath(base.path(), Path::new("isotest/last-run.json"), b"{}").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(base.path().join("isotest/last-run.json")).unwrap(),
+            "{}"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! read back by `replay` and `--rerun-failed`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -10,40 +10,36 @@ use isotest_runtime::Spec;
 use serde::Deserialize;
 
 use super::document::{RunReport, SCHEMA};
-use super::file::write_atomically;
+use super::file::Destination;
 use crate::exit_code::{self, Failure};
 use crate::runner::record::TestRecord;
 
 impl RunReport {
-    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+    pub fn write_json(&self, destination: &Destination) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(self)?;
-        write_atomically(path, &bytes)
-            .map_err(|e| anyhow::anyhow!("cannot write the JSON report to {}: {e}", path.display()))
+        Ok(destination.write(&bytes)?)
     }
 }
 
 /// Keeps the JSON report on disk up to date while the run goes on, so that a runner
 /// killed outright still leaves what it knew.
 pub struct Checkpoint {
-    path: PathBuf,
+    destination: Destination,
     seed: u64,
     started: Instant,
 }
 
 impl Checkpoint {
-    pub fn new(path: PathBuf, seed: u64, started: Instant) -> Checkpoint {
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
+    pub fn new(destination: Destination, seed: u64, started: Instant) -> Checkpoint {
         Checkpoint {
-            path,
+            destination,
             seed,
             started,
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn destination(&self) -> &Destination {
+        &self.destination
     }
 
     pub fn write(&self, records: Vec<TestRecord>) {
@@ -55,7 +51,7 @@ impl Checkpoint {
         );
         report.in_progress = true;
         // A failed checkpoint is not worth stopping the run for; the final write reports.
-        let _ = report.write_json(&self.path);
+        let _ = report.write_json(&self.destination);
     }
 }
 

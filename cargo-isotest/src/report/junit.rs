@@ -13,8 +13,7 @@ use crate::runner::record::{AttemptRecord, TestOutcome, TestRecord};
 
 pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
     let xml = to_xml(report)?;
-    super::file::write_atomically(path, xml.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write the JUnit report to {}: {e}", path.display()))
+    Ok(super::file::Destination::Given(path.to_path_buf()).write(xml.as_bytes())?)
 }
 
 pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {

@@ -17,7 +17,7 @@ use crate::plan::Plan;
 use crate::runner::events::{Reporter, RunEvent};
 use crate::runner::record::TestRecord;
 pub use document::RunReport;
-pub use file::write_atomically;
+pub use file::Destination;
 use terminal::Terminal;
 
 /// Every view of a run: the terminal, the JSON report on disk, and at the end JUnit.
@@ -36,7 +36,7 @@ impl RunReporter {
     pub fn start(
         plan: &Plan,
         attempts: Option<usize>,
-        json_path: PathBuf,
+        json_path: Destination,
         junit: Option<PathBuf>,
         started: Instant,
     ) -> RunReporter {
@@ -45,7 +45,7 @@ impl RunReporter {
                 "warning: no test matches the filters; `cargo isotest list` shows them all"
             );
         }
-        let terminal = Terminal::new(attempts, json_path.display().to_string());
+        let terminal = Terminal::new(attempts, json_path.path().display().to_string());
         terminal.header(
             plan.order.len(),
             plan.binaries,
@@ -75,7 +75,9 @@ impl RunReporter {
             .then(|| format!("{:>12} shuffled with --shuffle={}", "seed", self.seed));
         self.terminal.summary(&report, seed_line.as_deref());
         let failed = |e| Failure::new(exit_code::SETUP_FAILED, e);
-        report.write_json(self.checkpoint.path()).map_err(failed)?;
+        report
+            .write_json(self.checkpoint.destination())
+            .map_err(failed)?;
         if let Some(path) = &self.junit {
             junit::write(&report, path).map_err(failed)?;
         }

@@ -7,6 +7,7 @@ pub mod attempts;
 pub mod events;
 mod load;
 pub mod policy;
+mod protocol;
 pub mod record;
 pub mod stress;
 #[cfg(test)]
@@ -40,7 +41,11 @@ pub fn run(
             let spec = plan.specs[attempt.test]
                 .as_ref()
                 .expect("only runnable tests are dispatched");
-            helper.run(&attempt_spec(spec, attempt.number), CAPTURE_LIMIT)
+            match helper.run(&attempt_spec(spec, attempt.number), CAPTURE_LIMIT) {
+                // Cancelling kills the helpers: that loss is the cancel, not a failure.
+                Err(HelperError::Lost { .. }) if pool.stopped() => Err(HelperError::Cancelled),
+                result => result,
+            }
         },
         &mut attempts,
     );

@@ -83,6 +83,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Bind
         | Step::Tmpfs
         | Step::Proc
+        | Step::ProcReadOnly
         | Step::Dev
         | Step::PivotRoot
         | Step::Seal => true,
@@ -91,6 +92,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Setgroups
         | Step::UidMap
         | Step::GidMap
+        | Step::NamespaceLimit
         | Step::Mountpoint
         | Step::Symlink
         | Step::Hostname

@@ -38,7 +38,7 @@ impl Stage {
     pub fn of(failure: &SetupError) -> Stage {
         match failure.step {
             Step::Clone | Step::DeathSignal => Stage::Namespaces,
-            Step::Setgroups | Step::UidMap | Step::GidMap => Stage::IdMaps,
+            Step::Setgroups | Step::UidMap | Step::GidMap | Step::NamespaceLimit => Stage::IdMaps,
             Step::Mountpoint => match &failure.path {
                 Some(path) if path.starts_with("/proc") => Stage::Proc,
                 Some(path) if path.starts_with("/dev") => Stage::Dev,
@@ -50,7 +50,7 @@ impl Stage {
             | Step::Bind
             | Step::Tmpfs
             | Step::Symlink => Stage::Mounts,
-            Step::Proc => Stage::Proc,
+            Step::Proc | Step::ProcReadOnly => Stage::Proc,
             Step::Dev => Stage::Dev,
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,
             Step::Hostname => Stage::Hostname,

@@ -75,7 +75,8 @@ mod tests {
     #[test]
     fn a_real_pass_passes() {
         assert_eq!(ran_and_passed(PASS, "a"), Ok(()));
-        let shared_line = "\nrunning 1 test\nno newlinetest a ... ok\n\ntest result: ok. 1 passed\n";
+        let shared_line =
+            "\nrunning 1 test\nno newlinetest a ... ok\n\ntest result: ok. 1 passed\n";
         assert_eq!(ran_and_passed(shared_line, "a"), Ok(()));
     }
 
@@ -94,13 +95,19 @@ mod tests {
             ran_and_passed("\nrunning 0 tests\n\ntest result: ok. 0 passed\n", "a"),
             Err(NotProven::RanNothing("a".into()))
         );
-        assert_eq!(ran_and_passed("hello\n", "a"), Err(NotProven::NoHeader("a".into())));
+        assert_eq!(
+            ran_and_passed("hello\n", "a"),
+            Err(NotProven::NoHeader("a".into()))
+        );
         assert_eq!(
             ran_and_passed("\nrunning 1 test\ntest a ... ok\n", "a"),
             Err(NotProven::NoResult("a".into()))
         );
         assert_eq!(
-            ran_and_passed("\nrunning 1 test\ntest b ... ok\n\ntest result: ok. 1 passed\n", "a"),
+            ran_and_passed(
+                "\nrunning 1 test\ntest b ... ok\n\ntest result: ok. 1 passed\n",
+                "a"
+            ),
             Err(NotProven::NoStatus("a".into()))
         );
     }
