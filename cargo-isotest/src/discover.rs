@@ -15,6 +15,7 @@ use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::interrupt;
 use crate::launch::pool::{Dispatch, Event, Pool};
+use crate::report::Destination;
 use crate::sandbox::{self, CAPTURE_LIMIT, SandboxOptions};
 
 /// Everything discovered: the build, the helpers, and every binary's test list.
@@ -49,6 +50,16 @@ pub enum TestKind {
 
 impl From<BuildError> for Failure {
     fn from(error: BuildError) -> Failure {
+        if let BuildError::Metadata(e) = &error
+            && e.to_string().contains("could not find `Cargo.toml`")
+        {
+            return Failure::new(
+                exit_code::USAGE,
+                format!(
+                    "{error}\nhint: run cargo isotest in a cargo project, or point at one with --manifest-path PATH/Cargo.toml"
+                ),
+            );
+        }
         let code = match error {
             // Cargo itself refused: the same problem `cargo test` would have.
             BuildError::BuildFailed { .. } | BuildError::Metadata(_) => exit_code::BUILD_FAILED,
@@ -75,6 +86,11 @@ pub fn discover(
         ));
     }
     let build = build::build(cargo)?;
+    // Before anything is written there (scrubbed credentials, the report): a test of an
+    // earlier run may have planted a symlink in the runner's own directory.
+    Destination::own_report(&build.target_dir)
+        .check()
+        .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
     options.add_toolchain(args);
     let tmpdir = sandbox::target_tmpdir(&build);
     std::fs::create_dir_all(&tmpdir).map_err(|e| {

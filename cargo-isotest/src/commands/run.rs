@@ -112,10 +112,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     let policy = policy(args);
     let json_path = match &args.runner.report_json {
         Some(path) => Destination::Given(path.clone()),
-        None => Destination::Own {
-            base: session.build.target_dir.clone(),
-            relative: PathBuf::from("isotest/last-run.json"),
-        },
+        None => Destination::own_report(&session.build.target_dir),
     };
     json_path
         .check()
@@ -125,6 +122,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         runner::planned_attempts(&plan, &policy),
         json_path,
         args.runner.junit.clone(),
+        session.build.workspace_root.clone(),
         started,
     );
     let records = runner::run(

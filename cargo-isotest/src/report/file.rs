@@ -52,6 +52,14 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// The runner's own report, `<target dir>/isotest/last-run.json`.
+    pub fn own_report(target_dir: &Path) -> Destination {
+        Destination::Own {
+            base: target_dir.to_path_buf(),
+            relative: PathBuf::from("isotest/last-run.json"),
+        }
+    }
+
     pub fn path(&self) -> PathBuf {
         match self {
             Destination::Given(path) => path.clone(),

@@ -2,14 +2,14 @@
 //! read back by `replay` and `--rerun-failed`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use isotest_runtime::Spec;
 use serde::Deserialize;
 
-use super::document::{RunReport, SCHEMA};
+use super::document::{Fingerprint, RunReport, SCHEMA};
 use super::file::Destination;
 use crate::exit_code::{self, Failure};
 use crate::runner::record::TestRecord;
@@ -25,14 +25,21 @@ impl RunReport {
 /// killed outright still leaves what it knew.
 pub struct Checkpoint {
     destination: Destination,
+    workspace_root: PathBuf,
     seed: u64,
     started: Instant,
 }
 
 impl Checkpoint {
-    pub fn new(destination: Destination, seed: u64, started: Instant) -> Checkpoint {
+    pub fn new(
+        destination: Destination,
+        workspace_root: PathBuf,
+        seed: u64,
+        started: Instant,
+    ) -> Checkpoint {
         Checkpoint {
             destination,
+            workspace_root,
             seed,
             started,
         }
@@ -42,8 +49,13 @@ impl Checkpoint {
         &self.destination
     }
 
+    pub fn workspace_root(&self) -> &Path {
+        &self.workspace_root
+    }
+
     pub fn write(&self, records: Vec<TestRecord>) {
         let mut report = RunReport::new(
+            &self.workspace_root,
             records,
             self.started.elapsed().as_millis() as u64,
             self.seed,
@@ -58,6 +70,11 @@ impl Checkpoint {
 /// The parts of a report that replay and --rerun-failed read.
 #[derive(Deserialize)]
 pub struct StoredReport {
+    /// Missing from a report written before it was recorded.
+    #[serde(default)]
+    pub workspace_root: Option<PathBuf>,
+    #[serde(default)]
+    pub binaries: Vec<Fingerprint>,
     pub tests: Vec<StoredTest>,
 }
 
@@ -86,8 +103,23 @@ pub fn failed(outcome: &str) -> bool {
 pub fn read(path: &Path) -> anyhow::Result<StoredReport> {
     let text = std::fs::read(path)
         .with_context(|| format!("cannot read the report {}", path.display()))?;
-    let schema: serde_json::Value =
-        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if text.iter().all(u8::is_ascii_whitespace) {
+        bail!(
+            "the report {} is empty: a run writes it when its first test ends, so this run ended (or was killed) before that; run the tests again for a new report",
+            path.display()
+        );
+    }
+    let schema: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+        if e.is_eof() {
+            anyhow::anyhow!(
+                "the report {} is truncated (its JSON stops at line {}): was the run killed while writing it, or the disk full? Run the tests again for a whole report",
+                path.display(),
+                e.line()
+            )
+        } else {
+            anyhow::anyhow!("{} is not JSON ({e}): give the path of a report `cargo isotest run --report-json` wrote", path.display())
+        }
+    })?;
     if schema["schema"] != SCHEMA {
         bail!(
             "{} is not a cargo isotest run report (its schema is {}, expected {SCHEMA})",

@@ -16,7 +16,7 @@ use crate::exit_code::{self, Failure};
 use crate::plan::Plan;
 use crate::runner::events::{Reporter, RunEvent};
 use crate::runner::record::TestRecord;
-pub use document::RunReport;
+pub use document::{Fingerprint, RunReport};
 pub use file::Destination;
 use terminal::Terminal;
 
@@ -38,6 +38,7 @@ impl RunReporter {
         attempts: Option<usize>,
         json_path: Destination,
         junit: Option<PathBuf>,
+        workspace_root: PathBuf,
         started: Instant,
     ) -> RunReporter {
         if plan.tests.is_empty() {
@@ -53,7 +54,7 @@ impl RunReporter {
         );
         RunReporter {
             terminal,
-            checkpoint: json::Checkpoint::new(json_path, plan.seed, started),
+            checkpoint: json::Checkpoint::new(json_path, workspace_root, plan.seed, started),
             junit,
             started,
             seed: plan.seed,
@@ -64,6 +65,7 @@ impl RunReporter {
     /// Shows the summary and writes the reports.
     pub fn finish(self, records: Vec<TestRecord>, cancelled: bool) -> Result<RunReport, Failure> {
         let report = RunReport::new(
+            self.checkpoint.workspace_root(),
             records,
             self.started.elapsed().as_millis() as u64,
             self.seed,

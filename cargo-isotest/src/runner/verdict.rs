@@ -34,9 +34,13 @@ pub fn attempt(
             record.failure_message = Some(record.describe_failure());
             return record;
         }
-        Err(error @ HelperError::Sandbox { .. }) => {
+        Err(HelperError::Sandbox { message, setup }) => {
             record.outcome = TestOutcome::Failed;
-            record.error = Some(format!("the test's sandbox could not be created: {error}"));
+            // Without a setup step the sandbox was made, and lost later (its init killed).
+            record.error = Some(match setup {
+                Some(_) => format!("the test's sandbox could not be created: {message}"),
+                None => format!("the test's sandbox failed: {message}"),
+            });
             record.failure_message = Some(record.describe_failure());
             return record;
         }
