@@ -148,6 +148,12 @@ fn list_tests(
             })
         })
         .collect();
+    // A spec the options made impossible (HOME over /usr or the target directory) is the
+    // user's to fix, and the same for every binary: say so once, before any sandbox.
+    if let Some((_, _, spec)) = jobs.first() {
+        spec.validate()
+            .map_err(|e| Failure::new(exit_code::USAGE, e))?;
+    }
     let mut queue = Queue::new(jobs.len());
     pool.run(
         |helper: &mut Helper, &index: &usize| list_output(helper, &jobs[index].2),

@@ -183,14 +183,18 @@ fn file_borne_secrets_are_hidden(ctx: &Ctx) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Where rustup keeps the toolchain for this suite, for a runner given another HOME.
+fn rustup_home() -> std::path::PathBuf {
+    std::env::var_os("RUSTUP_HOME")
+        .map(Into::into)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".rustup")))
+        .unwrap_or_default()
+}
+
 /// The runner with `home` as HOME and `cargo_home` as CARGO_HOME, still finding its
 /// toolchain (rustup's proxies look for it under HOME otherwise).
 fn with_home(cmd: &mut Command, home: &Path, cargo_home: &Path) {
-    if std::env::var_os("RUSTUP_HOME").is_none()
-        && let Some(real) = std::env::var_os("HOME")
-    {
-        cmd.env("RUSTUP_HOME", Path::new(&real).join(".rustup"));
-    }
+    cmd.env("RUSTUP_HOME", rustup_home());
     if cmd.get_envs().all(|(k, _)| k != "CARGO") {
         let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output();
         if let Ok(sysroot) = sysroot {
@@ -657,8 +661,21 @@ fn bad_reports_and_names_in_replay(ctx: &Ctx) -> Result<(), Failed> {
     says(&out, 2, &gone)
 }
 
-/// In a directory that is not a cargo project, `run` says how to point at one.
+/// In a directory that is not a cargo project, `run` says how to point at one; a HOME
+/// inside the target directory would hide the test binaries.
 fn outside_a_cargo_project(ctx: &Ctx) -> Result<(), Failed> {
+    let dir = fixture("misbehaving", ctx.user.as_ref());
+    let home = dir.join("target");
+    let out = output(
+        ctx.isotest(&dir)
+            .env("HOME", &home)
+            .env("RUSTUP_HOME", rustup_home())
+            .args(["--test", "liar"]),
+    )?;
+    ensure(
+        status_code(&out) == Some(2) && String::from_utf8_lossy(&out.stderr).contains("HOME"),
+        || format!("HOME at the target directory; {}", describe(&out)),
+    )?;
     let out = output(&mut ctx.isotest(ctx.scratch.path()))?;
     ensure(
         status_code(&out) == Some(2)
