@@ -154,13 +154,14 @@ fn mount_options(out: &Output, points: &[&str]) -> Vec<(String, String)> {
     points
         .iter()
         .map(|point| {
+            // The last mount at a point is the one on top.
             let options = text
                 .lines()
-                .filter_map(|l| {
+                .rev()
+                .find_map(|l| {
                     let fields: Vec<&str> = l.split(' ').collect();
                     (fields.get(4) == Some(point)).then(|| fields.get(5).copied())?
                 })
-                .last()
                 .unwrap_or("not mounted");
             (
                 point.to_string(),
