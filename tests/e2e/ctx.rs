@@ -155,7 +155,8 @@ impl Ctx {
             unsafe {
                 cmd.pre_exec(move || {
                     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-                    private_mounts_over_dev(&dev)
+                    make_mounts_private()?;
+                    bind_over_dev(&dev)
                 });
             }
         }
@@ -298,13 +299,7 @@ fn become_user(
         cmd.pre_exec(move || {
             use nix::mount::{MsFlags, mount};
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-            mount(
-                None::<&CStr>,
-                c"/",
-                None::<&CStr>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&CStr>,
-            )?;
+            make_mounts_private()?;
             mount(
                 Some(toolchain.host.as_c_str()),
                 visible.as_c_str(),
@@ -313,7 +308,7 @@ fn become_user(
                 None::<&CStr>,
             )?;
             if let Some(dev) = &dev {
-                private_mounts_over_dev(dev)?;
+                bind_over_dev(dev)?;
             }
             nix::unistd::setgroups(&[])?;
             nix::unistd::setgid(gid)?;
@@ -323,16 +318,21 @@ fn become_user(
     }
 }
 
-/// In a fresh mount namespace: nothing propagates back, and `dev` hides the host's /dev.
-fn private_mounts_over_dev(dev: &CStr) -> std::io::Result<()> {
-    use nix::mount::{MsFlags, mount};
-    mount(
+/// In a fresh mount namespace: nothing done in it propagates back to the host's.
+fn make_mounts_private() -> std::io::Result<()> {
+    nix::mount::mount(
         None::<&CStr>,
         c"/",
         None::<&CStr>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
         None::<&CStr>,
     )?;
+    Ok(())
+}
+
+/// `dev` in place of the host's /dev, in a private mount namespace.
+fn bind_over_dev(dev: &CStr) -> std::io::Result<()> {
+    use nix::mount::{MsFlags, mount};
     mount(
         Some(dev),
         c"/dev",

@@ -236,17 +236,7 @@ fn a_lost_helper_is_never_a_pass(ctx: &Ctx) -> Result<(), Failed> {
         })?;
         std::thread::sleep(Duration::from_millis(50));
     };
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(helper),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
-    let status = wait_or_kill(&mut child, Duration::from_secs(120))?;
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stderr)?;
+    let (status, stderr) = kill_and_wait(&mut child, helper)?;
     ensure(status.code().is_some_and(|c| c != 0), || {
         format!("a run whose helper was killed exited {status:?}:\n{stderr}")
     })?;
@@ -257,6 +247,26 @@ fn a_lost_helper_is_never_a_pass(ctx: &Ctx) -> Result<(), Failed> {
     ensure(stderr.contains("SIGKILL"), || {
         format!("the cause must be shown:\n{stderr}")
     })
+}
+
+/// SIGKILLs `victim` (a process `child` depends on), then waits for `child`'s status and
+/// stderr.
+fn kill_and_wait(
+    child: &mut std::process::Child,
+    victim: i32,
+) -> Result<(std::process::ExitStatus, String), Failed> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let status = wait_or_kill(child, Duration::from_secs(120))?;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)?;
+    Ok((status, stderr))
 }
 
 /// `exec -- yes | head -1` never ended: exec drained the pipe at full CPU.
@@ -278,12 +288,13 @@ fn a_broken_pipe_ends_exec(ctx: &Ctx) -> Result<(), Failed> {
     )
 }
 
-/// A program ignoring SIGTERM kept exec alive forever after exec got SIGTERM.
-fn grace_escalates_to_kill(ctx: &Ctx) -> Result<(), Failed> {
+/// `exec --grace GRACE` of a program that ignores SIGTERM, SIGINT and SIGHUP, once it
+/// has started.
+fn spawn_stubborn(ctx: &Ctx, grace: &str) -> Result<std::process::Child, Failed> {
     let mut child = ctx
         .exec(&[
             "--grace",
-            "1s",
+            grace,
             "--",
             "sh",
             "-c",
@@ -293,9 +304,14 @@ fn grace_escalates_to_kill(ctx: &Ctx) -> Result<(), Failed> {
         .stderr(Stdio::piped())
         .spawn()?;
     let mut line = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    stdout.read_line(&mut line)?;
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
     ensure_eq(line.as_str(), "ready\n", "the program started")?;
+    Ok(child)
+}
+
+/// A program ignoring SIGTERM kept exec alive forever after exec got SIGTERM.
+fn grace_escalates_to_kill(ctx: &Ctx) -> Result<(), Failed> {
+    let mut child = spawn_stubborn(ctx, "1s")?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -310,20 +326,7 @@ fn grace_escalates_to_kill(ctx: &Ctx) -> Result<(), Failed> {
 
 /// A second Ctrl-C kills at once, however long the grace period.
 fn second_ctrl_c_kills_at_once(ctx: &Ctx) -> Result<(), Failed> {
-    let mut child = ctx
-        .exec(&[
-            "--grace",
-            "1h",
-            "--",
-            "sh",
-            "-c",
-            "trap '' TERM INT HUP; echo ready; while :; do sleep 1; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let mut child = spawn_stubborn(ctx, "1h")?;
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
     std::thread::sleep(Duration::from_millis(300));
@@ -588,17 +591,7 @@ fn bad_exec_input_is_a_usage_error(ctx: &Ctx) -> Result<(), Failed> {
                 == Some(exec)
         })
         .ok_or("no sandbox init under exec")?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(init),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
-    let status = wait_or_kill(&mut child, Duration::from_secs(60))?;
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stderr)?;
+    let (status, stderr) = kill_and_wait(&mut child, init)?;
     ensure(
         status.code() == Some(128 + libc::SIGKILL)
             && stderr.contains("killed")
