@@ -258,7 +258,10 @@ fn new_tmpfs(options: &str, step: Step, shown: &Path) -> Setup<OwnedFd> {
     };
     let fs =
         rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(fail_at("fsopen"))?;
-    for option in options.split(',').filter(|o| !o.is_empty()) {
+    // `source` names it in mount listings, as mount(2) with "tmpfs" does.
+    for option in
+        std::iter::once("source=tmpfs").chain(options.split(',').filter(|o| !o.is_empty()))
+    {
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
         rustix::mount::fsconfig_set_string(&fs, key, value).map_err(fail_at("fsconfig"))?;
     }
