@@ -46,11 +46,17 @@ pub fn ran_and_passed(stdout: &str, name: &str) -> Result<(), NotProven> {
     if lines.len() < 2 || !last.starts_with("test result: ") {
         return Err(NotProven::NoResult(name.into()));
     }
-    let prefix = format!("test {name} ... ");
-    let status = lines[1..lines.len() - 1]
-        .iter()
-        .rev()
-        .find_map(|line| line.rfind(&prefix).map(|at| &line[at + prefix.len()..]));
+    // libtest marks a `#[should_panic]` test in its status line.
+    let prefixes = [
+        format!("test {name} ... "),
+        format!("test {name} - should panic ... "),
+    ];
+    let status = lines[1..lines.len() - 1].iter().rev().find_map(|line| {
+        prefixes.iter().find_map(|prefix| {
+            line.rfind(prefix.as_str())
+                .map(|at| &line[at + prefix.len()..])
+        })
+    });
     match status {
         Some("ok") if last.starts_with("test result: ok.") => Ok(()),
         _ => Err(NotProven::NoStatus(name.into())),
@@ -78,6 +84,9 @@ mod tests {
         let shared_line =
             "\nrunning 1 test\nno newlinetest a ... ok\n\ntest result: ok. 1 passed\n";
         assert_eq!(ran_and_passed(shared_line, "a"), Ok(()));
+        let should_panic =
+            "\nrunning 1 test\ntest sp - should panic ... ok\n\ntest result: ok. 1 passed\n";
+        assert_eq!(ran_and_passed(should_panic, "sp"), Ok(()));
     }
 
     #[test]
