@@ -324,6 +324,29 @@ fn grace_escalates_to_kill(ctx: &Ctx) -> Result<(), Failed> {
     )
 }
 
+/// What a FIFO gets, read without blocking: until a writer has come and gone, or `limit`.
+fn read_fifo(path: &Path, limit: Duration) -> std::io::Result<String> {
+    let mut fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let (mut text, mut buf) = (Vec::new(), [0u8; 4096]);
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match fifo.read(&mut buf) {
+            // No writer: either none yet, or the one that wrote has finished.
+            Ok(0) if !text.is_empty() => break,
+            Ok(0) => std::thread::sleep(Duration::from_millis(10)),
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
 /// A second Ctrl-C kills at once, however long the grace period.
 fn second_ctrl_c_kills_at_once(ctx: &Ctx) -> Result<(), Failed> {
     let mut child = spawn_stubborn(ctx, "1h")?;
@@ -366,18 +389,13 @@ fn reports_written_in_place_or_replaced(ctx: &Ctx) -> Result<(), Failed> {
     let fifo = ctx.scratch.path().join("report.fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666))?;
     std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666))?;
+    // Never blocking: a runner that replaces the FIFO instead of opening it must fail
+    // this scenario, not hang it.
     let reader = {
         let fifo = fifo.clone();
-        std::thread::spawn(move || std::fs::read_to_string(fifo))
+        std::thread::spawn(move || read_fifo(&fifo, Duration::from_secs(60)))
     };
     let out = exec_report(fifo.to_str().expect("utf-8"), Stdio::null());
-    // If exec never opened the FIFO, this opening ends the reader's wait; else nothing.
-    drop(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo),
-    );
     let streamed = reader.join().map_err(|_| "FIFO reader panicked")??;
     let out = out?;
     ensure_eq(
