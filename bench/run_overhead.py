@@ -251,12 +251,12 @@ def report_trivial(timing_path, count):
     for case in timing["cases"]:
         print(f"  {case['label']:8} {' '.join(case['argv'])}")
     print()
-    print(f"{'runner':8}  {'median':>8}  {'min':>8}  {'max':>8}  {'own clock':>10}  {'per test':>9}")
-    for label in ("nextest", "isotest"):
+    print(f"{'runner':16}  {'median':>8}  {'min':>8}  {'max':>8}  {'own clock':>10}  {'per test':>9}")
+    for label in stats:
         s = stats[label]
         per_test = s["median"] / count * 1e3
         print(
-            f"{label:8}  {seconds(s['median']):>8}  {seconds(s['min']):>8}"
+            f"{label:16}  {seconds(s['median']):>8}  {seconds(s['min']):>8}"
             f"  {seconds(s['max']):>8}  {seconds(s['own_clock']):>10}  {per_test:>7.2f}ms"
         )
     ratio = isotest["median"] / nextest["median"]
@@ -266,6 +266,15 @@ def report_trivial(timing_path, count):
         f"isotest/nextest = {ratio:.2f}x (target: within 1.20x, {'met' if ratio <= 1.2 else 'not met'})"
     )
     print(f"per-test overhead over nextest = {overhead:+.2f}ms  ((isotest - nextest) / {count})")
+    for label in ("isotest+limits", "isotest+fallback"):
+        limited = stats.get(label)
+        if limited:
+            extra = limited["median"] / isotest["median"]
+            print(
+                f"{label}/isotest = {extra:.2f}x (goal: under 1.05x,"
+                f" {'met' if extra < 1.05 else 'not met'}); per test"
+                f" {(limited['median'] - isotest['median']) / count * 1e3:+.2f}ms"
+            )
     print(
         "(own clock: the median time on the runner's closing Summary line; the two clocks"
         " do not start at the same point, see bench/README.md)"

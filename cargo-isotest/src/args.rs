@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use isotest_runtime::{Mount, Net};
+use isotest_runtime::{LimitExceeded, Limits, Mechanism, Mount, Net, Pid, Sys};
 
 /// What to do when a bind's destination cannot be created.
 pub const BIND_DESTINATION_HINT: &str =
@@ -41,6 +41,42 @@ impl From<NetArg> for Net {
     }
 }
 
+/// `--sys`: what of the host's /sys a sandbox shows.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum SysArg {
+    None,
+    #[default]
+    Sandbox,
+    Host,
+}
+
+impl From<SysArg> for Sys {
+    fn from(sys: SysArg) -> Sys {
+        match sys {
+            SysArg::None => Sys::None,
+            SysArg::Sandbox => Sys::Sandbox,
+            SysArg::Host => Sys::Host,
+        }
+    }
+}
+
+/// `--pid`: whether a sandbox has a pid namespace of its own.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum PidArg {
+    #[default]
+    Sandbox,
+    Host,
+}
+
+impl From<PidArg> for Pid {
+    fn from(pid: PidArg) -> Pid {
+        match pid {
+            PidArg::Sandbox => Pid::Sandbox,
+            PidArg::Host => Pid::Host,
+        }
+    }
+}
+
 /// Rules of every test's sandbox that a user may relax: `run`, `list` and `shell`.
 #[derive(Args, Debug, Default)]
 #[command(next_help_heading = "Sandbox options")]
@@ -51,15 +87,22 @@ pub struct SandboxArgs {
     /// Network of each test: only `lo` (up), no usable interface, or the host's.
     #[arg(long, value_enum, value_name = "NET")]
     pub net: Option<NetArg>,
+    /// /sys of each test: the sandbox's own read-only view (its network interfaces and
+    /// cgroups, the host's devices), the host's (read-only), or none.
+    #[arg(long, value_enum, default_value_t = SysArg::Sandbox, value_name = "SYS")]
+    pub sys: SysArg,
+    /// Processes of each test: a pid namespace of its own, or the host's (a read-only
+    /// host /proc; the test can see and signal the host's processes of its user).
+    #[arg(long, value_enum, default_value_t = PidArg::Sandbox, value_name = "PID")]
+    pub pid: PidArg,
     /// Make a host path visible read-only in every test's sandbox.
     #[arg(long, value_name = "SRC[:DST]")]
     pub bind: Vec<String>,
     /// Make a host path visible and writable in every test's sandbox.
     #[arg(long, value_name = "SRC[:DST]")]
     pub bind_rw: Vec<String>,
-    /// Size cap of each test's private /tmp, HOME and CARGO_TARGET_TMPDIR.
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
-    pub tmpfs_size: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Do not make cargo, rustc, rustup and cargo's registry cache visible to tests.
     #[arg(long)]
     pub no_toolchain: bool,
@@ -75,6 +118,86 @@ pub struct SandboxArgs {
     /// or containers themselves).
     #[arg(long, value_name = "N")]
     pub nesting: Option<u32>,
+}
+
+/// `--limits-mechanism`: which mechanism enforces the limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum MechanismArg {
+    /// The best this host gives: cgroup v2, else cgroup v1 (as root), else the fallback.
+    #[default]
+    Auto,
+    CgroupV2,
+    CgroupV1,
+    /// The sandbox's pid 1 watches and kills; works everywhere.
+    Fallback,
+}
+
+/// Resource limits of each sandbox: `run`, `list`, `shell` and `exec`. One place, so that
+/// the per-test config can set the same [`Limits`] later.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Resource limits")]
+pub struct LimitArgs {
+    /// Memory of each sandbox, its tmpfs contents included (e.g. 256M, 2G); none by default.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub memory_max: Option<u64>,
+    /// Processes and threads alive at once in each sandbox; none by default.
+    #[arg(long, value_parser = parse_count, value_name = "N")]
+    pub pids_max: Option<u64>,
+    /// CPU of each sandbox: a number of CPUs (2, 1.5) or a share of one (50%).
+    #[arg(long, value_parser = parse_cpus, value_name = "CPUS")]
+    pub cpu_max: Option<u64>,
+    /// Size cap of each private tmpfs (/tmp, HOME, CARGO_TARGET_TMPDIR, /dev/shm)
+    /// [default: 512M, or --memory-max if smaller].
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub tmpfs_size: Option<u64>,
+    /// What enforces the limits and measures each sandbox's use.
+    #[arg(long, value_enum, default_value_t, value_name = "MECHANISM")]
+    pub limits_mechanism: MechanismArg,
+}
+
+impl LimitArgs {
+    /// The limits, checked against what this host gives: a forced mechanism it lacks is
+    /// an error, and a limit it cannot enforce is said once, on stderr.
+    pub fn checked_limits(&self) -> anyhow::Result<Limits> {
+        let limits = self.limits();
+        for name in isotest_runtime::limits::check(&limits)? {
+            let flag = name.trim_end_matches("_millis").replace('_', "-");
+            eprintln!(
+                "warning: --{flag} is not enforced on this host (no cgroup gives it); `cargo isotest doctor` says how to get cgroup v2"
+            );
+        }
+        Ok(limits)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_max: self.memory_max,
+            pids_max: self.pids_max,
+            cpu_max_millis: self.cpu_max,
+            mechanism: match self.limits_mechanism {
+                MechanismArg::Auto => None,
+                MechanismArg::CgroupV2 => Some(Mechanism::CgroupV2),
+                MechanismArg::CgroupV1 => Some(Mechanism::CgroupV1),
+                MechanismArg::Fallback => Some(Mechanism::Fallback),
+            },
+            ..Limits::default()
+        }
+    }
+}
+
+/// How to raise the limit that stopped a test: the flag, and the config key it will have.
+pub fn limit_hint(hit: &LimitExceeded) -> String {
+    let key = hit.setting().replace('_', "-");
+    let (what, note) = match hit {
+        LimitExceeded::Memory { .. } => ("--memory-max SIZE", ""),
+        LimitExceeded::Processes { .. } => ("--pids-max N", ""),
+        LimitExceeded::Tmpfs { .. } => (
+            "--tmpfs-size SIZE",
+            " A tmpfs is never larger than --memory-max, which its contents count against.",
+        ),
+        LimitExceeded::FileSize { .. } => ("a larger file_size_max in the spec", ""),
+    };
+    format!("to raise the {key} limit, pass {what} (config key `{key}`).{note}")
 }
 
 /// `--bind` values then `--bind-rw` values, each resolved on the host.
@@ -137,7 +260,20 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
     isotest_runtime::parse_size(text)
+        .filter(|&n| n > 0)
         .ok_or_else(|| format!("`{text}` is not a size (use e.g. 512M, 2G)"))
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("`{text}` is not a count (use a whole number from 1)"))
+}
+
+fn parse_cpus(text: &str) -> Result<u64, String> {
+    isotest_runtime::parse_cpus(text)
+        .ok_or_else(|| format!("`{text}` is not a CPU amount (use e.g. 2, 1.5 or 50%)"))
 }
 
 #[cfg(test)]
@@ -149,6 +285,22 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").unwrap_err().contains("30s"));
+    }
+
+    #[test]
+    fn limits_parse_with_their_units() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_count("0").unwrap_err().contains("whole number"));
+        assert_eq!(parse_cpus("50%"), Ok(500));
+        let args = LimitArgs {
+            pids_max: Some(200),
+            limits_mechanism: MechanismArg::Fallback,
+            ..LimitArgs::default()
+        };
+        let limits = args.limits();
+        assert_eq!(limits.pids_max, Some(200));
+        assert_eq!(limits.mechanism, Some(Mechanism::Fallback));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use isotest_runtime::{Mount, Net, Spec};
+use isotest_runtime::{Limits, Mount, Net, Pid, Spec, Sys};
 
 use crate::args::{SandboxArgs, check_env, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
@@ -29,9 +29,12 @@ const LIST_TIMEOUT_MS: u64 = 60_000;
 pub struct SandboxOptions {
     pub timeout: Option<Duration>,
     pub net: Net,
+    pub sys: Sys,
+    pub pid: Pid,
     /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
+    pub limits: Limits,
     /// Host paths that make the cargo and rustc that built the tests usable inside,
     /// read-only ([`toolchain::paths`], once the build has filled cargo's home); empty
     /// for a stricter sandbox.
@@ -50,8 +53,11 @@ impl Default for SandboxOptions {
         SandboxOptions {
             timeout: None,
             net: Net::Loopback,
+            sys: Sys::Sandbox,
+            pid: Pid::Sandbox,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            limits: Limits::default(),
             toolchain: Vec::new(),
             env: Vec::new(),
             pass_credentials: false,
@@ -70,8 +76,11 @@ impl SandboxOptions {
         Ok(SandboxOptions {
             timeout: args.timeout,
             net: args.net.map_or(defaults.net, Net::from),
+            sys: args.sys.into(),
+            pid: args.pid.into(),
             binds,
-            tmpfs_size: args.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            tmpfs_size: args.limits.tmpfs_size.unwrap_or(defaults.tmpfs_size),
+            limits: args.limits.checked_limits()?,
             toolchain: defaults.toolchain,
             env: args.env.clone(),
             pass_credentials: args.pass_credentials,
@@ -166,6 +175,15 @@ pub fn attempt_spec(spec: &Spec, number: u32) -> Spec {
     spec
 }
 
+/// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.
+pub fn explain_spec(relaxed: &Spec, relaxation: &str) -> Spec {
+    let mut spec = attempt_spec(relaxed, 1);
+    spec.env
+        .set
+        .insert("ISOTEST_EXPLAIN".into(), relaxation.to_string());
+    spec
+}
+
 /// An interactive shell on a terminal in a test's sandbox, with no time limit.
 pub fn shell_spec(test_spec: &Spec) -> Spec {
     let mut spec = test_spec.clone();
@@ -223,8 +241,11 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     });
     spec.mounts.extend(options.binds.iter().cloned());
     spec.set_tmpfs_sizes(options.tmpfs_size);
+    spec.limits = options.limits.clone();
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
+    spec.sys = options.sys;
+    spec.pid = options.pid;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
     spec.env.set = test_env(build, binary, &mut spec.env.pass);
     if !options.toolchain.is_empty() {

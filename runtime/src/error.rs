@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::LimitsError;
 use crate::spec::SpecError;
 
 /// The steps of sandbox setup, in the order the kernel sees them.
@@ -36,11 +37,17 @@ pub enum Step {
     /// Making the kernel-wide parts of /proc (sys, sysrq-trigger, irq, bus, fs) read-only.
     ProcReadOnly,
     Dev,
+    /// The read-only /sys: a fresh sysfs, or the host's.
+    Sys,
+    /// The sandbox's own cgroups at /sys/fs/cgroup.
+    Cgroups,
     PivotRoot,
     /// Making the root and /dev read-only once populated.
     Seal,
     Hostname,
     Loopback,
+    /// Waiting until the supervisor has placed pid 1 in its cgroups.
+    Cgroup,
     /// pid 1 preparing to start the program.
     Init,
 }
@@ -110,6 +117,8 @@ pub enum Error {
     Host { syscall: &'static str, errno: Errno },
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
     /// pid 1 died without its report: killed from outside (a kill of its pid, the OOM
     /// killer), since nothing inside the sandbox can kill it. The sandbox was created.
     #[error(

@@ -15,6 +15,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout};
 
 use crate::error::{SetupError, Step};
+use crate::limits::Enforcement;
+use crate::limits::watch::Watch;
 use crate::outcome::{Exit, Finish, StartError, Stray};
 use crate::prepare::{ChildFds, ChildStdio, Plan, Program};
 use crate::sys;
@@ -30,29 +32,48 @@ const FORWARDED: &[Signal] = &[
 ];
 
 /// Runs the program to its end and empties the sandbox.
-pub(crate) fn run(plan: &Plan, fds: &ChildFds) -> Result<Finish, SetupError> {
+pub(crate) fn run(plan: &Plan, fds: &ChildFds, limits: &Enforcement) -> Result<Finish, SetupError> {
     let init_fail = |syscall| move |errno| SetupError::new(Step::Init, syscall, None, errno);
     hide_command_line();
+    let reach = if plan.host_pid {
+        // Orphans would go to the host's init; as a subreaper we get them, so whatever
+        // the program leaves behind stays among our descendants.
+        nix::sys::prctl::set_child_subreaper(true).map_err(init_fail("prctl"))?;
+        Reach::Descendants
+    } else {
+        Reach::Namespace
+    };
     let signals = block_signals().map_err(init_fail("signalfd"))?;
     let (start_r, start_w) = start_error_pipe().map_err(init_fail("pipe2"))?;
+    let mut watch = Watch::new(limits.watch.clone());
     let started = Instant::now();
     // SAFETY: pid 1 is single-threaded; the child only execs or _exits.
     let program = match unsafe { nix::unistd::fork() }.map_err(init_fail("fork"))? {
-        ForkResult::Child => exec_program(&plan.program, fds, start_w),
+        ForkResult::Child => exec_program(&plan.program, fds, &limits.rlimits, start_w),
         ForkResult::Parent { child } => child,
     };
     drop(start_w);
+    watch.watch_program(program.as_raw() as u32);
     let start_error = read_start_error(start_r, &plan.program);
-    let (status, timed_out) = supervise(program, &signals, plan.timeout, plan.grace);
+    let (status, timed_out) = supervise(
+        program,
+        reach,
+        &signals,
+        plan.timeout,
+        plan.grace,
+        &mut watch,
+    );
     let duration = started.elapsed();
-    let strays = collect_strays(program);
-    empty_the_sandbox();
+    watch.program_ended();
+    let strays = collect_strays(program, reach);
+    empty_the_sandbox(reach);
     Ok(Finish {
         exit: status,
         timed_out,
         duration_ms: duration.as_millis() as u64,
         strays,
         start_error,
+        usage: watch.finish(),
     })
 }
 
@@ -114,13 +135,18 @@ enum Attempt {
 }
 
 /// pid 2: becomes the program. Only returns by exec; any failure is reported and exits 127.
-fn exec_program(program: &Program, fds: &ChildFds, report: OwnedFd) -> ! {
+fn exec_program(
+    program: &Program,
+    fds: &ChildFds,
+    rlimits: &[(Resource, u64)],
+    report: OwnedFd,
+) -> ! {
     let failed = |attempt: Attempt, errno: Errno| -> ! {
         sys::send_failure(report.as_fd(), attempt as u8, errno);
         // SAFETY: _exit ends this process at once; nothing else runs after it.
         unsafe { libc::_exit(127) }
     };
-    if let Err(errno) = prepare_process(fds, report.as_raw_fd()) {
+    if let Err(errno) = prepare_process(fds, rlimits, report.as_raw_fd()) {
         failed(Attempt::Prepare, errno);
     }
     if let Err(errno) = nix::unistd::chdir(program.cwd.as_c_str()) {
@@ -142,7 +168,7 @@ fn exec_program(program: &Program, fds: &ChildFds, report: OwnedFd) -> ! {
 
 /// Everything the program's process needs before exec: defaults for signals, its own
 /// session, its stdio, no inherited descriptors, and no way to regain privileges.
-fn prepare_process(fds: &ChildFds, keep: RawFd) -> Result<(), Errno> {
+fn prepare_process(fds: &ChildFds, rlimits: &[(Resource, u64)], keep: RawFd) -> Result<(), Errno> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
         // SAFETY: restoring the default disposition installs no handler code.
@@ -172,6 +198,9 @@ fn prepare_process(fds: &ChildFds, keep: RawFd) -> Result<(), Errno> {
     drop_capabilities()?;
     nix::sys::prctl::set_no_new_privs()?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+    for &(resource, value) in rlimits {
+        setrlimit(resource, value, value)?;
+    }
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
 }
 
@@ -214,12 +243,15 @@ fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {
 }
 
 /// Waits for the program, reaping orphans meanwhile; at the timeout sends SIGTERM and
-/// SIGCONT, and after the grace period SIGKILL to everything.
+/// SIGCONT, and after the grace period SIGKILL to everything. Samples the sandbox when
+/// due, and kills everything past a limit pid 1 enforces.
 fn supervise(
     program: Pid,
+    reach: Reach,
     signals: &SignalFd,
     timeout: Option<Duration>,
     grace: Duration,
+    watch: &mut Watch,
 ) -> (Exit, bool) {
     let start = Instant::now();
     let mut term_at = timeout.map(|t| start + t);
@@ -241,9 +273,12 @@ fn supervise(
         }
         if kill_at.is_some_and(|t| now >= t) {
             kill_at = None;
+            reach.signal_all(Signal::SIGKILL);
+        }
+        if watch.sample().is_some() {
             let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
         }
-        let wait = [term_at, kill_at]
+        let wait = [term_at, kill_at, Some(watch.due())]
             .into_iter()
             .flatten()
             .min()
@@ -288,13 +323,13 @@ const FREEZE_WAIT: Duration = Duration::from_millis(50);
 /// Lists every live process but us. Stopping them all first means nothing forks while we
 /// look; waiting until they have all stopped means none is caught half-way through an
 /// exec, with its old command line or none at all.
-fn collect_strays(program: Pid) -> Vec<Stray> {
-    if kill(Pid::from_raw(-1), Signal::SIGSTOP).is_err() {
+fn collect_strays(program: Pid, reach: Reach) -> Vec<Stray> {
+    if !reach.signal_all(Signal::SIGSTOP) {
         return Vec::new();
     }
     let deadline = Instant::now() + FREEZE_WAIT;
     let mut strays = loop {
-        let snapshot = process_snapshot(program);
+        let snapshot = process_snapshot(program, reach);
         let settled = snapshot
             .iter()
             .all(|(state, _)| matches!(state, 'T' | 't' | 'Z' | 'X'));
@@ -309,17 +344,106 @@ fn collect_strays(program: Pid) -> Vec<Stray> {
     strays
 }
 
-/// Every process but pid 1, with its state letter from /proc/PID/stat.
-fn process_snapshot(program: Pid) -> Vec<(char, Stray)> {
+/// Every process of the sandbox but init, with its state letter from /proc/PID/stat.
+fn process_snapshot(program: Pid, reach: Reach) -> Vec<(char, Stray)> {
+    reach
+        .members()
+        .into_iter()
+        .filter_map(|pid| read_stray(pid, program.as_raw()))
+        .collect()
+}
+
+/// Which processes make up the sandbox, for init's signals to all of them.
+#[derive(Clone, Copy)]
+enum Reach {
+    /// Our own pid namespace, in which init is pid 1 and kill(-1) reaches everyone else.
+    Namespace,
+    /// The host's pid namespace (`pid = "host"`), in which kill(-1) would reach every
+    /// process the user owns on the host: only init's descendants, which it keeps as a
+    /// subreaper even when their parents die.
+    Descendants,
+}
+
+/// How many times init looks again for processes forked while it was stopping others.
+const FREEZE_ROUNDS: usize = 64;
+
+impl Reach {
+    /// Every process of the sandbox but init.
+    fn members(self) -> Vec<i32> {
+        let pids = proc_pids();
+        match self {
+            Reach::Namespace => pids.into_iter().filter(|&pid| pid != 1).collect(),
+            Reach::Descendants => {
+                let parents: Vec<(i32, i32)> = pids
+                    .into_iter()
+                    .filter_map(|pid| Some((pid, parent_of(pid)?)))
+                    .collect();
+                descendants(nix::unistd::getpid().as_raw(), &parents)
+            }
+        }
+    }
+
+    /// Sends `signal` to every member; false if it reached none that exists.
+    fn signal_all(self, signal: Signal) -> bool {
+        match self {
+            Reach::Namespace => kill(Pid::from_raw(-1), signal).is_ok(),
+            Reach::Descendants => {
+                // A member may fork between the listing and the signal: look again until
+                // a listing finds nobody new.
+                let mut signalled = std::collections::BTreeSet::new();
+                for _ in 0..FREEZE_ROUNDS {
+                    let new: Vec<i32> = self
+                        .members()
+                        .into_iter()
+                        .filter(|pid| !signalled.contains(pid))
+                        .collect();
+                    if new.is_empty() {
+                        break;
+                    }
+                    for pid in new {
+                        let _ = kill(Pid::from_raw(pid), signal);
+                        signalled.insert(pid);
+                    }
+                }
+                !signalled.is_empty()
+            }
+        }
+    }
+}
+
+fn proc_pids() -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != 1)
-        .filter_map(|pid| read_stray(pid, program.as_raw()))
         .collect()
+}
+
+/// The parent pid, field 4 of /proc/PID/stat.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(')')?;
+    fields.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every pid whose chain of parents in `parents` (pid, parent pairs) leads to `root`.
+fn descendants(root: i32, parents: &[(i32, i32)]) -> Vec<i32> {
+    let mut found = vec![root];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        for &(pid, ppid) in parents {
+            if ppid == parent && !found.contains(&pid) {
+                found.push(pid);
+            }
+        }
+        next += 1;
+    }
+    found.remove(0);
+    found.sort_unstable();
+    found
 }
 
 fn read_stray(pid: i32, program: i32) -> Option<(char, Stray)> {
@@ -349,14 +473,40 @@ fn read_stray(pid: i32, program: i32) -> Option<(char, Stray)> {
     Some((state.chars().next()?, stray))
 }
 
-/// Kills everything left and waits until pid 1 has no child at all.
-fn empty_the_sandbox() {
-    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+/// Kills everything left and waits until init has no child at all. Without a pid
+/// namespace, a process forked just before its parent was killed becomes our child
+/// afterwards, so each round kills whoever is left before it waits.
+fn empty_the_sandbox(reach: Reach) {
     loop {
+        reach.signal_all(Signal::SIGKILL);
         match waitpid(Pid::from_raw(-1), None) {
             Err(Errno::ECHILD) => return,
             Err(Errno::EINTR) | Ok(_) => continue,
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::descendants;
+
+    #[test]
+    fn descendants_follow_parent_links_and_nothing_else() {
+        // 10 is init; 11 and 12 its children, 13 a grandchild, 20 and 21 host processes,
+        // 14 an orphan reparented to init.
+        let parents = [
+            (11, 10),
+            (12, 10),
+            (13, 11),
+            (14, 10),
+            (20, 1),
+            (21, 20),
+            (10, 5),
+        ];
+        assert_eq!(descendants(10, &parents), [11, 12, 13, 14]);
+        assert!(descendants(13, &parents).is_empty());
+        // A loop in a stale listing ends rather than spins.
+        assert_eq!(descendants(30, &[(31, 30), (30, 31)]), [31]);
     }
 }

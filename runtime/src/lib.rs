@@ -2,7 +2,8 @@
 //!
 //! The sandbox gets new user, pid, mount, network, UTS, IPC and cgroup namespaces, a tmpfs
 //! root holding read-only binds at their host paths, a fresh /proc, a minimal /dev, a
-//! private /tmp and HOME, and loopback-only networking. Its pid 1 starts the program,
+//! read-only /sys of its own (with its own cgroups), a private /tmp and HOME, and
+//! loopback-only networking. Its pid 1 starts the program,
 //! and when the program ends reports every process it left behind and kills them.
 //!
 //! This crate knows nothing about cargo or tests.
@@ -10,7 +11,9 @@
 mod beneath;
 pub mod doctor;
 mod error;
+mod hostview;
 mod init;
+pub mod limits;
 mod outcome;
 mod output;
 mod prepare;
@@ -20,11 +23,12 @@ mod spec;
 mod sys;
 
 pub use error::{Error, SetupError, Step, errno_text};
+pub use limits::{LimitExceeded, Mechanism, Resources, format_bytes};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};
 pub use sandbox::{Echo, Sandbox, forwarded_signals};
 pub use spec::{
     DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_NAMESPACE_LIMIT,
-    DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE, Env, Identity, Mount, Net, Spec, SpecError,
-    parse_size, system_mounts,
+    DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE, Env, Identity, Limits, Mount, Net, Pid, Spec,
+    SpecError, Sys, parse_cpus, parse_size, system_mounts,
 };

@@ -5,6 +5,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::watch::InitUsage;
+use crate::limits::{LimitExceeded, Resources};
 use crate::output::Captured;
 
 /// How the program ended: `{"code": N}` or `{"signal": N, "name": "SIGSEGV"}`.
@@ -70,6 +72,7 @@ pub struct Finish {
     pub strays: Vec<Stray>,
     /// Set when the program never started; its exit is then 127.
     pub start_error: Option<StartError>,
+    pub usage: InitUsage,
 }
 
 /// Why the program could not be started inside an otherwise working sandbox.
@@ -96,6 +99,10 @@ pub struct Outcome {
     pub stdout: Captured,
     #[serde(skip)]
     pub stderr: Captured,
+    /// What it used, and what measured and limited it.
+    pub resources: Resources,
+    /// The limit that stopped the program, if one did.
+    pub limit_exceeded: Option<LimitExceeded>,
 }
 
 /// A duration as whole milliseconds, as the rest of the reports count time.
@@ -143,6 +150,11 @@ mod tests {
             start_error: None,
             stdout,
             stderr: Captured::default(),
+            resources: Resources {
+                peak_memory_bytes: Some(4096),
+                ..Resources::default()
+            },
+            limit_exceeded: Some(LimitExceeded::Processes { limit: 9 }),
         };
         let json = serde_json::to_value(&outcome).unwrap();
         assert_eq!(json["duration_ms"], 1234);
@@ -154,5 +166,7 @@ mod tests {
             (outcome.exit, true, outcome.strays)
         );
         assert_eq!(back.stdout.total(), 0);
+        assert_eq!(back.resources, outcome.resources);
+        assert_eq!(back.limit_exceeded, outcome.limit_exceeded);
     }
 }

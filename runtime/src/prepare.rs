@@ -14,7 +14,8 @@ use std::time::Duration;
 use nix::sched::CloneFlags;
 
 use crate::error::Error;
-use crate::spec::{Identity, Mount, Net, Spec};
+use crate::hostview::{self, CgroupMounts};
+use crate::spec::{Identity, Mount, Net, Pid, Spec, Sys};
 
 /// A spec turned into exactly what the child needs, prepared before clone.
 pub(crate) struct Plan {
@@ -29,7 +30,22 @@ pub(crate) struct Plan {
     pub program: Program,
     pub timeout: Option<Duration>,
     pub grace: Duration,
-    pub namespace_limit: u32,
+    /// Namespaces of each kind the program may create; user namespaces may have a limit
+    /// of their own (`Limits::max_user_namespaces`).
+    pub namespace_limit: u64,
+    pub max_user_namespaces: u64,
+    /// What /sys is; `None` for none at all.
+    pub sys: Option<SysPlan>,
+    /// Names below /dev of the block devices behind the binds, for empty placeholders.
+    pub block_devices: Vec<PathBuf>,
+    /// The host's /proc and pid namespace instead of our own.
+    pub host_pid: bool,
+}
+
+pub(crate) struct SysPlan {
+    /// A fresh sysfs of our network namespace, rather than the host's bound.
+    pub fresh: bool,
+    pub cgroups: &'static CgroupMounts,
 }
 
 pub(crate) enum PlannedMount {
@@ -61,7 +77,6 @@ impl Plan {
     pub fn new(spec: &Spec) -> Result<Plan, Error> {
         spec.validate()?;
         let mut clone_flags = CloneFlags::CLONE_NEWUSER
-            | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
@@ -69,6 +84,26 @@ impl Plan {
         if spec.net != Net::Host {
             clone_flags |= CloneFlags::CLONE_NEWNET;
         }
+        if spec.pid == Pid::Sandbox {
+            clone_flags |= CloneFlags::CLONE_NEWPID;
+        }
+        // Only the owner of a network namespace may mount a sysfs for it.
+        let sys = (spec.sys != Sys::None).then(|| SysPlan {
+            fresh: spec.sys == Sys::Sandbox && spec.net != Net::Host,
+            cgroups: hostview::host_cgroups(),
+        });
+        let bind_sources: Vec<PathBuf> = spec
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                Mount::Bind { src, .. } => Some(src.clone()),
+                _ => None,
+            })
+            .collect();
+        let block_devices = match spec.sys {
+            Sys::None => Vec::new(),
+            Sys::Sandbox | Sys::Host => hostview::host_block_devices(&bind_sources),
+        };
         let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
         let inside = |id: u32| match spec.identity {
             Identity::Caller => id,
@@ -91,7 +126,7 @@ impl Plan {
                     };
                     PlannedMount::Tmpfs {
                         dst: dst.clone(),
-                        options: format!("size={size},mode={mode}"),
+                        options: format!("size={},mode={mode}", spec.tmpfs_size(*size)),
                     }
                 }
                 Mount::Symlink { path, target } => PlannedMount::Symlink {
@@ -110,17 +145,9 @@ impl Plan {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let shm_size = spec
-            .mounts
-            .iter()
-            .find_map(|m| match m {
-                Mount::Tmpfs { dst, size } if dst == Path::new("/tmp") => Some(*size),
-                _ => None,
-            })
-            .unwrap_or(crate::spec::DEFAULT_TMPFS_SIZE);
         Ok(Plan {
             clone_flags,
-            shm_options: format!("size={shm_size},mode=1777"),
+            shm_options: format!("size={},mode=1777", spec.shm_size()),
             uid_map: format!("{} {} 1\n", inside(uid.as_raw()), uid),
             gid_map: format!("{} {} 1\n", inside(gid.as_raw()), gid),
             mounts: mounts.into_iter().map(|(_, m)| m).collect(),
@@ -137,7 +164,14 @@ impl Plan {
             },
             timeout: spec.timeout_ms.map(Duration::from_millis),
             grace: Duration::from_millis(spec.grace_ms),
-            namespace_limit: spec.namespace_limit,
+            namespace_limit: spec.namespace_limit.into(),
+            max_user_namespaces: spec
+                .limits
+                .max_user_namespaces
+                .unwrap_or(spec.namespace_limit.into()),
+            sys,
+            block_devices,
+            host_pid: spec.pid == Pid::Host,
         })
     }
 }
@@ -187,6 +221,8 @@ pub(crate) struct ChildFds {
     pub status: OwnedFd,
     /// Closed by the supervisor when it ends; lets the child see that it is already gone.
     pub lifeline: OwnedFd,
+    /// Readable once the supervisor has placed pid 1 in its cgroups.
+    pub placed: OwnedFd,
     pub stdio: ChildStdio,
 }
 
@@ -198,7 +234,11 @@ pub(crate) enum ChildStdio {
 impl ChildFds {
     /// Every descriptor the child keeps; it closes all others.
     pub fn raw(&self) -> Vec<RawFd> {
-        let mut fds = vec![self.status.as_raw_fd(), self.lifeline.as_raw_fd()];
+        let mut fds = vec![
+            self.status.as_raw_fd(),
+            self.lifeline.as_raw_fd(),
+            self.placed.as_raw_fd(),
+        ];
         match &self.stdio {
             ChildStdio::Pipes { stdout, stderr } => {
                 fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, SetupError, Step};
 use crate::init;
+use crate::limits::{Enforcement, Enforcer};
 use crate::outcome::{Finish, Outcome};
 use crate::output::{Captured, DEFAULT_CAPTURE_LIMIT};
 use crate::prepare::{ChildFds, ChildStdio, Plan};
@@ -71,6 +72,8 @@ pub struct Sandbox {
     /// The host killed the sandbox itself, so pid 1 cannot report.
     killed: bool,
     started: Instant,
+    /// The sandbox's cgroup, removed once pid 1 is reaped (or on drop).
+    limits: Enforcer,
 }
 
 impl Sandbox {
@@ -82,8 +85,10 @@ impl Sandbox {
         let plan = Plan::new(spec)?;
         check_single_threaded()?;
         ensure_standard_fds();
+        let (limits, enforcement) = Enforcer::prepare(spec)?;
         let (status_r, status_w) = pipe().map_err(Error::host("pipe2"))?;
         let (lifeline_r, lifeline_w) = pipe().map_err(Error::host("pipe2"))?;
+        let (placed_r, placed_w) = pipe().map_err(Error::host("pipe2"))?;
         let (parent_io, child_io) = if spec.tty {
             let pty = nix::pty::openpty(None, None).map_err(Error::host("openpty"))?;
             // As openpty(3) does with a size: set on the slave, errors ignored.
@@ -106,17 +111,36 @@ impl Sandbox {
             )
         };
         // SAFETY: checked single-threaded above; the child ends in `sandbox_main`'s _exit.
-        match unsafe { sys::fork_into(plan.clone_flags) } {
+        match unsafe { sys::fork_into(plan.clone_flags, limits.clone_into()) } {
             Err((syscall, errno)) => Err(SetupError::new(Step::Clone, syscall, None, errno).into()),
             Ok(Forked::Child) => sandbox_main(
                 &plan,
+                &enforcement,
                 ChildFds {
                     status: status_w,
                     lifeline: lifeline_r,
+                    placed: placed_r,
                     stdio: child_io,
                 },
             ),
-            Ok(Forked::Parent { pid, pidfd }) => {
+            Ok(Forked::Parent {
+                pid,
+                pidfd,
+                into_cgroup,
+            }) => {
+                drop(placed_r);
+                if let Err(e) = limits.place(pid, into_cgroup) {
+                    // Its setup waits for word from us; it ends now, and is reaped before
+                    // its cgroup goes.
+                    let _ =
+                        rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+                    let _ = rustix::process::waitid(
+                        rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                        rustix::process::WaitIdOptions::EXITED,
+                    );
+                    return Err(Error::Limits(e.into()));
+                }
+                write_all(placed_w.as_fd(), b"1").map_err(Error::host("write"))?;
                 let (stdout, stderr, tty) = match parent_io {
                     ParentIo::Pipes(out, err) => (Some(out), Some(err), None),
                     ParentIo::Tty(master) => (None, None, Some(master)),
@@ -138,6 +162,7 @@ impl Sandbox {
                     terminations: 0,
                     killed: false,
                     started: Instant::now(),
+                    limits,
                 })
             }
         }
@@ -155,6 +180,8 @@ impl Sandbox {
     }
 
     /// Kills the whole sandbox at once: when pid 1 dies the kernel kills its namespace.
+    /// Without a pid namespace of its own (`pid = host`) this kills init, and the
+    /// program with it (its parent death signal), but not what the program started.
     pub fn kill(&self) -> Result<(), Error> {
         rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL)
             .map_err(|e| Error::host("pidfd_send_signal")(Errno::from_raw(e.raw_os_error())))
@@ -338,14 +365,22 @@ impl Sandbox {
             Err(e) => format!("waitid failed: {e}"),
         };
         if report.is_empty() && self.killed {
+            let exit = crate::outcome::Exit::from_signal(libc::SIGKILL);
+            let duration = self.started.elapsed();
+            let (resources, limit_exceeded) = self
+                .limits
+                .finish(&Default::default(), &exit, false)
+                .map_err(|e| Error::Limits(e.into()))?;
             return Ok(Outcome {
-                exit: crate::outcome::Exit::from_signal(libc::SIGKILL),
+                exit,
                 timed_out: false,
-                duration: self.started.elapsed(),
+                duration,
                 strays: Vec::new(),
                 start_error: None,
                 stdout,
                 stderr,
+                resources,
+                limit_exceeded,
             });
         }
         if report.is_empty() {
@@ -359,15 +394,23 @@ impl Sandbox {
             serde_json::from_slice(&report).map_err(|e| Error::Protocol(e.to_string()))?;
         match message {
             Message::SetupFailed(e) => Err(e.into()),
-            Message::Finished(finish) => Ok(Outcome {
-                exit: finish.exit,
-                timed_out: finish.timed_out,
-                duration: Duration::from_millis(finish.duration_ms),
-                strays: finish.strays,
-                start_error: finish.start_error,
-                stdout,
-                stderr,
-            }),
+            Message::Finished(finish) => {
+                let (resources, limit_exceeded) = self
+                    .limits
+                    .finish(&finish.usage, &finish.exit, finish.timed_out)
+                    .map_err(|e| Error::Limits(e.into()))?;
+                Ok(Outcome {
+                    exit: finish.exit,
+                    timed_out: finish.timed_out,
+                    duration: Duration::from_millis(finish.duration_ms),
+                    strays: finish.strays,
+                    start_error: finish.start_error,
+                    stdout,
+                    stderr,
+                    resources,
+                    limit_exceeded,
+                })
+            }
         }
     }
 }
@@ -410,10 +453,10 @@ enum ParentIo {
 }
 
 /// Runs in the cloned child: build the sandbox, run init, send the one report, exit.
-fn sandbox_main(plan: &Plan, fds: ChildFds) -> ! {
+fn sandbox_main(plan: &Plan, limits: &Enforcement, fds: ChildFds) -> ! {
     let message = match setup::build_sandbox(plan, &fds) {
         Err(e) => Message::SetupFailed(e),
-        Ok(()) => match init::run(plan, &fds) {
+        Ok(()) => match init::run(plan, &fds, limits) {
             Ok(finish) => Message::Finished(finish),
             Err(e) => Message::SetupFailed(e),
         },

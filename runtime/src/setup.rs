@@ -13,27 +13,20 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags};
 
 use crate::beneath::{Beneath, Kind};
 use crate::error::{SetupError, Step};
+use crate::hostview::{DEV_LINKS, DEV_NODES};
 use crate::prepare::{ChildFds, Plan, PlannedMount};
 use crate::sys::{self, MountRef};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
 /// /tmp only inside our private mount namespace, and bind sources were cloned before.
 const STAGING: &str = "/tmp";
-
-/// Device nodes bound from the host; a user namespace cannot mknod them.
-const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
-const DEV_LINKS: &[(&str, &str)] = &[
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-];
 
 type Setup<T = ()> = Result<T, SetupError>;
 
@@ -67,9 +60,13 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup {
     let trees = clone_bind_sources(plan)?;
     let root = mount_root_tmpfs()?;
     populate_root(plan, trees, &root)?;
-    mount_proc(&root)?;
-    protect_kernel_proc()?;
-    mount_dev(plan, &root)?;
+    mount_proc(plan)?;
+    protect_kernel_proc(plan)?;
+    mount_dev(plan)?;
+    add_block_device_placeholders(plan)?;
+    mount_sys(plan)?;
+    wait_until_placed(fds)?;
+    mount_cgroups(plan)?;
     pivot_into_root()?;
     seal_root()?;
     set_hostname(plan)?;
@@ -108,6 +105,22 @@ fn die_with_supervisor(fds: &ChildFds) -> Setup {
     Ok(())
 }
 
+/// The limits must hold before the program starts, and the cgroup namespace about to be
+/// entered must be rooted at the sandbox's own cgroups: the supervisor moves pid 1 into
+/// them while the sandbox is built (the kernel's slow part overlaps ours), then says so.
+fn wait_until_placed(fds: &ChildFds) -> Setup {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(fds.placed.as_fd(), &mut byte) {
+            Ok(1) => return Ok(()),
+            // The supervisor could not place us (and kills us), or is gone.
+            Ok(_) => return Err(SetupError::new(Step::Cgroup, "read", None, Errno::EPIPE)),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(SetupError::new(Step::Cgroup, "read", None, errno)),
+        }
+    }
+}
+
 /// Maps our own uid and gid, 1:1 or to 0; nothing else works in the namespace until then.
 fn write_id_maps(plan: &Plan) -> Setup {
     let write = |path: &str, text: &str, step: Step| -> Setup {
@@ -129,8 +142,12 @@ const NAMESPACE_KINDS: &[&str] = &["user", "net", "mnt", "pid", "ipc", "uts", "c
 /// Caps what the program may create in our user namespace, and below it: the count would
 /// otherwise be charged unbounded to the host user's own limits.
 fn limit_namespaces(plan: &Plan) -> Setup {
-    let limit = plan.namespace_limit.to_string();
     for kind in NAMESPACE_KINDS {
+        let limit = match *kind {
+            "user" => plan.max_user_namespaces,
+            _ => plan.namespace_limit,
+        }
+        .to_string();
         // These files act on the writer's user namespace, so the host's /proc serves.
         let path = PathBuf::from(format!("/proc/sys/user/max_{kind}_namespaces"));
         match std::fs::write(&path, &limit) {
@@ -274,19 +291,93 @@ fn new_tmpfs(options: &str, step: Step, shown: &Path) -> Setup<OwnedFd> {
     .map_err(fail_at("fsmount"))
 }
 
+/// mkdir -p inside the staging root. An existing directory is fine even inside a read-only
+/// bind, because the kernel reports EEXIST before EROFS.
+fn make_dir_all(path: &Path) -> Setup {
+    let mut partial = PathBuf::new();
+    for part in staged(path).components() {
+        partial.push(part);
+        match nix::unistd::mkdir(&partial, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(errno) => {
+                return Err(SetupError::new(
+                    Step::Mountpoint,
+                    "mkdir",
+                    Some(&Path::new("/").join(&partial)),
+                    errno,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file to bind a file onto.
+fn make_file(path: &Path) -> Setup {
+    if let Some(parent) = path.parent() {
+        make_dir_all(parent)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(staged(path))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_fail(Step::Mountpoint, "open", path)(e)),
+    }
+}
+
+fn mount_tmpfs(dst: &Path, options: &str, step: Step) -> Setup {
+    nix::mount::mount(
+        Some("tmpfs"),
+        dst,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options),
+    )
+    .map_err(fail(step, "mount", Some(&Path::new("/").join(dst))))
+}
+
 /// A fresh /proc shows only this pid namespace. The kernel refuses it when the host's
-/// /proc has parts masked by overmounts (as container runtimes do).
-fn mount_proc(root: &Beneath) -> Setup {
-    let proc = Path::new("proc");
-    root.mount_point(Path::new("/proc"), Kind::Dir)?;
+/// /proc has parts masked by overmounts (as container runtimes do). Without a pid
+/// namespace of our own the kernel refuses a fresh one too, so the host's is bound.
+fn mount_proc(plan: &Plan) -> Setup {
+    let proc = Path::new("/proc");
+    make_dir_all(proc)?;
+    if plan.host_pid {
+        return bind_host_read_only(proc, Step::Proc);
+    }
     nix::mount::mount(
         Some("proc"),
-        proc,
+        staged(proc),
         Some("proc"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None::<&str>,
     )
-    .map_err(fail(Step::Proc, "mount", Some(Path::new("/proc"))))
+    .map_err(fail(Step::Proc, "mount", Some(proc)))
+}
+
+/// The host's tree at `path`, submounts included, made read-only before it is attached at
+/// the same path in the new root. The host's root is still ours until the pivot: only
+/// /tmp is hidden, by the staging root.
+fn bind_host_read_only(path: &Path, step: Step) -> Setup {
+    let fail_at = |syscall| fail(step, syscall, Some(path));
+    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_RECURSIVE;
+    let tree = rustix::mount::open_tree(rustix::fs::CWD, path, flags)
+        .map_err(|e| fail_at("open_tree")(errno(e)))?;
+    sys::make_read_only(MountRef::Tree(tree.as_fd()), true).map_err(fail_at("mount_setattr"))?;
+    rustix::mount::move_mount(
+        tree.as_fd(),
+        c"",
+        rustix::fs::CWD,
+        staged(path),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| fail_at("move_mount")(errno(e)))
 }
 
 /// The parts of /proc that act on the whole host rather than this sandbox. For them the
@@ -308,7 +399,11 @@ const KERNEL_WIDE_PROC: &[&str] = &[
 
 /// Re-binds the kernel-wide parts of /proc read-only over themselves, as bubblewrap does
 /// (and a few more); the program has no capability to undo it.
-fn protect_kernel_proc() -> Setup {
+fn protect_kernel_proc(plan: &Plan) -> Setup {
+    // The host's /proc, bound under `--pid host`, is read-only as a whole.
+    if plan.host_pid {
+        return Ok(());
+    }
     let proc = rustix::fs::open(
         "proc",
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
@@ -346,32 +441,35 @@ fn protect_kernel_proc() -> Setup {
 /// A minimal /dev: the harmless host nodes, the usual links, private ptys and shm. The
 /// nodes are bound read-only: their data still flows, but `chmod` or `touch` of one
 /// would change the host's node.
-fn mount_dev(plan: &Plan, root: &Beneath) -> Setup {
-    let dev = Path::new("/dev");
-    let target = root.mount_point(dev, Kind::Dir)?;
-    attach(
-        new_tmpfs("mode=0755,size=64k", Step::Dev, dev)?,
-        &target,
-        Step::Dev,
-        dev,
-    )?;
+fn mount_dev(plan: &Plan) -> Setup {
+    make_dir_all(Path::new("/dev"))?;
+    mount_tmpfs(Path::new("dev"), "mode=0755,size=64k", Step::Dev)?;
     for node in DEV_NODES {
-        let host_path = dev.join(node);
+        let host_path = Path::new("/dev").join(node);
         let host: &Path = &host_path;
+        make_file(host)?;
         let fail_at = |syscall| move |e: Errno| fail(Step::Dev, syscall, Some(host))(e);
+        let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
         let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
         let tree = rustix::mount::open_tree(rustix::fs::CWD, host, flags)
-            .map_err(|e| fail_at("open_tree")(Errno::from_raw(e.raw_os_error())))?;
+            .map_err(|e| fail_at("open_tree")(errno(e)))?;
         sys::make_read_only(MountRef::Tree(tree.as_fd()), false)
             .map_err(fail_at("mount_setattr"))?;
-        let target = root.mount_point(host, Kind::File)?;
-        attach(tree, &target, Step::Dev, host)?;
+        rustix::mount::move_mount(
+            tree.as_fd(),
+            c"",
+            rustix::fs::CWD,
+            staged(host),
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| fail_at("move_mount")(errno(e)))?;
     }
     for (name, target) in DEV_LINKS {
-        root.symlink(&dev.join(name), Path::new(target))?;
+        let link = Path::new("dev").join(name);
+        std::os::unix::fs::symlink(target, &link).map_err(io_fail(Step::Dev, "symlink", &link))?;
     }
     let pts = Path::new("/dev/pts");
-    root.mount_point(pts, Kind::Dir)?;
+    make_dir_all(pts)?;
     nix::mount::mount(
         Some("devpts"),
         staged(pts),
@@ -380,14 +478,106 @@ fn mount_dev(plan: &Plan, root: &Beneath) -> Setup {
         Some("newinstance,ptmxmode=0666,mode=620"),
     )
     .map_err(fail(Step::Dev, "mount", Some(pts)))?;
-    let shm = Path::new("/dev/shm");
-    let target = root.mount_point(shm, Kind::Dir)?;
-    attach(
-        new_tmpfs(&plan.shm_options, Step::Dev, shm)?,
-        &target,
-        Step::Dev,
-        shm,
+    make_dir_all(Path::new("/dev/shm"))?;
+    mount_tmpfs(Path::new("dev/shm"), &plan.shm_options, Step::Dev)
+}
+
+/// Disk tools read a disk's name from /proc/mounts and look it up in /dev; an empty file
+/// of mode 0000 by that name lets them, without giving anyone the device.
+fn add_block_device_placeholders(plan: &Plan) -> Setup {
+    use std::os::unix::fs::OpenOptionsExt;
+    for name in &plan.block_devices {
+        let path = Path::new("/dev").join(name);
+        if let Some(parent) = path.parent() {
+            make_dir_all(parent)?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o000)
+            .open(staged(&path))
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_fail(Step::Dev, "open", &path)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// A read-only /sys. A fresh sysfs shows our own network namespace's interfaces; only
+/// that namespace's owner may mount one, so with the host's network the host's is bound.
+fn mount_sys(plan: &Plan) -> Setup {
+    let Some(sys) = &plan.sys else {
+        return Ok(());
+    };
+    let path = Path::new("/sys");
+    make_dir_all(path)?;
+    if !sys.fresh {
+        return bind_host_read_only(path, Step::Sys);
+    }
+    nix::mount::mount(
+        Some("sysfs"),
+        staged(path),
+        Some("sysfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
     )
+    .map_err(fail(Step::Sys, "mount", Some(path)))
+}
+
+/// `/sys/fs/cgroup` shows the cgroup we are in as its root, with its limits: a cgroup
+/// namespace entered now is rooted wherever the supervisor placed us, and each of the
+/// host's hierarchies is mounted from it, read-only, where the host has it.
+fn mount_cgroups(plan: &Plan) -> Setup {
+    let Some(cgroups) = plan.sys.as_ref().map(|s| s.cgroups) else {
+        return Ok(());
+    };
+    if cgroups.hierarchies.is_empty() {
+        return Ok(());
+    }
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(fail(
+        Step::Cgroups,
+        "unshare(CLONE_NEWCGROUP)",
+        None,
+    ))?;
+    let root = Path::new("/sys/fs/cgroup");
+    make_dir_all(root)?;
+    if cgroups.tmpfs {
+        mount_tmpfs(staged(root), "mode=0755,size=64k", Step::Cgroups)?;
+        for (name, target) in &cgroups.links {
+            let link = root.join(name);
+            std::os::unix::fs::symlink(target, staged(&link)).map_err(io_fail(
+                Step::Cgroups,
+                "symlink",
+                &link,
+            ))?;
+        }
+    }
+    for hierarchy in &cgroups.hierarchies {
+        let dst = root.join(&hierarchy.dir);
+        make_dir_all(&dst)?;
+        let (fs_type, options) = match &hierarchy.v1_options {
+            Some(options) => ("cgroup", Some(options.as_str())),
+            None => ("cgroup2", None),
+        };
+        nix::mount::mount(
+            Some(fs_type),
+            staged(&dst),
+            Some(fs_type),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            options,
+        )
+        .map_err(fail(Step::Cgroups, "mount", Some(&dst)))?;
+    }
+    if cgroups.tmpfs {
+        sys::make_read_only(MountRef::Path(c"sys/fs/cgroup"), false).map_err(fail(
+            Step::Cgroups,
+            "mount_setattr",
+            Some(root),
+        ))?;
+    }
+    Ok(())
 }
 
 /// Swaps the staging tmpfs in as `/` and detaches the host's root entirely, so no path

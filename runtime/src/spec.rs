@@ -35,7 +35,9 @@ pub const DEFAULT_SYSTEM_PATHS: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
 ];
 
-pub const DEFAULT_TMPFS_SIZE: u64 = 1 << 30;
+/// Each private tmpfs (/tmp, HOME, CARGO_TARGET_TMPDIR) holds at most this much unless the
+/// spec says otherwise; a memory limit caps them further (see [`Spec::tmpfs_size`]).
+pub const DEFAULT_TMPFS_SIZE: u64 = 512 << 20;
 pub const DEFAULT_HOSTNAME: &str = "isotest";
 pub const DEFAULT_GRACE_MS: u64 = 2_000;
 /// Namespaces of each kind the program may create: enough for tests that make a few,
@@ -71,6 +73,47 @@ pub struct Spec {
     /// program and its children may create.
     #[serde(default = "default_namespace_limit")]
     pub namespace_limit: u32,
+    /// What of the host's /sys the sandbox shows; a report written before /sys existed in
+    /// the sandbox had none.
+    #[serde(default = "Sys::absent")]
+    pub sys: Sys,
+    /// Whether the sandbox has a pid namespace of its own.
+    #[serde(default)]
+    pub pid: Pid,
+    /// Resource limits; absent in reports written before they existed.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What one sandbox may use; `None` is unlimited. Enforced by the best mechanism the host
+/// gives (see [`crate::Mechanism`]), and every run's record says which one that was.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Memory of the whole sandbox in bytes, its tmpfs contents included.
+    pub memory_max: Option<u64>,
+    /// Processes and threads alive at once in the sandbox, its pid 1 included.
+    pub pids_max: Option<u64>,
+    /// CPU bandwidth in thousandths of a CPU: 1500 is one and a half CPUs.
+    pub cpu_max_millis: Option<u64>,
+    /// User namespaces the sandbox may create inside itself (`user.max_user_namespaces`).
+    pub max_user_namespaces: Option<u64>,
+    /// Largest file a process may write (RLIMIT_FSIZE), in bytes.
+    pub file_size_max: Option<u64>,
+    /// Open descriptors per process (RLIMIT_NOFILE).
+    pub open_files_max: Option<u64>,
+    /// Address space per process (RLIMIT_AS), in bytes. Not derived from `memory_max`:
+    /// threads and allocators reserve far more address space than they touch.
+    pub address_space_max: Option<u64>,
+    /// Force one mechanism instead of the best available one.
+    pub mechanism: Option<crate::limits::Mechanism>,
+}
+
+impl Limits {
+    /// Whether any limit the sandbox as a whole must keep is set.
+    pub fn any_sandbox_limit(&self) -> bool {
+        self.memory_max.is_some() || self.pids_max.is_some() || self.cpu_max_millis.is_some()
+    }
 }
 
 fn default_namespace_limit() -> u32 {
@@ -120,6 +163,42 @@ pub enum Net {
     /// A private network namespace whose `lo` stays down: no usable interface at all.
     None,
     /// The host's network.
+    Host,
+}
+
+/// The sandbox's /sys. Every variant is read-only throughout, submounts included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sys {
+    /// No /sys at all.
+    None,
+    /// A fresh sysfs of the sandbox's own network namespace (its `/sys/class/net` lists
+    /// the sandbox's interfaces, the rest is the host's devices, block devices, buses and
+    /// kernel), with the sandbox's own cgroups at `/sys/fs/cgroup`. With [`Net::Host`] the
+    /// kernel refuses a fresh sysfs, so the host's is bound instead, as with [`Sys::Host`].
+    Sandbox,
+    /// The host's /sys bound as it is (the host's network interfaces), with the sandbox's
+    /// own cgroups at `/sys/fs/cgroup`.
+    Host,
+}
+
+impl Sys {
+    fn absent() -> Sys {
+        Sys::None
+    }
+}
+
+/// The sandbox's process view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pid {
+    /// A pid namespace of its own: the program sees only its own processes, and pid 1 is
+    /// the sandbox's init.
+    #[default]
+    Sandbox,
+    /// The host's pid namespace and its /proc, read-only. The program sees, and can
+    /// signal, every host process its user owns; init is a subreaper that still reports
+    /// and kills what the program leaves behind.
     Host,
 }
 
@@ -200,6 +279,9 @@ impl Spec {
             grace_ms: DEFAULT_GRACE_MS,
             tty: false,
             namespace_limit: DEFAULT_NAMESPACE_LIMIT,
+            sys: Sys::Sandbox,
+            pid: Pid::Sandbox,
+            limits: Limits::default(),
         }
     }
 
@@ -210,6 +292,21 @@ impl Spec {
                 *size = bytes;
             }
         }
+    }
+
+    /// The size a tmpfs of `size` bytes is mounted with: never more than the memory limit,
+    /// which its contents count against.
+    pub fn tmpfs_size(&self, size: u64) -> u64 {
+        self.limits.memory_max.map_or(size, |max| size.min(max))
+    }
+
+    /// The size of /dev/shm: capped like /tmp.
+    pub fn shm_size(&self) -> u64 {
+        let tmp = self.mounts.iter().find_map(|m| match m {
+            Mount::Tmpfs { dst, size } if dst == Path::new("/tmp") => Some(*size),
+            _ => None,
+        });
+        self.tmpfs_size(tmp.unwrap_or(DEFAULT_TMPFS_SIZE))
     }
 
     /// Whether `path` exists in the sandbox as the spec builds it: at or under a bind, or
@@ -246,7 +343,11 @@ impl Spec {
                 Mount::Symlink { path, .. } => path,
             };
             check_sandbox_path(dst)?;
-            if dst == Path::new("/") || dst.starts_with("/proc") || dst.starts_with("/dev") {
+            let reserved = ["/proc", "/dev"]
+                .iter()
+                .chain((self.sys != Sys::None).then_some(&"/sys"))
+                .any(|r| dst.starts_with(r));
+            if dst == Path::new("/") || reserved {
                 return Err(SpecError::Reserved(dst.clone()));
             }
         }
@@ -372,6 +473,19 @@ pub fn parse_size(text: &str) -> Option<u64> {
     number.checked_mul(1 << shift)
 }
 
+/// Parses a CPU bandwidth: a number of CPUs (`2`, `1.5`) or a share of one (`50%`), into
+/// thousandths of a CPU.
+pub fn parse_cpus(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(percent) => (percent.trim(), 10.0),
+        None => (text, 1000.0),
+    };
+    let value: f64 = number.parse().ok()?;
+    let millis = (value * scale).round();
+    (value.is_finite() && (1.0..=1_000_000.0).contains(&millis)).then_some(millis as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +498,33 @@ mod tests {
         assert_eq!(parse_size("64KiB"), Some(64 << 10));
         assert_eq!(parse_size("1T"), None);
         assert_eq!(parse_size("G"), None);
+    }
+
+    #[test]
+    fn cpus_parse_as_counts_or_shares() {
+        assert_eq!(parse_cpus("2"), Some(2000));
+        assert_eq!(parse_cpus("1.5"), Some(1500));
+        assert_eq!(parse_cpus("50%"), Some(500));
+        assert_eq!(parse_cpus("0"), None);
+        assert_eq!(parse_cpus("-1"), None);
+        assert_eq!(parse_cpus("many"), None);
+    }
+
+    #[test]
+    fn a_memory_limit_caps_every_tmpfs() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        assert_eq!(spec.tmpfs_size(DEFAULT_TMPFS_SIZE), DEFAULT_TMPFS_SIZE);
+        spec.limits.memory_max = Some(64 << 20);
+        assert_eq!(spec.tmpfs_size(DEFAULT_TMPFS_SIZE), 64 << 20);
+    }
+
+    #[test]
+    fn a_spec_without_limits_still_reads() {
+        let spec = Spec::new(vec!["true".into()]);
+        let mut json = serde_json::to_value(&spec).unwrap();
+        json.as_object_mut().unwrap().remove("limits");
+        let back: Spec = serde_json::from_value(json).unwrap();
+        assert_eq!(back.limits, Limits::default());
     }
 
     #[test]
@@ -403,6 +544,32 @@ mod tests {
             size: DEFAULT_TMPFS_SIZE
         }));
         assert!(spec.is_visible(&spec.home));
+        spec.validate().unwrap();
+    }
+
+    #[test]
+    fn a_spec_from_before_sys_and_pid_replays_without_them() {
+        let spec = Spec::new(vec!["true".into()]);
+        let mut json = serde_json::to_value(&spec).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        assert_eq!(fields["sys"], "sandbox");
+        assert_eq!(fields["pid"], "sandbox");
+        fields.remove("sys");
+        fields.remove("pid");
+        let back: Spec = serde_json::from_value(json).unwrap();
+        assert_eq!((back.sys, back.pid), (Sys::None, Pid::Sandbox));
+    }
+
+    #[test]
+    fn sys_is_reserved_only_when_the_sandbox_mounts_one() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        spec.cwd = "/".into();
+        spec.mounts.push(Mount::Tmpfs {
+            dst: "/sys/x".into(),
+            size: 1,
+        });
+        assert!(matches!(spec.validate(), Err(SpecError::Reserved(p)) if p == Path::new("/sys/x")));
+        spec.sys = Sys::None;
         spec.validate().unwrap();
     }
 

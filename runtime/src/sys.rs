@@ -25,6 +25,9 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// clone3's flag to start the child in the cgroup2 directory `clone_args.cgroup`.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// Whether clone(2) may stand in for clone3. s390 takes the stack before the flags, and
 /// sparc returns the parent's pid to the child, so there a filtered clone3 is an error.
 const CLONE_FALLBACK: bool = !cfg!(any(
@@ -35,7 +38,12 @@ const CLONE_FALLBACK: bool = !cfg!(any(
 
 pub enum Forked {
     Child,
-    Parent { pid: Pid, pidfd: OwnedFd },
+    Parent {
+        pid: Pid,
+        pidfd: OwnedFd,
+        /// The child started in the cgroup asked for.
+        into_cgroup: bool,
+    },
 }
 
 /// Forks into new namespaces and returns a pidfd for the child, so that the host side can
@@ -44,10 +52,16 @@ pub enum Forked {
 /// clone3 is tried first; clone(2) is the fallback where clone3 is filtered to ENOSYS
 /// (Docker's default seccomp profile does this). The error names the syscall that failed.
 ///
+/// With `cgroup` (a cgroup2 directory), the child starts in that cgroup (CLONE_INTO_CGROUP)
+/// where the kernel can; where it cannot, it starts where the caller is, to be moved.
+///
 /// # Safety
 /// The caller must be single-threaded: the child continues on a copy of this one thread, and
 /// must end with `_exit` without returning into the caller's frames.
-pub unsafe fn fork_into(flags: CloneFlags) -> Result<Forked, (&'static str, Errno)> {
+pub unsafe fn fork_into(
+    flags: CloneFlags,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Forked, (&'static str, Errno)> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,
@@ -55,15 +69,26 @@ pub unsafe fn fork_into(flags: CloneFlags) -> Result<Forked, (&'static str, Errn
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
     // SAFETY: args is a valid clone_args of the size passed; without a stack the child
     // resumes here like fork(2), which the caller's single-threadedness makes sound.
-    let mut ret = unsafe {
+    let clone3 = |args: &mut CloneArgs| unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
+            args as *mut CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
     };
+    let mut ret = clone3(&mut args);
+    if ret == -1 && cgroup.is_some() && Errno::last() != Errno::ENOSYS {
+        // A kernel before 5.7, or a cgroup clone3 cannot enter: the caller moves the child.
+        args.flags &= !CLONE_INTO_CGROUP;
+        args.cgroup = 0;
+        ret = clone3(&mut args);
+    }
     let mut syscall = "clone3";
     if ret == -1 && Errno::last() == Errno::ENOSYS && CLONE_FALLBACK {
         syscall = "clone";
@@ -88,6 +113,7 @@ pub unsafe fn fork_into(flags: CloneFlags) -> Result<Forked, (&'static str, Errn
         -1 => Err((syscall, Errno::last())),
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent {
+            into_cgroup: syscall == "clone3" && args.flags & CLONE_INTO_CGROUP != 0,
             pid: Pid::from_raw(pid as i32),
             // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },

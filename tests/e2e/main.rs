@@ -6,7 +6,9 @@
 mod ctx;
 mod flaky;
 mod harden;
+mod hostfacts;
 mod hostile;
+mod limits;
 mod probe;
 mod run;
 mod sandbox;
@@ -30,6 +32,16 @@ fn main() {
         run::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("run::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        limits::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("limits::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostfacts::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostfacts::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
         flaky::SCENARIOS

@@ -23,6 +23,11 @@ pub fn main(args: &[String]) -> ! {
         "namespaces" => namespaces(),
         "proc-writable" => proc_writable(),
         "nest" => nest(rest[0].parse().expect("count")),
+        "fork-storm" => fork_storm(rest[0].parse().expect("count")),
+        "parallelism" => println!(
+            "parallelism {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
         other => panic!("unknown probe {other}"),
     }
     std::process::exit(0)
@@ -195,4 +200,20 @@ fn nest(count: u32) {
     }
     println!("namespaces {}", held.len());
     println!("nest-error {error}");
+}
+
+/// Starts `count` sleepers (each gone after 30 s), stopping at the first refused fork.
+/// Hostile: run only as a sandbox's program, where a process limit holds.
+fn fork_storm(count: usize) {
+    let mut sleepers = Vec::new();
+    for n in 0..count {
+        match std::process::Command::new("sleep").arg("30").spawn() {
+            Ok(child) => sleepers.push(child),
+            Err(e) => {
+                println!("refused-at {n} {}", errno_of(&e));
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("started {count}");
 }

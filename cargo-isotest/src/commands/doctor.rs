@@ -5,7 +5,8 @@ use isotest_runtime::doctor::{
     self, CgroupInfo, CgroupLayout, Diagnosis, HostFacts, ProbeError, SeccompMode, Stage,
     StageResult, StageStatus,
 };
-use isotest_runtime::{Error, Outcome, SetupError};
+use isotest_runtime::limits::HostLimits;
+use isotest_runtime::{Error, Mechanism, Outcome, SetupError};
 use serde::Serialize;
 
 use crate::exit_code;
@@ -32,6 +33,16 @@ struct Report {
     diagnosis: Option<Diagnosis>,
     overlayfs: OverlayProbe,
     cgroup: CgroupInfo,
+    limits: LimitsReport,
+}
+
+/// Which mechanism enforces `--memory-max` and the others here, and how to get a better one.
+#[derive(Serialize)]
+struct LimitsReport {
+    #[serde(flatten)]
+    host: HostLimits,
+    /// How to enable cgroup v2 delegation, when this host does not give it.
+    advice: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -65,6 +76,7 @@ pub fn run(args: DoctorArgs) -> i32 {
         diagnosis,
         overlayfs: probe_overlayfs(),
         cgroup: CgroupInfo::read(),
+        limits: limits_report(HostLimits::read(), host_is_root()),
     };
     if args.json {
         match serde_json::to_string_pretty(&report) {
@@ -133,6 +145,50 @@ fn probe_overlayfs() -> OverlayProbe {
         error: result.as_ref().err().map(ToString::to_string),
         failure: result.err(),
     }
+}
+
+fn host_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn limits_report(host: HostLimits, root: bool) -> LimitsReport {
+    let advice = (host.mechanism != Mechanism::CgroupV2).then(|| delegation_advice(root));
+    LimitsReport { host, advice }
+}
+
+/// How to get a delegated cgroup v2 subtree, the best mechanism: on a laptop through
+/// systemd's user manager, on GitHub's ubuntu-24.04 runners (unified cgroup v2, systemd
+/// 255, passwordless sudo) likewise for the runner user, or as root.
+fn delegation_advice(root: bool) -> String {
+    let mut text = String::from(
+        "cgroup v2 gives exact limits and peaks for every test. It needs a host booted with the unified \
+         hierarchy only (systemd.unified_cgroup_hierarchy=1, the default on current distributions; a \
+         hybrid host keeps its controllers on v1) and a subtree delegated to you.\n\n",
+    );
+    if root {
+        text.push_str(
+            "As root on a unified host, isotest uses the nearest cgroup of its own whose children get the \
+             memory and pids controllers; nothing to set up.\n\n",
+        );
+    }
+    text.push_str(
+        "On a laptop (systemd): delegate the controllers to your user manager once, then run isotest in a \
+         delegated scope:\n\
+         \x20 sudo mkdir -p /etc/systemd/system/user@.service.d\n\
+         \x20 printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' | sudo tee /etc/systemd/system/user@.service.d/delegate.conf\n\
+         \x20 sudo systemctl daemon-reload   # then log out and back in\n\
+         \x20 systemd-run --user --scope -p Delegate=yes -- cargo isotest run\n\n\
+         On GitHub Actions (ubuntu-24.04): give the runner user a systemd user manager with the same \
+         drop-in, then run in a delegated scope:\n\
+         \x20 sudo mkdir -p /etc/systemd/system/user@.service.d\n\
+         \x20 printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' | sudo tee /etc/systemd/system/user@.service.d/delegate.conf\n\
+         \x20 sudo systemctl daemon-reload\n\
+         \x20 sudo loginctl enable-linger \"$USER\"\n\
+         \x20 export XDG_RUNTIME_DIR=/run/user/$(id -u)\n\
+         \x20 systemd-run --user --scope -p Delegate=yes -- cargo isotest run\n\
+         or run the tests as root: sudo -E env PATH=\"$PATH\" cargo isotest run",
+    );
+    text
 }
 
 fn render(report: &Report) -> String {
@@ -245,6 +301,38 @@ fn render(report: &Report) -> String {
         },
     );
 
+    out.heading("resource limits");
+    let limits = &report.limits;
+    out.fact("mechanism", limits.host.mechanism.as_str());
+    out.fact(
+        "cgroup v2 delegated subtree",
+        &or_none(
+            limits
+                .host
+                .cgroup_v2_parent
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        ),
+    );
+    let v1: Vec<String> = limits
+        .host
+        .cgroup_v1_parents
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    out.fact(
+        "cgroup v1 controllers (as root)",
+        &if v1.is_empty() {
+            "none".into()
+        } else {
+            v1.join(", ")
+        },
+    );
+    if let Some(advice) = &limits.advice {
+        out.heading("how to enable cgroup v2 delegation");
+        out.0.push_str(&format!("{}\n", indent(advice)));
+    }
+
     if let Some(diagnosis) = &report.diagnosis {
         out.heading("diagnosis");
         out.0.push_str(&format!("  {}\n", diagnosis.summary));
@@ -272,5 +360,40 @@ fn stage_error(sandbox: &SandboxProbe) -> String {
     match &sandbox.failure {
         Some(failure) => doctor::failed_call(failure),
         None => sandbox.error.clone().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isotest_runtime::limits::Available;
+
+    fn host(mechanism: Mechanism) -> HostLimits {
+        HostLimits {
+            mechanism,
+            available: Available::default(),
+            cgroup_v2_parent: None,
+            cgroup_v1_parents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn advice_comes_only_without_cgroup_v2_and_names_the_drop_in() {
+        assert!(
+            limits_report(host(Mechanism::CgroupV2), false)
+                .advice
+                .is_none()
+        );
+        let advice = limits_report(host(Mechanism::Fallback), false)
+            .advice
+            .unwrap();
+        assert!(advice.contains("/etc/systemd/system/user@.service.d/delegate.conf"));
+        assert!(advice.contains("systemd-run --user --scope -p Delegate=yes"));
+        assert!(advice.contains("ubuntu-24.04"));
+        assert!(!advice.contains("As root"));
+        let root = limits_report(host(Mechanism::CgroupV1), true)
+            .advice
+            .unwrap();
+        assert!(root.contains("As root"));
     }
 }

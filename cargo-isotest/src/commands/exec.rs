@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use isotest_runtime::{Error, Exit, Identity, Outcome, Spec, Stray};
+use isotest_runtime::{Error, Exit, Identity, LimitExceeded, Outcome, Resources, Spec, Stray};
 use serde::Serialize;
 
-use crate::args::{NetArg, check_env, parse_binds, parse_duration, parse_size, parse_timeout};
+use crate::args::{
+    LimitArgs, NetArg, PidArg, SysArg, check_env, parse_binds, parse_duration, parse_timeout,
+};
 use crate::exit_code;
 use crate::launch::foreground;
 use crate::report::Destination;
@@ -31,15 +33,21 @@ pub struct ExecArgs {
     /// Network: only `lo` (up), no usable interface, or the host's network.
     #[arg(long, value_enum, default_value_t = NetArg::Loopback)]
     net: NetArg,
+    /// /sys: the sandbox's own read-only view, the host's (read-only), or none.
+    #[arg(long, value_enum, default_value_t = SysArg::Sandbox, value_name = "SYS")]
+    sys: SysArg,
+    /// Processes: a pid namespace of the sandbox's own, or the host's (a read-only host
+    /// /proc; the program can see and signal the host's processes of its user).
+    #[arg(long, value_enum, default_value_t = PidArg::Sandbox, value_name = "PID")]
+    pid: PidArg,
     /// Make a host path visible read-only, at DST or at the same path.
     #[arg(long, value_name = "SRC[:DST]")]
     bind: Vec<String>,
     /// Make a host path visible and writable, at DST or at the same path.
     #[arg(long, value_name = "SRC[:DST]")]
     bind_rw: Vec<String>,
-    /// Size cap of the private /tmp and HOME (e.g. 512M, 2G).
-    #[arg(long, value_parser = parse_size, default_value = "1G", value_name = "SIZE")]
-    tmpfs_size: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Pass a host variable through (KEY) or set one (KEY=VALUE).
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
@@ -102,12 +110,17 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     let mut spec = Spec::new(args.command);
     spec.mounts.extend(parse_binds(&args.bind, &args.bind_rw)?);
     spec.namespace_limit = args.nesting;
-    spec.set_tmpfs_sizes(args.tmpfs_size);
+    if let Some(size) = args.limits.tmpfs_size {
+        spec.set_tmpfs_sizes(size);
+    }
+    spec.limits = args.limits.checked_limits()?;
     for item in &args.env {
         spec.env.add(item);
     }
     spec.hostname = args.hostname;
     spec.net = args.net.into();
+    spec.sys = args.sys.into();
+    spec.pid = args.pid.into();
     if args.root {
         spec.identity = Identity::Root;
     }
@@ -147,6 +160,8 @@ struct Report<'a> {
     stderr_bytes: u64,
     stderr_truncated: bool,
     error: Option<String>,
+    limit_exceeded: Option<&'a LimitExceeded>,
+    resources: Option<&'a Resources>,
     spec: &'a Spec,
 }
 
@@ -174,6 +189,8 @@ fn write_report(
         stderr_bytes: stderr.total(),
         stderr_truncated: stderr.truncated(),
         error,
+        limit_exceeded: outcome.and_then(|o| o.limit_exceeded.as_ref()),
+        resources: outcome.map(|o| &o.resources),
         spec,
     };
     Ok(destination.write(&serde_json::to_vec_pretty(&report)?)?)

@@ -5,14 +5,15 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::args::{SandboxArgs, parse_duration};
+use crate::args::{SandboxArgs, parse_duration, parse_size};
 use crate::cargo::CargoOptions;
 use crate::discover::discover;
 use crate::exit_code::{self, Failure};
 use crate::plan::{self, Filter};
 use crate::report::{Destination, RunReporter, json};
+use crate::runner::budget::MemoryBudget;
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
-use crate::runner::{self, verdict};
+use crate::runner::{self, explain, verdict};
 
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
@@ -51,6 +52,15 @@ pub struct RunnerArgs {
     /// Run only the tests that failed in an earlier JSON report.
     #[arg(long, value_name = "REPORT")]
     pub rerun_failed: Option<PathBuf>,
+    /// Rerun each failed test once per sandbox rule relaxed (host network, writable
+    /// source, host /sys, host environment, host HOME, no pid namespace), and report the
+    /// first that makes it pass.
+    #[arg(long)]
+    pub explain: bool,
+    /// Start a test only when its memory fits beside the running ones: its peak in the
+    /// last report, else its --memory-max (e.g. 8G).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub memory_budget: Option<u64>,
 }
 
 /// Options for chasing flaky tests.
@@ -109,7 +119,6 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         seed,
         args.flaky.shuffle.is_some(),
     );
-    let policy = policy(args);
     let json_path = match &args.runner.report_json {
         Some(path) => Destination::Given(path.clone()),
         None => Destination::own_report(&session.build.target_dir),
@@ -117,6 +126,16 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     json_path
         .check()
         .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
+    let mut policy = policy(args);
+    // Learned from the report this run is about to replace.
+    policy.memory_budget = args.runner.memory_budget.map(|total| {
+        MemoryBudget::new(
+            total,
+            &plan.tests,
+            &plan.specs,
+            &json::peaks(&json_path.path()),
+        )
+    });
     let mut reporter = RunReporter::start(
         &plan,
         runner::planned_attempts(&plan, &policy),
@@ -125,13 +144,28 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         session.build.workspace_root.clone(),
         started,
     );
-    let records = runner::run(
+    let mut records = runner::run(
         &session.pool,
         &plan,
         &policy,
         args.flaky.cpu_load,
         &mut reporter,
     );
+    if args.runner.explain && policy.stress.is_none() {
+        let host = explain::HostFacts {
+            env: std::env::vars().collect(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            toolchain: crate::cargo::toolchain::paths(),
+        };
+        explain::explain_failures(
+            &session.pool,
+            &plan,
+            &mut records,
+            &host,
+            &session.build.target_dir.join("isotest"),
+            &mut reporter,
+        );
+    }
     let cancelled = session
         .interrupted
         .load(std::sync::atomic::Ordering::SeqCst);
@@ -160,5 +194,6 @@ fn policy(args: &RunArgs) -> Policy {
             until: flaky.stress_duration.map(|d| Instant::now() + d),
             until_fail: flaky.stress_until_fail,
         }),
+        memory_budget: None,
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use isotest_runtime::{Echo, Error, Outcome, Sandbox, Spec, Stray};
 
-use crate::args::setup_problem;
+use crate::args::{limit_hint, setup_problem};
 use crate::{exit_code, host};
 
 /// Runs `spec` from this (single-threaded) process and returns its status; `result` sees
@@ -44,6 +44,10 @@ fn run_sandbox(spec: &Spec) -> Result<Outcome, Error> {
 fn finish(spec: &Spec, outcome: &Outcome) -> i32 {
     if !outcome.strays.is_empty() {
         eprintln!("{}", describe_strays(&outcome.strays));
+    }
+    if let Some(hit) = &outcome.limit_exceeded {
+        eprintln!("isotest: {hit} (the program ended with {})", outcome.exit);
+        eprintln!("hint: {}", limit_hint(hit));
     }
     if let Some(error) = &outcome.start_error {
         eprintln!("error: {error}");

@@ -1,7 +1,7 @@
 //! The JSON report: written at the end of a run and checkpointed while it goes on, and
 //! read back by `replay` and `--rerun-failed`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -87,6 +87,13 @@ pub struct StoredTest {
     pub spec: Option<Spec>,
     #[serde(default)]
     pub attempts: Vec<StoredAttempt>,
+    #[serde(default)]
+    pub resources: Option<StoredResources>,
+}
+
+#[derive(Deserialize)]
+pub struct StoredResources {
+    pub peak_memory_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +136,22 @@ pub fn read(path: &Path) -> anyhow::Result<StoredReport> {
     }
     serde_json::from_slice(&text)
         .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
+}
+
+/// The memory peak of every test an earlier report measured, by `(binary id, name)`. A
+/// missing or unreadable report teaches nothing: the first run has none.
+pub fn peaks(path: &Path) -> BTreeMap<(String, String), u64> {
+    let Ok(report) = read(path) else {
+        return BTreeMap::new();
+    };
+    report
+        .tests
+        .into_iter()
+        .filter_map(|t| {
+            let peak = t.resources?.peak_memory_bytes?;
+            Some(((t.binary_id, t.name), peak))
+        })
+        .collect()
 }
 
 /// The `(binary id, name)` of every test that failed (or timed out) in an earlier report.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use quick_junit::{
-    FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+    FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
 
 use super::document::RunReport;
@@ -47,6 +47,9 @@ fn test_case(record: &TestRecord) -> TestCase {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let (kind, message) = failure_kind(last);
             status.set_type(kind).set_message(message);
+            if let Some(hint) = &last.hint {
+                status.set_description(format!("hint: {hint}"));
+            }
             // Under a failure, earlier failures are reruns; <flakyFailure> belongs under a
             // pass only (Surefire's convention, which CI systems read).
             status.set_rerun_kind(FlakyOrRerun::Rerun);
@@ -64,9 +67,18 @@ fn test_case(record: &TestRecord) -> TestCase {
     let mut case = TestCase::new(record.name.as_str(), status);
     case.set_classname(record.binary_id.as_str())
         .set_time(Duration::from_millis(last.duration_ms));
+    case.add_properties(resource_properties(last));
     if record.is_failure() {
         case.set_system_out(last.output.stdout.lossy())
             .set_system_err(last.output.stderr.lossy());
+    }
+    if let Some(explanation) = &record.explanation {
+        let relaxation = explanation.relaxation.map_or("none", |r| r.id());
+        case.add_property(Property::new("isotest.explain.relaxation", relaxation));
+        case.add_property(Property::new(
+            "isotest.explain",
+            explanation.message.as_str(),
+        ));
     }
     case
 }
@@ -83,10 +95,32 @@ fn rerun(attempt: &AttemptRecord) -> TestRerun {
     rerun
 }
 
+/// What the attempt used, as `isotest.*` properties of its test case.
+fn resource_properties(attempt: &AttemptRecord) -> Vec<Property> {
+    let Some(r) = &attempt.resources else {
+        return Vec::new();
+    };
+    let optional = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
+    [
+        ("isotest.mechanism", r.mechanism.as_str().to_string()),
+        ("isotest.peak_memory_bytes", optional(r.peak_memory_bytes)),
+        ("isotest.cpu_user_ms", r.cpu_user_ms.to_string()),
+        ("isotest.cpu_system_ms", r.cpu_system_ms.to_string()),
+        ("isotest.max_processes", optional(r.max_processes)),
+        ("isotest.tmpfs_peak_bytes", r.tmpfs_peak_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| Property::new(name, value))
+    .collect()
+}
+
 /// A failure's type (what kind of end it was) and a one-line message.
 fn failure_kind(attempt: &AttemptRecord) -> (String, String) {
     if attempt.outcome == TestOutcome::TimedOut {
         return ("timeout".into(), "the test timed out".into());
+    }
+    if let Some(hit) = &attempt.limit_exceeded {
+        return ("limit-exceeded".into(), hit.to_string());
     }
     match (&attempt.exit, &attempt.error) {
         (_, Some(error)) => ("isotest error".into(), error.clone()),

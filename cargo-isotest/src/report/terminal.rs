@@ -107,6 +107,16 @@ impl Terminal {
         }
     }
 
+    /// What `--explain`'s reruns found for a failed test.
+    fn explained(&self, record: &TestRecord) {
+        if let Some(explanation) = &record.explanation {
+            self.line(format!(
+                "{YELLOW}{:>12}{YELLOW:#} {} {}: {}",
+                "EXPLAIN", record.binary_id, record.name, explanation.message
+            ));
+        }
+    }
+
     /// A failed attempt that will be retried.
     pub fn retrying(&mut self, label: &str, attempt: &AttemptRecord, attempts: u32) {
         self.line(format!(
@@ -206,6 +216,10 @@ impl Terminal {
             text.push('\n');
             text.push_str(&status_line(record));
         }
+        for record in heaviest(&report.tests, HEAVIEST_SHOWN) {
+            text.push('\n');
+            text.push_str(&heavy_line(record));
+        }
         if let Some(seed) = seed_line {
             text.push('\n');
             text.push_str(seed);
@@ -226,10 +240,46 @@ impl Reporter for Terminal {
             RunEvent::Retrying { label, attempt, of } => self.retrying(label, attempt, of),
             RunEvent::StressAttempt(attempt) => self.stress_attempt(attempt),
             RunEvent::TestFinished(record) => self.finished(record),
+            RunEvent::Note(text) => self.line(format!("{YELLOW}{:>12}{YELLOW:#} {text}", "note")),
+            RunEvent::Explained(record) => self.explained(record),
             RunEvent::Tick => self.tick(),
             RunEvent::Checkpoint(_) => {}
         }
     }
+}
+
+/// How many of a test's stray processes its summary line names.
+const STRAYS_SHOWN: usize = 5;
+
+/// How many of the heaviest tests the summary names.
+const HEAVIEST_SHOWN: usize = 3;
+
+/// The tests that used the most memory at their peak, most first; CPU time breaks ties.
+fn heaviest(tests: &[TestRecord], count: usize) -> Vec<&TestRecord> {
+    let weight = |t: &TestRecord| {
+        let r = t.last.resources.as_ref()?;
+        Some((r.peak_memory_bytes?, r.cpu_user_ms + r.cpu_system_ms))
+    };
+    let mut weighed: Vec<_> = tests.iter().filter_map(|t| Some((weight(t)?, t))).collect();
+    weighed.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
+    weighed.into_iter().take(count).map(|(_, t)| t).collect()
+}
+
+fn heavy_line(record: &TestRecord) -> String {
+    let r = record.last.resources.as_ref().expect("only weighed tests");
+    let cpu = Duration::from_millis(r.cpu_user_ms + r.cpu_system_ms);
+    let mut what = format!(
+        "{} peak, {:.2}s CPU",
+        isotest_runtime::format_bytes(r.peak_memory_bytes.unwrap_or(0)),
+        cpu.as_secs_f64()
+    );
+    if let Some(processes) = r.max_processes.filter(|&n| n > 2) {
+        what.push_str(&format!(", {processes} processes"));
+    }
+    format!(
+        "{DIM}{:>12}{DIM:#} {BOLD}{}{BOLD:#} {} ({what})",
+        "HEAVIEST", record.binary_id, record.name
+    )
 }
 
 fn seconds(duration: Duration) -> String {
@@ -242,6 +292,7 @@ fn status_line(record: &TestRecord) -> String {
         TestOutcome::Passed if record.flaky => ("FLAKY".to_string(), YELLOW),
         TestOutcome::Passed if last.leaky => ("LEAKY".to_string(), YELLOW),
         TestOutcome::Passed => ("PASS".to_string(), GREEN),
+        TestOutcome::Failed if last.limit_exceeded.is_some() => ("LIMIT".to_string(), RED),
         TestOutcome::Failed => match &last.exit {
             Some(isotest_runtime::Exit::Signal { name, .. }) => (name.clone(), RED),
             _ => ("FAIL".to_string(), RED),
@@ -260,11 +311,16 @@ fn status_line(record: &TestRecord) -> String {
         line.push_str(&format!(" (after {} attempts)", record.attempts.len()));
     }
     if last.leaky {
-        let strays: Vec<String> = last
+        let mut strays: Vec<String> = last
             .strays
             .iter()
+            .take(STRAYS_SHOWN)
             .map(|s| format!("pid {} `{}`", s.pid, s.cmdline))
             .collect();
+        if last.strays.len() > STRAYS_SHOWN {
+            // A fork storm leaves hundreds; the JSON report has them all.
+            strays.push(format!("and {} more", last.strays.len() - STRAYS_SHOWN));
+        }
         line.push_str(&format!(
             " {YELLOW}(left behind: {}){YELLOW:#}",
             strays.join(", ")
@@ -329,6 +385,32 @@ mod tests {
         assert!(!terminal.slow_shown.contains(&(1, 1)));
         terminal.ended(0, 1);
         assert!(terminal.slow_shown.is_empty());
+    }
+
+    #[test]
+    fn the_heaviest_tests_are_the_ones_with_the_highest_peaks() {
+        use crate::discover::TestKind;
+        use crate::runner::record::TestOutcome;
+        let record = |name: &str, peak: Option<u64>| {
+            let mut record = TestRecord::not_run("pkg", name, TestKind::Test, TestOutcome::Passed);
+            record.last.resources = peak.map(|peak| isotest_runtime::Resources {
+                peak_memory_bytes: Some(peak),
+                ..Default::default()
+            });
+            record
+        };
+        let tests = [
+            record("small", Some(1 << 20)),
+            record("unmeasured", None),
+            record("big", Some(300 << 20)),
+            record("medium", Some(20 << 20)),
+        ];
+        let names: Vec<&str> = heaviest(&tests, 2)
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["big", "medium"]);
+        assert!(heavy_line(&tests[2]).contains("300 MiB peak"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use isotest_runtime::{Outcome, Spec};
 use super::events::{Reporter, RunEvent};
 use super::policy::Policy;
 use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
-use super::verdict;
+use super::{budget, verdict};
 use crate::launch::helper::HelperError;
 use crate::launch::pool::{Dispatch, Event};
 use crate::plan::TestInstance;
@@ -38,6 +38,9 @@ pub struct Attempts<'a> {
     /// A result came in since the last checkpoint.
     dirty: bool,
     checkpointed: Instant,
+    /// Memory held by the running attempts under `--memory-budget`, and how many run.
+    reserved: u64,
+    running: usize,
 }
 
 impl<'a> Attempts<'a> {
@@ -65,7 +68,32 @@ impl<'a> Attempts<'a> {
             stopped: false,
             dirty: false,
             checkpointed: Instant::now(),
+            reserved: 0,
+            running: 0,
         }
+    }
+
+    /// The next attempt to start: the queue's first, or under a memory budget the first
+    /// whose test fits beside the running ones.
+    fn take_next(&mut self) -> Option<Attempt> {
+        let index = match &self.policy.memory_budget {
+            None => 0,
+            Some(budget) => {
+                let waiting = self.queue.iter().map(|a| budget.needs[a.test]);
+                budget::pick(waiting, budget.total, self.reserved, self.running)?
+            }
+        };
+        let attempt = self.queue.remove(index)?;
+        self.reserved += self.need(attempt);
+        self.running += 1;
+        Some(attempt)
+    }
+
+    fn need(&self, attempt: Attempt) -> u64 {
+        self.policy
+            .memory_budget
+            .as_ref()
+            .map_or(0, |b| b.needs[attempt.test])
     }
 
     fn label(&self, attempt: Attempt) -> String {
@@ -162,7 +190,7 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
         if self.queue.is_empty() {
             self.refill();
         }
-        let attempt = self.queue.pop_front()?;
+        let attempt = self.take_next()?;
         self.started[attempt.test] = self.started[attempt.test].max(attempt.number);
         Some(attempt)
     }
@@ -179,6 +207,8 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
             }
             Event::Finished(attempt, result) => {
                 self.dirty = true;
+                self.reserved -= self.need(attempt);
+                self.running -= 1;
                 self.reporter.report(RunEvent::AttemptEnded {
                     test: attempt.test,
                     attempt: attempt.number,
@@ -218,6 +248,35 @@ mod tests {
         }
         let record = attempts.record(0);
         (record, log.0)
+    }
+
+    #[test]
+    fn under_a_memory_budget_a_test_waits_until_it_fits() {
+        use crate::runner::budget::MemoryBudget;
+        let tests = [instance("big"), instance("also_big"), instance("small")];
+        let specs = [
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+        ];
+        let policy = Policy {
+            memory_budget: Some(MemoryBudget {
+                total: 100,
+                needs: vec![60, 60, 30],
+            }),
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0, 1, 2], &policy, &mut log);
+        let first = attempts.next().expect("the first always starts");
+        attempts.on_event(Event::Started(first));
+        // 60 held: the second big one waits, the small one behind it starts.
+        let second = attempts.next().expect("the small one fits");
+        assert_eq!((first.test, second.test), (0, 2));
+        attempts.on_event(Event::Started(second));
+        assert_eq!(attempts.next(), None);
+        attempts.on_event(Event::Finished(first, Ok(passed())));
+        assert_eq!(attempts.next().map(|a| a.test), Some(1));
     }
 
     #[test]

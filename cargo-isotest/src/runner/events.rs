@@ -22,6 +22,10 @@ pub enum RunEvent<'a> {
     StressAttempt(&'a AttemptRecord),
     /// A test's final record.
     TestFinished(&'a TestRecord),
+    /// Something the user should know about the run, such as what `--explain` does.
+    Note(&'a str),
+    /// `--explain` found what a failed test depends on: the record has its explanation.
+    Explained(&'a TestRecord),
     /// Nothing happened for a moment: a chance to refresh a view.
     Tick,
     /// Every test's record as it stands, sent now and then while results come in, so that

@@ -4,7 +4,9 @@
 //! [`events`].
 
 pub mod attempts;
+pub mod budget;
 pub mod events;
+pub mod explain;
 mod load;
 pub mod policy;
 mod protocol;

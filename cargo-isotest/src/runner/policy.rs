@@ -4,6 +4,8 @@ use std::time::Instant;
 
 use clap::ValueEnum;
 
+use super::budget::MemoryBudget;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum StraysPolicy {
     #[default]
@@ -27,6 +29,7 @@ pub struct Policy {
     pub strays: StraysPolicy,
     pub fail_fast: bool,
     pub stress: Option<Stress>,
+    pub memory_budget: Option<MemoryBudget>,
 }
 
 /// Many runs of every selected test, in parallel.

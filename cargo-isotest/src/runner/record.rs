@@ -1,7 +1,7 @@
 //! What the runner decided about each test and each attempt: the records the reporters
 //! show and the JSON report stores as they are.
 
-use isotest_runtime::{Captured, Exit, Spec, Stray};
+use isotest_runtime::{Captured, Exit, LimitExceeded, Resources, Spec, Stray};
 use serde::Serialize;
 
 use crate::discover::TestKind;
@@ -37,6 +37,10 @@ pub struct TestRecord {
     /// The sandbox it ran in, with `ISOTEST_ATTEMPT` set per attempt; replaying needs
     /// nothing else.
     pub spec: Option<Spec>,
+    /// With `--explain`, for a failed test: the sandbox rule it depends on, found by
+    /// rerunning it with each rule relaxed in turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<super::explain::Explanation>,
 }
 
 /// One run of one test in one fresh sandbox.
@@ -59,6 +63,10 @@ pub struct AttemptRecord {
     pub hint: Option<String>,
     /// Why it failed in one line: the panic message, else how it ended.
     pub failure_message: Option<String>,
+    /// The limit that stopped it, e.g. `{"kind": "processes", "limit": 200}`.
+    pub limit_exceeded: Option<LimitExceeded>,
+    /// What it used, and which mechanism measured and limited it; null when it did not run.
+    pub resources: Option<Resources>,
 }
 
 /// Captured output: raw here, lossy UTF-8 with a truncation flag in JSON.
@@ -94,6 +102,8 @@ impl AttemptRecord {
             error: None,
             hint: None,
             failure_message: None,
+            limit_exceeded: None,
+            resources: None,
         }
     }
 
@@ -145,6 +155,7 @@ impl TestRecord {
             attempts: Vec::new(),
             stress: None,
             spec: None,
+            explanation: None,
         }
     }
 

@@ -48,6 +48,8 @@ pub fn outcome(code: i32, stdout: &str, strays: usize) -> Outcome {
         start_error: None,
         stdout: captured(stdout),
         stderr: captured(""),
+        resources: Default::default(),
+        limit_exceeded: None,
     }
 }
 
@@ -81,6 +83,8 @@ impl Reporter for Log {
             RunEvent::Retrying { attempt, of, .. } => format!("retry {}/{of}", attempt.attempt),
             RunEvent::StressAttempt(attempt) => format!("stress {}", attempt.attempt),
             RunEvent::TestFinished(record) => format!("finished {:?}", record.last.outcome),
+            RunEvent::Note(text) => format!("note {text}"),
+            RunEvent::Explained(record) => format!("explained {}", record.name),
             RunEvent::Tick => "tick".into(),
             RunEvent::Checkpoint(_) => "checkpoint".into(),
         });

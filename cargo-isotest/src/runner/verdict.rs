@@ -7,6 +7,7 @@ use super::policy::{FlakyPolicy, Policy, StraysPolicy};
 use super::protocol;
 use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
 use super::stress::{self, KEPT_FAILURES};
+use crate::args::limit_hint;
 use crate::launch::helper::HelperError;
 use crate::plan::TestInstance;
 
@@ -69,16 +70,25 @@ pub fn attempt(
             outcome.strays.len()
         ));
     }
+    if let Some(hit) = &outcome.limit_exceeded {
+        // The limit is what stopped it; the exit status (often SIGKILL) only follows.
+        record.error = Some(hit.to_string());
+    }
     record.exit = Some(outcome.exit);
     record.strays = outcome.strays;
+    record.resources = Some(outcome.resources);
     record.output = Output {
         stdout: outcome.stdout,
         stderr: outcome.stderr,
     };
     if record.is_failure() {
-        record.hint = sandbox_hint(&record.output);
+        record.hint = match &outcome.limit_exceeded {
+            Some(hit) => Some(limit_hint(hit)),
+            None => sandbox_hint(&record.output),
+        };
         record.failure_message = Some(record.describe_failure());
     }
+    record.limit_exceeded = outcome.limit_exceeded;
     record
 }
 
@@ -117,6 +127,7 @@ pub fn test(
         attempts: Vec::new(),
         stress: None,
         spec: Some(spec.clone()),
+        explanation: None,
     };
     if policy.stress.is_some() {
         let summary = stress::summarize(attempts);
@@ -181,7 +192,7 @@ fn sandbox_hint(output: &Output) -> Option<String> {
                 .into(),
         );
     }
-    None
+    super::explain::output_hint(&text)
 }
 
 #[cfg(test)]
@@ -191,6 +202,26 @@ mod tests {
 
     fn run(result: Result<Outcome, HelperError>, strays: StraysPolicy) -> AttemptRecord {
         attempt("a", 1, result, strays)
+    }
+
+    #[test]
+    fn a_test_stopped_by_a_limit_says_which_and_how_to_raise_it() {
+        let mut outcome = outcome(0, "running 1 test\n", 0);
+        outcome.exit = isotest_runtime::Exit::from_signal(9);
+        outcome.limit_exceeded = Some(isotest_runtime::LimitExceeded::Processes { limit: 200 });
+        let record = run(Ok(outcome), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Failed);
+        assert_eq!(
+            record.failure_message.as_deref(),
+            Some("exceeded process limit 200")
+        );
+        assert!(
+            record
+                .hint
+                .unwrap()
+                .contains("pass --pids-max N (config key `pids-max`)")
+        );
+        assert!(record.resources.is_some());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::facts::{HostFacts, SeccompMode};
 use super::fixes::{
     Caller, apparmor_restriction, docker_apparmor, max_user_namespaces, proc_overmounted, seccomp,
-    unknown, unprivileged_userns_clone,
+    sys_refused, unknown, unprivileged_userns_clone,
 };
 use crate::error::{SetupError, Step};
 
@@ -27,6 +27,8 @@ pub enum Cause {
     UnprivilegedUsernsClone,
     /// Parts of /proc are covered by mounts, so no fresh /proc may be mounted.
     ProcOvermounted,
+    /// The kernel refuses a fresh sysfs for the sandbox's network namespace.
+    SysRefused,
     /// None of the known causes fits.
     Unknown,
 }
@@ -67,6 +69,7 @@ pub fn diagnose(failure: &SetupError, facts: &HostFacts, caller: &Caller) -> Dia
         Step::Proc if errno == Errno::EPERM && !facts.proc_overmounts.is_empty() => {
             proc_overmounted(facts)
         }
+        Step::Sys if errno == Errno::EPERM && !facts.apparmor_restricts_us() => sys_refused(caller),
         step if is_mount_step(step) && denied && facts.apparmor_restricts_us() => {
             apparmor_restriction(failure, facts, caller)
         }
@@ -85,6 +88,8 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Proc
         | Step::ProcReadOnly
         | Step::Dev
+        | Step::Sys
+        | Step::Cgroups
         | Step::PivotRoot
         | Step::Seal => true,
         Step::Clone
@@ -97,6 +102,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Symlink
         | Step::Hostname
         | Step::Loopback
+        | Step::Cgroup
         | Step::Init => false,
     }
 }
@@ -358,6 +364,20 @@ mod tests {
         assert_eq!(
             diagnose(&clone_eperm(), &facts).cause,
             Cause::UnprivilegedUsernsClone
+        );
+    }
+
+    #[test]
+    fn a_refused_sysfs_names_the_options_that_avoid_it() {
+        let d = diagnose(
+            &failure(Step::Sys, "mount", Some("/sys"), Errno::EPERM),
+            &plain_host(),
+        );
+        assert_eq!(d.cause, Cause::SysRefused);
+        assert!(
+            d.fix.contains("--sys host") && d.fix.contains("--sys none"),
+            "{}",
+            d.fix
         );
     }
 

@@ -182,6 +182,23 @@ pub(super) fn proc_overmounted(facts: &HostFacts) -> Diagnosis {
     }
 }
 
+pub(super) fn sys_refused(caller: &Caller<'_>) -> Diagnosis {
+    Diagnosis {
+        cause: Cause::SysRefused,
+        summary: "the kernel refuses a fresh sysfs for the sandbox's own network namespace: \
+                  in a user namespace it mounts one only while the host's /sys is fully \
+                  visible, and container runtimes mask parts of it (such as /sys/firmware)"
+            .into(),
+        fix: format!(
+            "Give the sandbox the host's /sys (read-only, with the host's network interfaces) \
+             or none:\n  {name} --sys host ...\n  {name} --sys none ...\n\
+             Or start the container with /sys unmasked:\n  \
+             Docker: docker run --security-opt systempaths=unconfined ...",
+            name = caller.name
+        ),
+    }
+}
+
 pub(super) fn docker_apparmor(failure: &SetupError) -> Diagnosis {
     Diagnosis {
         cause: Cause::DockerAppArmor,

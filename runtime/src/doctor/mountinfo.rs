@@ -14,6 +14,8 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub source: String,
+    /// The filesystem's own options (a v1 cgroup hierarchy's controllers are among them).
+    pub super_options: String,
 }
 
 /// Parses /proc/self/mountinfo, skipping lines it cannot read.
@@ -29,6 +31,10 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 fs_type: String::from_utf8_lossy(&unescape(fields.get(separator + 1)?))
                     .into_owned(),
                 source: String::from_utf8_lossy(&unescape(fields.get(separator + 2)?)).into_owned(),
+                super_options: String::from_utf8_lossy(&unescape(
+                    fields.get(separator + 3).copied().unwrap_or_default(),
+                ))
+                .into_owned(),
             })
         })
         .collect()

@@ -14,6 +14,7 @@ pub enum Stage {
     Mounts,
     Proc,
     Dev,
+    Sys,
     PivotRoot,
     Hostname,
     Loopback,
@@ -21,12 +22,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Namespaces,
         Stage::IdMaps,
         Stage::Mounts,
         Stage::Proc,
         Stage::Dev,
+        Stage::Sys,
         Stage::PivotRoot,
         Stage::Hostname,
         Stage::Loopback,
@@ -42,6 +44,7 @@ impl Stage {
             Step::Mountpoint => match &failure.path {
                 Some(path) if path.starts_with("/proc") => Stage::Proc,
                 Some(path) if path.starts_with("/dev") => Stage::Dev,
+                Some(path) if path.starts_with("/sys") => Stage::Sys,
                 _ => Stage::Mounts,
             },
             Step::PrivateMounts
@@ -52,9 +55,11 @@ impl Stage {
             | Step::Symlink => Stage::Mounts,
             Step::Proc | Step::ProcReadOnly => Stage::Proc,
             Step::Dev => Stage::Dev,
+            Step::Sys | Step::Cgroups => Stage::Sys,
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,
             Step::Hostname => Stage::Hostname,
             Step::Loopback => Stage::Loopback,
+            Step::Cgroup => Stage::Program,
             Step::Init => Stage::Program,
         }
     }
@@ -66,6 +71,7 @@ impl Stage {
             Stage::Mounts => "mounts",
             Stage::Proc => "proc",
             Stage::Dev => "dev",
+            Stage::Sys => "sys",
             Stage::PivotRoot => "pivot_root",
             Stage::Hostname => "hostname",
             Stage::Loopback => "loopback",
