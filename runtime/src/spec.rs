@@ -367,7 +367,7 @@ impl Spec {
         Ok(())
     }
 
-    /// A private tmpfs at the same path as another mount would hide it (`HOME=/usr`
+    /// A private tmpfs at the same path as an earlier mount would hide it (`HOME=/usr`
     /// emptied /usr; HOME at the target directory hid the test binaries).
     fn check_tmpfs_hides_nothing(&self) -> Result<(), SpecError> {
         let dst_of = |m: &Mount| match m {
@@ -378,11 +378,13 @@ impl Spec {
             let Mount::Tmpfs { dst, .. } = mount else {
                 continue;
             };
+            // At the same path the later mount is on top: one listed after the tmpfs (a
+            // bind of the host's HOME over the private one) is meant to cover it.
             let hidden = self
                 .mounts
                 .iter()
-                .enumerate()
-                .any(|(j, other)| j != i && dst_of(other) == *dst);
+                .take(i)
+                .any(|other| dst_of(other) == *dst);
             // HOME below a read-only bind hides what is there, or cannot be made at all.
             let inside_bind = self.mounts.iter().any(|other| {
                 matches!(other, Mount::Bind { dst: bind, writable: false, .. }
