@@ -140,7 +140,12 @@ impl Sandbox {
                     );
                     return Err(Error::Limits(e.into()));
                 }
-                write_all(placed_w.as_fd(), b"1").map_err(Error::host("write"))?;
+                // A child whose setup already failed has closed its end (EPIPE): its report
+                // on the status pipe says why, and `wait` reads it.
+                match write_all(placed_w.as_fd(), b"1") {
+                    Ok(()) | Err(Errno::EPIPE) => {}
+                    Err(errno) => return Err(Error::host("write")(errno)),
+                }
                 let (stdout, stderr, tty) = match parent_io {
                     ParentIo::Pipes(out, err) => (Some(out), Some(err), None),
                     ParentIo::Tty(master) => (None, None, Some(master)),

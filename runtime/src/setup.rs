@@ -445,24 +445,9 @@ fn mount_dev(plan: &Plan) -> Setup {
     make_dir_all(Path::new("/dev"))?;
     mount_tmpfs(Path::new("dev"), "mode=0755,size=64k", Step::Dev)?;
     for node in DEV_NODES {
-        let host_path = Path::new("/dev").join(node);
-        let host: &Path = &host_path;
-        make_file(host)?;
-        let fail_at = |syscall| move |e: Errno| fail(Step::Dev, syscall, Some(host))(e);
-        let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
-        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
-        let tree = rustix::mount::open_tree(rustix::fs::CWD, host, flags)
-            .map_err(|e| fail_at("open_tree")(errno(e)))?;
-        sys::make_read_only(MountRef::Tree(tree.as_fd()), false)
-            .map_err(fail_at("mount_setattr"))?;
-        rustix::mount::move_mount(
-            tree.as_fd(),
-            c"",
-            rustix::fs::CWD,
-            staged(host),
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-        .map_err(|e| fail_at("move_mount")(errno(e)))?;
+        let host = Path::new("/dev").join(node);
+        make_file(&host)?;
+        bind_host_read_only(&host, Step::Dev)?;
     }
     for (name, target) in DEV_LINKS {
         let link = Path::new("dev").join(name);
