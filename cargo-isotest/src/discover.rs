@@ -8,11 +8,12 @@ use std::sync::atomic::AtomicBool;
 
 use isotest_runtime::Spec;
 
-use crate::args::{ArchiveArgs, BIND_DESTINATION_HINT, SandboxArgs};
+use crate::args::{ArchiveArgs, SandboxArgs, setup_problem};
 use crate::cargo::CargoOptions;
 use crate::cargo::archive::{self, ArchiveError};
 use crate::cargo::archived;
 use crate::cargo::build::{self, Build, BuildError, TestBinary};
+use crate::destination::Destination;
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::interrupt;
@@ -63,7 +64,7 @@ impl From<BuildError> for Failure {
         let code = match error {
             // Cargo itself refused: the same problem `cargo test` would have.
             BuildError::BuildFailed { .. } | BuildError::Metadata(_) => exit_code::BUILD_FAILED,
-            BuildError::Config(_) => exit_code::USAGE,
+            BuildError::Config(_) | BuildError::NoProject { .. } => exit_code::USAGE,
             _ => exit_code::SETUP_FAILED,
         };
         Failure::new(code, error)
@@ -105,6 +106,11 @@ pub fn discover(
             (build, Some(source))
         }
     };
+    // Before anything is written there (scrubbed credentials, the report): a test of an
+    // earlier run may have planted a symlink in the runner's own directory.
+    Destination::own_report(&build.target_dir)
+        .check()
+        .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
     options.add_toolchain(args);
     let tmpdir = sandbox::target_tmpdir(&build);
     std::fs::create_dir_all(&tmpdir).map_err(|e| {
@@ -201,6 +207,12 @@ fn list_tests(
             })
         })
         .collect();
+    // A spec the options made impossible (HOME over /usr or the target directory) is the
+    // user's to fix, and the same for every binary: say so once, before any sandbox.
+    if let Some((_, _, spec)) = jobs.first() {
+        spec.validate()
+            .map_err(|e| Failure::new(exit_code::USAGE, e))?;
+    }
     let mut queue = Queue::new(jobs.len());
     pool.run(
         |helper: &mut Helper, &index: &usize| list_output(helper, &jobs[index].2),
@@ -239,13 +251,9 @@ fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)
     let outcome = match helper.run(spec, CAPTURE_LIMIT) {
         Ok(outcome) => outcome,
         Err(HelperError::Sandbox {
-            message,
-            setup: Some(setup),
+            setup: Some(setup), ..
         }) if setup.is_spec_problem() => {
-            return Err((
-                exit_code::USAGE,
-                format!("{message}; {BIND_DESTINATION_HINT}"),
-            ));
+            return Err((exit_code::USAGE, setup_problem(&setup)));
         }
         Err(e) => return Err((exit_code::LIST_FAILED, e.to_string())),
     };

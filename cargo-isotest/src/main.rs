@@ -8,6 +8,8 @@ mod args;
 mod cargo;
 mod chaos;
 mod commands;
+mod credentials;
+mod destination;
 mod discover;
 mod exit_code;
 mod host;

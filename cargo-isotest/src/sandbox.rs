@@ -17,6 +17,8 @@ use crate::args::{SandboxArgs, check_env, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
 use crate::chaos::{self, Kind, Perturbation};
+use crate::credentials;
+use crate::destination::Destination;
 
 /// Bytes of each output stream kept per run: head and tail halves.
 pub const CAPTURE_LIMIT: usize = 4 << 20;
@@ -42,6 +44,11 @@ pub struct SandboxOptions {
     pub env: Vec<String>,
     /// The perturbations `--chaos` asks for, drawn per attempt ([`attempt_spec`]).
     pub chaos: Vec<Kind>,
+    /// Whether tests read the host's credential files as they are (`--pass-credentials`)
+    /// instead of scrubbed copies.
+    pub pass_credentials: bool,
+    /// Namespaces of each kind a test may create.
+    pub namespace_limit: u32,
 }
 
 impl Default for SandboxOptions {
@@ -57,6 +64,8 @@ impl Default for SandboxOptions {
             toolchain: Vec::new(),
             env: Vec::new(),
             chaos: Vec::new(),
+            pass_credentials: false,
+            namespace_limit: isotest_runtime::DEFAULT_NAMESPACE_LIMIT,
         }
     }
 }
@@ -79,6 +88,8 @@ impl SandboxOptions {
             toolchain: defaults.toolchain,
             env: args.env.clone(),
             chaos: defaults.chaos,
+            pass_credentials: args.pass_credentials,
+            namespace_limit: args.nesting.unwrap_or(defaults.namespace_limit),
         })
     }
 
@@ -316,7 +327,36 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     for item in &options.env {
         spec.env.add(item);
     }
+    spec.namespace_limit = options.namespace_limit;
+    if !options.pass_credentials {
+        hide_credentials(&mut spec, build);
+    }
     spec
+}
+
+/// Puts scrubbed copies over every credential-bearing file the spec makes visible. The
+/// copies live in the target directory, so that replaying a report finds them; one that
+/// cannot be written leaves its bind source missing, and the sandbox is refused rather
+/// than shown the original.
+fn hide_credentials(spec: &mut Spec, build: &Build) {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
+    let replacements = credentials::replacements(spec, home.as_deref(), cargo_home.as_deref());
+    let store = credentials::store(&build.target_dir);
+    for replacement in &replacements {
+        let relative = store
+            .strip_prefix(&build.target_dir)
+            .unwrap_or(&store)
+            .join(credentials::copy_name(&replacement.original));
+        let copy = Destination::Own {
+            base: build.target_dir.clone(),
+            relative,
+        };
+        let _ = copy.write(replacement.content.as_bytes());
+    }
+    credentials::hide(spec, &store, &replacements);
 }
 
 /// Variables that tell cargo, rustc and rustup's proxies where the toolchain is.

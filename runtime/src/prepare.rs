@@ -41,6 +41,10 @@ pub(crate) struct Plan {
     pub timeout: Option<Duration>,
     pub grace: Duration,
     pub chaos: Chaos,
+    /// Namespaces of each kind the program may create; user namespaces may have a limit
+    /// of their own (`Limits::max_user_namespaces`).
+    pub namespace_limit: u64,
+    pub max_user_namespaces: u64,
     /// What /sys is; `None` for none at all.
     pub sys: Option<SysPlan>,
     /// Names below /dev of the block devices behind the binds, for empty placeholders.
@@ -176,6 +180,11 @@ impl Plan {
             },
             timeout: spec.timeout_ms.map(Duration::from_millis),
             grace: Duration::from_millis(spec.grace_ms),
+            namespace_limit: spec.namespace_limit.into(),
+            max_user_namespaces: spec
+                .limits
+                .max_user_namespaces
+                .unwrap_or(spec.namespace_limit.into()),
             sys,
             block_devices,
             host_pid: spec.pid == Pid::Host,

@@ -66,6 +66,16 @@ pub struct Sandbox {
     _lifeline: OwnedFd,
     backstop: Option<Instant>,
     capture_limit: usize,
+    /// Between a forwarded SIGTERM (or SIGINT, SIGHUP, SIGQUIT) and the SIGKILL of the
+    /// whole sandbox, when the program ignores it.
+    grace: Duration,
+    /// When the host kills the sandbox because the program outlived that grace period.
+    kill_at: Option<Instant>,
+    /// How many terminating signals were forwarded; the second kills at once.
+    terminations: u32,
+    /// The host killed the sandbox itself, so pid 1 cannot report.
+    killed: bool,
+    started: Instant,
     /// The sandbox's cgroup, removed once pid 1 is reaped (or on drop).
     limits: Enforcer,
 }
@@ -141,7 +151,12 @@ impl Sandbox {
                     );
                     return Err(Error::Limits(e.into()));
                 }
-                write_all(placed_w.as_fd(), b"1").map_err(Error::host("write"))?;
+                // A child whose setup already failed has closed its end (EPIPE): its report
+                // on the status pipe says why, and `wait` reads it.
+                match write_all(placed_w.as_fd(), b"1") {
+                    Ok(()) | Err(Errno::EPIPE) => {}
+                    Err(errno) => return Err(Error::host("write")(errno)),
+                }
                 if let Some(maps_w) = maps_w {
                     if let Err(e) = map_ids_from_outside(pid, &plan) {
                         // The child reads EOF and leaves; reap it before reporting.
@@ -171,6 +186,11 @@ impl Sandbox {
                         .timeout
                         .map(|t| Instant::now() + t + plan.grace + BACKSTOP),
                     capture_limit: DEFAULT_CAPTURE_LIMIT,
+                    grace: plan.grace,
+                    kill_at: None,
+                    terminations: 0,
+                    killed: false,
+                    started: Instant::now(),
                     limits,
                 })
             }
@@ -250,7 +270,8 @@ impl Sandbox {
                 .iter()
                 .map(|&(_, fd)| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
-            let timeout = match (init_running, self.backstop) {
+            let deadline = [self.backstop, self.kill_at].into_iter().flatten().min();
+            let timeout = match (init_running, deadline) {
                 (true, Some(at)) => {
                     let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
                     PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
@@ -261,7 +282,9 @@ impl Sandbox {
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(0) => {
                     self.kill()?;
+                    self.killed |= self.kill_at.is_some_and(|at| Instant::now() >= at);
                     self.backstop = None;
+                    self.kill_at = None;
                     continue;
                 }
                 Ok(_) => {}
@@ -283,18 +306,24 @@ impl Sandbox {
                             read_into(&self.status, &mut buf, |b| report.extend_from_slice(b))
                     }
                     Source::Stdout => {
+                        let mut wanted = true;
                         if !read_into(self.stdout.as_ref().expect("polled"), &mut buf, |b| {
                             stdout.push(b);
-                            echo.emit(false, b);
-                        }) {
+                            wanted = echo.emit(false, b);
+                        }) || !wanted
+                        {
+                            // Closing our end passes a broken pipe on: the program's next
+                            // write gets SIGPIPE, as it would outside.
                             self.stdout = None;
                         }
                     }
                     Source::Stderr => {
+                        let mut wanted = true;
                         if !read_into(self.stderr.as_ref().expect("polled"), &mut buf, |b| {
                             stderr.push(b);
-                            echo.emit(true, b);
-                        }) {
+                            wanted = echo.emit(true, b);
+                        }) || !wanted
+                        {
                             self.stderr = None;
                         }
                     }
@@ -306,7 +335,7 @@ impl Sandbox {
                     Source::Tty => {
                         if !read_into(self.tty.as_ref().expect("polled"), &mut buf, |b| {
                             stdout.push(b);
-                            echo.emit(false, b);
+                            let _ = echo.emit(false, b);
                         }) {
                             self.tty = None;
                             stdin_open = false;
@@ -330,9 +359,23 @@ impl Sandbox {
         self.finish(report, stdout, stderr)
     }
 
-    fn forward_signals(&self, signals: &SignalFd) {
+    /// Passes signals on to the program. A terminating one starts the grace period after
+    /// which the host kills the sandbox; a second one kills it at once.
+    fn forward_signals(&mut self, signals: &SignalFd) {
         while let Ok(Some(info)) = signals.read_signal() {
             let signal = info.ssi_signo as i32;
+            if matches!(
+                signal,
+                libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+            ) {
+                self.terminations += 1;
+                let now = Instant::now();
+                self.kill_at = Some(if self.terminations > 1 {
+                    now
+                } else {
+                    now + self.grace
+                });
+            }
             if signal == libc::SIGWINCH {
                 if let (Some(master), Some(size)) =
                     (&self.tty, terminal_size(std::io::stdin().as_fd()))
@@ -360,10 +403,30 @@ impl Sandbox {
             Ok(None) => "still running".to_string(),
             Err(e) => format!("waitid failed: {e}"),
         };
+        if report.is_empty() && self.killed {
+            let exit = crate::outcome::Exit::from_signal(libc::SIGKILL);
+            let duration = self.started.elapsed();
+            let (resources, limit_exceeded) = self
+                .limits
+                .finish(&Default::default(), &exit, false)
+                .map_err(|e| Error::Limits(e.into()))?;
+            return Ok(Outcome {
+                exit,
+                timed_out: false,
+                duration,
+                strays: Vec::new(),
+                start_error: None,
+                stdout,
+                stderr,
+                resources,
+                limit_exceeded,
+            });
+        }
         if report.is_empty() {
             return Err(Error::InitLost {
                 pid: self.pid.as_raw(),
                 status: describe(),
+                signal: status.ok().flatten().and_then(|s| s.terminating_signal()),
             });
         }
         let message: Message =
@@ -392,20 +455,23 @@ impl Sandbox {
 }
 
 impl Echo<'_> {
-    fn emit(&mut self, is_stderr: bool, bytes: &[u8]) {
-        match self {
-            Echo::None => {}
-            // A closed or broken caller stream must not stop the draining, so errors are
-            // ignored here: the capture still gets everything.
-            Echo::Inherit if is_stderr => {
-                let _ = std::io::stderr().write_all(bytes);
-            }
+    /// Whether the stream still has a reader: false once ours is a broken pipe.
+    fn emit(&mut self, is_stderr: bool, bytes: &[u8]) -> bool {
+        let written = match self {
+            Echo::None => Ok(()),
+            Echo::Inherit if is_stderr => std::io::stderr().write_all(bytes),
             Echo::Inherit => {
                 let mut out = std::io::stdout().lock();
-                let _ = out.write_all(bytes).and_then(|()| out.flush());
+                out.write_all(bytes).and_then(|()| out.flush())
             }
-            Echo::Callback(f) => f(is_stderr, bytes),
-        }
+            Echo::Callback(f) => {
+                f(is_stderr, bytes);
+                Ok(())
+            }
+        };
+        // Any other error (a full non-blocking terminal, say) must not stop the draining:
+        // the capture still gets everything.
+        !matches!(written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 

@@ -2,14 +2,16 @@
 //!
 //! Run as root, every sandbox scenario runs a second time as an unprivileged user
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it; the
-//! id-mapping ones a third time, as a user without subordinate ranges
+//! id-mapping and hardening ones a third time, as a user without subordinate ranges
 //! (`ISOTEST_TEST_USER_NO_RANGES`, else `nobody`).
 
 mod chaos;
 mod ci;
 mod ctx;
 mod flaky;
+mod harden;
 mod hostfacts;
+mod hostile;
 mod ids;
 mod limits;
 mod probe;
@@ -62,6 +64,16 @@ fn main() {
             .iter()
             .map(|(n, s)| (format!("flaky::{n}"), *s)),
     );
+    let scenarios = scenarios.chain(
+        harden::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("harden::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostile::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostile::{n}"), *s)),
+    );
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));
         if let Some(user) = &unprivileged {
@@ -72,13 +84,22 @@ fn main() {
         }
     }
     // The id-mapping modes differ between a user with subordinate ranges and one without,
-    // so those scenarios also run as a second user, who has none.
+    // so those scenarios, and the hardening that must hold in every mode, also run as a
+    // second user, who has none.
     if nix::unistd::geteuid().is_root() {
         let user = User::without_ranges();
-        for &(name, scenario) in ids::SCENARIOS {
+        let by_mode = ids::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("sandbox::{n}"), *s))
+            .chain(
+                harden::SCENARIOS
+                    .iter()
+                    .map(|(n, s)| (format!("harden::{n}"), *s)),
+            );
+        for (name, scenario) in by_mode {
             let user = user.clone();
             trials.push(Trial::test(
-                format!("unprivileged-no-ranges::sandbox::{name}"),
+                format!("unprivileged-no-ranges::{name}"),
                 move || scenario(&Ctx::new(Some(user))),
             ));
         }

@@ -27,6 +27,11 @@ pub enum BuildError {
     Messages(std::io::Error),
     #[error("`cargo metadata` failed: {0}")]
     Metadata(#[from] cargo_metadata::Error),
+    #[error(
+        "could not find `Cargo.toml` in `{}` or any parent directory\nhint: run cargo isotest in a cargo project, or point at one with --manifest-path PATH/Cargo.toml",
+        dir.display()
+    )]
+    NoProject { dir: PathBuf },
     #[error("`rustc --print {what}` failed: {detail}")]
     Rustc { what: &'static str, detail: String },
     #[error(transparent)]
@@ -145,6 +150,14 @@ fn build_with(
 /// `cargo metadata`, and its JSON text; `no_deps` leaves the dependencies out, which a
 /// run does not need and an archive does.
 fn metadata(options: &CargoOptions, no_deps: bool) -> Result<(Metadata, String), BuildError> {
+    // Cargo's own words for this go to the terminal, not into the error: say it here,
+    // with what to do, as a usage error rather than a failed build.
+    if options.manifest_path.is_none() {
+        let dir = std::env::current_dir().unwrap_or_default();
+        if !dir.ancestors().any(|d| d.join("Cargo.toml").is_file()) {
+            return Err(BuildError::NoProject { dir });
+        }
+    }
     let mut command = MetadataCommand::new();
     command.cargo_path(cargo_path());
     if let Some(path) = &options.manifest_path {

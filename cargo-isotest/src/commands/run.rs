@@ -10,6 +10,7 @@ use clap::ValueEnum;
 use crate::args::{ArchiveArgs, SandboxArgs, parse_duration, parse_size};
 use crate::cargo::CargoOptions;
 use crate::chaos::{self, Kind};
+use crate::destination::Destination;
 use crate::discover::discover;
 use crate::exit_code::{self, Failure};
 use crate::plan::stress_shard::{self, StressShard};
@@ -140,6 +141,11 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     let started = Instant::now();
     // What the flags ask for is checked before the build, which takes long.
     let seed = plan::seed(args.flaky.shuffle.as_deref())?;
+    for path in args.runner.report_json.iter().chain(&args.runner.junit) {
+        Destination::Given(path.clone())
+            .check()
+            .map_err(|e| Failure::new(exit_code::USAGE, e))?;
+    }
     let rerun = args
         .runner
         .rerun_failed
@@ -193,13 +199,18 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         sharding,
     );
     let json_path = match (&args.runner.report_json, &args.archive.archive_file) {
-        (Some(path), _) => path.clone(),
+        (Some(path), _) => Destination::Given(path.clone()),
         // The unpacked target directory is temporary: nothing is written into the checkout.
-        (None, Some(_)) => std::env::current_dir()
-            .unwrap_or_default()
-            .join("isotest-report.json"),
-        (None, None) => session.build.target_dir.join("isotest/last-run.json"),
+        (None, Some(_)) => Destination::Given(
+            std::env::current_dir()
+                .unwrap_or_default()
+                .join("isotest-report.json"),
+        ),
+        (None, None) => Destination::own_report(&session.build.target_dir),
     };
+    json_path
+        .check()
+        .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
     let info = RunInfo {
         started_at,
         archive: session.archive.as_ref().map(|a| a.digest.clone()),
@@ -213,20 +224,26 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     };
     let outputs = Outputs {
         json: json_path,
-        junit: args.runner.junit.clone(),
+        junit: args.runner.junit.clone().map(Destination::Given),
         keep_passing_output: args.runner.keep_passing_output,
         libtest_json: args.runner.message_format == MessageFormat::LibtestJson,
     };
     let mut policy = policy(args);
     // Learned from the report this run is about to replace.
     policy.memory_budget = args.runner.memory_budget.map(|total| {
-        MemoryBudget::new(total, &plan.tests, &plan.specs, &json::peaks(&outputs.json))
+        MemoryBudget::new(
+            total,
+            &plan.tests,
+            &plan.specs,
+            &json::peaks(&outputs.json.path()),
+        )
     });
     let mut reporter = RunReporter::start(
         &plan,
         runner::planned_attempts(&plan, &policy),
         outputs,
         info,
+        &session.build.workspace_root,
         started,
     );
     let mut records = runner::run(

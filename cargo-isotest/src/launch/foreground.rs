@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use isotest_runtime::{Echo, Error, Outcome, Sandbox, Spec, Stray};
 
-use crate::args::{BIND_DESTINATION_HINT, limit_hint};
+use crate::args::{limit_hint, setup_problem};
 use crate::{exit_code, host};
 
 /// Runs `spec` from this (single-threaded) process and returns its status; `result` sees
@@ -16,8 +16,16 @@ pub fn run(spec: &Spec, result: impl FnOnce(&Result<Outcome, Error>)) -> i32 {
     match outcome {
         Ok(outcome) => finish(spec, &outcome),
         Err(Error::Setup(e)) if e.is_spec_problem() => {
-            eprintln!("error: {e}; {BIND_DESTINATION_HINT}");
+            eprintln!("error: {}", setup_problem(&e));
             exit_code::USAGE
+        }
+        Err(e @ Error::Spec(_)) => {
+            eprintln!("error: {e}");
+            exit_code::USAGE
+        }
+        Err(e @ Error::InitLost { signal, .. }) => {
+            eprintln!("error: {e}");
+            signal.map_or(exit_code::NO_SANDBOX, |s| 128 + s)
         }
         Err(e) => {
             eprintln!("error: {e}");

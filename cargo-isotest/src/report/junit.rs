@@ -1,7 +1,6 @@
 //! JUnit XML for CI systems: one testsuite per binary.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use quick_junit::{
@@ -9,12 +8,12 @@ use quick_junit::{
 };
 
 use super::document::RunReport;
+use crate::destination::Destination;
 use crate::runner::record::{AttemptRecord, Panic, TestOutcome, TestRecord};
 
-pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
+pub fn write(report: &RunReport, destination: &Destination) -> anyhow::Result<()> {
     let xml = to_xml(report)?;
-    super::file::write_atomically(path, xml.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write the JUnit report to {}: {e}", path.display()))
+    Ok(destination.write(xml.as_bytes())?)
 }
 
 pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {

@@ -1,9 +1,8 @@
-//! Report: what every test did, as one document (`isotest-report/1`), shown on the
+//! Report: what every test did, as one document (`isotest-report/2`), shown on the
 //! terminal while the run goes on and written as JSON and JUnit. Reporters hear of the run
 //! through the runner's events and decide nothing about it.
 
 mod document;
-mod file;
 pub mod json;
 pub mod junit;
 pub mod libtest_json;
@@ -11,22 +10,22 @@ pub mod merge;
 mod stress;
 pub mod terminal;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
+use crate::destination::Destination;
 use crate::exit_code::{self, Failure};
 use crate::plan::Plan;
 use crate::runner::events::{Reporter, RunEvent};
 use crate::runner::record::TestRecord;
-pub use document::{BinaryInfo, RunInfo, RunReport};
-pub use file::write_atomically;
+pub use document::{BinaryInfo, Fingerprint, RunInfo, RunReport};
 use terminal::Terminal;
 
 /// Every view of a run: the terminal, the JSON report on disk, and at the end JUnit.
 pub struct RunReporter {
     terminal: Terminal,
     checkpoint: json::Checkpoint,
-    junit: Option<PathBuf>,
+    junit: Option<Destination>,
     shuffled: bool,
     /// `run --message-format libtest-json`: events on stdout as they happen.
     stream: Option<libtest_json::Stream>,
@@ -34,13 +33,15 @@ pub struct RunReporter {
 
 impl RunReporter {
     /// Announces the plan. `attempts` is how many attempts the progress bar counts, when
-    /// that is known; the JSON report goes to `json_path`, kept up to date as tests end.
-    /// `info` says what the run was; `binaries` comes from the plan.
+    /// that is known; the JSON report goes to `outputs.json`, kept up to date as tests end.
+    /// `info` says what the run was; `binaries` comes from the plan, each with the
+    /// workspace it ran in and its binary as it is now, which replay checks.
     pub fn start(
         plan: &Plan,
         attempts: Option<usize>,
         outputs: Outputs,
         mut info: RunInfo,
+        workspace_root: &Path,
         started: Instant,
     ) -> RunReporter {
         if plan.tests.is_empty() {
@@ -48,7 +49,7 @@ impl RunReporter {
                 "warning: no test matches the filters; `cargo isotest list` shows them all"
             );
         }
-        let terminal = Terminal::new(attempts, outputs.json.display().to_string());
+        let terminal = Terminal::new(attempts, outputs.json.path().display().to_string());
         terminal.header(
             plan.order.len(),
             plan.binaries,
@@ -59,9 +60,17 @@ impl RunReporter {
         info.binaries = plan
             .binary_specs
             .iter()
-            .map(|(id, spec)| (id.clone(), BinaryInfo { spec: spec.clone() }))
+            .map(|(id, spec)| {
+                let program = plan.tests.iter().find(|t| t.binary.id == *id);
+                let binary = BinaryInfo {
+                    spec: spec.clone(),
+                    workspace_root: Some(workspace_root.to_path_buf()),
+                    fingerprint: program.and_then(|t| Fingerprint::of(&t.binary.path)),
+                };
+                (id.clone(), binary)
+            })
             .collect();
-        let mut stream = outputs.libtest_json.then(libtest_json::Stream::default);
+        let mut stream = outputs.libtest_json.then(libtest_json::Stream::stdout);
         if let Some(stream) = &mut stream {
             stream.suite_started(plan.order.len());
         }
@@ -90,13 +99,15 @@ impl RunReporter {
             )
         });
         self.terminal.summary(&report, seed_line.as_deref());
-        if let Some(stream) = &self.stream {
+        if let Some(stream) = self.stream {
             stream.suite_finished(&report);
         }
         let failed = |e| Failure::new(exit_code::SETUP_FAILED, e);
-        report.write_json(self.checkpoint.path()).map_err(failed)?;
-        if let Some(path) = &self.junit {
-            junit::write(&report, path).map_err(failed)?;
+        report
+            .write_json(self.checkpoint.destination())
+            .map_err(failed)?;
+        if let Some(junit) = &self.junit {
+            junit::write(&report, junit).map_err(failed)?;
         }
         Ok(report)
     }
@@ -111,8 +122,8 @@ pub fn show(report: &RunReport, replay_from: String) {
 
 /// Where a run's reports go.
 pub struct Outputs {
-    pub json: PathBuf,
-    pub junit: Option<PathBuf>,
+    pub json: Destination,
+    pub junit: Option<Destination>,
     pub keep_passing_output: bool,
     pub libtest_json: bool,
 }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod explain;
 mod load;
 pub mod policy;
+mod protocol;
 pub mod record;
 pub mod stress;
 #[cfg(test)]
@@ -45,7 +46,11 @@ pub fn run(
                 .as_ref()
                 .expect("only runnable tests are dispatched");
             let seed = plan.attempt_seeds.then_some(plan.seed);
-            helper.run(&attempt_spec(spec, attempt.number, seed), CAPTURE_LIMIT)
+            match helper.run(&attempt_spec(spec, attempt.number, seed), CAPTURE_LIMIT) {
+                // Cancelling kills the helpers: that loss is the cancel, not a failure.
+                Err(HelperError::Lost { .. }) if pool.stopped() => Err(HelperError::Cancelled),
+                result => result,
+            }
         },
         &mut attempts,
     );

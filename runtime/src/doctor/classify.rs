@@ -86,6 +86,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Bind
         | Step::Tmpfs
         | Step::Proc
+        | Step::ProcReadOnly
         | Step::Dev
         | Step::Sys
         | Step::Cgroups
@@ -96,6 +97,8 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Setgroups
         | Step::UidMap
         | Step::GidMap
+        | Step::NamespaceLimit
+        | Step::TimeNamespace
         | Step::Mountpoint
         | Step::Symlink
         | Step::Hostname
