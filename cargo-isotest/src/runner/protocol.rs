@@ -3,8 +3,10 @@
 //! line, the requested test's status line the last one naming it before the result, and
 //! the result the last line.
 //!
-//! With `--nocapture` a test's own output lands between the header and its status line,
-//! and a test that prints without a final newline shares its line with the status.
+//! With `--nocapture` a test's own output lands around its status line: libtest prints
+//! `test NAME ... ` when the test starts and the result word (`ok`) when it ends, so
+//! what the test prints meanwhile comes between the two, and a test that prints without
+//! a final newline shares its line with either.
 
 /// Why an exit-0 run does not count as a pass.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -51,15 +53,24 @@ pub fn ran_and_passed(stdout: &str, name: &str) -> Result<(), NotProven> {
         format!("test {name} ... "),
         format!("test {name} - should panic ... "),
     ];
-    let status = lines[1..lines.len() - 1].iter().rev().find_map(|line| {
+    let body = &lines[1..lines.len() - 1];
+    let status = body.iter().enumerate().rev().find_map(|(at, line)| {
         prefixes.iter().find_map(|prefix| {
             line.rfind(prefix.as_str())
-                .map(|at| &line[at + prefix.len()..])
+                .map(|start| (at, &line[start + prefix.len()..]))
         })
     });
-    match status {
-        Some("ok") if last.starts_with("test result: ok.") => Ok(()),
-        _ => Err(NotProven::NoStatus(name.into())),
+    // The result word ends the status line, or, after output the test printed while it
+    // ran, the last line before the result.
+    let word = match status {
+        Some((at, rest)) if at + 1 == body.len() => rest,
+        Some(_) => body[body.len() - 1],
+        None => return Err(NotProven::NoStatus(name.into())),
+    };
+    if word.ends_with("ok") && last.starts_with("test result: ok.") {
+        Ok(())
+    } else {
+        Err(NotProven::NoStatus(name.into()))
     }
 }
 
@@ -87,6 +98,11 @@ mod tests {
         let should_panic =
             "\nrunning 1 test\ntest sp - should panic ... ok\n\ntest result: ok. 1 passed\n";
         assert_eq!(ran_and_passed(should_panic, "sp"), Ok(()));
+        let printed_while_running = "\nrunning 1 test\ntest a ... CHAOS cpus=1\nCHAOS uptime_s=9\nok\n\ntest result: ok. 1 passed\n";
+        assert_eq!(ran_and_passed(printed_while_running, "a"), Ok(()));
+        let no_final_newline =
+            "\nrunning 1 test\ntest a ... one\ntwook\n\ntest result: ok. 1 passed\n";
+        assert_eq!(ran_and_passed(no_final_newline, "a"), Ok(()));
     }
 
     #[test]
