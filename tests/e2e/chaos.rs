@@ -27,19 +27,26 @@ const OBSERVE: (&str, &str) = ("flaky-corpus::observe", "observe_chaos");
 /// Runs the observing test once with `--chaos KIND`; returns what it saw, its record's
 /// perturbation, and what it saw when replayed.
 fn observe(ctx: &Ctx, kind: &str) -> Result<(Seen, Value, Seen, String), Failed> {
-    let (out, report, dir, path) = run_keeping_report(
-        ctx,
-        "flaky-corpus",
-        &[
-            "--test",
-            "observe",
-            "--chaos",
-            kind,
-            "--keep-passing-output",
-            "--exact",
-            OBSERVE.1,
-        ],
-    )?;
+    observe_with(ctx, kind, &[])
+}
+
+/// [`observe`] with more options for the run (the replay repeats its sandbox).
+fn observe_with(
+    ctx: &Ctx,
+    kind: &str,
+    options: &[&str],
+) -> Result<(Seen, Value, Seen, String), Failed> {
+    let mut args = vec![
+        "--test",
+        "observe",
+        "--chaos",
+        kind,
+        "--keep-passing-output",
+        "--exact",
+        OBSERVE.1,
+    ];
+    args.extend(options);
+    let (out, report, dir, path) = run_keeping_report(ctx, "flaky-corpus", &args)?;
     ensure_eq(status_code(&out), Some(0), &describe(&out))?;
     let record = test(&report, OBSERVE.0, OBSERVE.1)?;
     let seen = Seen::parse(record["stdout"].as_str().unwrap_or_default());
@@ -90,16 +97,27 @@ fn cpus(ctx: &Ctx) -> Result<(), Failed> {
     )
 }
 
+/// Also with `--pid host`, whose /proc is the host's, read-only: the clocks' offsets are
+/// written before the pivot.
 fn uptime(ctx: &Ctx) -> Result<(), Failed> {
-    let (seen, p, replayed, _) = observe(ctx, "uptime")?;
-    let drawn = p["uptime_s"].as_u64().ok_or("no uptime recorded")?;
-    let near = |seen: u64| seen >= drawn && seen <= drawn + 3;
-    ensure(near(seen.get("uptime_s")?), || {
-        format!("drawn {drawn}, seen {:?}", seen.get("uptime_s"))
-    })?;
-    ensure(near(replayed.get("uptime_s")?), || {
-        format!("drawn {drawn}, replayed {:?}", replayed.get("uptime_s"))
-    })
+    for options in [&[][..], &["--pid", "host"]] {
+        let (seen, p, replayed, _) = observe_with(ctx, "uptime", options)?;
+        let drawn = p["uptime_s"].as_u64().ok_or("no uptime recorded")?;
+        let near = |seen: u64| seen >= drawn && seen <= drawn + 3;
+        ensure(near(seen.get("uptime_s")?), || {
+            format!(
+                "{options:?}: drawn {drawn}, seen {:?}",
+                seen.get("uptime_s")
+            )
+        })?;
+        ensure(near(replayed.get("uptime_s")?), || {
+            format!(
+                "{options:?}: drawn {drawn}, replayed {:?}",
+                replayed.get("uptime_s")
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn resources(ctx: &Ctx) -> Result<(), Failed> {
