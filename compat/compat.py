@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -47,6 +48,8 @@ STYLES = (
     "snapshot",
     "threads-timing",
     "ids",
+    "writable-source",
+    "host-service",
 )
 OUTCOMES = ("passed", "failed", "ignored", "timed-out", "not-run")
 
@@ -89,13 +92,20 @@ def load_corpus():
         data = tomllib.load(file)
     crates, seen = [], set()
     for entry in data.get("crate", []):
-        for field in ("name", "version", "sha256", "style"):
+        required = ("name", "version", "style") + (() if "path" in entry else ("sha256",))
+        for field in required:
             if not isinstance(entry.get(field), str) or not entry[field]:
                 sys.exit(f"{CORPUS}: an entry lacks `{field}`: {entry}")
         if entry["style"] not in STYLES:
             sys.exit(f"{CORPUS}: {entry['name']}: unknown style {entry['style']!r} (one of {', '.join(STYLES)})")
-        if not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
+        if "path" in entry and not (HERE / entry["path"] / "Cargo.toml").is_file():
+            sys.exit(f"{CORPUS}: {entry['name']}: {entry['path']} is not a crate under compat/")
+        if "path" not in entry and not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
             sys.exit(f"{CORPUS}: {entry['name']}: sha256 must be 64 lowercase hex digits")
+        if entry.get("server") not in (None, "http"):
+            sys.exit(f"{CORPUS}: {entry['name']}: server must be \"http\"")
+        entry.setdefault("isotest_args", [])
+        entry.setdefault("expect_writes", [])
         entry.setdefault("args", [])
         entry.setdefault("skip", [])
         entry.setdefault("update", [])
@@ -203,6 +213,57 @@ def sha256_of(path):
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def prepare_local(crate, work):
+    """A crate of this repository (compat/fixtures/...): copied afresh over its last copy,
+    whose target/ is kept so that a second run does not rebuild."""
+    directory = work / crate["dir_name"]
+    source = HERE / crate["path"]
+    for entry in directory.iterdir() if directory.exists() else []:
+        if entry.name != "target":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    shutil.copytree(source, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("target"))
+    (directory / ".config").mkdir(exist_ok=True)
+    (directory / ".config/nextest.toml").write_text(NEXTEST_CONFIG)
+    return directory
+
+
+class HostServer:
+    """An HTTP server on the host's loopback for the crate's tests (Python's http.server,
+    serving one token), started before both runners and stopped after them."""
+
+    def __init__(self, work):
+        self.root = Path(tempfile.mkdtemp(dir=work, prefix="server-"))
+        self.token = os.urandom(8).hex()
+        (self.root / "token.txt").write_text(self.token + "\n")
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{probe.getsockname()[1]}"
+        probe.close()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(self.root),
+             self.address.rsplit(":", 1)[1]],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", int(self.address.rsplit(":", 1)[1])), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise Failure("the host's HTTP server for the crate did not start")
+                time.sleep(0.1)
+
+    def env(self):
+        return {**os.environ, "COMPAT_SERVER": self.address, "COMPAT_TOKEN": self.token}
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def prepare(crate, work, logs):
@@ -347,7 +408,7 @@ def run_crate(crate, jobs, work):
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir(parents=True)
     row = {"crate": crate, "results": results}
-    directory = prepare(crate, work, results)
+    directory = prepare_local(crate, work) if "path" in crate else prepare(crate, work, results)
     args = list(crate["args"])
     # The same selection for both: isotest takes libtest's `--skip NAME --exact`, nextest
     # a filterset. (nextest 0.9.143 ignores `-- --skip NAME --exact`: with --exact it
@@ -373,26 +434,59 @@ def run_crate(crate, jobs, work):
     junit.unlink(missing_ok=True)
     nextest = ["cargo", "nextest", "run", "--no-fail-fast", "-j", str(jobs), *args, *expression]
     isotest = [
-        "cargo", "isotest", "run", "--no-fail-fast", "-j", str(jobs), *args,
+        "cargo", "isotest", "run", "--no-fail-fast", "-j", str(jobs), *args, *crate["isotest_args"],
         "--timeout", f"{TEST_TIMEOUT_S}s", "--report-json", str(results / "isotest-report.json"), *filters,
     ]
+    server = HostServer(work) if crate.get("server") else None
+    env = server.env() if server else None
+    if server:
+        isotest[3:3] = ["--forward", server.address, "--env", "COMPAT_SERVER", "--env", "COMPAT_TOKEN"]
     row["commands"] = {"nextest": nextest, "isotest": isotest}
-    for label, argv in (("nextest", nextest), ("isotest", isotest)):
-        say(f"{crate['id']}: {' '.join(argv)}")
-        log = results / f"{label}.log"
-        status, row[label] = run_logged(argv, directory, log, timeout=RUNNER_WATCHDOG_S)
-        if status not in RUNNER_OK:
-            raise Failure(f"{label} exited with {status} for {crate['id']}:\n  {' '.join(argv)}\n{tail(log)}")
-        if COMPILING.search(log.read_text(errors="replace")):
-            row.setdefault("warnings", []).append(f"{label} recompiled something: its wall includes compiling")
-        row[f"{label}_status"] = status
+    try:
+        run_runners(crate, directory, results, row, (("nextest", nextest), ("isotest", isotest)), env)
+    finally:
+        if server:
+            server.stop()
     if not junit.exists():
         raise Failure(f"nextest wrote no JUnit file at {junit}")
     shutil.copyfile(junit, results / "nextest-junit.xml")
 
     row["nextest_outcomes"], row["nextest_details"] = nextest_outcomes(results)
     row["isotest_outcomes"], row["isotest_tests"] = isotest_outcomes(results)
+    check_writes(crate, directory, row)
     return row
+
+
+def check_writes(crate, directory, row):
+    """`expect_writes`: isotest's report lists each path as written by some test, and the
+    checkout does not have it (nextest's own copy was removed before isotest ran)."""
+    written = {
+        change["path"]
+        for test in row["isotest_tests"].values()
+        for layer in test.get("writes", [])
+        for change in layer["changes"]
+    }
+    for path in crate["expect_writes"]:
+        if path not in written:
+            raise Failure(f"isotest's report lists no write of {path} (it lists {sorted(written)})")
+        if (directory / path).exists():
+            raise Failure(f"{path} reached the checkout under isotest --writable-source")
+
+
+def run_runners(crate, directory, results, row, runners, env):
+    for label, argv in runners:
+        if label == "isotest":
+            # What nextest wrote into the tree must not be mistaken for isotest's.
+            for path in crate["expect_writes"]:
+                (directory / path).unlink(missing_ok=True)
+        say(f"{crate['id']}: {' '.join(argv)}")
+        log = results / f"{label}.log"
+        status, row[label] = run_logged(argv, directory, log, timeout=RUNNER_WATCHDOG_S, env=env)
+        if status not in RUNNER_OK:
+            raise Failure(f"{label} exited with {status} for {crate['id']}:\n  {' '.join(argv)}\n{tail(log)}")
+        if COMPILING.search(log.read_text(errors="replace")):
+            row.setdefault("warnings", []).append(f"{label} recompiled something: its wall includes compiling")
+        row[f"{label}_status"] = status
 
 
 # --- the report ----------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 //! Flag groups and value parsers that several commands share, so that a flag means the
 //! same thing, and fails the same way, wherever it appears.
 
+use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -118,6 +120,23 @@ pub struct SandboxArgs {
     /// or containers themselves).
     #[arg(long, value_name = "N")]
     pub nesting: Option<u32>,
+    /// Let tests write into the workspace through a private overlay: their writes succeed,
+    /// are listed in the report, and never reach the checkout (the target dir stays
+    /// read-only).
+    #[arg(long)]
+    pub writable_source: bool,
+    /// Make this loopback address (e.g. 127.0.0.1:5432) inside each sandbox reach the
+    /// same address on the host; repeatable. Nothing else of the host's network is reachable.
+    #[arg(long, value_parser = parse_forward, value_name = "ADDR:PORT")]
+    pub forward: Vec<SocketAddr>,
+    /// Make a host Unix socket (e.g. /run/postgresql/.s.PGSQL.5432) reachable at its own
+    /// path, as a bind of that socket; repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub forward_unix: Vec<String>,
+    /// Let tests keep CAP_NET_ADMIN over their own sandbox's network (firewall rules,
+    /// routes, interfaces), and over nothing of the host's.
+    #[arg(long)]
+    pub net_admin: bool,
 }
 
 /// Running from an archive instead of a build: `run` and `list`.
@@ -246,6 +265,45 @@ fn parse_bind(value: &str, writable: bool) -> anyhow::Result<Mount> {
     Ok(Mount::Bind { src, dst, writable })
 }
 
+/// `--forward` values: a loopback address with a port.
+pub fn parse_forward(text: &str) -> Result<SocketAddr, String> {
+    let address: SocketAddr = text.parse().map_err(|_| {
+        format!("`{text}` is not an address with a port (e.g. 127.0.0.1:5432, [::1]:6379)")
+    })?;
+    if !address.ip().is_loopback() || address.port() == 0 {
+        return Err(format!(
+            "`{text}`: only a loopback address (127.0.0.0/8 or ::1) with a port can be forwarded, since the sandbox's only interface is lo"
+        ));
+    }
+    Ok(address)
+}
+
+/// `--forward-unix` values: host Unix sockets, each bound at its own path. The socket is
+/// bound, not its directory, so the sandbox sees nothing else there; a server that
+/// recreates its socket needs its directory bound instead (`--bind DIR`).
+pub fn forward_unix_binds(paths: &[String]) -> anyhow::Result<Vec<Mount>> {
+    paths
+        .iter()
+        .map(|value| {
+            let path = std::path::absolute(value)
+                .with_context(|| format!("--forward-unix {value}: not a usable path"))?;
+            let meta = std::fs::metadata(&path)
+                .with_context(|| format!("--forward-unix {value}: cannot use {}", path.display()))?;
+            if !meta.file_type().is_socket() {
+                bail!(
+                    "--forward-unix {value}: {} is not a Unix socket; give the socket a server listens on (or --bind its directory)",
+                    path.display()
+                );
+            }
+            Ok(Mount::Bind {
+                src: path.clone(),
+                dst: path,
+                writable: false,
+            })
+        })
+        .collect()
+}
+
 /// `--env` values: each must name a variable.
 pub fn check_env(items: &[String]) -> anyhow::Result<()> {
     for item in items {
@@ -334,5 +392,24 @@ mod tests {
         assert!(check_env(&["A B=1".into()]).is_err());
         assert!(parse_timeout("0").unwrap_err().contains("positive"));
         assert_eq!(parse_timeout("1s"), Ok(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn only_loopback_addresses_with_ports_are_forwarded() {
+        assert_eq!(
+            parse_forward("127.0.0.1:5432"),
+            Ok("127.0.0.1:5432".parse().unwrap())
+        );
+        assert!(parse_forward("[::1]:6379").is_ok());
+        assert!(
+            parse_forward("10.0.0.5:5432")
+                .unwrap_err()
+                .contains("loopback")
+        );
+        assert!(parse_forward("127.0.0.1:0").is_err());
+        assert!(parse_forward("localhost").unwrap_err().contains("e.g."));
+        let dir = tempfile::tempdir().unwrap();
+        let err = forward_unix_binds(&[dir.path().display().to_string()]).unwrap_err();
+        assert!(err.to_string().contains("not a Unix socket"), "{err}");
     }
 }

@@ -248,7 +248,7 @@ fn list_tests(
 }
 
 fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)> {
-    let outcome = match helper.run(spec, CAPTURE_LIMIT) {
+    let outcome = match helper.run(spec, CAPTURE_LIMIT, None) {
         Ok(outcome) => outcome,
         Err(HelperError::Sandbox {
             setup: Some(setup), ..

@@ -25,7 +25,9 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use commands::{archive, bisect, doctor, exec, list, merge, replay, run, shell, wrap};
+use commands::{
+    apply_writes, archive, bisect, doctor, exec, list, merge, replay, run, shell, wrap,
+};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +57,8 @@ enum Command {
     List(Box<list::ListArgs>),
     /// Run one test of a JSON report again, in the sandbox the report recorded.
     Replay(replay::ReplayArgs),
+    /// Copy what one test wrote into the checkout, after showing it (--keep-writes).
+    ApplyWrites(apply_writes::ApplyWritesArgs),
     /// Find the tests that make a test fail: those that ran before it or beside it.
     Bisect(bisect::BisectArgs),
     /// Open a shell inside the sandbox a test runs in.
@@ -96,6 +100,7 @@ fn main() {
         Some(Command::Run(args)) => run::run(*args),
         Some(Command::List(args)) => list::run(*args),
         Some(Command::Replay(args)) => replay::run(args),
+        Some(Command::ApplyWrites(args)) => apply_writes::run(args),
         Some(Command::Bisect(args)) => bisect::run(args),
         Some(Command::Shell(args)) => shell::run(*args),
         Some(Command::Exec(args)) => exec::run(*args),

@@ -8,12 +8,13 @@
 //! same functions, so that what they show is what the run ran.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use isotest_runtime::{Limits, Mount, Net, Pid, Spec, Sys};
 
-use crate::args::{SandboxArgs, check_env, parse_binds};
+use crate::args::{SandboxArgs, check_env, forward_unix_binds, parse_binds};
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
 use crate::chaos::{self, Kind, Perturbation};
@@ -42,6 +43,10 @@ pub struct SandboxOptions {
     pub toolchain: Vec<PathBuf>,
     /// `KEY` passes a host variable through, `KEY=VALUE` sets one.
     pub env: Vec<String>,
+    /// The workspace is an overlay: writable inside, unchanged outside.
+    pub writable_source: bool,
+    pub forwards: Vec<SocketAddr>,
+    pub net_admin: bool,
     /// The perturbations `--chaos` asks for, drawn per attempt ([`attempt_spec`]).
     pub chaos: Vec<Kind>,
     /// Whether tests read the host's credential files as they are (`--pass-credentials`)
@@ -63,6 +68,9 @@ impl Default for SandboxOptions {
             limits: Limits::default(),
             toolchain: Vec::new(),
             env: Vec::new(),
+            writable_source: false,
+            forwards: Vec::new(),
+            net_admin: false,
             chaos: Vec::new(),
             pass_credentials: false,
             namespace_limit: isotest_runtime::DEFAULT_NAMESPACE_LIMIT,
@@ -74,12 +82,19 @@ impl SandboxOptions {
     /// The options the flags ask for. The toolchain is left out: its paths exist only
     /// once the build has run ([`SandboxOptions::add_toolchain`]).
     pub fn from_args(args: &SandboxArgs) -> anyhow::Result<SandboxOptions> {
-        let binds = parse_binds(&args.bind, &args.bind_rw)?;
+        let mut binds = parse_binds(&args.bind, &args.bind_rw)?;
+        binds.extend(forward_unix_binds(&args.forward_unix)?);
         check_env(&args.env)?;
         let defaults = SandboxOptions::default();
+        let net = args.net.map_or(defaults.net, Net::from);
+        if let (Some(address), false) = (args.forward.first(), net == Net::Loopback) {
+            anyhow::bail!(
+                "--forward {address} needs the sandbox's own loopback network; drop --net or pass --net loopback"
+            );
+        }
         Ok(SandboxOptions {
             timeout: args.timeout,
-            net: args.net.map_or(defaults.net, Net::from),
+            net,
             sys: args.sys.into(),
             pid: args.pid.into(),
             binds,
@@ -87,6 +102,9 @@ impl SandboxOptions {
             limits: args.limits.checked_limits()?,
             toolchain: defaults.toolchain,
             env: args.env.clone(),
+            writable_source: args.writable_source,
+            forwards: args.forward.clone(),
+            net_admin: args.net_admin,
             chaos: defaults.chaos,
             pass_credentials: args.pass_credentials,
             namespace_limit: args.nesting.unwrap_or(defaults.namespace_limit),
@@ -277,6 +295,13 @@ pub fn shell_spec(test_spec: &Spec) -> Spec {
 /// The sandbox `binary` runs in, without a program yet.
 fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> Spec {
     let mut spec = Spec::new(Vec::new());
+    if options.writable_source {
+        spec.mounts.push(Mount::Overlay {
+            src: build.workspace_root.clone(),
+            dst: build.workspace_root.clone(),
+            size: options.tmpfs_size,
+        });
+    }
     // The toolchain's libraries are always needed (`-C prefer-dynamic`); its programs
     // only when the toolchain is visible.
     let toolchain_libraries = build.sysroot.join("lib");
@@ -294,10 +319,12 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     // Parents first, so that a path inside one already bound is not bound again.
     read_only.sort_by_key(|p| p.components().count());
     for path in read_only {
-        let covered = spec
-            .mounts
-            .iter()
-            .any(|m| matches!(m, Mount::Bind { dst, .. } if path.starts_with(dst)));
+        // Inside a writable source, the build outputs stay read-only: they are bound on top.
+        let covered = spec.mounts.iter().any(|m| match m {
+            Mount::Bind { dst, .. } => path.starts_with(dst),
+            Mount::Overlay { dst, .. } => path.starts_with(dst) && path != build.target_dir,
+            _ => false,
+        });
         if !covered && path.exists() {
             spec.mounts.push(Mount::Bind {
                 src: path.clone(),
@@ -315,6 +342,8 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     spec.limits = options.limits.clone();
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
+    spec.forwards = options.forwards.clone();
+    spec.net_admin = options.net_admin;
     spec.sys = options.sys;
     spec.pid = options.pid;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);

@@ -73,6 +73,15 @@ impl Beneath {
             .map_err(|e| SetupError::new(step, "openat", Some(path), e))
     }
 
+    /// Makes the new directory `path`, which must not exist yet, and returns it to mount
+    /// onto; a failure is one of `step`.
+    pub fn new_dir(&self, path: &Path, step: Step) -> Result<OwnedFd, SetupError> {
+        let (parent, name) = self.parent(path)?;
+        rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
+            .map_err(|e| SetupError::new(step, "mkdirat", Some(path), errno(e)))?;
+        self.enter(parent.as_fd(), name, path, false)
+    }
+
     /// Opens the directory `path` as it is now, mounts included, never through a symlink.
     pub fn dir(&self, path: &Path) -> Result<OwnedFd, SetupError> {
         let (parent, name) = self.parent(path)?;

@@ -32,6 +32,9 @@ pub enum Step {
     Mountpoint,
     Bind,
     Tmpfs,
+    /// Layering a writable overlay over a read-only host directory (kernel 5.11 or newer,
+    /// with `userxattr`, in a user namespace).
+    Overlay,
     Symlink,
     Proc,
     /// Making the kernel-wide parts of /proc (sys, sysrq-trigger, irq, bus, fs, …) read-only.
@@ -50,6 +53,8 @@ pub enum Step {
     Seal,
     Hostname,
     Loopback,
+    /// Listening inside on the forwarded addresses and handing the sockets out.
+    Forward,
     /// pid 1 taking the sandbox's session, so that the program is not a session leader.
     Session,
     /// Opening the program's pty in the sandbox's own devpts and passing its master out.

@@ -166,6 +166,14 @@ fn subordinate_extents(range: SubordinateRange, identity: Identity, caller: u32)
     extents
 }
 
+/// The id inside that host id `outside` is under `extents`, if they map it.
+pub fn inside_id(extents: &[Extent], outside: u32) -> Option<u32> {
+    extents
+        .iter()
+        .find(|e| outside >= e.outside && outside - e.outside < e.count)
+        .map(|e| e.inside + (outside - e.outside))
+}
+
 /// A map file's text: one `inside outside count` line per extent.
 pub fn map_text(extents: &[Extent]) -> String {
     extents
@@ -371,6 +379,18 @@ mod tests {
     fn subordinate_as_root_puts_the_range_after_zero() {
         let text = map_text(&sub().extents(Kind::Gid, Identity::Root, 1002));
         assert_eq!(text, "0 1002 1\n1 100000 65536\n");
+    }
+
+    #[test]
+    fn host_ids_are_found_inside_through_the_extents() {
+        let extents = sub().extents(Kind::Uid, Identity::Caller, 1000);
+        assert_eq!(inside_id(&extents, 1000), Some(1000));
+        assert_eq!(inside_id(&extents, 100_000), Some(0));
+        assert_eq!(inside_id(&extents, 100_000 + 1000), Some(1001));
+        assert_eq!(inside_id(&extents, 0), None);
+        let single = IdMapping::Single.extents(Kind::Uid, Identity::Root, 1000);
+        assert_eq!(inside_id(&single, 1000), Some(0));
+        assert_eq!(inside_id(&single, 65534), None);
     }
 
     #[test]

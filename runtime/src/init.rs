@@ -198,7 +198,7 @@ fn prepare_process(
             dup2_stdout(stdout)?;
             dup2_stderr(stderr)?;
         }
-        (ChildStdio::Tty { .. }, Some(slave)) => {
+        (ChildStdio::Tty, Some(slave)) => {
             dup2_stdin(slave)?;
             dup2_stdout(slave)?;
             dup2_stderr(slave)?;
@@ -209,7 +209,7 @@ fn prepare_process(
             sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None)?;
             rustix::termios::tcsetpgrp(slave, rustix::process::getpid()).map_err(errno)?;
         }
-        (ChildStdio::Tty { .. }, None) => return Err(Errno::ENOTTY),
+        (ChildStdio::Tty, None) => return Err(Errno::ENOTTY),
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
@@ -219,7 +219,7 @@ fn prepare_process(
     // SAFETY: pid 2 ends in exec or _exit (`exec_program`), and after this it touches none
     // of pid 1's descriptors, whose owners sit in frames that never resume here.
     unsafe { sys::close_fds_except(&[keep]) };
-    drop_capabilities(plan.keep_id_capabilities)?;
+    drop_capabilities(kept_capabilities(plan))?;
     nix::sys::prctl::set_no_new_privs()?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
     for &(resource, value) in rlimits {
@@ -230,7 +230,8 @@ fn prepare_process(
 
 /// What a program running as uid 0 among other mapped ids keeps: enough to switch ids,
 /// set its groups and own and change files as those ids, as root's tests expect. Never
-/// CAP_SYS_ADMIN (which could undo the sandbox's mounts), CAP_NET_ADMIN or CAP_SYS_PTRACE.
+/// CAP_SYS_ADMIN (which could undo the sandbox's mounts) or CAP_SYS_PTRACE, and
+/// CAP_NET_ADMIN only when asked for ([`kept_capabilities`]).
 const ID_CAPABILITIES: rustix::thread::CapabilitySet = rustix::thread::CapabilitySet::CHOWN
     .union(rustix::thread::CapabilitySet::DAC_OVERRIDE)
     .union(rustix::thread::CapabilitySet::DAC_READ_SEARCH)
@@ -243,10 +244,24 @@ const ID_CAPABILITIES: rustix::thread::CapabilitySet = rustix::thread::Capabilit
     .union(rustix::thread::CapabilitySet::NET_BIND_SERVICE)
     .union(rustix::thread::CapabilitySet::SYS_CHROOT);
 
-/// Empties the bounding set (but for [`ID_CAPABILITIES`] when `keep_id` says so) and the
-/// ambient set, so that exec grants a uid-0 program nothing else. A program with another
-/// uid gets nothing from exec anyway.
-fn drop_capabilities(keep_id: bool) -> Result<(), Errno> {
+/// The capabilities the program may hold after exec: the id capabilities for uid 0
+/// among other mapped ids, and CAP_NET_ADMIN (over the sandbox's own network namespace)
+/// with `--net-admin`.
+fn kept_capabilities(plan: &Plan) -> rustix::thread::CapabilitySet {
+    let mut keep = rustix::thread::CapabilitySet::empty();
+    if plan.keep_id_capabilities {
+        keep |= ID_CAPABILITIES;
+    }
+    if plan.program.net_admin {
+        keep |= rustix::thread::CapabilitySet::NET_ADMIN;
+    }
+    keep
+}
+
+/// Empties the bounding set but for `keep`, and the ambient set, so that exec grants a
+/// uid-0 program nothing else. A program with another uid gets nothing from exec but
+/// CAP_NET_ADMIN when kept, which it can have only through the ambient set.
+fn drop_capabilities(keep: rustix::thread::CapabilitySet) -> Result<(), Errno> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -254,7 +269,7 @@ fn drop_capabilities(keep_id: bool) -> Result<(), Errno> {
     // Capability sets are 64 bits wide.
     for cap in 0..=last.min(63) {
         let bit = rustix::thread::CapabilitySet::from_bits_retain(1 << cap);
-        if keep_id && ID_CAPABILITIES.contains(bit) {
+        if keep.contains(bit) {
             continue;
         }
         match rustix::thread::remove_capability_from_bounding_set(bit) {
@@ -262,7 +277,21 @@ fn drop_capabilities(keep_id: bool) -> Result<(), Errno> {
             Err(e) => return Err(errno(e)),
         }
     }
-    rustix::thread::clear_ambient_capability_set().map_err(errno)
+    rustix::thread::clear_ambient_capability_set().map_err(errno)?;
+    if keep.contains(rustix::thread::CapabilitySet::NET_ADMIN) {
+        keep_through_exec(rustix::thread::CapabilitySet::NET_ADMIN).map_err(errno)?;
+    }
+    Ok(())
+}
+
+/// A program that is not uid 0 keeps a capability through exec only from the ambient set,
+/// and raising one there needs it inheritable first. Its power ends at the sandbox's own
+/// namespaces, which this user namespace owns.
+fn keep_through_exec(caps: rustix::thread::CapabilitySet) -> rustix::io::Result<()> {
+    let mut sets = rustix::thread::capabilities(None)?;
+    sets.inheritable |= caps;
+    rustix::thread::set_capabilities(None, sets)?;
+    rustix::thread::configure_capability_in_ambient_set(caps, true)
 }
 
 fn read_start_error(pipe: OwnedFd, program: &Program) -> Option<StartError> {

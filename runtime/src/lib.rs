@@ -13,6 +13,7 @@ mod chaos;
 mod cpu_group;
 pub mod doctor;
 mod error;
+mod forward;
 mod hostview;
 mod idmap;
 mod init;
@@ -25,6 +26,7 @@ mod sandbox;
 mod setup;
 mod spec;
 mod sys;
+mod writes;
 
 pub use chaos::{Chaos, ChaosError, MAX_DELAY_PERCENT, MAX_PAUSE_MS, Pause, Paused, affordable};
 pub use cpu_group::{CpuGroup, share_cpu_group};
@@ -39,3 +41,4 @@ pub use spec::{
     DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE, Env, Identity, Limits, Mount, Net, Pid, Spec,
     SpecError, Sys, parse_cpus, parse_size, system_mounts,
 };
+pub use writes::{Change, ChangeKind, FileKind, Layer, MAX_CHANGES, Writes, apply};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::limits::watch::InitUsage;
 use crate::limits::{LimitExceeded, Resources};
 use crate::output::Captured;
+use crate::writes::Writes;
 
 /// How the program ended: `{"code": N}` or `{"signal": N, "name": "SIGSEGV"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +96,10 @@ pub struct Outcome {
     pub duration: Duration,
     pub strays: Vec<Stray>,
     pub start_error: Option<StartError>,
+    /// What the program created, changed or deleted in each writable layer (overlays and
+    /// writable binds), with where it was kept if asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<Writes>,
     #[serde(skip)]
     pub stdout: Captured,
     #[serde(skip)]
@@ -148,6 +153,7 @@ mod tests {
                 detached: true,
             }],
             start_error: None,
+            writes: Vec::new(),
             stdout,
             stderr: Captured::default(),
             resources: Resources {

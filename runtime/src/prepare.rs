@@ -6,6 +6,7 @@
 //! C strings and map lines the kernel takes.
 
 use std::ffi::{CString, OsStr};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use rustix::termios::Winsize;
 
 use crate::error::Error;
 use crate::hostview::{self, CgroupMounts};
-use crate::idmap::{Extent, IdMapping, Kind};
+use crate::idmap::{Extent, IdMapping, Kind, inside_id};
 use crate::spec::{Mount, Net, Pid, Spec, SpecError, Sys};
 
 /// A spec turned into exactly what the child needs, prepared before clone.
@@ -30,6 +31,8 @@ pub(crate) struct Plan {
     /// The program keeps the capabilities that switch ids and own files, for when it runs
     /// as uid 0 among other mapped ids; otherwise it keeps none.
     pub keep_id_capabilities: bool,
+    /// The program gets a pty of the sandbox's own instead of pipes.
+    pub tty: bool,
     /// The caller's terminal size, given to the sandbox's own pty with `tty`.
     pub tty_size: Option<Winsize>,
     pub mounts: Vec<PlannedMount>,
@@ -37,6 +40,8 @@ pub(crate) struct Plan {
     pub shm_options: String,
     pub hostname: String,
     pub loopback_up: bool,
+    /// Addresses to listen on inside; setup hands each listener to the supervisor.
+    pub forwards: Vec<SocketAddr>,
     pub program: Program,
     pub timeout: Option<Duration>,
     pub grace: Duration,
@@ -69,10 +74,43 @@ pub(crate) enum PlannedMount {
         dst: PathBuf,
         options: String,
     },
+    /// `src` read-only beneath, a private tmpfs with these options above.
+    Overlay {
+        src: PathBuf,
+        dst: PathBuf,
+        upper_options: String,
+        upper_root: UpperRoot,
+    },
     Symlink {
         path: PathBuf,
         target: PathBuf,
     },
+}
+
+/// The owner (as ids inside, where mapped) and mode that an overlay's upper directory
+/// takes from its host directory: the merged directory shows the upper one's, and made
+/// by pid 1 it would be pid 1's (root's under the full map) with mode 0755. Worked out on
+/// the host, where an id the namespace does not map is still told from the overflow id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UpperRoot {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: u32,
+}
+
+impl UpperRoot {
+    fn of(src: &Path, uid_map: &[Extent], gid_map: &[Extent]) -> Result<UpperRoot, SpecError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(src).map_err(|source| SpecError::BindSource {
+            path: src.to_path_buf(),
+            source,
+        })?;
+        Ok(UpperRoot {
+            uid: inside_id(uid_map, meta.uid()),
+            gid: inside_id(gid_map, meta.gid()),
+            mode: meta.mode() & 0o7777,
+        })
+    }
 }
 
 /// The program as execve will see it.
@@ -82,6 +120,8 @@ pub(crate) struct Program {
     /// Candidate paths for argv[0], in `PATH` order when it has no slash.
     pub candidates: Vec<CString>,
     pub cwd: CString,
+    /// It keeps CAP_NET_ADMIN (over the sandbox's own network namespace).
+    pub net_admin: bool,
 }
 
 impl Plan {
@@ -107,7 +147,7 @@ impl Plan {
             .mounts
             .iter()
             .filter_map(|m| match m {
-                Mount::Bind { src, .. } => Some(src.clone()),
+                Mount::Bind { src, .. } | Mount::Overlay { src, .. } => Some(src.clone()),
                 _ => None,
             })
             .collect();
@@ -119,33 +159,43 @@ impl Plan {
         if spec.ids == IdMapping::Full && !uid.is_root() {
             return Err(SpecError::FullMapNeedsRoot.into());
         }
+        let uid_map = spec.ids.extents(Kind::Uid, spec.identity, uid.as_raw());
+        let gid_map = spec.ids.extents(Kind::Gid, spec.identity, gid.as_raw());
         let mut mounts: Vec<(usize, PlannedMount)> = spec
             .mounts
             .iter()
-            .map(|m| match m {
-                Mount::Bind { src, dst, writable } => PlannedMount::Bind {
-                    src: src.clone(),
-                    dst: dst.clone(),
-                    writable: *writable,
-                },
-                Mount::Tmpfs { dst, size } => {
-                    let mode = if dst == Path::new("/tmp") || dst == Path::new("/var/tmp") {
-                        "1777"
-                    } else {
-                        "0700"
-                    };
-                    PlannedMount::Tmpfs {
+            .map(|m| {
+                let planned = match m {
+                    Mount::Bind { src, dst, writable } => PlannedMount::Bind {
+                        src: src.clone(),
                         dst: dst.clone(),
-                        options: format!("size={},mode={mode}", spec.tmpfs_size(*size)),
+                        writable: *writable,
+                    },
+                    Mount::Tmpfs { dst, size } => {
+                        let mode = if dst == Path::new("/tmp") || dst == Path::new("/var/tmp") {
+                            "1777"
+                        } else {
+                            "0700"
+                        };
+                        PlannedMount::Tmpfs {
+                            dst: dst.clone(),
+                            options: format!("size={},mode={mode}", spec.tmpfs_size(*size)),
+                        }
                     }
-                }
-                Mount::Symlink { path, target } => PlannedMount::Symlink {
-                    path: path.clone(),
-                    target: target.clone(),
-                },
+                    Mount::Overlay { src, dst, size } => PlannedMount::Overlay {
+                        src: src.clone(),
+                        dst: dst.clone(),
+                        upper_options: format!("size={size},mode=0700"),
+                        upper_root: UpperRoot::of(src, &uid_map, &gid_map)?,
+                    },
+                    Mount::Symlink { path, target } => PlannedMount::Symlink {
+                        path: path.clone(),
+                        target: target.clone(),
+                    },
+                };
+                Ok((planned.dst().components().count(), planned))
             })
-            .map(|m| (m.dst().components().count(), m))
-            .collect();
+            .collect::<Result<_, SpecError>>()?;
         // Parents first, so that a bind inside HOME lands on the HOME tmpfs, not under it.
         mounts.sort_by_key(|(depth, _)| *depth);
 
@@ -159,9 +209,10 @@ impl Plan {
             clone_flags,
             shm_options: format!("size={},mode=1777", spec.shm_size()),
             ids: spec.ids.clone(),
-            uid_map: spec.ids.extents(Kind::Uid, spec.identity, uid.as_raw()),
-            gid_map: spec.ids.extents(Kind::Gid, spec.identity, gid.as_raw()),
+            uid_map,
+            gid_map,
             keep_id_capabilities: spec.ids.maps_other_ids(),
+            tty: spec.tty,
             tty_size: spec
                 .tty
                 .then(|| rustix::termios::tcgetwinsize(std::io::stdin()).ok())
@@ -169,7 +220,9 @@ impl Plan {
             mounts: mounts.into_iter().map(|(_, m)| m).collect(),
             hostname: spec.hostname.clone(),
             loopback_up: spec.net == Net::Loopback,
+            forwards: spec.forwards.clone(),
             program: Program {
+                net_admin: spec.net_admin,
                 argv: spec.argv.iter().map(|a| cstring(a.as_bytes())).collect(),
                 envp: env
                     .iter()
@@ -196,9 +249,24 @@ impl Plan {
 impl PlannedMount {
     fn dst(&self) -> &Path {
         match self {
-            PlannedMount::Bind { dst, .. } | PlannedMount::Tmpfs { dst, .. } => dst,
+            PlannedMount::Bind { dst, .. }
+            | PlannedMount::Tmpfs { dst, .. }
+            | PlannedMount::Overlay { dst, .. } => dst,
             PlannedMount::Symlink { path, .. } => path,
         }
+    }
+}
+
+impl Plan {
+    /// Whether setup has descriptors to hand the supervisor: a pty's master, listeners or
+    /// upper layers.
+    pub fn hands_over(&self) -> bool {
+        self.tty
+            || !self.forwards.is_empty()
+            || self
+                .mounts
+                .iter()
+                .any(|m| matches!(m, PlannedMount::Overlay { .. }))
     }
 }
 
@@ -242,7 +310,12 @@ pub(crate) struct ChildFds {
     pub maps_written: Option<OwnedFd>,
     /// Readable once the supervisor has placed pid 1 in its cgroups.
     pub placed: OwnedFd,
+    /// The v1 cgroups' `tasks` files, which pid 1 joins by itself and then closes.
+    pub cgroup_tasks: Vec<OwnedFd>,
     pub stdio: ChildStdio,
+    /// A SEQPACKET socket to the supervisor on which setup hands over descriptors (the
+    /// pty's master, forwarded listeners, overlays' upper layers), when the plan has any.
+    pub handover: Option<OwnedFd>,
 }
 
 pub(crate) enum ChildStdio {
@@ -251,10 +324,8 @@ pub(crate) enum ChildStdio {
         stderr: OwnedFd,
     },
     /// The pty is opened inside, from the sandbox's own devpts; its master goes back to
-    /// the supervisor on this socket.
-    Tty {
-        socket: OwnedFd,
-    },
+    /// the supervisor on the handover socket.
+    Tty,
 }
 
 impl ChildFds {
@@ -266,11 +337,10 @@ impl ChildFds {
             self.placed.as_raw_fd(),
         ];
         fds.extend(self.maps_written.iter().map(|fd| fd.as_raw_fd()));
-        match &self.stdio {
-            ChildStdio::Pipes { stdout, stderr } => {
-                fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()])
-            }
-            ChildStdio::Tty { socket } => fds.push(socket.as_raw_fd()),
+        fds.extend(self.cgroup_tasks.iter().map(|fd| fd.as_raw_fd()));
+        fds.extend(self.handover.iter().map(|fd| fd.as_raw_fd()));
+        if let ChildStdio::Pipes { stdout, stderr } = &self.stdio {
+            fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()]);
         }
         fds
     }

@@ -1,7 +1,9 @@
 //! The host side: clone a sandbox, drain its output, relay its terminal, collect its report.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -9,22 +11,23 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::unistd::Pid;
 use rustix::termios::Winsize;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, SetupError, Step};
+use crate::forward::Forwarder;
 use crate::idmap::{IdMapping, Kind, find_tool, map_text, tool_args};
 use crate::init;
 use crate::limits::{Enforcement, Enforcer};
 use crate::outcome::{Finish, Outcome};
 use crate::output::{Captured, DEFAULT_CAPTURE_LIMIT};
-use crate::prepare::{ChildFds, ChildStdio, Plan};
+use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount};
 use crate::setup;
-use crate::spec::Spec;
-use crate::sys::{self, Forked};
+use crate::spec::{Mount, Spec};
+use crate::sys::{self, Forked, Handed, Received};
+use crate::writes::{self, Snapshot, Writes};
 
 /// Extra time the host waits past the spec's timeout and grace before it kills pid 1
 /// itself; only a wedged init ever needs it.
@@ -58,8 +61,8 @@ pub struct Sandbox {
     status: OwnedFd,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
-    /// Where the pty master arrives from inside when the program has a terminal.
-    terminal: Option<OwnedFd>,
+    /// The program has a terminal: its pty's master arrives on the handover socket.
+    terminal: bool,
     /// The pty master once it arrived; its output counts as stdout.
     tty: Option<OwnedFd>,
     /// Held open for the child's sake; see `ChildFds::lifeline`.
@@ -76,6 +79,17 @@ pub struct Sandbox {
     /// The host killed the sandbox itself, so pid 1 cannot report.
     killed: bool,
     started: Instant,
+    /// Where setup hands over descriptors (the pty's master, forwarded listeners,
+    /// overlays' upper layers), until pid 1 exits.
+    handover: Option<OwnedFd>,
+    forwards: Vec<SocketAddr>,
+    forwarder: Forwarder,
+    /// The overlays, by their plan index: where they are, their host directory, and their
+    /// upper layer once setup has handed it over.
+    overlays: Vec<(usize, PathBuf, PathBuf, Option<OwnedFd>)>,
+    /// The writable binds' directories as they were before the clone.
+    snapshots: Vec<Snapshot>,
+    keep_writes: Option<PathBuf>,
     /// The sandbox's cgroup, removed once pid 1 is reaped (or on drop).
     limits: Enforcer,
 }
@@ -92,16 +106,23 @@ impl Sandbox {
         let (limits, enforcement) = Enforcer::prepare(spec)?;
         let (status_r, status_w) = pipe().map_err(Error::host("pipe2"))?;
         let (lifeline_r, lifeline_w) = pipe().map_err(Error::host("pipe2"))?;
-        let (placed_r, placed_w) = pipe().map_err(Error::host("pipe2"))?;
-        let (parent_io, child_io) = if spec.tty {
-            let (ours, theirs) = nix::sys::socket::socketpair(
-                AddressFamily::Unix,
-                SockType::SeqPacket,
+        let (handover_r, handover_w) = if plan.hands_over() {
+            let (ours, theirs) = rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::SEQPACKET,
+                rustix::net::SocketFlags::CLOEXEC,
                 None,
-                SockFlag::SOCK_CLOEXEC,
             )
-            .map_err(Error::host("socketpair"))?;
-            (ParentIo::Tty(ours), ChildStdio::Tty { socket: theirs })
+            .map_err(|e| Error::host("socketpair")(Errno::from_raw(e.raw_os_error())))?;
+            (Some(ours), Some(theirs))
+        } else {
+            (None, None)
+        };
+        let snapshots = writable_bind_snapshots(spec);
+        let (placed_r, placed_w) = pipe().map_err(Error::host("pipe2"))?;
+        let cgroup_tasks = limits.cgroup_tasks().map_err(|e| Error::Limits(e.into()))?;
+        let (parent_io, child_io) = if spec.tty {
+            (ParentIo::Tty, ChildStdio::Tty)
         } else {
             let (out_r, out_w) = pipe().map_err(Error::host("pipe2"))?;
             let (err_r, err_w) = pipe().map_err(Error::host("pipe2"))?;
@@ -130,7 +151,9 @@ impl Sandbox {
                     lifeline: lifeline_r,
                     maps_written: maps_r,
                     placed: placed_r,
+                    cgroup_tasks,
                     stdio: child_io,
+                    handover: handover_w,
                 },
             ),
             Ok(Forked::Parent {
@@ -140,6 +163,7 @@ impl Sandbox {
             }) => {
                 drop(placed_r);
                 drop(maps_r);
+                drop(cgroup_tasks);
                 if let Err(e) = limits.place(pid, into_cgroup) {
                     // Its setup waits for word from us; it ends now, and is reaped before
                     // its cgroup goes.
@@ -169,9 +193,9 @@ impl Sandbox {
                     }
                     write_all(maps_w.as_fd(), &[1]).map_err(Error::host("write"))?;
                 }
-                let (stdout, stderr, terminal) = match parent_io {
-                    ParentIo::Pipes(out, err) => (Some(out), Some(err), None),
-                    ParentIo::Tty(socket) => (None, None, Some(socket)),
+                let (stdout, stderr) = match parent_io {
+                    ParentIo::Pipes(out, err) => (Some(out), Some(err)),
+                    ParentIo::Tty => (None, None),
                 };
                 Ok(Sandbox {
                     pid,
@@ -179,7 +203,7 @@ impl Sandbox {
                     status: status_r,
                     stdout,
                     stderr,
-                    terminal,
+                    terminal: spec.tty,
                     tty: None,
                     _lifeline: lifeline_w,
                     backstop: plan
@@ -191,6 +215,12 @@ impl Sandbox {
                     terminations: 0,
                     killed: false,
                     started: Instant::now(),
+                    handover: handover_r,
+                    forwards: spec.forwards.clone(),
+                    forwarder: Forwarder::default(),
+                    overlays: overlays(&plan),
+                    snapshots,
+                    keep_writes: None,
                     limits,
                 })
             }
@@ -200,6 +230,13 @@ impl Sandbox {
     /// Bytes of each stream kept in memory (head and tail); the rest is only counted.
     pub fn capture_limit(mut self, bytes: usize) -> Sandbox {
         self.capture_limit = bytes;
+        self
+    }
+
+    /// Copies what the program wrote in each writable layer under `dir` (one directory
+    /// per layer), besides listing it in [`Outcome::writes`].
+    pub fn keep_writes(mut self, dir: &Path) -> Sandbox {
+        self.keep_writes = Some(dir.to_path_buf());
         self
     }
 
@@ -227,9 +264,9 @@ impl Sandbox {
         let mut stdout = Captured::new(self.capture_limit);
         let mut stderr = Captured::new(self.capture_limit);
         let mut report = Vec::new();
-        let _raw = self.terminal.as_ref().and_then(|_| RawMode::enter());
+        let _raw = self.terminal.then(RawMode::enter).flatten();
         // Relayed from the moment the pty's master arrives.
-        let mut stdin_open = self.terminal.is_some();
+        let mut stdin_open = self.terminal;
         let mut status_open = true;
         let mut init_running = true;
         let mut buf = vec![0u8; CHUNK];
@@ -237,8 +274,8 @@ impl Sandbox {
             || status_open
             || self.stdout.is_some()
             || self.stderr.is_some()
-            || self.terminal.is_some()
             || self.tty.is_some()
+            || self.handover.is_some()
         {
             let stdin = std::io::stdin();
             let mut watched: Vec<(Source, BorrowedFd<'_>)> = Vec::with_capacity(7);
@@ -254,9 +291,6 @@ impl Sandbox {
             if let Some(fd) = &self.stderr {
                 watched.push((Source::Stderr, fd.as_fd()));
             }
-            if let Some(fd) = &self.terminal {
-                watched.push((Source::Terminal, fd.as_fd()));
-            }
             if let Some(fd) = &self.tty {
                 watched.push((Source::Tty, fd.as_fd()));
             }
@@ -266,10 +300,20 @@ impl Sandbox {
             if let Some(fd) = signals {
                 watched.push((Source::Signals, fd.as_fd()));
             }
+            if let Some(fd) = &self.handover {
+                watched.push((Source::Handover, fd.as_fd()));
+            }
             let mut fds: Vec<PollFd<'_>> = watched
                 .iter()
                 .map(|&(_, fd)| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
+            let mut relayed = Vec::new();
+            if init_running {
+                for (token, fd, events) in self.forwarder.interest() {
+                    relayed.push(token);
+                    fds.push(PollFd::new(fd, events));
+                }
+            }
             let deadline = [self.backstop, self.kill_at].into_iter().flatten().min();
             let timeout = match (init_running, deadline) {
                 (true, Some(at)) => {
@@ -292,12 +336,22 @@ impl Sandbox {
                 Err(errno) => return Err(Error::host("poll")(errno)),
             }
             // Collected first, so that handling a source may close its descriptor.
+            let events: Vec<PollFlags> = fds
+                .iter()
+                .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                .collect();
+            drop(fds);
             let ready: Vec<Source> = watched
                 .iter()
-                .zip(&fds)
-                .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .zip(&events)
+                .filter(|(_, events)| !events.is_empty())
                 .map(|(&(source, _), _)| source)
                 .collect();
+            for (token, events) in relayed.into_iter().zip(&events[watched.len()..]) {
+                if !events.is_empty() {
+                    self.forwarder.ready(token, *events);
+                }
+            }
             for source in ready {
                 match source {
                     Source::Init => init_running = false,
@@ -327,11 +381,6 @@ impl Sandbox {
                             self.stderr = None;
                         }
                     }
-                    Source::Terminal => {
-                        let socket = self.terminal.take().expect("polled");
-                        self.tty = sys::receive_fd(socket.as_fd()).ok().flatten();
-                        stdin_open &= self.tty.is_some();
-                    }
                     Source::Tty => {
                         if !read_into(self.tty.as_ref().expect("polled"), &mut buf, |b| {
                             stdout.push(b);
@@ -353,10 +402,79 @@ impl Sandbox {
                         }
                     }
                     Source::Signals => self.forward_signals(signals.expect("polled")),
+                    Source::Handover => self.take_handed_over(),
                 }
             }
         }
         self.finish(report, stdout, stderr)
+    }
+
+    /// Takes what setup handed over: the pty's master is relayed, forwarded listeners go
+    /// to the relay, upper layers wait for the end. EOF (pid 1 has exited) ends the
+    /// handover.
+    fn take_handed_over(&mut self) {
+        let Some(socket) = &self.handover else { return };
+        loop {
+            match sys::receive_fd(socket.as_fd()) {
+                Ok(Received::Fd(Handed::Terminal, fd)) => self.tty = Some(fd),
+                Ok(Received::Fd(Handed::Listener(index), fd)) => {
+                    if let Some(&address) = self.forwards.get(index as usize) {
+                        self.forwarder.add_listener(fd, address);
+                    }
+                }
+                Ok(Received::Fd(Handed::Upper(index), fd)) => {
+                    if let Some(overlay) = self.overlays.iter_mut().find(|o| o.0 == index as usize)
+                    {
+                        overlay.3 = Some(fd);
+                    }
+                }
+                Ok(Received::Empty) => return,
+                Err(Errno::EINTR) => continue,
+                Ok(Received::Closed) | Err(_) => {
+                    self.handover = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Lists (and keeps, if asked) what the program wrote in each writable layer. Runs
+    /// once the sandbox is empty, so nothing can write there any more.
+    fn collect_writes(&mut self) -> Vec<Writes> {
+        let mut all = Vec::new();
+        for (_, dst, src, upper) in &self.overlays {
+            let Some(upper) = upper else { continue };
+            all.push((
+                writes::overlay_changes(upper.as_fd(), src, dst),
+                Some(upper.as_fd()),
+            ));
+        }
+        let mut binds = Vec::new();
+        for snapshot in std::mem::take(&mut self.snapshots) {
+            binds.push(snapshot.changes_since());
+        }
+        let bind_roots: Vec<Option<OwnedFd>> = binds
+            .iter()
+            .map(|w| writes::open_dir(&w.source).ok())
+            .collect();
+        all.extend(
+            binds
+                .into_iter()
+                .zip(&bind_roots)
+                .map(|(w, root)| (w, root.as_ref().map(|fd| fd.as_fd()))),
+        );
+        all.into_iter()
+            .enumerate()
+            .map(|(index, (mut layer, tree))| {
+                if let (Some(dir), Some(tree)) = (&self.keep_writes, tree)
+                    && !layer.changes.is_empty()
+                {
+                    writes::keep(tree, &mut layer, &dir.join(format!("layer-{index}")));
+                }
+                layer
+            })
+            .filter(|layer| !layer.changes.is_empty() || !layer.errors.is_empty())
+            .collect()
     }
 
     /// Passes signals on to the program. A terminating one starts the grace period after
@@ -389,7 +507,12 @@ impl Sandbox {
     }
 
     /// Reaps pid 1 and turns its report into the outcome.
-    fn finish(self, report: Vec<u8>, stdout: Captured, stderr: Captured) -> Result<Outcome, Error> {
+    fn finish(
+        mut self,
+        report: Vec<u8>,
+        stdout: Captured,
+        stderr: Captured,
+    ) -> Result<Outcome, Error> {
         let status = rustix::process::waitid(
             rustix::process::WaitId::PidFd(self.pidfd.as_fd()),
             rustix::process::WaitIdOptions::EXITED,
@@ -406,6 +529,7 @@ impl Sandbox {
         if report.is_empty() && self.killed {
             let exit = crate::outcome::Exit::from_signal(libc::SIGKILL);
             let duration = self.started.elapsed();
+            let writes = self.collect_writes();
             let (resources, limit_exceeded) = self
                 .limits
                 .finish(&Default::default(), &exit, false)
@@ -416,6 +540,7 @@ impl Sandbox {
                 duration,
                 strays: Vec::new(),
                 start_error: None,
+                writes,
                 stdout,
                 stderr,
                 resources,
@@ -434,6 +559,7 @@ impl Sandbox {
         match message {
             Message::SetupFailed(e) => Err(e.into()),
             Message::Finished(finish) => {
+                let writes = self.collect_writes();
                 let (resources, limit_exceeded) = self
                     .limits
                     .finish(&finish.usage, &finish.exit, finish.timed_out)
@@ -444,6 +570,7 @@ impl Sandbox {
                     duration: Duration::from_millis(finish.duration_ms),
                     strays: finish.strays,
                     start_error: finish.start_error,
+                    writes,
                     stdout,
                     stderr,
                     resources,
@@ -481,20 +608,48 @@ enum Source {
     Status,
     Stdout,
     Stderr,
-    Terminal,
     Tty,
     Stdin,
     Signals,
+    Handover,
 }
 
 enum ParentIo {
     Pipes(OwnedFd, OwnedFd),
-    Tty(OwnedFd),
+    Tty,
+}
+
+/// The plan's overlays, each by its index, waiting for its upper layer.
+fn overlays(plan: &Plan) -> Vec<(usize, PathBuf, PathBuf, Option<OwnedFd>)> {
+    plan.mounts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, m)| match m {
+            PlannedMount::Overlay { src, dst, .. } => Some((index, dst.clone(), src.clone(), None)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Snapshots of the writable binds that are directories, to tell afterwards what the
+/// program left there. Taken before the clone: nothing in the sandbox runs yet.
+fn writable_bind_snapshots(spec: &Spec) -> Vec<Snapshot> {
+    spec.mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Bind {
+                src,
+                dst,
+                writable: true,
+            } if src.is_dir() => Some(Snapshot::take(src, dst)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Runs in the cloned child: build the sandbox, run init, send the one report, exit.
-fn sandbox_main(plan: &Plan, limits: &Enforcement, fds: ChildFds) -> ! {
-    let message = match setup::build_sandbox(plan, &fds) {
+fn sandbox_main(plan: &Plan, limits: &Enforcement, mut fds: ChildFds) -> ! {
+    let message = match setup::build_sandbox(plan, &mut fds) {
         Err(e) => Message::SetupFailed(e),
         Ok(terminal) => match init::run(plan, &fds, terminal, limits) {
             Ok(finish) => Message::Finished(finish),

@@ -6,7 +6,8 @@
 //! [`Plan::new`](crate::prepare::Plan::new) beforehand.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
+use rustix::fs::OFlags;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags};
 use rustix::pty::OpenptFlags;
 
@@ -23,8 +25,8 @@ use crate::error::{SetupError, Step};
 use crate::hostview::{DEV_LINKS, DEV_NODES};
 use crate::idmap::map_text;
 use crate::perturb;
-use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount};
-use crate::sys::{self, MountRef, errno};
+use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount, UpperRoot};
+use crate::sys::{self, Handed, MountRef, errno};
 
 /// Where the new root is assembled before pivot_root. Mounting over /tmp hides the host's
 /// /tmp only inside our private mount namespace, and bind sources were cloned before.
@@ -54,9 +56,10 @@ fn io_fail(
 /// Builds the sandbox around the current process, which is pid 1 of its new namespaces:
 /// one step a line, in the order the kernel sees them. A failure names its [`Step`].
 /// Returns the program's terminal (the pty's slave) when it gets one.
-pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup<Option<OwnedFd>> {
+pub(crate) fn build_sandbox(plan: &Plan, fds: &mut ChildFds) -> Setup<Option<OwnedFd>> {
     close_inherited_fds(fds);
     die_with_supervisor(fds)?;
+    join_v1_cgroups(fds)?;
     if plan.ids.maps_other_ids() {
         wait_for_id_maps(fds)?;
     } else {
@@ -66,7 +69,7 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup<Option<OwnedFd
     make_mounts_private()?;
     let trees = clone_bind_sources(plan)?;
     let root = mount_root_tmpfs()?;
-    populate_root(plan, trees, &root)?;
+    populate_root(plan, trees, &root, fds)?;
     mount_proc(plan, &root)?;
     protect_kernel_proc(plan, &root)?;
     mount_dev(plan, &root)?;
@@ -81,9 +84,10 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &ChildFds) -> Setup<Option<OwnedFd
     if plan.loopback_up {
         bring_up_loopback()?;
     }
+    listen_for_forwards(plan, fds)?;
     lead_session()?;
     match &fds.stdio {
-        ChildStdio::Tty { socket } => open_terminal(plan, socket).map(Some),
+        ChildStdio::Tty => open_terminal(plan, fds).map(Some),
         ChildStdio::Pipes { .. } => Ok(None),
     }
 }
@@ -113,6 +117,16 @@ fn die_with_supervisor(fds: &ChildFds) -> Setup {
     if ready > 0 {
         // SAFETY: _exit ends this process at once; nothing else runs after it.
         unsafe { libc::_exit(1) };
+    }
+    Ok(())
+}
+
+/// Everything the sandbox allocates from here on is charged to its own v1 cgroups, and
+/// everything it starts inherits them: pid 1 moves its only thread there itself, which
+/// the kernel does without the global lock a move by the supervisor takes.
+fn join_v1_cgroups(fds: &mut ChildFds) -> Setup {
+    for tasks in fds.cgroup_tasks.drain(..) {
+        nix::unistd::write(&tasks, b"0").map_err(fail(Step::Cgroup, "write(tasks)", None))?;
     }
     Ok(())
 }
@@ -217,8 +231,11 @@ fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
     plan.mounts
         .iter()
         .map(|mount| {
-            let PlannedMount::Bind { src, writable, .. } = mount else {
-                return Ok(None);
+            let (src, writable) = match mount {
+                PlannedMount::Bind { src, writable, .. } => (src, *writable),
+                // An overlay's lower layer is a read-only bind like any other.
+                PlannedMount::Overlay { src, .. } => (src, false),
+                _ => return Ok(None),
             };
             let fail_at = |syscall| fail(Step::BindSource, syscall, Some(src));
             let flags = OpenTreeFlags::OPEN_TREE_CLONE
@@ -257,13 +274,21 @@ fn mount_root_tmpfs() -> Setup<Beneath> {
 
 /// Attaches the spec's mounts, parents first, so that the root holds what the spec lists.
 /// A planted symlink on the way is an error naming it, never followed onto the host.
-fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, root: &Beneath) -> Setup {
-    for (mount, tree) in plan.mounts.iter().zip(trees) {
+fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, root: &Beneath, fds: &ChildFds) -> Setup {
+    for (index, (mount, tree)) in plan.mounts.iter().zip(trees).enumerate() {
         match (mount, tree) {
-            (PlannedMount::Bind { dst, .. }, Some(tree)) => {
-                let kind = if tree.is_dir { Kind::Dir } else { Kind::File };
-                let target = root.mount_point(dst, kind)?;
-                attach(tree.fd, &target, Step::Bind, dst)?;
+            (PlannedMount::Bind { dst, .. }, Some(tree)) => attach_bind(root, dst, tree)?,
+            (
+                PlannedMount::Overlay {
+                    dst,
+                    upper_options,
+                    upper_root,
+                    ..
+                },
+                Some(tree),
+            ) => {
+                attach_bind(root, dst, tree)?;
+                layer_overlay(root, dst, upper_options, *upper_root, index, fds)?;
             }
             (PlannedMount::Tmpfs { dst, options }, _) => {
                 let target = root.mount_point(dst, Kind::Dir)?;
@@ -277,7 +302,9 @@ fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, root: &Beneath) -> Setup
             (PlannedMount::Symlink { path, target }, _) => {
                 root.symlink(path, target, Step::Symlink)?
             }
-            (PlannedMount::Bind { .. }, None) => unreachable!("every bind has a cloned tree"),
+            (PlannedMount::Bind { .. } | PlannedMount::Overlay { .. }, None) => {
+                unreachable!("every bind and overlay has a cloned tree")
+            }
         }
     }
     Ok(())
@@ -293,6 +320,100 @@ fn attach(mount: OwnedFd, target: &OwnedFd, step: Step, shown: &Path) -> Setup {
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
     .map_err(|e| fail(step, "move_mount", Some(shown))(errno(e)))
+}
+
+/// Attaches a cloned bind source at `dst`, which is made as a directory or a file like it.
+fn attach_bind(root: &Beneath, dst: &Path, tree: Tree) -> Setup {
+    let kind = if tree.is_dir { Kind::Dir } else { Kind::File };
+    let target = root.mount_point(dst, kind)?;
+    attach(tree.fd, &target, Step::Bind, dst)
+}
+
+/// Layers a private tmpfs over the read-only bind just attached at `dst`, so that writes
+/// succeed inside and never reach the host; the supervisor gets the upper layer to list
+/// (and keep) them once the sandbox has ended.
+fn layer_overlay(
+    root: &Beneath,
+    dst: &Path,
+    upper_options: &str,
+    upper_root: UpperRoot,
+    index: usize,
+    fds: &ChildFds,
+) -> Setup {
+    let at =
+        |syscall| move |e: rustix::io::Errno| fail(Step::Overlay, syscall, Some(dst))(errno(e));
+    // overlayfs only takes layers that are mounted in our namespace, so the upper tmpfs
+    // is attached at a scratch point of the staging root until the overlay holds it.
+    let name = format!(".overlay-{index}");
+    let scratch = Path::new("/").join(&name);
+    let point = root.new_dir(&scratch, Step::Overlay)?;
+    let upper_fs = new_tmpfs(upper_options, Step::Overlay, dst)?;
+    for sub in ["upper", "work"] {
+        rustix::fs::mkdirat(&upper_fs, sub, rustix::fs::Mode::from_raw_mode(0o755))
+            .map_err(at("mkdirat"))?;
+    }
+    let layer = |sub| {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat(&upper_fs, sub, flags, rustix::fs::Mode::empty()).map_err(at("openat"))
+    };
+    let (upper, work) = (layer("upper")?, layer("work")?);
+    take_host_owner_and_mode(dst, &upper, upper_root)?;
+    attach(upper_fs, &point, Step::Overlay, dst)?;
+    let lower = root.dir(dst)?;
+    let overlay =
+        rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(at("fsopen"))?;
+    // overlayfs looks each layer up by path, following links: /proc/self/fd/N is exactly
+    // the descriptor opened (and checked) here, and holds no comma or colon to misread.
+    let fd_path = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
+    for (key, value) in [
+        ("source", "overlay".to_string()),
+        ("lowerdir", fd_path(&lower)),
+        ("upperdir", fd_path(&upper)),
+        ("workdir", fd_path(&work)),
+    ] {
+        rustix::mount::fsconfig_set_string(&overlay, key, value.as_str())
+            .map_err(at("fsconfig"))?;
+    }
+    rustix::mount::fsconfig_set_flag(&overlay, "userxattr").map_err(at("fsconfig"))?;
+    rustix::mount::fsconfig_create(&overlay).map_err(at("mount(overlay)"))?;
+    let merged = rustix::mount::fsmount(
+        &overlay,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .map_err(at("fsmount"))?;
+    attach(merged, &lower, Step::Overlay, dst)?;
+    // The overlay holds its own reference to the upper layer; the scratch mount point
+    // would only show it to the program.
+    rustix::mount::unmount(
+        name.as_str(),
+        rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+    )
+    .map_err(at("umount2"))?;
+    rustix::fs::unlinkat(
+        rustix::fs::CWD,
+        name.as_str(),
+        rustix::fs::AtFlags::REMOVEDIR,
+    )
+    .map_err(at("rmdir"))?;
+    hand_over(fds, Handed::Upper(index as u32), upper.as_fd())
+        .map_err(|e| fail(Step::Overlay, "sendmsg", Some(dst))(e))
+}
+
+/// Gives the upper layer the owner (where mapped) and mode of the host directory, which
+/// the merged directory then shows ([`UpperRoot`]).
+fn take_host_owner_and_mode(dst: &Path, upper: &OwnedFd, root: UpperRoot) -> Setup {
+    let at =
+        |syscall| move |e: rustix::io::Errno| fail(Step::Overlay, syscall, Some(dst))(errno(e));
+    if root.uid.is_some() || root.gid.is_some() {
+        rustix::fs::fchown(
+            upper,
+            root.uid.map(rustix::fs::Uid::from_raw),
+            root.gid.map(rustix::fs::Gid::from_raw),
+        )
+        .map_err(at("fchown"))?;
+    }
+    rustix::fs::fchmod(upper, rustix::fs::Mode::from_raw_mode(root.mode)).map_err(at("fchmod"))
 }
 
 /// A detached tmpfs with `options` (`size=…,mode=…`), nosuid and nodev.
@@ -611,6 +732,37 @@ fn bring_up_loopback() -> Setup {
     Ok(())
 }
 
+/// Listens on each forwarded address inside, now that `lo` is up, and hands the sockets
+/// to the supervisor, which accepts on them and relays each connection to the host.
+fn listen_for_forwards(plan: &Plan, fds: &ChildFds) -> Setup {
+    for (index, address) in plan.forwards.iter().enumerate() {
+        let text = PathBuf::from(address.to_string());
+        let at = |syscall| fail(Step::Forward, syscall, Some(&text));
+        let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+        let family = match address {
+            SocketAddr::V4(_) => rustix::net::AddressFamily::INET,
+            SocketAddr::V6(_) => rustix::net::AddressFamily::INET6,
+        };
+        let socket = rustix::net::socket_with(
+            family,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| at("socket")(errno(e)))?;
+        rustix::net::bind(&socket, address).map_err(|e| at("bind")(errno(e)))?;
+        rustix::net::listen(&socket, 128).map_err(|e| at("listen")(errno(e)))?;
+        hand_over(fds, Handed::Listener(index as u32), socket.as_fd()).map_err(at("sendmsg"))?;
+    }
+    Ok(())
+}
+
+/// Sends the supervisor `fd` for what `handed` says; [`Plan::hands_over`] made the socket.
+fn hand_over(fds: &ChildFds, handed: Handed, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let socket = fds.handover.as_ref().ok_or(Errno::EBADF)?;
+    sys::send_fd(socket.as_fd(), handed, fd)
+}
+
 /// The sandbox's session belongs to pid 1, so that the program is not a session leader
 /// (a tty it opens does not become its controlling terminal, and closing it hangs
 /// nothing up) and getsid() inside names a process inside.
@@ -623,7 +775,7 @@ fn lead_session() -> Setup {
 /// A pty from the sandbox's own devpts, so that the program's terminal is one it can see
 /// (`tty`, `ttyname()`); the master goes to the supervisor, the slave becomes the
 /// session's controlling terminal and the program's stdio.
-fn open_terminal(plan: &Plan, socket: &OwnedFd) -> Setup<OwnedFd> {
+fn open_terminal(plan: &Plan, fds: &ChildFds) -> Setup<OwnedFd> {
     let ptmx = Path::new("/dev/pts/ptmx");
     let fail_at = |syscall| move |e| SetupError::new(Step::Terminal, syscall, Some(ptmx), errno(e));
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
@@ -636,7 +788,7 @@ fn open_terminal(plan: &Plan, socket: &OwnedFd) -> Setup<OwnedFd> {
         rustix::termios::tcsetwinsize(&slave, size).map_err(fail_at("ioctl(TIOCSWINSZ)"))?;
     }
     rustix::process::ioctl_tiocsctty(&slave).map_err(fail_at("ioctl(TIOCSCTTY)"))?;
-    sys::send_fd(socket.as_fd(), master.as_fd())
+    hand_over(fds, Handed::Terminal, master.as_fd())
         .map_err(|e| SetupError::new(Step::Terminal, "sendmsg", None, e))?;
     Ok(slave)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -79,6 +80,14 @@ pub struct Spec {
     /// program and its children may create.
     #[serde(default = "default_namespace_limit")]
     pub namespace_limit: u32,
+    /// Loopback addresses that, inside, reach the same address on the host: the
+    /// supervisor relays each connection. Nothing else of the host's network is reachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<SocketAddr>,
+    /// Let the program keep CAP_NET_ADMIN over the sandbox's own network namespace (and
+    /// nothing else), so that it can set its own firewall rules and routes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub net_admin: bool,
     /// What of the host's /sys the sandbox shows; a report written before /sys existed in
     /// the sandbox had none.
     #[serde(default = "Sys::absent")]
@@ -160,6 +169,15 @@ pub enum Mount {
     },
     /// A private, empty, writable tmpfs capped at `size` bytes.
     Tmpfs { dst: PathBuf, size: u64 },
+    /// A host directory made writable without letting a write reach it: an overlay whose
+    /// lower layer is `src`, read-only, and whose upper layer is a tmpfs of the sandbox's
+    /// own, capped at `size` bytes and gone with it. What the program created, changed or
+    /// deleted there is reported in [`Outcome::writes`](crate::Outcome::writes).
+    Overlay {
+        src: PathBuf,
+        dst: PathBuf,
+        size: u64,
+    },
     /// A symlink in the sandbox's root, as merged-/usr hosts have for /bin and /lib.
     Symlink { path: PathBuf, target: PathBuf },
 }
@@ -243,6 +261,16 @@ pub enum SpecError {
         "environment variable name `{0}` is not valid: use a non-empty name without `=`, spaces or NUL (e.g. --env NAME=value)"
     )]
     EnvName(String),
+    #[error("overlay source `{0}` is not a directory")]
+    OverlaySource(PathBuf),
+    #[error(
+        "cannot forward {0}: only loopback addresses (127.0.0.0/8, ::1) with a port can be forwarded, since `lo` is the sandbox's only interface"
+    )]
+    ForwardAddress(SocketAddr),
+    #[error(
+        "cannot forward {0}: forwarding needs the sandbox's own loopback network (net = loopback)"
+    )]
+    ForwardNet(SocketAddr),
     #[error(transparent)]
     Chaos(#[from] ChaosError),
     #[error(
@@ -302,6 +330,8 @@ impl Spec {
             grace_ms: DEFAULT_GRACE_MS,
             tty: false,
             namespace_limit: DEFAULT_NAMESPACE_LIMIT,
+            forwards: Vec::new(),
+            net_admin: false,
             sys: Sys::Sandbox,
             pid: Pid::Sandbox,
             limits: Limits::default(),
@@ -309,10 +339,10 @@ impl Spec {
         }
     }
 
-    /// Caps every private tmpfs (/tmp, HOME, and any other) at `bytes`.
+    /// Caps every private tmpfs (/tmp, HOME, an overlay's upper layer, any other) at `bytes`.
     pub fn set_tmpfs_sizes(&mut self, bytes: u64) {
         for mount in &mut self.mounts {
-            if let Mount::Tmpfs { size, .. } = mount {
+            if let Mount::Tmpfs { size, .. } | Mount::Overlay { size, .. } = mount {
                 *size = bytes;
             }
         }
@@ -337,7 +367,7 @@ impl Spec {
     /// exactly at a tmpfs (which starts empty).
     pub fn is_visible(&self, path: &Path) -> bool {
         self.mounts.iter().any(|m| match m {
-            Mount::Bind { dst, .. } => path.starts_with(dst),
+            Mount::Bind { dst, .. } | Mount::Overlay { dst, .. } => path.starts_with(dst),
             Mount::Tmpfs { dst, .. } => path == dst,
             Mount::Symlink { path: p, .. } => path == p,
         })
@@ -360,6 +390,16 @@ impl Spec {
                     let real = std::fs::canonicalize(src).unwrap_or_else(|_| src.clone());
                     if *writable && KERNEL_TREES.iter().any(|tree| real.starts_with(tree)) {
                         return Err(SpecError::WritableKernelTree(src.clone()));
+                    }
+                    dst
+                }
+                Mount::Overlay { src, dst, .. } => {
+                    let meta = std::fs::metadata(src).map_err(|source| SpecError::BindSource {
+                        path: src.clone(),
+                        source,
+                    })?;
+                    if !meta.is_dir() {
+                        return Err(SpecError::OverlaySource(src.clone()));
                     }
                     dst
                 }
@@ -388,6 +428,14 @@ impl Spec {
                 return Err(SpecError::EnvName(key.clone()));
             }
         }
+        for &address in &self.forwards {
+            if !address.ip().is_loopback() || address.port() == 0 {
+                return Err(SpecError::ForwardAddress(address));
+            }
+            if self.net != Net::Loopback {
+                return Err(SpecError::ForwardNet(address));
+            }
+        }
         self.chaos.validate()?;
         Ok(())
     }
@@ -396,7 +444,9 @@ impl Spec {
     /// emptied /usr; HOME at the target directory hid the test binaries).
     fn check_tmpfs_hides_nothing(&self) -> Result<(), SpecError> {
         let dst_of = |m: &Mount| match m {
-            Mount::Bind { dst, .. } | Mount::Tmpfs { dst, .. } => dst.clone(),
+            Mount::Bind { dst, .. } | Mount::Tmpfs { dst, .. } | Mount::Overlay { dst, .. } => {
+                dst.clone()
+            }
             Mount::Symlink { path, .. } => path.clone(),
         };
         for (i, mount) in self.mounts.iter().enumerate() {

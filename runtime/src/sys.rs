@@ -235,40 +235,86 @@ pub fn receive_failure(pipe: BorrowedFd<'_>) -> Option<(u8, Errno)> {
     Some((message[0], Errno::from_raw(errno)))
 }
 
-/// Sends one descriptor over a Unix socket (SCM_RIGHTS), with a one-byte payload.
-pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+/// What a descriptor that setup hands the supervisor is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handed {
+    /// The master of the program's pty, from the sandbox's own devpts.
+    Terminal,
+    /// A listening socket inside the sandbox for `Spec::forwards[index]`.
+    Listener(u32),
+    /// The upper directory of the overlay that is the plan's mount number `index`.
+    Upper(u32),
+}
+
+/// Sends `fd` with what it is for, as one datagram on a SEQPACKET socket.
+pub fn send_fd(socket: BorrowedFd<'_>, handed: Handed, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let (tag, index) = match handed {
+        Handed::Terminal => (b'T', 0),
+        Handed::Listener(index) => (b'L', index),
+        Handed::Upper(index) => (b'U', index),
+    };
+    let mut message = [0u8; 5];
+    message[0] = tag;
+    message[1..].copy_from_slice(&index.to_le_bytes());
+    let iov = [std::io::IoSlice::new(&message)];
     let fds = [fd.as_raw_fd()];
-    let payload = [std::io::IoSlice::new(&[0u8])];
-    sendmsg::<()>(
+    let control = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    nix::sys::socket::sendmsg::<()>(
         socket.as_raw_fd(),
-        &payload,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
+        &iov,
+        &control,
+        nix::sys::socket::MsgFlags::empty(),
         None,
     )
     .map(drop)
 }
 
-/// Receives what [`send_fd`] sent: `Ok(None)` when the sender closed its end without.
-pub fn receive_fd(socket: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut byte = [0u8; 1];
-    let mut payload = [std::io::IoSliceMut::new(&mut byte)];
+/// What [`receive_fd`] found.
+pub enum Received {
+    Fd(Handed, OwnedFd),
+    /// Nothing waiting yet.
+    Empty,
+    /// The other end is closed.
+    Closed,
+}
+
+/// Receives one [`send_fd`] datagram, without blocking.
+pub fn receive_fd(socket: BorrowedFd<'_>) -> Result<Received, Errno> {
+    let mut message = [0u8; 5];
+    let mut iov = [std::io::IoSliceMut::new(&mut message)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let message = recvmsg::<()>(
+    let received = match nix::sys::socket::recvmsg::<()>(
         socket.as_raw_fd(),
-        &mut payload,
+        &mut iov,
         Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for cmsg in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg
-            && let Some(&fd) = fds.first()
-        {
-            // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
-            return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(received) => received,
+        Err(Errno::EAGAIN) => return Ok(Received::Empty),
+        Err(errno) => return Err(errno),
+    };
+    let mut fd = None;
+    for cmsg in received.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg {
+            for raw in fds {
+                // SAFETY: the kernel just installed this descriptor in our table for us.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                fd.get_or_insert(owned);
+            }
         }
     }
-    Ok(None)
+    let bytes = received.bytes;
+    if bytes == 0 {
+        return Ok(Received::Closed);
+    }
+    let (Some(fd), 5) = (fd, bytes) else {
+        return Err(Errno::EBADMSG);
+    };
+    let index = u32::from_le_bytes(message[1..].try_into().expect("four bytes"));
+    match message[0] {
+        b'T' => Ok(Received::Fd(Handed::Terminal, fd)),
+        b'L' => Ok(Received::Fd(Handed::Listener(index), fd)),
+        b'U' => Ok(Received::Fd(Handed::Upper(index), fd)),
+        _ => Err(Errno::EBADMSG),
+    }
 }

@@ -13,6 +13,7 @@ mod harden;
 mod hostfacts;
 mod hostile;
 mod ids;
+mod layers;
 mod limits;
 mod probe;
 mod run;
@@ -74,6 +75,12 @@ fn main() {
             .iter()
             .map(|(n, s)| (format!("hostile::{n}"), *s)),
     );
+    let scenarios = scenarios.chain(
+        layers::SCENARIOS
+            .iter()
+            .chain(layers::IN_EVERY_ID_MODE)
+            .map(|(n, s)| (format!("layers::{n}"), *s)),
+    );
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));
         if let Some(user) = &unprivileged {
@@ -95,6 +102,11 @@ fn main() {
                 harden::SCENARIOS
                     .iter()
                     .map(|(n, s)| (format!("harden::{n}"), *s)),
+            )
+            .chain(
+                layers::IN_EVERY_ID_MODE
+                    .iter()
+                    .map(|(n, s)| (format!("layers::{n}"), *s)),
             );
         for (name, scenario) in by_mode {
             let user = user.clone();

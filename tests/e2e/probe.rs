@@ -25,6 +25,7 @@ pub fn main(args: &[String]) -> ! {
         "switch-ids" => switch_ids(&rest[0]),
         "writable" => writable(rest),
         "nest" => nest(rest[0].parse().expect("count")),
+        "echo" => echo(&rest[0]),
         "fork-storm" => fork_storm(rest[0].parse().expect("count")),
         "parallelism" => println!(
             "parallelism {}",
@@ -251,6 +252,32 @@ fn nest(count: u32) {
     }
     println!("namespaces {}", held.len());
     println!("nest-error {error}");
+}
+
+/// Sends `ping` to an echo server (a TCP address, or a Unix socket's path) and prints
+/// what came back, or the errno.
+fn echo(target: &str) {
+    fn round_trip<S: Read + Write>(
+        mut stream: S,
+        shut: impl Fn(&S) -> std::io::Result<()>,
+    ) -> std::io::Result<String> {
+        stream.write_all(b"ping")?;
+        shut(&stream)?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    }
+    let write = std::net::Shutdown::Write;
+    let reply = if target.starts_with('/') {
+        std::os::unix::net::UnixStream::connect(target)
+            .and_then(|s| round_trip(s, |s| s.shutdown(write)))
+    } else {
+        TcpStream::connect(target).and_then(|s| round_trip(s, |s| s.shutdown(write)))
+    };
+    match reply {
+        Ok(reply) => println!("echo {reply}"),
+        Err(e) => println!("echo {}", errno_of(&e)),
+    }
 }
 
 /// Starts `count` sleepers (each gone after 30 s), stopping at the first refused fork.

@@ -311,10 +311,13 @@ fn render(report: &Report) -> String {
 
     out.heading("later features");
     out.fact(
-        "overlayfs in a user namespace",
+        "overlayfs in a user namespace (--writable-source)",
         &match &report.overlayfs.error {
             None => "yes".to_string(),
-            Some(error) => format!("no: {error}"),
+            Some(error) => format!(
+                "no: {error} (it needs Linux 5.11 or newer with userxattr; without it \
+                 --writable-source and --overlay fail)"
+            ),
         },
     );
     let cgroup = &report.cgroup;

@@ -1,15 +1,20 @@
 //! `cargo isotest exec`: one command in one fresh sandbox, with the program's exit status.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use isotest_runtime::{Error, Exit, Identity, LimitExceeded, Outcome, Resources, Spec, Stray};
+use std::net::SocketAddr;
+
+use isotest_runtime::{
+    Error, Exit, Identity, LimitExceeded, Mount, Outcome, Resources, Spec, Stray, Writes,
+};
 use serde::Serialize;
 
 use crate::args::{
-    LimitArgs, NetArg, PidArg, SysArg, check_env, parse_binds, parse_duration, parse_timeout,
+    LimitArgs, NetArg, PidArg, SysArg, check_env, forward_unix_binds, parse_binds, parse_duration,
+    parse_forward, parse_timeout,
 };
 use crate::destination::Destination;
 use crate::exit_code;
@@ -46,6 +51,22 @@ pub struct ExecArgs {
     /// Make a host path visible and writable, at DST or at the same path.
     #[arg(long, value_name = "SRC[:DST]")]
     bind_rw: Vec<String>,
+    /// Make a host directory writable inside through a private overlay, at DST or at the
+    /// same path: writes succeed, are listed, and never reach the host.
+    #[arg(long, value_name = "SRC[:DST]")]
+    overlay: Vec<String>,
+    /// Keep the contents of what the program wrote (overlays, writable binds) under DIR.
+    #[arg(long, value_name = "DIR")]
+    keep_writes: Option<PathBuf>,
+    /// Make this loopback address inside reach the same address on the host; repeatable.
+    #[arg(long, value_parser = parse_forward, value_name = "ADDR:PORT")]
+    forward: Vec<SocketAddr>,
+    /// Make a host Unix socket reachable at its own path (a bind of it); repeatable.
+    #[arg(long, value_name = "PATH")]
+    forward_unix: Vec<String>,
+    /// Keep CAP_NET_ADMIN over the sandbox's own network namespace (its firewall rules).
+    #[arg(long)]
+    net_admin: bool,
     #[command(flatten)]
     limits: LimitArgs,
     /// Pass a host variable through (KEY) or set one (KEY=VALUE).
@@ -77,9 +98,11 @@ pub struct ExecArgs {
 
 pub fn run(args: ExecArgs) -> i32 {
     let report = args.report_json.clone().map(Destination::Given);
+    let keep_writes = args.keep_writes.clone();
     let spec = report
         .iter()
         .try_for_each(|r| r.check().map_err(anyhow::Error::from))
+        .and_then(|()| keep_writes.iter().try_for_each(|dir| check_keep_dir(dir)))
         .and_then(|()| build_spec(args));
     let spec = match spec {
         Ok(spec) => spec,
@@ -89,7 +112,7 @@ pub fn run(args: ExecArgs) -> i32 {
         }
     };
     let mut unwritten = false;
-    let status = foreground::run(&spec, |result| {
+    let status = foreground::run(&spec, keep_writes.as_deref(), |result| {
         if let Some(report) = &report
             && let Err(e) = write_report(report, &spec, result)
         {
@@ -110,6 +133,10 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     let mut spec = Spec::new(args.command);
     spec.mounts.extend(parse_binds(&args.bind, &args.bind_rw)?);
     spec.namespace_limit = args.nesting;
+    spec.mounts.extend(overlays(&args.overlay)?);
+    spec.mounts.extend(forward_unix_binds(&args.forward_unix)?);
+    spec.forwards = args.forward;
+    spec.net_admin = args.net_admin;
     if let Some(size) = args.limits.tmpfs_size {
         spec.set_tmpfs_sizes(size);
     }
@@ -146,6 +173,38 @@ fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
     Ok(spec)
 }
 
+/// `--overlay SRC[:DST]`: like a bind, but as an overlay over SRC.
+fn overlays(values: &[String]) -> anyhow::Result<Vec<Mount>> {
+    let binds = parse_binds(values, &[])
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replacen("--bind", "--overlay", 1)))?;
+    Ok(binds
+        .into_iter()
+        .filter_map(|m| match m {
+            Mount::Bind { src, dst, .. } => Some(Mount::Overlay {
+                src,
+                dst,
+                size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Kept writes go into a directory of their own: an existing one must be empty.
+fn check_keep_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            Some(_) => bail!(
+                "--keep-writes {}: the directory is not empty; give a new or empty one",
+                dir.display()
+            ),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("--keep-writes {}: {e}", dir.display())),
+    }
+}
+
 #[derive(Serialize)]
 struct Report<'a> {
     schema: &'static str,
@@ -160,6 +219,8 @@ struct Report<'a> {
     stderr_bytes: u64,
     stderr_truncated: bool,
     error: Option<String>,
+    #[serde(skip_serializing_if = "<[Writes]>::is_empty")]
+    writes: &'a [Writes],
     limit_exceeded: Option<&'a LimitExceeded>,
     resources: Option<&'a Resources>,
     spec: &'a Spec,
@@ -189,6 +250,7 @@ fn write_report(
         stderr_bytes: stderr.total(),
         stderr_truncated: stderr.truncated(),
         error,
+        writes: outcome.map_or(&[], |o| &o.writes),
         limit_exceeded: outcome.and_then(|o| o.limit_exceeded.as_ref()),
         resources: outcome.map(|o| &o.resources),
         spec,

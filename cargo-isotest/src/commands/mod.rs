@@ -1,3 +1,4 @@
+pub mod apply_writes;
 pub mod archive;
 pub mod bisect;
 pub mod doctor;

@@ -57,7 +57,7 @@ pub fn run(args: ReplayArgs) -> i32 {
                     relaxed.join("\n  ")
                 );
             }
-            foreground::run(&spec, |_| {})
+            foreground::run(&spec, None, |_| {})
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -119,6 +119,16 @@ fn relaxations(spec: &Spec) -> Vec<String> {
         Net::Loopback => {}
         Net::None => {}
         Net::Host => lines.push("the host's network (--net host)".into()),
+    }
+    if !spec.forwards.is_empty() {
+        let addresses: Vec<String> = spec.forwards.iter().map(|a| a.to_string()).collect();
+        lines.push(format!(
+            "host services reachable at {} (--forward)",
+            addresses.join(", ")
+        ));
+    }
+    if spec.net_admin {
+        lines.push("CAP_NET_ADMIN over the sandbox's own network (--net-admin)".into());
     }
     if spec.pid == Pid::Host {
         lines.push("the host's processes and /proc (--pid host)".into());

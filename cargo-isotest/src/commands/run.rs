@@ -59,6 +59,14 @@ pub struct RunnerArgs {
     /// Run only the tests that failed in an earlier JSON report.
     #[arg(long, value_name = "REPORT")]
     pub rerun_failed: Option<PathBuf>,
+    /// Keep the contents of what each test wrote (with --writable-source, and in --bind-rw
+    /// directories) under DIR/<binary id>/<test name>/attempt-<N>; `apply-writes` copies
+    /// one test's into the checkout.
+    #[arg(long, value_name = "DIR")]
+    pub keep_writes: Option<PathBuf>,
+    /// List what every test wrote, not only the failing ones.
+    #[arg(long)]
+    pub show_writes: bool,
     /// Rerun each failed test once per sandbox rule relaxed (host network, writable
     /// source, host /sys, host environment, host HOME, no pid namespace), and report the
     /// first that makes it pass.
@@ -245,6 +253,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         info,
         &session.build.workspace_root,
         started,
+        args.runner.show_writes,
     );
     let mut records = runner::run(
         &session.pool,
@@ -309,6 +318,11 @@ fn policy(args: &RunArgs) -> Policy {
                 .zip(flaky.stress)
                 .map(|(shard, runs)| stress_shard::share(runs, shard)),
         }),
+        keep_writes: args
+            .runner
+            .keep_writes
+            .as_deref()
+            .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())),
         memory_budget: None,
     }
 }

@@ -86,6 +86,7 @@ fn execute(args: &WrapArgs) -> Result<i32, Failure> {
         .unwrap_or(1);
     Ok(foreground::run(
         &sandbox::attempt_spec(&spec, attempt, None),
+        None,
         |_| {},
     ))
 }

@@ -1,17 +1,23 @@
 //! One spec in the foreground, output and terminal passed through, with the status a shell
 //! would report: what `exec`, `replay` and `shell` end in.
 
+use std::path::Path;
 use std::time::Duration;
 
-use isotest_runtime::{Echo, Error, Outcome, Sandbox, Spec, Stray};
+use isotest_runtime::{Echo, Error, Layer, Outcome, Sandbox, Spec, Stray, Writes};
 
 use crate::args::{limit_hint, setup_problem};
 use crate::{exit_code, host};
 
 /// Runs `spec` from this (single-threaded) process and returns its status; `result` sees
-/// the outcome first, to keep a record of it.
-pub fn run(spec: &Spec, result: impl FnOnce(&Result<Outcome, Error>)) -> i32 {
-    let outcome = run_sandbox(spec);
+/// the outcome first, to keep a record of it. `keep_writes` keeps the contents of what
+/// the program wrote in its writable layers there.
+pub fn run(
+    spec: &Spec,
+    keep_writes: Option<&Path>,
+    result: impl FnOnce(&Result<Outcome, Error>),
+) -> i32 {
+    let outcome = run_sandbox(spec, keep_writes);
     result(&outcome);
     match outcome {
         Ok(outcome) => finish(spec, &outcome),
@@ -35,15 +41,22 @@ pub fn run(spec: &Spec, result: impl FnOnce(&Result<Outcome, Error>)) -> i32 {
     }
 }
 
-fn run_sandbox(spec: &Spec) -> Result<Outcome, Error> {
+fn run_sandbox(spec: &Spec, keep_writes: Option<&Path>) -> Result<Outcome, Error> {
     let signals = isotest_runtime::forwarded_signals(spec.tty)?;
-    Sandbox::spawn(spec)?.wait(Echo::Inherit, Some(&signals))
+    let mut sandbox = Sandbox::spawn(spec)?;
+    if let Some(dir) = keep_writes {
+        sandbox = sandbox.keep_writes(dir);
+    }
+    sandbox.wait(Echo::Inherit, Some(&signals))
 }
 
 /// Tells the user what happened besides the program's own output, and picks the status.
 fn finish(spec: &Spec, outcome: &Outcome) -> i32 {
     if !outcome.strays.is_empty() {
         eprintln!("{}", describe_strays(&outcome.strays));
+    }
+    for layer in &outcome.writes {
+        eprintln!("{}", describe_writes(layer));
     }
     if let Some(hit) = &outcome.limit_exceeded {
         eprintln!("isotest: {hit} (the program ended with {})", outcome.exit);
@@ -74,6 +87,31 @@ fn finish(spec: &Spec, outcome: &Outcome) -> i32 {
         return exit_code::TIMED_OUT;
     }
     outcome.exit.shell_status()
+}
+
+/// `isotest: wrote in /w (an overlay: discarded, the host is unchanged):` and a line each.
+pub fn describe_writes(layer: &Writes) -> String {
+    let fate = match layer.layer {
+        Layer::Overlay => "an overlay: discarded, the host is unchanged",
+        Layer::Bind => "a writable bind: on the host",
+    };
+    let mut text = format!("isotest: wrote in {} ({fate}):", layer.path.display());
+    for change in &layer.changes {
+        text.push_str(&format!("\n  {change}"));
+    }
+    if layer.truncated {
+        text.push_str(&format!(
+            "\n  (only the first {} changes are listed)",
+            isotest_runtime::MAX_CHANGES
+        ));
+    }
+    if let Some(kept) = &layer.kept {
+        text.push_str(&format!("\n  kept in {}", kept.display()));
+    }
+    for error in &layer.errors {
+        text.push_str(&format!("\n  warning: {error}"));
+    }
+    text
 }
 
 fn describe_strays(strays: &[Stray]) -> String {

@@ -14,6 +14,7 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,7 +75,7 @@ pub fn exec_foreground(spec: &Spec) -> ReexecError {
 fn exec_spec() -> i32 {
     let json = std::env::var(SPEC_ENV).unwrap_or_default();
     match serde_json::from_str(&json) {
-        Ok(spec) => super::foreground::run(&spec, |_| {}),
+        Ok(spec) => super::foreground::run(&spec, None, |_| {}),
         Err(e) => {
             eprintln!("error: unreadable sandbox spec: {e}");
             crate::exit_code::USAGE
@@ -87,6 +88,8 @@ fn exec_spec() -> i32 {
 struct Request {
     spec: Spec,
     capture_limit: usize,
+    /// Where to keep the contents of what the program writes in its writable layers.
+    keep_writes: Option<PathBuf>,
 }
 
 /// The same request as the runner writes it, borrowing the spec: no copy per test.
@@ -94,6 +97,7 @@ struct Request {
 struct RequestRef<'a> {
     spec: &'a Spec,
     capture_limit: usize,
+    keep_writes: Option<&'a Path>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -189,8 +193,12 @@ fn serve() -> i32 {
 
 fn run_one(request: &Request) -> (Response, Vec<u8>) {
     let result = Sandbox::spawn(&request.spec).and_then(|s| {
-        s.capture_limit(request.capture_limit)
-            .wait(Echo::None, None)
+        let s = s.capture_limit(request.capture_limit);
+        match &request.keep_writes {
+            Some(dir) => s.keep_writes(dir),
+            None => s,
+        }
+        .wait(Echo::None, None)
     });
     match result {
         Ok(outcome) => {
@@ -347,8 +355,13 @@ impl Helper {
         self.child.id()
     }
 
-    /// Runs one sandbox to its end.
-    pub fn run(&mut self, spec: &Spec, capture_limit: usize) -> Result<Outcome, HelperError> {
+    /// Runs one sandbox to its end, keeping what it writes in `keep_writes` if given.
+    pub fn run(
+        &mut self,
+        spec: &Spec,
+        capture_limit: usize,
+        keep_writes: Option<&Path>,
+    ) -> Result<Outcome, HelperError> {
         if let Err(source) = self.replace_if_gone() {
             return Err(HelperError::Lost {
                 pid: self.pid(),
@@ -356,7 +369,7 @@ impl Helper {
                 source,
             });
         }
-        match self.exchange(spec, capture_limit) {
+        match self.exchange(spec, capture_limit, keep_writes) {
             Ok(result) => result,
             Err(source) => Err(HelperError::Lost {
                 pid: self.pid(),
@@ -371,10 +384,12 @@ impl Helper {
         &mut self,
         spec: &Spec,
         capture_limit: usize,
+        keep_writes: Option<&Path>,
     ) -> std::io::Result<Result<Outcome, HelperError>> {
         let request = RequestRef {
             spec,
             capture_limit,
+            keep_writes,
         };
         let mut line = serde_json::to_vec(&request)?;
         line.push(b'\n');

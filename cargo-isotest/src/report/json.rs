@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use isotest_runtime::Spec;
+use isotest_runtime::{Spec, Writes};
 use serde::Deserialize;
 
 use super::document::{BinaryInfo, Fingerprint, RunInfo, RunReport, SCHEMA};
@@ -99,6 +99,9 @@ pub struct StoredTest {
     pub argv: Option<Vec<String>>,
     #[serde(default)]
     pub attempts: Vec<StoredAttempt>,
+    /// The last attempt's writes, with where they were kept.
+    #[serde(default)]
+    pub writes: Vec<Writes>,
     #[serde(default)]
     pub resources: Option<StoredResources>,
     /// When its last attempt started, in ms from the start of the run (0 in reports of

@@ -43,13 +43,18 @@ impl RunReporter {
         mut info: RunInfo,
         workspace_root: &Path,
         started: Instant,
+        show_writes: bool,
     ) -> RunReporter {
         if plan.tests.is_empty() {
             anstream::eprintln!(
                 "warning: no test matches the filters; `cargo isotest list` shows them all"
             );
         }
-        let terminal = Terminal::new(attempts, outputs.json.path().display().to_string());
+        let terminal = Terminal::new(
+            attempts,
+            outputs.json.path().display().to_string(),
+            show_writes,
+        );
         terminal.header(
             plan.order.len(),
             plan.binaries,
@@ -115,7 +120,7 @@ impl RunReporter {
 
 /// The closing view of a finished report (`merge`), as at the end of a run.
 pub fn show(report: &RunReport, replay_from: String) {
-    let terminal = Terminal::new(None, replay_from);
+    let terminal = Terminal::new(None, replay_from, false);
     stress::show_results(&terminal, &report.tests);
     terminal.summary(report, None);
 }

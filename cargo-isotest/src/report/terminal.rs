@@ -28,12 +28,14 @@ pub struct Terminal {
     slow_shown: BTreeSet<(usize, u32)>,
     /// The report that `replay` lines point at.
     replay_report: String,
+    /// `--show-writes`: list every test's writes, not only failing tests'.
+    show_writes: bool,
 }
 
 impl Terminal {
     /// `total` is the number of attempts the bar counts, when it is known in advance
     /// (not for `--stress-duration`).
-    pub fn new(total: Option<usize>, replay_report: String) -> Terminal {
+    pub fn new(total: Option<usize>, replay_report: String, show_writes: bool) -> Terminal {
         let target = if std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
         } else {
@@ -60,6 +62,7 @@ impl Terminal {
             running: BTreeMap::new(),
             slow_shown: BTreeSet::new(),
             replay_report,
+            show_writes,
         }
     }
 
@@ -104,6 +107,8 @@ impl Terminal {
             block.push('\n');
             block.push_str(&self.replay_line(record, record.last.attempt));
             self.line(block);
+        } else if self.show_writes && !record.last.writes.is_empty() {
+            self.line(writes_lines(&record.last));
         }
     }
 
@@ -355,7 +360,36 @@ pub(super) fn failure_output(id: &str, attempt: &AttemptRecord) -> String {
     for (label, note) in notes {
         text.push_str(&format!("{YELLOW}{label:>12}{YELLOW:#} {note}\n"));
     }
+    if !attempt.writes.is_empty() {
+        text.push_str(&writes_lines(attempt));
+    }
     text.trim_end().to_string()
+}
+
+/// What an attempt wrote, layer by layer, a line per change.
+fn writes_lines(attempt: &AttemptRecord) -> String {
+    let mut text = String::new();
+    for layer in &attempt.writes {
+        let fate = match layer.layer {
+            isotest_runtime::Layer::Overlay => "discarded",
+            isotest_runtime::Layer::Bind => "on the host",
+        };
+        text.push_str(&format!(
+            "{YELLOW}{:>12}{YELLOW:#} in {} ({fate}):\n",
+            "writes",
+            layer.path.display()
+        ));
+        for change in &layer.changes {
+            text.push_str(&format!("{:>12} {change}\n", ""));
+        }
+        if layer.truncated {
+            text.push_str(&format!("{:>12} (and more, not listed)\n", ""));
+        }
+        if let Some(kept) = &layer.kept {
+            text.push_str(&format!("{:>12} kept in {}\n", "", kept.display()));
+        }
+    }
+    text
 }
 
 /// Quotes for a POSIX shell, so that the printed command can be pasted as it is.
@@ -373,7 +407,7 @@ mod tests {
 
     #[test]
     fn tests_past_the_threshold_are_flagged_slow_once() {
-        let mut terminal = Terminal::new(Some(2), "report.json".into());
+        let mut terminal = Terminal::new(Some(2), "report.json".into(), false);
         terminal.started(0, 1, "pkg slow_one".into());
         terminal.started(1, 1, "pkg fast_one".into());
         let long_ago = Instant::now()

@@ -17,6 +17,8 @@ pub mod stress;
 mod test_support;
 pub mod verdict;
 
+use std::path::{Path, PathBuf};
+
 use isotest_runtime::Outcome;
 
 use crate::launch::helper::{Helper, HelperError};
@@ -45,8 +47,21 @@ pub fn run(
             let spec = plan.specs[attempt.test]
                 .as_ref()
                 .expect("only runnable tests are dispatched");
+            let test = &plan.tests[attempt.test];
+            let keep = policy
+                .keep_writes
+                .as_deref()
+                .map(|dir| kept_writes_dir(dir, &test.binary.id, &test.name, attempt.number));
+            if let Some(dir) = &keep {
+                // A directory left by an earlier run of the same attempt would mix with this one's.
+                let _ = std::fs::remove_dir_all(dir);
+            }
             let seed = plan.attempt_seeds.then_some(plan.seed);
-            match helper.run(&attempt_spec(spec, attempt.number, seed), CAPTURE_LIMIT) {
+            match helper.run(
+                &attempt_spec(spec, attempt.number, seed),
+                CAPTURE_LIMIT,
+                keep.as_deref(),
+            ) {
                 // Cancelling kills the helpers: that loss is the cancel, not a failure.
                 Err(HelperError::Lost { .. }) if pool.stopped() => Err(HelperError::Cancelled),
                 result => result,
@@ -57,6 +72,33 @@ pub fn run(
     attempts.records()
 }
 
+/// Where an attempt's writes are kept under `--keep-writes DIR`:
+/// `DIR/<binary id>/<test name>/attempt-<N>`, each name made one safe path component.
+pub fn kept_writes_dir(dir: &Path, binary_id: &str, name: &str, attempt: u32) -> PathBuf {
+    dir.join(path_component(binary_id))
+        .join(path_component(name))
+        .join(format!("attempt-{attempt}"))
+}
+
+/// A name as one path component that reads like the name: `/` and `%` are escaped, and so
+/// is a leading `.`, so that nothing becomes `..` or hidden.
+fn path_component(name: &str) -> String {
+    let mut text = String::with_capacity(name.len());
+    for (index, c) in name.chars().enumerate() {
+        match c {
+            '%' => text.push_str("%25"),
+            '/' => text.push_str("%2F"),
+            '\0' => text.push_str("%00"),
+            '.' if index == 0 => text.push_str("%2E"),
+            c => text.push(c),
+        }
+    }
+    if text.is_empty() {
+        text.push_str("%20");
+    }
+    text
+}
+
 /// How many attempts the policy will run, when that is known in advance (not for
 /// `--stress-duration`).
 pub fn planned_attempts(plan: &Plan, policy: &Policy) -> Option<usize> {
@@ -65,5 +107,18 @@ pub fn planned_attempts(plan: &Plan, policy: &Policy) -> Option<usize> {
             .attempts()
             .map(|runs| plan.order.len() * runs.count()),
         None => Some(plan.order.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_writes_go_under_safe_names() {
+        let dir = kept_writes_dir(Path::new("/k"), "pkg::it", "a/../b", 2);
+        assert_eq!(dir, Path::new("/k/pkg::it/a%2F..%2Fb/attempt-2"));
+        assert_eq!(path_component(".."), "%2E.");
+        assert_eq!(path_component("50%"), "50%25");
     }
 }

@@ -1,6 +1,7 @@
 //! How a run treats results: the choices the flags make, which the verdicts apply.
 
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -30,6 +31,8 @@ pub struct Policy {
     pub strays: StraysPolicy,
     pub fail_fast: bool,
     pub stress: Option<Stress>,
+    /// `--keep-writes`: where each attempt's writes are kept, by test name.
+    pub keep_writes: Option<PathBuf>,
     pub memory_budget: Option<MemoryBudget>,
 }
 

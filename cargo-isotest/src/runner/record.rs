@@ -1,7 +1,7 @@
 //! What the runner decided about each test and each attempt: the records the reporters
 //! show and the JSON report stores as they are.
 
-use isotest_runtime::{Captured, Exit, LimitExceeded, Resources, Stray};
+use isotest_runtime::{Captured, Exit, LimitExceeded, Resources, Stray, Writes};
 use serde::{Deserialize, Serialize};
 
 use super::chaos_rates::ChaosSummary;
@@ -66,6 +66,10 @@ pub struct AttemptRecord {
     pub hint: Option<String>,
     /// Why it failed in one line: the panic message, else how it ended.
     pub failure_message: Option<String>,
+    /// What it created, changed or deleted in its writable layers (`--writable-source`,
+    /// `--bind-rw` directories), and where that was kept (`--keep-writes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<Writes>,
     /// Where it panicked, `file:line:column` as rustc printed it (relative to the
     /// workspace root for the workspace's own code), when it did.
     #[serde(default)]
@@ -157,6 +161,7 @@ impl AttemptRecord {
             error: None,
             hint: None,
             failure_message: None,
+            writes: Vec::new(),
             failure_location: None,
             started_at: None,
             limit_exceeded: None,

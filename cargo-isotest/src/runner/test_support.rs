@@ -46,6 +46,7 @@ pub fn outcome(code: i32, stdout: &str, strays: usize) -> Outcome {
             })
             .collect(),
         start_error: None,
+        writes: Vec::new(),
         stdout: captured(stdout),
         stderr: captured(""),
         resources: Default::default(),

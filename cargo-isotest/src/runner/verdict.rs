@@ -76,6 +76,7 @@ pub fn attempt(
     }
     record.exit = Some(outcome.exit);
     record.strays = outcome.strays;
+    record.writes = outcome.writes;
     record.resources = Some(outcome.resources);
     record.output = Output::new(outcome.stdout, outcome.stderr);
     if record.is_failure() {
@@ -181,7 +182,8 @@ fn sandbox_hint(output: &Output) -> Option<String> {
         return Some(
             "the output mentions a read-only file system. In the sandbox the source tree, the target \
              directory and the system directories are read-only; a test can write to $CARGO_TARGET_TMPDIR, \
-             /tmp or $HOME, which are private to it. To let tests write somewhere else, pass --bind-rw PATH."
+             /tmp or $HOME, which are private to it. To let tests write into the source tree without \
+             changing it, pass --writable-source; to let them write somewhere else, pass --bind-rw PATH."
                 .into(),
         );
     }

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::facts::{HostFacts, SeccompMode};
 use super::fixes::{
-    Caller, apparmor_restriction, docker_apparmor, max_user_namespaces, proc_overmounted, seccomp,
-    sys_refused, unknown, unprivileged_userns_clone,
+    Caller, apparmor_restriction, docker_apparmor, max_user_namespaces, overlay_unavailable,
+    proc_overmounted, seccomp, sys_refused, unknown, unprivileged_userns_clone,
 };
 use crate::error::{SetupError, Step};
 
@@ -27,6 +27,9 @@ pub enum Cause {
     UnprivilegedUsernsClone,
     /// Parts of /proc are covered by mounts, so no fresh /proc may be mounted.
     ProcOvermounted,
+    /// overlayfs cannot be mounted in a user namespace here (kernel before 5.11, no
+    /// `userxattr`, or a lower layer overlayfs refuses).
+    OverlayUnavailable,
     /// The kernel refuses a fresh sysfs for the sandbox's network namespace.
     SysRefused,
     /// None of the known causes fits.
@@ -69,6 +72,8 @@ pub fn diagnose(failure: &SetupError, facts: &HostFacts, caller: &Caller) -> Dia
         Step::Proc if errno == Errno::EPERM && !facts.proc_overmounts.is_empty() => {
             proc_overmounted(facts)
         }
+        // Its other calls (a directory the caller cannot enter, say) are no kernel's fault.
+        Step::Overlay if failure.syscall == "mount(overlay)" => overlay_unavailable(failure, facts),
         Step::Sys if errno == Errno::EPERM && !facts.apparmor_restricts_us() => sys_refused(caller),
         step if is_mount_step(step) && denied && facts.apparmor_restricts_us() => {
             apparmor_restriction(failure, facts, caller)
@@ -85,6 +90,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::RootTmpfs
         | Step::Bind
         | Step::Tmpfs
+        | Step::Overlay
         | Step::Proc
         | Step::ProcReadOnly
         | Step::Dev
@@ -103,6 +109,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Symlink
         | Step::Hostname
         | Step::Loopback
+        | Step::Forward
         | Step::Session
         | Step::Terminal
         | Step::Cgroup
@@ -208,6 +215,26 @@ mod tests {
             diagnose(&failure, &ubuntu()).cause,
             Cause::AppArmorRestriction
         );
+    }
+
+    #[test]
+    fn an_overlay_that_cannot_be_mounted_names_the_kernel_and_userxattr() {
+        let failure = failure(Step::Overlay, "mount(overlay)", Some("/w"), Errno::EINVAL);
+        let d = diagnose(&failure, &plain_host());
+        assert_eq!(d.cause, Cause::OverlayUnavailable);
+        assert!(
+            d.summary.contains("5.11") && d.summary.contains("userxattr"),
+            "{}",
+            d.summary
+        );
+        assert!(d.summary.contains("6.8.0-45-generic"), "{}", d.summary);
+        assert!(d.fix.contains("--writable-source"), "{}", d.fix);
+    }
+
+    #[test]
+    fn an_overlay_directory_the_caller_cannot_enter_is_not_a_missing_overlayfs() {
+        let failure = failure(Step::Overlay, "chdir", Some("/w"), Errno::EACCES);
+        assert_eq!(diagnose(&failure, &plain_host()).cause, Cause::Unknown);
     }
 
     #[test]

@@ -238,3 +238,20 @@ pub(super) fn unknown(failure: &SetupError, caller: &Caller) -> Diagnosis {
         ),
     }
 }
+
+pub(super) fn overlay_unavailable(failure: &SetupError, facts: &HostFacts) -> Diagnosis {
+    Diagnosis {
+        cause: Cause::OverlayUnavailable,
+        summary: format!(
+            "a writable layer (an overlay over a read-only directory) could not be mounted: \
+             {}. overlayfs in a user namespace needs Linux 5.11 or newer with its `userxattr` \
+             option (this kernel is {}), and a lower layer it accepts (not itself an overlay \
+             two levels deep, nor a network filesystem)",
+            failed_call(failure),
+            facts.kernel_release
+        ),
+        fix: "Run without the writable layer (drop --writable-source or --overlay), or on a \
+              host with a newer kernel; `doctor` shows whether overlayfs works here."
+            .into(),
+    }
+}

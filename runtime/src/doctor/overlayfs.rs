@@ -143,7 +143,7 @@ fn overlay_child(dir: &CStr, uid_map: &str, gid_map: &str) -> Result<(), (u8, Er
         c"merged",
         Some(c"overlay"),
         MsFlags::empty(),
-        Some(c"lowerdir=lower,upperdir=rw/upper,workdir=rw/work"),
+        Some(c"lowerdir=lower,upperdir=rw/upper,workdir=rw/work,userxattr"),
     )
     .map_err(at(7))
 }

@@ -52,13 +52,14 @@ impl Stage {
             | Step::RootTmpfs
             | Step::Bind
             | Step::Tmpfs
+            | Step::Overlay
             | Step::Symlink => Stage::Mounts,
             Step::Proc | Step::ProcReadOnly => Stage::Proc,
             Step::Dev => Stage::Dev,
             Step::Sys | Step::Cgroups => Stage::Sys,
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,
             Step::Hostname => Stage::Hostname,
-            Step::Loopback => Stage::Loopback,
+            Step::Loopback | Step::Forward => Stage::Loopback,
             Step::Session | Step::Terminal | Step::Cgroup | Step::Init => Stage::Program,
         }
     }

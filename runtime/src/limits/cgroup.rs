@@ -184,8 +184,16 @@ pub struct Group {
 }
 
 enum Kind {
-    V2 { dir: PathBuf, fd: OwnedFd },
-    V1 { memory: PathBuf, pids: PathBuf },
+    V2 {
+        dir: PathBuf,
+        fd: OwnedFd,
+    },
+    /// `tasks` holds each directory's `tasks` file, opened here for pid 1 to join by.
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        tasks: Vec<OwnedFd>,
+    },
 }
 
 /// Writes `value` to the control file `dir/file`.
@@ -230,8 +238,7 @@ impl Group {
     }
 
     /// One cgroup in each of the v1 memory and pids hierarchies, and in cpu for a CPU
-    /// limit: each is one more migration of pid 1, which is what v1 costs. CPU time comes
-    /// from pid 1's accounting of its children, which is exact too.
+    /// limit. CPU time comes from pid 1's accounting of its children, which is exact too.
     pub fn create_v1(
         parents: &V1Parents,
         name: &str,
@@ -250,9 +257,15 @@ impl Group {
             (Some(_), Some(parent)) => Some(group.make(parent, name)?),
             _ => None,
         };
+        let tasks = group
+            .dirs
+            .iter()
+            .map(|dir| open_tasks(dir))
+            .collect::<Result<_, _>>()?;
         group.kind = Kind::V1 {
             memory: memory.clone(),
             pids: pids.clone(),
+            tasks,
         };
         if let Some(max) = limits.memory_max {
             write_control(&memory, "memory.limit_in_bytes", &max.to_string())?;
@@ -278,6 +291,7 @@ impl Group {
             kind: Kind::V1 {
                 memory: PathBuf::new(),
                 pids: PathBuf::new(),
+                tasks: Vec::new(),
             },
             dirs,
         }
@@ -298,11 +312,34 @@ impl Group {
         }
     }
 
-    /// Moves the process `pid` (and so everything it will start) into the cgroup.
+    /// Moves the process `pid` (and so everything it will start) into a cgroup2 group
+    /// that clone3 could not start it in. A v1 group is joined by pid 1 itself instead
+    /// ([`Group::tasks`]).
     pub fn place(&self, pid: nix::unistd::Pid) -> Result<(), CgroupError> {
-        self.dirs
+        match &self.kind {
+            Kind::V2 { dir, .. } => write_control(dir, "cgroup.procs", &pid.to_string()),
+            Kind::V1 { .. } => Ok(()),
+        }
+    }
+
+    /// Copies of the v1 `tasks` files, for pid 1 to write `0` to while it is its only
+    /// thread. Moving oneself by thread skips the kernel's global threadgroup lock, whose
+    /// taking waits for an RCU grace period (about 12 ms on an idle host) when a
+    /// supervisor writes a pid to `cgroup.procs`. The kernel checks the credentials the
+    /// file was opened with, the supervisor's, so pid 1 may do it from its new user
+    /// namespace.
+    pub fn tasks(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        let Kind::V1 { tasks, .. } = &self.kind else {
+            return Ok(Vec::new());
+        };
+        tasks
             .iter()
-            .try_for_each(|dir| write_control(dir, "cgroup.procs", &pid.to_string()))
+            .zip(&self.dirs)
+            .map(|(fd, dir)| {
+                fd.try_clone()
+                    .map_err(|e| fail("fcntl(F_DUPFD_CLOEXEC)", &dir.join("tasks"))(io_errno(e)))
+            })
+            .collect()
     }
 
     /// What the sandbox used, read once it has ended.
@@ -319,7 +356,7 @@ impl Group {
                 cpu_user_ms: key(dir, "cpu.stat", "user_usec").map(|us| us / 1000),
                 cpu_system_ms: key(dir, "cpu.stat", "system_usec").map(|us| us / 1000),
             },
-            Kind::V1 { memory, pids } => CgroupUsage {
+            Kind::V1 { memory, pids, .. } => CgroupUsage {
                 peak_memory: number(memory, "memory.max_usage_in_bytes"),
                 memory_killed: key(memory, "memory.oom_control", "oom_kill").is_some_and(|n| n > 0),
                 pids_peak: number(pids, "pids.peak"),
@@ -362,6 +399,16 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| fail("open", dir)(Errno::from_raw(e.raw_os_error())))
+}
+
+fn open_tasks(dir: &Path) -> Result<OwnedFd, CgroupError> {
+    let path = dir.join("tasks");
+    rustix::fs::open(
+        &path,
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| fail("open", &path)(Errno::from_raw(e.raw_os_error())))
 }
 
 /// rmdir; an already removed directory counts as removed.

@@ -11,7 +11,7 @@ pub(crate) mod cgroup;
 mod janitor;
 pub(crate) mod watch;
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -64,9 +64,8 @@ pub struct Available {
 pub struct Unavailable(pub Mechanism);
 
 /// The best mechanism available, or the forced one if the host has it. cgroup v1 only
-/// serves a sandbox with a limit: moving a process into a v1 cgroup waits for an RCU grace
-/// period (milliseconds), while pid 1 measures an unlimited sandbox for free. cgroup v2
-/// starts pid 1 in its cgroup at clone, at no such cost.
+/// serves a sandbox with a limit: its directories cost a few syscalls each, while pid 1
+/// measures an unlimited sandbox for free.
 pub fn choose(
     available: Available,
     forced: Option<Mechanism>,
@@ -202,8 +201,9 @@ impl Enforcer {
         Ok((enforcer, enforcement))
     }
 
-    /// Moves pid 1 (host pid `pid`) into the sandbox's cgroups, unless clone3 started it
-    /// there. The sandbox's setup runs meanwhile and waits for this only at its end.
+    /// Moves pid 1 (host pid `pid`) into the sandbox's cgroup2 group when clone3 could not
+    /// start it there. The sandbox's setup runs meanwhile and waits for this only at its
+    /// end.
     pub fn place(&self, pid: nix::unistd::Pid, into_cgroup: bool) -> Result<(), CgroupError> {
         match &self.group {
             Some(group) if !into_cgroup => group.place(pid),
@@ -214,6 +214,12 @@ impl Enforcer {
     /// The cgroup2 directory clone3 places pid 1 in.
     pub fn clone_into(&self) -> Option<BorrowedFd<'_>> {
         self.group.as_ref().and_then(Group::clone_into)
+    }
+
+    /// Copies of the v1 `tasks` files pid 1 joins its cgroups by, for the child to own
+    /// and close once it has joined.
+    pub fn cgroup_tasks(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        self.group.as_ref().map_or(Ok(Vec::new()), Group::tasks)
     }
 
     /// Once pid 1 has been reaped: what the sandbox used, which limit stopped it, and

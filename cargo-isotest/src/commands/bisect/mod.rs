@@ -272,7 +272,7 @@ fn run_all(report: &StoredReport, pool: &Pool, tests: &[&StoredTest]) -> Vec<boo
     };
     pool.run(
         |helper: &mut Helper, &i: &usize| -> Result<Outcome, HelperError> {
-            helper.run(&specs[i], CAPTURE_LIMIT)
+            helper.run(&specs[i], CAPTURE_LIMIT, None)
         },
         &mut dispatch,
     );
@@ -316,6 +316,7 @@ mod tests {
             argv: None,
             attempts: Vec::new(),
             resources: None,
+            writes: Vec::new(),
             started_ms,
             duration_ms,
         }

@@ -157,13 +157,20 @@ impl Relaxation {
         output: &str,
     ) -> String {
         match self {
-            Relaxation::HostNet => "passes with --net host: this test needs the host's network \
-                 interfaces; allow it per test with net = \"host\""
-                .to_string(),
+            Relaxation::HostNet => match loopback_address(output) {
+                Some(address) => format!(
+                    "passes with --net host: this test connects to {address} on the host's \
+                     loopback; forward just that address with --forward {address}, which keeps \
+                     the sandbox's own network"
+                ),
+                None => "passes with --net host: this test needs the host's network \
+                     interfaces; allow it per test with net = \"host\""
+                    .to_string(),
+            },
             Relaxation::WritableSource => format!(
                 "passes with a writable source tree: this test writes into its package \
-                 directory {}; make it write under $CARGO_TARGET_TMPDIR, or allow it per test \
-                 with writable-source = true",
+                 directory {}; make it write under $CARGO_TARGET_TMPDIR, or let it write into \
+                 an overlay with --writable-source (per test: writable-source = true)",
                 package_dir.display()
             ),
             Relaxation::HostSys => "passes with --sys host: this test reads host facts from \
@@ -327,6 +334,16 @@ pub fn output_hint(text: &str) -> Option<String> {
              host's /sys, pass --sys host (per test: sys = \"host\").{explain}"
         ));
     }
+    let refused = ["Connection refused", "os error 111)", "ECONNREFUSED"];
+    if let Some(address) = loopback_address(text)
+        && refused.iter().any(|r| text.contains(r))
+    {
+        return Some(format!(
+            "the output shows a connection to {address} refused. The sandbox's loopback is its \
+             own, where nothing of the host listens; to reach a service on the host's \
+             loopback, pass --forward {address}.{explain}"
+        ));
+    }
     let lower = text.to_ascii_lowercase();
     let interfaces = [
         "eth0",
@@ -363,6 +380,20 @@ pub fn output_hint(text: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// The first loopback address with a port in `text` (`127.0.0.1:5432`, `[::1]:6379`,
+/// `localhost:8080`), as `--forward` takes it.
+fn loopback_address(text: &str) -> Option<std::net::SocketAddr> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
+        .filter_map(|word| {
+            let word = word.trim_end_matches(['.', ':']);
+            match word.strip_prefix("localhost:") {
+                Some(port) => format!("127.0.0.1:{port}").parse().ok(),
+                None => word.parse().ok(),
+            }
+        })
+        .find(|address: &std::net::SocketAddr| address.ip().is_loopback() && address.port() != 0)
 }
 
 /// The first `/sys/...` path in `text`.

@@ -81,7 +81,7 @@ pub fn explain_failures(
         scratch: scratch.as_ref().map(|dir| dir.path()),
     };
     pool.run(
-        |helper: &mut Helper, job: &Rerun| helper.run(&job.spec, RERUN_CAPTURE),
+        |helper: &mut Helper, job: &Rerun| helper.run(&job.spec, RERUN_CAPTURE, None),
         &mut queue,
     );
     if pool.stopped() {

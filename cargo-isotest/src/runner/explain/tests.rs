@@ -182,6 +182,22 @@ fn the_net_hint_names_the_flag_and_the_per_test_key() {
 }
 
 #[test]
+fn a_host_service_on_loopback_is_forwarded_rather_than_the_host_network() {
+    let output = "called `Result::unwrap()` on an `Err` value: Os { code: 111, kind: \
+                  ConnectionRefused, message: \"Connection refused\" } connecting to 127.0.0.1:5432.";
+    let text = Relaxation::HostNet.meaning(&spec(), &host(), Path::new("/w"), output);
+    assert!(text.contains("--forward 127.0.0.1:5432"), "{text}");
+    let hint = output_hint(output).unwrap();
+    assert!(hint.contains("--forward 127.0.0.1:5432"), "{hint}");
+    let hint = output_hint("error: Connection refused (os error 111) at localhost:6379").unwrap();
+    assert!(hint.contains("--forward 127.0.0.1:6379"), "{hint}");
+    let hint = output_hint("ECONNREFUSED [::1]:8080").unwrap();
+    assert!(hint.contains("--forward [::1]:8080"), "{hint}");
+    assert_eq!(output_hint("Connection refused by 10.0.0.5:5432"), None);
+    assert_eq!(output_hint("listening on 127.0.0.1:0"), None);
+}
+
+#[test]
 fn output_hints_name_sys_paths_interfaces_and_disks() {
     let enoent = "Error: Os { code: 2, kind: NotFound, message: \"No such file or directory\" } reading \"/sys/class/net/eth0/address\"";
     let hint = output_hint(enoent).unwrap();

@@ -1,0 +1,737 @@
+//! What a program wrote into its writable layers, found on the host after the sandbox has
+//! ended: an overlay's upper layer read through the descriptor setup sent us, and a
+//! writable bind's directory compared with the snapshot taken before the clone.
+//!
+//! Everything here reads a tree the sandbox controlled, so no path is ever followed: each
+//! component is opened relative to its parent with `O_NOFOLLOW`, and symlinks are read as
+//! links, never through.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+/// A layer lists at most this many changes; the rest only sets `truncated`.
+pub const MAX_CHANGES: usize = 10_000;
+/// A writable bind's snapshot stops after this many entries (and says so).
+const MAX_SNAPSHOT: usize = 100_000;
+/// Only user xattrs work in a user namespace; overlayfs then names its own `user.overlay.*`.
+const OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+/// The changes in one writable layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writes {
+    /// Where the layer is in the sandbox.
+    pub path: PathBuf,
+    /// The host directory behind it.
+    pub source: PathBuf,
+    pub layer: Layer,
+    /// Sorted by path, which is relative to `path`.
+    pub changes: Vec<Change>,
+    /// More than [`MAX_CHANGES`] changes (or entries to compare): the list is incomplete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Where the changed files' contents were kept, when asked to keep them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<PathBuf>,
+    /// What could not be read or kept, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    /// An overlay: the writes were discarded with the sandbox; the host never saw them.
+    Overlay,
+    /// A writable bind: the writes are on the host.
+    Bind,
+}
+
+/// One created, changed or deleted entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Relative to the layer's `path`.
+    pub path: PathBuf,
+    pub change: ChangeKind,
+    pub kind: FileKind,
+    /// Bytes: the new size, or for a deletion the old one.
+    pub size: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    Created,
+    Changed,
+    Deleted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let change = match self.change {
+            ChangeKind::Created => "created",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Deleted => "deleted",
+        };
+        let path = self.path.display();
+        match self.kind {
+            FileKind::Dir => write!(f, "{change:8} {path}/"),
+            FileKind::Symlink => write!(f, "{change:8} {path} (symlink)"),
+            FileKind::Other => write!(f, "{change:8} {path} (special file)"),
+            FileKind::File => write!(f, "{change:8} {path} ({} bytes)", self.size),
+        }
+    }
+}
+
+/// Whether `path` is a relative path of plain names: one that cannot leave the directory
+/// it is joined to.
+pub(crate) fn is_plain_relative(path: &Path) -> bool {
+    !path.as_os_str().is_empty()
+        && path.components().all(|c| matches!(c, Component::Normal(_)))
+        && !path.as_os_str().as_bytes().contains(&0)
+}
+
+/// What `statat` says, kept small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Meta {
+    kind: FileKind,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+    whiteout: bool,
+}
+
+fn meta_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Meta, Errno> {
+    let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let file_type = FileType::from_raw_mode(stat.st_mode);
+    let kind = match file_type {
+        FileType::RegularFile => FileKind::File,
+        FileType::Directory => FileKind::Dir,
+        FileType::Symlink => FileKind::Symlink,
+        _ => FileKind::Other,
+    };
+    Ok(Meta {
+        kind,
+        size: stat.st_size as u64,
+        mtime: (stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+        ctime: (stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+        ino: stat.st_ino,
+        // overlayfs marks a deleted lower entry with a 0/0 character device.
+        whiteout: file_type == FileType::CharacterDevice && stat.st_rdev == 0,
+    })
+}
+
+/// The names in a directory, sorted, without `.` and `..`.
+fn names(dir: BorrowedFd<'_>) -> Result<Vec<OsString>, Errno> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let name = OsStr::from_bytes(entry?.file_name().to_bytes()).to_os_string();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Opens a subdirectory without following a symlink in its place.
+fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens a host directory for reading its tree.
+pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Collects changes up to [`MAX_CHANGES`], and what went wrong along the way.
+#[derive(Default)]
+struct Found {
+    changes: Vec<Change>,
+    truncated: bool,
+    errors: Vec<String>,
+}
+
+impl Found {
+    fn push(&mut self, path: PathBuf, change: ChangeKind, meta: &Meta) {
+        if self.changes.len() >= MAX_CHANGES {
+            self.truncated = true;
+            return;
+        }
+        self.changes.push(Change {
+            path,
+            change,
+            kind: meta.kind,
+            size: if meta.kind == FileKind::Dir {
+                0
+            } else {
+                meta.size
+            },
+        });
+    }
+
+    fn error(&mut self, path: &Path, what: &str, errno: Errno) {
+        if self.errors.len() < 20 {
+            self.errors
+                .push(format!("{}: {what}: {}", path.display(), errno));
+        }
+    }
+
+    fn into_writes(self, path: &Path, source: &Path, layer: Layer) -> Writes {
+        let mut changes = self.changes;
+        changes.sort_by(|a, b| a.path.cmp(&b.path));
+        Writes {
+            path: path.to_path_buf(),
+            source: source.to_path_buf(),
+            layer,
+            changes,
+            truncated: self.truncated,
+            kept: None,
+            errors: self.errors,
+        }
+    }
+}
+
+/// The changes an overlay's upper layer holds over its lower one: entries that are new,
+/// replaced, or whited out. A directory that only exists in the upper layer because
+/// something inside it changed is not itself a change.
+pub(crate) fn overlay_changes(upper: BorrowedFd<'_>, lower: &Path, dst: &Path) -> Writes {
+    let mut found = Found::default();
+    let lower_fd = open_dir(lower);
+    if let Err(errno) = &lower_fd {
+        found.error(lower, "open", *errno);
+    }
+    walk_upper(
+        upper,
+        lower_fd.as_ref().ok().map(|fd| fd.as_fd()),
+        Path::new(""),
+        &mut found,
+    );
+    found.into_writes(dst, lower, Layer::Overlay)
+}
+
+fn walk_upper(
+    upper: BorrowedFd<'_>,
+    lower: Option<BorrowedFd<'_>>,
+    relative: &Path,
+    found: &mut Found,
+) {
+    let names = match names(upper) {
+        Ok(names) => names,
+        Err(errno) => return found.error(relative, "readdir", errno),
+    };
+    for name in names {
+        let path = relative.join(&name);
+        let meta = match meta_at(upper, &name) {
+            Ok(meta) => meta,
+            Err(errno) => {
+                found.error(&path, "stat", errno);
+                continue;
+            }
+        };
+        let below = lower.and_then(|lower| meta_at(lower, &name).ok());
+        if meta.whiteout {
+            if let Some(below) = below {
+                found.push(path, ChangeKind::Deleted, &below);
+            }
+            continue;
+        }
+        if meta.kind != FileKind::Dir {
+            let change = if below.is_some() {
+                ChangeKind::Changed
+            } else {
+                ChangeKind::Created
+            };
+            found.push(path, change, &meta);
+            continue;
+        }
+        let dir = match open_dir_at(upper, &name) {
+            Ok(dir) => dir,
+            Err(errno) => {
+                found.error(&path, "open", errno);
+                continue;
+            }
+        };
+        let lower_dir = match (lower, below) {
+            (Some(lower), Some(below)) if below.kind == FileKind::Dir => {
+                open_dir_at(lower, &name).ok()
+            }
+            _ => None,
+        };
+        match (below, lower_dir) {
+            (Some(_), Some(lower_dir)) if is_opaque(dir.as_fd()) => {
+                // Deleted and made again: what was below is gone, what is here is new.
+                found.push(path.clone(), ChangeKind::Changed, &meta);
+                list_deleted_below(dir.as_fd(), lower_dir.as_fd(), &path, found);
+                walk_upper(dir.as_fd(), None, &path, found);
+            }
+            (Some(_), Some(lower_dir)) => {
+                walk_upper(dir.as_fd(), Some(lower_dir.as_fd()), &path, found)
+            }
+            (below, _) => {
+                let change = if below.is_some() {
+                    ChangeKind::Changed
+                } else {
+                    ChangeKind::Created
+                };
+                found.push(path.clone(), change, &meta);
+                walk_upper(dir.as_fd(), None, &path, found);
+            }
+        }
+    }
+}
+
+fn is_opaque(dir: BorrowedFd<'_>) -> bool {
+    let mut value = [0u8; 4];
+    matches!(rustix::fs::fgetxattr(dir, OPAQUE_XATTR, &mut value), Ok(n) if value[..n] == *b"y")
+}
+
+/// Under an opaque directory, the lower entries that the upper one does not have again.
+fn list_deleted_below(
+    upper: BorrowedFd<'_>,
+    lower: BorrowedFd<'_>,
+    relative: &Path,
+    found: &mut Found,
+) {
+    let Ok(lower_names) = names(lower) else {
+        return;
+    };
+    for name in lower_names {
+        if meta_at(upper, &name).is_err()
+            && let Ok(meta) = meta_at(lower, &name)
+        {
+            found.push(relative.join(&name), ChangeKind::Deleted, &meta);
+        }
+    }
+}
+
+/// A writable bind's directory before the program ran.
+pub(crate) struct Snapshot {
+    path: PathBuf,
+    source: PathBuf,
+    entries: BTreeMap<PathBuf, Meta>,
+    truncated: bool,
+}
+
+impl Snapshot {
+    /// Walks `source` (without following symlinks), which the sandbox sees at `path`.
+    pub fn take(source: &Path, path: &Path) -> Snapshot {
+        let mut snapshot = Snapshot {
+            path: path.to_path_buf(),
+            source: source.to_path_buf(),
+            entries: BTreeMap::new(),
+            truncated: false,
+        };
+        if let Ok(root) = open_dir(source) {
+            snapshot.walk(root.as_fd(), Path::new(""));
+        }
+        snapshot
+    }
+
+    fn walk(&mut self, dir: BorrowedFd<'_>, relative: &Path) {
+        let Ok(names) = names(dir) else { return };
+        for name in names {
+            if self.entries.len() >= MAX_SNAPSHOT {
+                self.truncated = true;
+                return;
+            }
+            let Ok(meta) = meta_at(dir, &name) else {
+                continue;
+            };
+            let path = relative.join(&name);
+            self.entries.insert(path.clone(), meta);
+            if meta.kind == FileKind::Dir
+                && let Ok(sub) = open_dir_at(dir, &name)
+            {
+                self.walk(sub.as_fd(), &path);
+            }
+        }
+    }
+
+    /// What differs now: new entries, gone ones (a gone directory stands for everything in
+    /// it), and entries whose type, inode, size or timestamps changed. The ctime cannot be
+    /// set back by a program, so a rewrite that restores the mtime still shows.
+    pub fn changes_since(self) -> Writes {
+        let after = Snapshot::take(&self.source, &self.path);
+        let mut found = Found {
+            truncated: self.truncated || after.truncated,
+            ..Found::default()
+        };
+        for (path, now) in &after.entries {
+            match self.entries.get(path) {
+                None => found.push(path.clone(), ChangeKind::Created, now),
+                Some(before) if before.kind != now.kind || before.ino != now.ino => {
+                    found.push(path.clone(), ChangeKind::Changed, now)
+                }
+                Some(before)
+                    if now.kind != FileKind::Dir
+                        && (before.size != now.size
+                            || before.mtime != now.mtime
+                            || before.ctime != now.ctime) =>
+                {
+                    found.push(path.clone(), ChangeKind::Changed, now)
+                }
+                Some(_) => {}
+            }
+        }
+        for (path, before) in &self.entries {
+            let parent_gone = path
+                .parent()
+                .is_some_and(|p| !p.as_os_str().is_empty() && !after.entries.contains_key(p));
+            if !after.entries.contains_key(path) && !parent_gone {
+                found.push(path.clone(), ChangeKind::Deleted, before);
+            }
+        }
+        found.into_writes(&self.path, &self.source, Layer::Bind)
+    }
+}
+
+/// Copies the created and changed entries of `writes` from `tree` (the layer's files, as
+/// a directory descriptor) into `into`, which must not exist yet. Deletions are in the
+/// list only. Symlinks are copied as symlinks; special files are skipped.
+pub(crate) fn keep(tree: BorrowedFd<'_>, writes: &mut Writes, into: &Path) {
+    if let Err(e) = std::fs::create_dir_all(into) {
+        writes
+            .errors
+            .push(format!("{}: cannot create: {e}", into.display()));
+        return;
+    }
+    let mut errors = Vec::new();
+    for change in &writes.changes {
+        if change.change == ChangeKind::Deleted || !is_plain_relative(&change.path) {
+            continue;
+        }
+        if let Err(e) = keep_one(tree, change, into) {
+            errors.push(format!("{}: not kept: {e}", change.path.display()));
+        }
+    }
+    writes.errors.extend(errors.into_iter().take(20));
+    writes.kept = Some(into.to_path_buf());
+}
+
+fn keep_one(tree: BorrowedFd<'_>, change: &Change, into: &Path) -> std::io::Result<()> {
+    let target = into.join(&change.path);
+    let parent = open_parent(tree, &change.path)?;
+    let name = change
+        .path
+        .file_name()
+        .expect("a plain relative path has a name");
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match change.kind {
+        FileKind::Dir => std::fs::create_dir_all(&target),
+        FileKind::Symlink => {
+            let link = rustix::fs::readlinkat(parent.as_fd(), name, Vec::new())?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(link.as_bytes()), &target)
+        }
+        FileKind::File => {
+            let into_dir = open_dir(target.parent().unwrap_or(into))?;
+            copy_file_at(parent.as_fd(), name, into_dir.as_fd(), name).map_err(std::io::Error::from)
+        }
+        FileKind::Other => Ok(()),
+    }
+}
+
+/// The directory holding `path` inside `root`, reached one component at a time without
+/// following a symlink anywhere.
+pub(crate) fn open_parent(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
+    let mut dir = rustix::io::dup(root)?;
+    if let Some(parent) = path.parent() {
+        for part in parent.components() {
+            let Component::Normal(name) = part else {
+                return Err(Errno::INVAL);
+            };
+            dir = open_dir_at(dir.as_fd(), name)?;
+        }
+    }
+    Ok(dir)
+}
+
+/// Applies a layer's kept writes (`kept`, as [`keep`] left them) to the directory `to`:
+/// creates and replaces what the program created and changed, and deletes what it
+/// deleted. The list is untrusted: only plain relative paths are taken, every component
+/// is opened without following a symlink, and a file or link is written beside its
+/// target and renamed over it, which replaces a symlink there rather than writing
+/// through it. Returns one line per change that could not be applied.
+pub fn apply(changes: &[Change], kept: &Path, to: &Path) -> Vec<String> {
+    let (kept_root, root) = match (open_dir(kept), open_dir(to)) {
+        (Ok(kept), Ok(to)) => (kept, to),
+        (Err(errno), _) => return vec![format!("{}: cannot open: {errno}", kept.display())],
+        (_, Err(errno)) => return vec![format!("{}: cannot open: {errno}", to.display())],
+    };
+    let mut ordered: Vec<&Change> = changes.iter().collect();
+    // Parents before children, so that a new directory exists before what goes in it.
+    ordered.sort_by(|a, b| a.path.cmp(&b.path));
+    ordered
+        .into_iter()
+        .filter_map(|change| {
+            let result = if is_plain_relative(&change.path) {
+                apply_one(change, kept_root.as_fd(), root.as_fd())
+            } else {
+                Err(Errno::INVAL)
+            };
+            result
+                .err()
+                .map(|errno| format!("{}: not applied: {errno}", change.path.display()))
+        })
+        .collect()
+}
+
+fn apply_one(change: &Change, kept: BorrowedFd<'_>, root: BorrowedFd<'_>) -> Result<(), Errno> {
+    let name = change.path.file_name().ok_or(Errno::INVAL)?;
+    let parent = open_parent(root, &change.path)?;
+    let existing = meta_at(parent.as_fd(), name).ok();
+    if change.change == ChangeKind::Deleted {
+        return match existing {
+            Some(meta) if meta.kind == FileKind::Dir => remove_tree_at(parent.as_fd(), name),
+            Some(_) => rustix::fs::unlinkat(&parent, name, AtFlags::empty()),
+            None => Ok(()),
+        };
+    }
+    if change.kind == FileKind::Dir {
+        return match existing {
+            Some(meta) if meta.kind == FileKind::Dir => Ok(()),
+            Some(_) => Err(Errno::EXIST),
+            None => rustix::fs::mkdirat(&parent, name, Mode::from_bits_truncate(0o755)),
+        };
+    }
+    let source_parent = open_parent(kept, &change.path)?;
+    let staged = OsString::from(format!(".isotest-apply-{}", std::process::id()));
+    let _ = rustix::fs::unlinkat(&parent, &staged, AtFlags::empty());
+    match change.kind {
+        FileKind::Symlink => {
+            let target = rustix::fs::readlinkat(&source_parent, name, Vec::new())?;
+            rustix::fs::symlinkat(target.as_c_str(), &parent, &staged)?;
+        }
+        FileKind::File => copy_file_at(source_parent.as_fd(), name, parent.as_fd(), &staged)?,
+        FileKind::Dir | FileKind::Other => return Ok(()),
+    }
+    rustix::fs::renameat(&parent, &staged, &parent, name).inspect_err(|_| {
+        let _ = rustix::fs::unlinkat(&parent, &staged, AtFlags::empty());
+    })
+}
+
+/// Copies a regular file between two directories, neither name followed if a symlink.
+fn copy_file_at(
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+) -> Result<(), Errno> {
+    let source = rustix::fs::openat(
+        from_dir,
+        from,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let stat = rustix::fs::fstat(&source)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(Errno::INVAL);
+    }
+    let mode = if stat.st_mode & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    };
+    let target = rustix::fs::openat(
+        to_dir,
+        to,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )?;
+    let mut source = std::fs::File::from(source);
+    let mut target = std::fs::File::from(target);
+    std::io::copy(&mut source, &mut target)
+        .map(drop)
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+}
+
+/// `rm -r` of one entry, never leaving the directory through a symlink.
+fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+    let sub = open_dir_at(dir, name)?;
+    for entry in names(sub.as_fd())? {
+        match meta_at(sub.as_fd(), &entry)?.kind {
+            FileKind::Dir => remove_tree_at(sub.as_fd(), &entry)?,
+            _ => rustix::fs::unlinkat(&sub, &entry, AtFlags::empty())?,
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(path: &str, change: ChangeKind, kind: FileKind, size: u64) -> Change {
+        Change {
+            path: path.into(),
+            change,
+            kind,
+            size,
+        }
+    }
+
+    #[test]
+    fn a_bind_snapshot_sees_created_changed_and_deleted_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("kept"), "same").unwrap();
+        std::fs::write(root.join("edited"), "old").unwrap();
+        std::fs::write(root.join("removed"), "gone").unwrap();
+        std::fs::create_dir_all(root.join("old-dir/inner")).unwrap();
+        std::fs::write(root.join("old-dir/inner/file"), "x").unwrap();
+        let before = Snapshot::take(root, Path::new("/data"));
+        std::fs::write(root.join("edited"), "new!").unwrap();
+        std::fs::remove_file(root.join("removed")).unwrap();
+        std::fs::remove_dir_all(root.join("old-dir")).unwrap();
+        std::fs::create_dir(root.join("new-dir")).unwrap();
+        std::fs::write(root.join("new-dir/made"), "12345").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+        let writes = before.changes_since();
+        assert_eq!(writes.layer, Layer::Bind);
+        assert_eq!(writes.path, Path::new("/data"));
+        assert_eq!(
+            writes.changes,
+            [
+                change("edited", ChangeKind::Changed, FileKind::File, 4),
+                change("link", ChangeKind::Created, FileKind::Symlink, 11),
+                change("new-dir", ChangeKind::Created, FileKind::Dir, 0),
+                change("new-dir/made", ChangeKind::Created, FileKind::File, 5),
+                change("old-dir", ChangeKind::Deleted, FileKind::Dir, 0),
+                change("removed", ChangeKind::Deleted, FileKind::File, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn kept_files_are_copied_and_symlinks_stay_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("sub/file"), "contents").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", tree.join("sub/link")).unwrap();
+        let mut writes = Writes {
+            path: "/w".into(),
+            source: "/w".into(),
+            layer: Layer::Overlay,
+            changes: vec![
+                change("sub/file", ChangeKind::Created, FileKind::File, 8),
+                change("sub/link", ChangeKind::Created, FileKind::Symlink, 11),
+                // A link planted where a directory is expected is not followed.
+                change("sub/link/x", ChangeKind::Created, FileKind::File, 1),
+                change("../escape", ChangeKind::Created, FileKind::File, 1),
+            ],
+            truncated: false,
+            kept: None,
+            errors: Vec::new(),
+        };
+        let into = dir.path().join("kept");
+        let root = open_dir(&tree).unwrap();
+        keep(root.as_fd(), &mut writes, &into);
+        assert_eq!(
+            std::fs::read_to_string(into.join("sub/file")).unwrap(),
+            "contents"
+        );
+        assert_eq!(
+            std::fs::read_link(into.join("sub/link")).unwrap(),
+            Path::new("/etc/shadow")
+        );
+        assert!(!dir.path().join("escape").exists());
+        assert_eq!(writes.errors.len(), 1, "{:?}", writes.errors);
+        assert!(
+            writes.errors[0].starts_with("sub/link/x"),
+            "{:?}",
+            writes.errors
+        );
+    }
+
+    #[test]
+    fn applying_kept_writes_replaces_symlinks_instead_of_following_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, checkout, outside) = (
+            dir.path().join("kept"),
+            dir.path().join("checkout"),
+            dir.path().join("outside"),
+        );
+        for d in [&kept, &checkout, &outside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::create_dir_all(kept.join("new")).unwrap();
+        std::fs::write(kept.join("new/file"), "made").unwrap();
+        std::fs::write(kept.join("planted"), "payload").unwrap();
+        std::fs::write(outside.join("victim"), "safe").unwrap();
+        std::fs::write(checkout.join("old"), "bye").unwrap();
+        // A symlink in the checkout where the test wrote a file, and one as a directory.
+        std::os::unix::fs::symlink(outside.join("victim"), checkout.join("planted")).unwrap();
+        std::os::unix::fs::symlink(&outside, checkout.join("via")).unwrap();
+        // A kept entry that is a symlink where the list says file is not read through.
+        std::os::unix::fs::symlink(outside.join("victim"), kept.join("sneaky")).unwrap();
+        let changes = [
+            change("new", ChangeKind::Created, FileKind::Dir, 0),
+            change("new/file", ChangeKind::Created, FileKind::File, 4),
+            change("old", ChangeKind::Deleted, FileKind::File, 3),
+            change("planted", ChangeKind::Changed, FileKind::File, 7),
+            change("sneaky", ChangeKind::Created, FileKind::File, 4),
+            change("via", ChangeKind::Created, FileKind::Dir, 0),
+            change("via/victim", ChangeKind::Changed, FileKind::File, 7),
+            change("via/made", ChangeKind::Created, FileKind::File, 4),
+            change("../outside/victim", ChangeKind::Changed, FileKind::File, 7),
+            Change {
+                path: outside.join("victim"),
+                ..change("absolute", ChangeKind::Deleted, FileKind::File, 0)
+            },
+        ];
+        let errors = apply(&changes, &kept, &checkout);
+        assert_eq!(errors.len(), 6, "{errors:?}");
+        assert!(!checkout.join("sneaky").exists());
+        assert!(!outside.join("made").exists());
+        assert_eq!(
+            std::fs::read_to_string(checkout.join("new/file")).unwrap(),
+            "made"
+        );
+        assert!(!checkout.join("old").exists());
+        assert!(!checkout.join("planted").is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(checkout.join("planted")).unwrap(),
+            "payload"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "safe"
+        );
+    }
+
+    #[test]
+    fn only_plain_relative_paths_pass() {
+        assert!(is_plain_relative(Path::new("a/b.snap.new")));
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a"] {
+            assert!(!is_plain_relative(Path::new(bad)), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! Writable layers, port forwarding and a test's own firewall: what a test may get from
+//! the host without the host seeing its writes or the rest of its network.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+
+use libtest_mimic::Failed;
+use serde_json::Value;
+
+use crate::ctx::{Ctx, describe, ensure, ensure_eq, output, probe_value, read_json, status_code};
+use crate::run::{run, test};
+use crate::sandbox::Scenario;
+
+pub const SCENARIOS: &[(&str, Scenario)] = &[
+    (
+        "overlay::writes_succeed_inside_are_listed_and_kept",
+        overlay_writes_are_listed_and_kept,
+    ),
+    (
+        "overlay::bind_rw_leftovers_are_listed",
+        bind_rw_leftovers_are_listed,
+    ),
+    (
+        "overlay::writable_source_keep_and_apply",
+        writable_source_keep_and_apply,
+    ),
+    (
+        "forward::only_the_forwarded_address_reaches_the_host",
+        only_the_forwarded_address_reaches_the_host,
+    ),
+    (
+        "forward::unix_socket_is_reachable_as_a_bind",
+        unix_socket_is_reachable,
+    ),
+    (
+        "forward::a_test_talks_to_a_host_server",
+        a_test_talks_to_a_host_server,
+    ),
+    (
+        "firewall::net_admin_lets_a_test_set_its_own_rules",
+        net_admin_lets_a_test_set_its_own_rules,
+    ),
+];
+
+/// The overlay scenario that depends on the id mapping: it also runs as a user without
+/// subordinate ranges (the single map), besides root (full) and the user with ranges.
+pub const IN_EVERY_ID_MODE: &[(&str, Scenario)] = &[(
+    "overlay::looks_like_its_host_directory_in_every_id_mode",
+    overlay_looks_like_its_host_directory,
+)];
+
+/// A directory the scenario's user owns, with `files` in it.
+fn user_dir(ctx: &Ctx, name: &str, files: &[(&str, &str)]) -> Result<String, Failed> {
+    let dir = ctx.path(name);
+    std::fs::create_dir_all(&dir)?;
+    for (file, text) in files {
+        std::fs::write(Path::new(&dir).join(file), text)?;
+    }
+    if let Some(user) = &ctx.user {
+        crate::ctx::chown_tree(Path::new(&dir), user);
+    }
+    Ok(dir)
+}
+
+/// `[(change, path, kind)]` of a report's layer at `path`.
+fn changes(writes: &Value, path: &str) -> Result<Vec<(String, String, String)>, Failed> {
+    let layer = writes
+        .as_array()
+        .and_then(|layers| layers.iter().find(|l| l["path"] == path))
+        .ok_or_else(|| format!("no writes for {path} in {writes}"))?;
+    Ok(layer["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let text = |key: &str| c[key].as_str().unwrap_or_default().to_string();
+            (text("change"), text("path"), text("kind"))
+        })
+        .collect())
+}
+
+/// `exec OPTIONS -- sh -c SCRIPT`, which must succeed.
+fn sh(ctx: &Ctx, options: &[&str], script: &str) -> Result<std::process::Output, Failed> {
+    let mut args = options.to_vec();
+    args.extend(["--", "sh", "-c", script]);
+    let out = output(&mut ctx.exec(&args))?;
+    ensure_eq(status_code(&out), Some(0), "exit code")?;
+    Ok(out)
+}
+
+fn entry(change: &str, path: &str, kind: &str) -> (String, String, String) {
+    (change.into(), path.into(), kind.into())
+}
+
+fn overlay_writes_are_listed_and_kept(ctx: &Ctx) -> Result<(), Failed> {
+    let dir = user_dir(
+        ctx,
+        "tree",
+        &[("kept", "same"), ("edited", "old"), ("gone", "x")],
+    )?;
+    let report = ctx.path("exec.json");
+    let kept = ctx.path("kept");
+    let script = format!(
+        "cd {dir} && echo new > edited && echo made > created && rm gone && mkdir d && \
+         echo deep > d/f && cat edited"
+    );
+    let out = sh(
+        ctx,
+        &[
+            "--overlay",
+            &dir,
+            "--keep-writes",
+            &kept,
+            "--report-json",
+            &report,
+        ],
+        &script,
+    )?;
+    ensure_eq(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "new",
+        "the write is visible inside",
+    )?;
+    ensure_eq(
+        std::fs::read_to_string(Path::new(&dir).join("edited"))?.as_str(),
+        "old",
+        "host file",
+    )?;
+    ensure(Path::new(&dir).join("gone").exists(), || {
+        "deleted on the host".into()
+    })?;
+    ensure(!Path::new(&dir).join("created").exists(), || {
+        "created on the host".into()
+    })?;
+    let json = read_json(&report)?;
+    ensure_eq(
+        changes(&json["writes"], &dir)?,
+        vec![
+            entry("created", "created", "file"),
+            entry("created", "d", "dir"),
+            entry("created", "d/f", "file"),
+            entry("changed", "edited", "file"),
+            entry("deleted", "gone", "file"),
+        ],
+        "listed writes",
+    )?;
+    let layer = Path::new(&kept).join("layer-0");
+    ensure_eq(
+        std::fs::read_to_string(layer.join("d/f"))?.as_str(),
+        "deep\n",
+        "kept d/f",
+    )?;
+    ensure_eq(
+        std::fs::read_to_string(layer.join("edited"))?.as_str(),
+        "new\n",
+        "kept edited",
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(stderr.contains("created  d/f (5 bytes)"), || describe(&out))
+}
+
+fn bind_rw_leftovers_are_listed(ctx: &Ctx) -> Result<(), Failed> {
+    let dir = user_dir(ctx, "scratch", &[("old", "x")])?;
+    let report = ctx.path("exec.json");
+    let script = format!("echo twelve-bytes > {dir}/left && rm {dir}/old");
+    sh(ctx, &["--bind-rw", &dir, "--report-json", &report], &script)?;
+    ensure(Path::new(&dir).join("left").exists(), || {
+        "a --bind-rw write reaches the host".into()
+    })?;
+    let json = read_json(&report)?;
+    ensure_eq(
+        changes(&json["writes"], &dir)?,
+        vec![
+            entry("created", "left", "file"),
+            entry("deleted", "old", "file"),
+        ],
+        "listed writes",
+    )?;
+    ensure_eq(json["writes"][0]["layer"].as_str(), Some("bind"), "layer")
+}
+
+fn writable_source_keep_and_apply(ctx: &Ctx) -> Result<(), Failed> {
+    let kept = ctx.path("kept");
+    let tests = [
+        "tests::regenerates_its_sources",
+        "tests::snapshot_of_the_greeting",
+        "--exact",
+    ];
+    // Read-only by default: the generator fails.
+    let (_, report, dir) = run(ctx, "layers", &tests)?;
+    ensure_eq(
+        test(&report, "layers", "tests::regenerates_its_sources")?["outcome"].as_str(),
+        Some("failed"),
+        "the generator without --writable-source",
+    )?;
+    let mut args = vec!["--writable-source", "--keep-writes", &kept];
+    args.extend(tests);
+    let (out, report, _) = run(ctx, "layers", &args)?;
+    ensure_eq(
+        status_code(&out),
+        Some(100),
+        "exit code (the snapshot test fails)",
+    )?;
+    let generator = test(&report, "layers", "tests::regenerates_its_sources")?;
+    ensure_eq(
+        generator["outcome"].as_str(),
+        Some("passed"),
+        "the generator",
+    )?;
+    let source = dir.display().to_string();
+    ensure_eq(
+        changes(&generator["writes"], &source)?,
+        vec![
+            entry("changed", "data.txt", "file"),
+            entry("created", "generated.rs", "file"),
+            entry("deleted", "obsolete.txt", "file"),
+        ],
+        "the generator's writes",
+    )?;
+    ensure_eq(
+        std::fs::read_to_string(dir.join("data.txt"))?.as_str(),
+        "old data\n",
+        "checkout",
+    )?;
+    ensure(
+        dir.join("obsolete.txt").exists() && !dir.join("generated.rs").exists(),
+        || "the checkout changed".into(),
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(
+        stderr.contains("snapshots/greeting.snap.new (15 bytes)"),
+        || {
+            format!(
+                "the failing test's writes are not shown:\n{}",
+                describe(&out)
+            )
+        },
+    )?;
+    let report_path = ctx.path("applied.json");
+    std::fs::write(&report_path, serde_json::to_vec(&report)?)?;
+    let mut apply = ctx.isotest(&dir);
+    apply.args([
+        "apply-writes",
+        &report_path,
+        "tests::snapshot_of_the_greeting",
+    ]);
+    let refused = output(&mut apply)?;
+    ensure_eq(
+        status_code(&refused),
+        Some(2),
+        "apply-writes without a terminal or --yes",
+    )?;
+    ensure(!dir.join("snapshots/greeting.snap.new").exists(), || {
+        "applied unasked".into()
+    })?;
+    let mut apply = ctx.isotest(&dir);
+    apply.args([
+        "apply-writes",
+        &report_path,
+        "tests::snapshot_of_the_greeting",
+        "--yes",
+    ]);
+    let applied = output(&mut apply)?;
+    ensure_eq(status_code(&applied), Some(0), "apply-writes --yes")?;
+    ensure_eq(
+        std::fs::read_to_string(dir.join("snapshots/greeting.snap.new"))?.as_str(),
+        "Hello, sandbox\n",
+        "the applied snapshot",
+    )?;
+    std::fs::remove_file(dir.join("snapshots/greeting.snap.new"))?;
+    Ok(())
+}
+
+/// An upper-casing echo server on a fresh host loopback port, for `connections` clients.
+fn echo_server(connections: usize) -> Result<String, Failed> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?.to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections).flatten() {
+            serve(stream);
+        }
+    });
+    Ok(address)
+}
+
+fn serve(mut stream: impl Read + Write) {
+    let mut text = String::new();
+    if stream.read_to_string(&mut text).is_ok() {
+        let _ = stream.write_all(text.to_uppercase().as_bytes());
+    }
+}
+
+fn only_the_forwarded_address_reaches_the_host(ctx: &Ctx) -> Result<(), Failed> {
+    let forwarded = echo_server(1)?;
+    let other = TcpListener::bind("127.0.0.1:0")?;
+    let other = other.local_addr()?.to_string();
+    let out = output(&mut ctx.probe(&["--forward", &forwarded], &["echo", &forwarded]))?;
+    ensure_eq(
+        probe_value(&out, "echo")?.as_str(),
+        "PING",
+        "through the forward",
+    )?;
+    let out = output(&mut ctx.probe(&["--forward", &forwarded], &["echo", &other]))?;
+    ensure_eq(
+        probe_value(&out, "echo")?.as_str(),
+        "ECONNREFUSED",
+        "a host listener that is not forwarded",
+    )?;
+    let out = output(&mut ctx.exec(&["--forward", "10.0.0.1:5432", "--", "true"]))?;
+    ensure_eq(status_code(&out), Some(2), "a non-loopback forward")?;
+    ensure(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        || describe(&out),
+    )
+}
+
+fn unix_socket_is_reachable(ctx: &Ctx) -> Result<(), Failed> {
+    let dir = user_dir(ctx, "sock", &[])?;
+    let path = format!("{dir}/db.sock");
+    let listener = UnixListener::bind(&path)?;
+    if let Some(user) = &ctx.user {
+        crate::ctx::chown_tree(Path::new(&path), user);
+    }
+    std::thread::spawn(move || {
+        if let Some(Ok(stream)) = listener.incoming().next() {
+            serve(stream);
+        }
+    });
+    let out = output(&mut ctx.probe(&["--forward-unix", &path], &["echo", &path]))?;
+    ensure_eq(
+        probe_value(&out, "echo")?.as_str(),
+        "PING",
+        "through the bound socket",
+    )?;
+    let out = output(&mut ctx.exec(&["--forward-unix", &dir, "--", "true"]))?;
+    ensure_eq(status_code(&out), Some(2), "a directory is not a socket")
+}
+
+fn a_test_talks_to_a_host_server(ctx: &Ctx) -> Result<(), Failed> {
+    let address = echo_server(1)?;
+    let env = format!("LAYERS_SERVER={address}");
+    let args = ["--env", &env, "tests::talks_to_the_host_server", "--exact"];
+    let (_, report, _) = run(ctx, "layers", &args)?;
+    let record = test(&report, "layers", "tests::talks_to_the_host_server")?;
+    ensure_eq(
+        record["outcome"].as_str(),
+        Some("failed"),
+        "without --forward",
+    )?;
+    let hint = record["hint"].as_str().unwrap_or_default();
+    ensure(hint.contains(&format!("--forward {address}")), || {
+        format!("the refused connection's hint: {hint}")
+    })?;
+    let mut forwarded = vec!["--forward", &address];
+    forwarded.extend(args);
+    let (out, report, _) = run(ctx, "layers", &forwarded)?;
+    ensure_eq(status_code(&out), Some(0), "exit code")?;
+    ensure_eq(
+        test(&report, "layers", "tests::talks_to_the_host_server")?["outcome"].as_str(),
+        Some("passed"),
+        "with --forward",
+    )
+}
+
+fn net_admin_lets_a_test_set_its_own_rules(ctx: &Ctx) -> Result<(), Failed> {
+    if !Path::new("/usr/sbin/nft").exists() {
+        return Err("nft is not installed (apt-get install nftables); .ci/run installs it".into());
+    }
+    // By path: an unprivileged user's PATH may lack /usr/sbin.
+    let rules = "nft=/usr/sbin/nft; $nft add table inet t && \
+                 $nft add chain inet t c '{ type filter hook output priority 0; }' && \
+                 $nft add rule inet t c tcp dport 9 reject && $nft list ruleset";
+    let out = output(&mut ctx.exec(&["--", "sh", "-c", rules]))?;
+    ensure(!out.status.success(), || {
+        format!("nft without --net-admin: {}", describe(&out))
+    })?;
+    ensure(
+        String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+        || describe(&out),
+    )?;
+    let out = output(&mut ctx.exec(&["--net-admin", "--", "sh", "-c", rules]))?;
+    ensure_eq(status_code(&out), Some(0), "nft with --net-admin")?;
+    ensure(
+        String::from_utf8_lossy(&out.stdout).contains("tcp dport 9 reject"),
+        || describe(&out),
+    )?;
+    // The rules were the sandbox's own: the host's ruleset has no table t.
+    let host = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()?;
+    ensure(
+        !String::from_utf8_lossy(&host.stdout).contains("table inet t"),
+        || "the rule reached the host".into(),
+    )?;
+    Ok(())
+}
+
+/// The merged directory shows its upper layer's owner and mode, which setup gives from
+/// the host directory: as root (full map) a directory owned by someone else, as a user
+/// (subordinate or single map) the user's own, seen as uid 0 with --root. Writes copy up
+/// and are listed and kept in every mode, so the supervisor can read the upper layer.
+fn overlay_looks_like_its_host_directory(ctx: &Ctx) -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = user_dir(ctx, "tree", &[("edited", "old\n")])?;
+    let (uid, gid) = match &ctx.user {
+        Some(user) => (user.uid, user.gid),
+        None => {
+            // Root maps every id: a directory of another owner keeps that owner inside.
+            let (uid, gid) = (1234, 5678);
+            crate::ctx::chown_tree(
+                Path::new(&dir),
+                &crate::ctx::User {
+                    name: "other".into(),
+                    uid,
+                    gid,
+                    home: "/".into(),
+                },
+            );
+            (uid, gid)
+        }
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))?;
+    let script = format!(
+        "stat -c '%u:%g %a' {dir} && echo new >> {dir}/edited && echo made > {dir}/created && \
+         stat -c '%u:%g' {dir}/edited"
+    );
+    for (options, owner) in [
+        (vec![], format!("{uid}:{gid}")),
+        (
+            vec!["--root"],
+            match ctx.user {
+                Some(_) => "0:0".to_string(),
+                None => format!("{uid}:{gid}"),
+            },
+        ),
+    ] {
+        let report = ctx.path("exec.json");
+        let kept = ctx.path(&format!("kept{}", options.len()));
+        let mut args = options.clone();
+        args.extend([
+            "--overlay",
+            &dir,
+            "--keep-writes",
+            &kept,
+            "--report-json",
+            &report,
+        ]);
+        let out = sh(ctx, &args, &script)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        ensure_eq(
+            lines,
+            vec![format!("{owner} 750").as_str(), owner.as_str()],
+            &format!("owner and mode inside, then the copied-up file's owner {options:?}"),
+        )?;
+        ensure_eq(
+            changes(&read_json(&report)?["writes"], &dir)?,
+            vec![
+                entry("created", "created", "file"),
+                entry("changed", "edited", "file"),
+            ],
+            "listed writes",
+        )?;
+        ensure_eq(
+            std::fs::read_to_string(Path::new(&kept).join("layer-0/edited"))?.as_str(),
+            "old\nnew\n",
+            "kept edited",
+        )?;
+    }
+    ensure_eq(
+        std::fs::read_to_string(Path::new(&dir).join("edited"))?.as_str(),
+        "old\n",
+        "the host file",
+    )?;
+    ensure(!Path::new(&dir).join("created").exists(), || {
+        "created on the host".into()
+    })
+}
