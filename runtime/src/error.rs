@@ -151,6 +151,10 @@ pub enum Error {
     },
     #[error("the sandbox's init sent an unreadable report: {0}")]
     Protocol(String),
+    /// Setup handed the supervisor a descriptor it did not ask for, or not of its kind;
+    /// the sandbox was killed.
+    #[error("{0}")]
+    Handover(String),
 }
 
 impl Error {

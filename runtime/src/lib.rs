@@ -14,6 +14,7 @@ mod cpu_group;
 pub mod doctor;
 mod error;
 mod forward;
+mod handover;
 mod hostview;
 mod idmap;
 mod init;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, SetupError, Step};
 use crate::forward::Forwarder;
+use crate::handover::{Expected, Refused};
 use crate::idmap::{IdMapping, Kind, find_tool, map_text, tool_args};
 use crate::init;
 use crate::limits::{Enforcement, Enforcer};
@@ -82,6 +83,11 @@ pub struct Sandbox {
     /// Where setup hands over descriptors (the pty's master, forwarded listeners,
     /// overlays' upper layers), until pid 1 exits.
     handover: Option<OwnedFd>,
+    /// What may still come on it.
+    expected: Expected,
+    /// A descriptor that was not what setup should have handed over: the sandbox is
+    /// killed, and this is its error.
+    refused: Option<Refused>,
     forwards: Vec<SocketAddr>,
     forwarder: Forwarder,
     /// The overlays, by their plan index: where they are, their host directory, and their
@@ -119,6 +125,7 @@ impl Sandbox {
             (None, None)
         };
         let snapshots = writable_bind_snapshots(spec);
+        let overlays = overlays(&plan);
         let (placed_r, placed_w) = pipe().map_err(Error::host("pipe2"))?;
         let cgroup_tasks = limits.cgroup_tasks().map_err(|e| Error::Limits(e.into()))?;
         let (parent_io, child_io) = if spec.tty {
@@ -216,9 +223,15 @@ impl Sandbox {
                     killed: false,
                     started: Instant::now(),
                     handover: handover_r,
+                    expected: Expected::new(
+                        plan.tty,
+                        &plan.forwards,
+                        &overlays.iter().map(|o| o.0).collect::<Vec<_>>(),
+                    ),
+                    refused: None,
                     forwards: spec.forwards.clone(),
                     forwarder: Forwarder::default(),
-                    overlays: overlays(&plan),
+                    overlays,
                     snapshots,
                     keep_writes: None,
                     limits,
@@ -416,26 +429,47 @@ impl Sandbox {
         let Some(socket) = &self.handover else { return };
         loop {
             match sys::receive_fd(socket.as_fd()) {
-                Ok(Received::Fd(Handed::Terminal, fd)) => self.tty = Some(fd),
-                Ok(Received::Fd(Handed::Listener(index), fd)) => {
-                    if let Some(&address) = self.forwards.get(index as usize) {
-                        self.forwarder.add_listener(fd, address);
+                Ok(Received::Fd(handed, fd)) => {
+                    if let Err(refused) = self.expected.take(handed, &fd) {
+                        return self.refuse(refused);
                     }
-                }
-                Ok(Received::Fd(Handed::Upper(index), fd)) => {
-                    if let Some(overlay) = self.overlays.iter_mut().find(|o| o.0 == index as usize)
-                    {
-                        overlay.3 = Some(fd);
+                    match handed {
+                        Handed::Terminal => self.tty = Some(fd),
+                        Handed::Listener(index) => self
+                            .forwarder
+                            .add_listener(fd, self.forwards[index as usize]),
+                        Handed::Upper(index) => {
+                            if let Some(overlay) =
+                                self.overlays.iter_mut().find(|o| o.0 == index as usize)
+                            {
+                                overlay.3 = Some(fd);
+                            }
+                        }
+                    }
+                    // Nothing more is expected, so nothing more is read.
+                    if self.expected.is_complete() {
+                        self.handover = None;
+                        return;
                     }
                 }
                 Ok(Received::Empty) => return,
                 Err(Errno::EINTR) => continue,
+                // A message without its descriptor, or with more than one.
+                Err(Errno::EBADMSG | Errno::ENOBUFS) => return self.refuse(Refused::malformed()),
                 Ok(Received::Closed) | Err(_) => {
                     self.handover = None;
                     return;
                 }
             }
         }
+    }
+
+    /// Stops reading the handover socket and kills the sandbox: its setup sent what it
+    /// never should, and whatever else it sends is not to be trusted either.
+    fn refuse(&mut self, refused: Refused) {
+        self.refused = Some(refused);
+        self.handover = None;
+        let _ = self.kill();
     }
 
     /// Lists (and keeps, if asked) what the program wrote in each writable layer. Runs
@@ -526,6 +560,9 @@ impl Sandbox {
             Ok(None) => "still running".to_string(),
             Err(e) => format!("waitid failed: {e}"),
         };
+        if let Some(refused) = self.refused.take() {
+            return Err(Error::Handover(refused.to_string()));
+        }
         if report.is_empty() && self.killed {
             let exit = crate::outcome::Exit::from_signal(libc::SIGKILL);
             let duration = self.started.elapsed();

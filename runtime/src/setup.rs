@@ -86,10 +86,12 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &mut ChildFds) -> Setup<Option<Own
     }
     listen_for_forwards(plan, fds)?;
     lead_session()?;
-    match &fds.stdio {
-        ChildStdio::Tty => open_terminal(plan, fds).map(Some),
-        ChildStdio::Pipes { .. } => Ok(None),
-    }
+    let terminal = match &fds.stdio {
+        ChildStdio::Tty => open_terminal(plan, fds).map(Some)?,
+        ChildStdio::Pipes { .. } => None,
+    };
+    close_handover(fds);
+    Ok(terminal)
 }
 
 /// The supervisor's other descriptors (other sandboxes' pipes, its own files) must not
@@ -761,6 +763,12 @@ fn listen_for_forwards(plan: &Plan, fds: &ChildFds) -> Setup {
 fn hand_over(fds: &ChildFds, handed: Handed, fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let socket = fds.handover.as_ref().ok_or(Errno::EBADF)?;
     sys::send_fd(socket.as_fd(), handed, fd)
+}
+
+/// Everything is handed over: from here on nothing in the sandbox can send the
+/// supervisor a descriptor, and the supervisor sees the end of the handover.
+fn close_handover(fds: &mut ChildFds) {
+    fds.handover = None;
 }
 
 /// The sandbox's session belongs to pid 1, so that the program is not a session leader
