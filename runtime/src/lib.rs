@@ -42,4 +42,4 @@ pub use spec::{
     DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE, Env, Identity, Limits, Mount, Net, Pid, Spec,
     SpecError, Sys, parse_cpus, parse_size, system_mounts,
 };
-pub use writes::{Change, ChangeKind, FileKind, Layer, MAX_CHANGES, Writes, apply};
+pub use writes::{Change, ChangeKind, FileKind, KeepWrites, Layer, MAX_CHANGES, Writes, apply};

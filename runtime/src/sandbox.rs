@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -28,7 +28,7 @@ use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount};
 use crate::setup;
 use crate::spec::{Mount, Spec};
 use crate::sys::{self, Forked, Handed, Received};
-use crate::writes::{self, Snapshot, Writes};
+use crate::writes::{self, KeepWrites, Snapshot, Writes};
 
 /// Extra time the host waits past the spec's timeout and grace before it kills pid 1
 /// itself; only a wedged init ever needs it.
@@ -95,7 +95,7 @@ pub struct Sandbox {
     overlays: Vec<(usize, PathBuf, PathBuf, Option<OwnedFd>)>,
     /// The writable binds' directories as they were before the clone.
     snapshots: Vec<Snapshot>,
-    keep_writes: Option<PathBuf>,
+    keep_writes: Option<KeepWrites>,
     /// The sandbox's cgroup, removed once pid 1 is reaped (or on drop).
     limits: Enforcer,
 }
@@ -246,10 +246,10 @@ impl Sandbox {
         self
     }
 
-    /// Copies what the program wrote in each writable layer under `dir` (one directory
+    /// Copies what the program wrote in each writable layer into `keep` (one directory
     /// per layer), besides listing it in [`Outcome::writes`].
-    pub fn keep_writes(mut self, dir: &Path) -> Sandbox {
-        self.keep_writes = Some(dir.to_path_buf());
+    pub fn keep_writes(mut self, keep: KeepWrites) -> Sandbox {
+        self.keep_writes = Some(keep);
         self
     }
 
@@ -475,35 +475,41 @@ impl Sandbox {
     /// Lists (and keeps, if asked) what the program wrote in each writable layer. Runs
     /// once the sandbox is empty, so nothing can write there any more.
     fn collect_writes(&mut self) -> Vec<Writes> {
-        let mut all = Vec::new();
+        let mut layers = Vec::new();
         for (_, dst, src, upper) in &self.overlays {
             let Some(upper) = upper else { continue };
-            all.push((
+            layers.push((
                 writes::overlay_changes(upper.as_fd(), src, dst),
                 Some(upper.as_fd()),
             ));
         }
-        let mut binds = Vec::new();
-        for snapshot in std::mem::take(&mut self.snapshots) {
-            binds.push(snapshot.changes_since());
+        for snapshot in &self.snapshots {
+            layers.push((snapshot.changes_since(), snapshot.tree()));
         }
-        let bind_roots: Vec<Option<OwnedFd>> = binds
-            .iter()
-            .map(|w| writes::open_dir(&w.source).ok())
-            .collect();
-        all.extend(
-            binds
-                .into_iter()
-                .zip(&bind_roots)
-                .map(|(w, root)| (w, root.as_ref().map(|fd| fd.as_fd()))),
-        );
-        all.into_iter()
+        let keep = self.keep_writes.as_ref().map(|keep| {
+            let any = layers
+                .iter()
+                .any(|(layer, tree)| tree.is_some() && !layer.changes.is_empty());
+            (keep, keep.renew(any))
+        });
+        layers
+            .into_iter()
             .enumerate()
             .map(|(index, (mut layer, tree))| {
-                if let (Some(dir), Some(tree)) = (&self.keep_writes, tree)
-                    && !layer.changes.is_empty()
-                {
-                    writes::keep(tree, &mut layer, &dir.join(format!("layer-{index}")));
+                match (&keep, tree) {
+                    (Some((_, Ok(Some((into, path))))), Some(tree))
+                        if !layer.changes.is_empty() =>
+                    {
+                        let name = format!("layer-{index}");
+                        writes::keep(tree, &mut layer, into.as_fd(), &name, &path.join(&name));
+                    }
+                    (Some((keep, Err(errno))), Some(_)) if !layer.changes.is_empty() => {
+                        let dir = keep.base.join(&keep.below);
+                        layer
+                            .errors
+                            .push(format!("{}: cannot create: {errno}", dir.display()))
+                    }
+                    _ => {}
                 }
                 layer
             })

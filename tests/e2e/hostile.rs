@@ -64,6 +64,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         bad_reports_and_names_in_replay,
     ),
     ("input::outside_a_cargo_project", outside_a_cargo_project),
+    (
+        "writes::keeping_follows_no_link_the_test_planted",
+        keeping_follows_no_link_the_test_planted,
+    ),
 ];
 
 /// Look-alike protocol lines in a test's output neither fail a passing test nor pass a
@@ -767,4 +771,47 @@ fn outside_a_cargo_project(ctx: &Ctx) -> Result<(), Failed> {
             && String::from_utf8_lossy(&out.stderr).contains("--manifest-path"),
         || format!("outside a cargo project; {}", describe(&out)),
     )
+}
+
+/// A test with a writable bind of the keep directory plants a link where its overlay's
+/// writes are about to be kept: the supervisor (root, when root runs it) copies them
+/// only into a directory it made, never through the link.
+fn keeping_follows_no_link_the_test_planted(ctx: &Ctx) -> Result<(), Failed> {
+    let (keep, victim, source) = (ctx.path("keep"), ctx.path("victim"), ctx.path("src"));
+    for dir in [&keep, &victim, &source] {
+        std::fs::create_dir(dir)?;
+        crate::give_to_user(ctx, dir)?;
+    }
+    let report = ctx.path("keep.json");
+    let script = format!("ln -s {victim} /k/layer-0 && echo payload > /w/planted");
+    let out = output(&mut ctx.exec(&[
+        "--bind-rw",
+        &format!("{keep}:/k"),
+        "--overlay",
+        &format!("{source}:/w"),
+        "--keep-writes",
+        &keep,
+        "--report-json",
+        &report,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]))?;
+    ensure_eq(status_code(&out), Some(0), "exit code")?;
+    ensure(std::fs::read_dir(&victim)?.next().is_none(), || {
+        format!(
+            "the kept writes went through the planted link; {}",
+            describe(&out)
+        )
+    })?;
+    let json = read_json(&report)?;
+    let overlay = json["writes"]
+        .as_array()
+        .and_then(|layers| layers.iter().find(|l| l["layer"] == "overlay"))
+        .ok_or_else(|| format!("no overlay layer in {}", json["writes"]))?;
+    let errors = overlay["errors"].to_string();
+    ensure(errors.contains("layer-0: cannot create"), || {
+        format!("the refusal is not in the report: {errors}")
+    })
 }

@@ -1,11 +1,12 @@
 //! `cargo isotest run`: discover → plan → run → report, each test in its own sandbox.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use clap::ValueEnum;
+use isotest_runtime::KeepWrites;
 
 use crate::args::{ArchiveArgs, SandboxArgs, parse_duration, parse_size};
 use crate::cargo::CargoOptions;
@@ -237,6 +238,11 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         libtest_json: args.runner.message_format == MessageFormat::LibtestJson,
     };
     let mut policy = policy(args);
+    policy.keep_writes = args
+        .runner
+        .keep_writes
+        .as_deref()
+        .map(|dir| keep_writes(dir, &session.build.target_dir));
     // Learned from the report this run is about to replace.
     policy.memory_budget = args.runner.memory_budget.map(|total| {
         MemoryBudget::new(
@@ -291,6 +297,27 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     })
 }
 
+/// `--keep-writes DIR`: the directory taken as given, and what is below it, made without
+/// following a symlink. Inside the target directory (the suggested
+/// `target/isotest/writes`), only the target directory itself is taken as given: a test
+/// with `--bind-rw` of it could have planted a link on the way.
+fn keep_writes(dir: &Path, target_dir: &Path) -> KeepWrites {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    match dir.strip_prefix(target_dir) {
+        Ok(below)
+            if below
+                .components()
+                .all(|c| matches!(c, Component::Normal(_))) =>
+        {
+            KeepWrites {
+                base: target_dir.to_path_buf(),
+                below: below.to_path_buf(),
+            }
+        }
+        _ => KeepWrites::into_dir(&dir),
+    }
+}
+
 /// Kinds this host cannot apply are said once, before the run; each attempt records them.
 fn warn_about_skipped_chaos(kinds: &[Kind]) {
     if kinds.contains(&Kind::Net)
@@ -318,11 +345,7 @@ fn policy(args: &RunArgs) -> Policy {
                 .zip(flaky.stress)
                 .map(|(shard, runs)| stress_shard::share(runs, shard)),
         }),
-        keep_writes: args
-            .runner
-            .keep_writes
-            .as_deref()
-            .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())),
+        keep_writes: None,
         memory_budget: None,
     }
 }

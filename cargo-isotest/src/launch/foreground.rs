@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use isotest_runtime::{Echo, Error, Layer, Outcome, Sandbox, Spec, Stray, Writes};
+use isotest_runtime::{Echo, Error, KeepWrites, Layer, Outcome, Sandbox, Spec, Stray, Writes};
 
 use crate::args::{limit_hint, setup_problem};
 use crate::{exit_code, host};
@@ -45,7 +45,7 @@ fn run_sandbox(spec: &Spec, keep_writes: Option<&Path>) -> Result<Outcome, Error
     let signals = isotest_runtime::forwarded_signals(spec.tty)?;
     let mut sandbox = Sandbox::spawn(spec)?;
     if let Some(dir) = keep_writes {
-        sandbox = sandbox.keep_writes(dir);
+        sandbox = sandbox.keep_writes(KeepWrites::into_dir(dir));
     }
     sandbox.wait(Echo::Inherit, Some(&signals))
 }

@@ -14,12 +14,11 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use isotest_runtime::{Captured, Echo, Error, Outcome, Sandbox, SetupError, Spec};
+use isotest_runtime::{Captured, Echo, Error, KeepWrites, Outcome, Sandbox, SetupError, Spec};
 use serde::{Deserialize, Serialize};
 
 /// The hidden argument that starts helper mode.
@@ -89,7 +88,7 @@ struct Request {
     spec: Spec,
     capture_limit: usize,
     /// Where to keep the contents of what the program writes in its writable layers.
-    keep_writes: Option<PathBuf>,
+    keep_writes: Option<KeepWrites>,
 }
 
 /// The same request as the runner writes it, borrowing the spec: no copy per test.
@@ -97,7 +96,7 @@ struct Request {
 struct RequestRef<'a> {
     spec: &'a Spec,
     capture_limit: usize,
-    keep_writes: Option<&'a Path>,
+    keep_writes: Option<&'a KeepWrites>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -195,7 +194,7 @@ fn run_one(request: &Request) -> (Response, Vec<u8>) {
     let result = Sandbox::spawn(&request.spec).and_then(|s| {
         let s = s.capture_limit(request.capture_limit);
         match &request.keep_writes {
-            Some(dir) => s.keep_writes(dir),
+            Some(keep) => s.keep_writes(keep.clone()),
             None => s,
         }
         .wait(Echo::None, None)
@@ -360,7 +359,7 @@ impl Helper {
         &mut self,
         spec: &Spec,
         capture_limit: usize,
-        keep_writes: Option<&Path>,
+        keep_writes: Option<&KeepWrites>,
     ) -> Result<Outcome, HelperError> {
         if let Err(source) = self.replace_if_gone() {
             return Err(HelperError::Lost {
@@ -384,7 +383,7 @@ impl Helper {
         &mut self,
         spec: &Spec,
         capture_limit: usize,
-        keep_writes: Option<&Path>,
+        keep_writes: Option<&KeepWrites>,
     ) -> std::io::Result<Result<Outcome, HelperError>> {
         let request = RequestRef {
             spec,

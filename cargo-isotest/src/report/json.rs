@@ -140,24 +140,13 @@ impl StoredReport {
     /// not the ones that ran: either would run something other than what the user
     /// thinks, with the binds the report names. `--trust-report` skips this.
     pub fn check_trusted(&self, tests: &[&StoredTest]) -> anyhow::Result<()> {
-        let here = std::env::current_dir().unwrap_or_default();
         let mut checked = BTreeSet::new();
         for &test in tests {
             if !checked.insert(&test.binary_id) {
                 continue;
             }
+            self.workspace_of(test, "run what it says")?;
             let binary = self.binaries.get(&test.binary_id);
-            match binary.and_then(|b| b.workspace_root.as_ref()) {
-                Some(root) if here.starts_with(root) => {}
-                Some(root) => bail!(
-                    "the report is of the workspace {}, not of this directory ({}): run it from there, or pass --trust-report to run what it says anyway",
-                    root.display(),
-                    here.display()
-                ),
-                None => bail!(
-                    "the report does not say which workspace it is of; pass --trust-report to run what it says anyway"
-                ),
-            }
             let Some(program) = self
                 .test_sandbox(test)
                 .and_then(|(spec, argv)| argv.unwrap_or(&spec.argv).first())
@@ -176,6 +165,25 @@ impl StoredReport {
             }
         }
         Ok(())
+    }
+
+    /// The workspace `test` ran in, which the current directory must be in: a report of
+    /// another one (or one that does not say) is refused, with what `--trust-report`
+    /// would `do` anyway.
+    pub fn workspace_of(&self, test: &StoredTest, what: &str) -> anyhow::Result<&Path> {
+        let here = std::env::current_dir().unwrap_or_default();
+        let binary = self.binaries.get(&test.binary_id);
+        match binary.and_then(|b| b.workspace_root.as_deref()) {
+            Some(root) if here.starts_with(root) => Ok(root),
+            Some(root) => bail!(
+                "the report is of the workspace {}, not of this directory ({}): run it from there, or pass --trust-report to {what} anyway",
+                root.display(),
+                here.display()
+            ),
+            None => bail!(
+                "the report does not say which workspace it is of; pass --trust-report to {what} anyway"
+            ),
+        }
     }
 }
 

@@ -1,10 +1,10 @@
 //! How a run treats results: the choices the flags make, which the verdicts apply.
 
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::ValueEnum;
+use isotest_runtime::KeepWrites;
 
 use super::budget::MemoryBudget;
 
@@ -31,8 +31,8 @@ pub struct Policy {
     pub strays: StraysPolicy,
     pub fail_fast: bool,
     pub stress: Option<Stress>,
-    /// `--keep-writes`: where each attempt's writes are kept, by test name.
-    pub keep_writes: Option<PathBuf>,
+    /// `--keep-writes`: where each attempt's writes are kept, below by test name.
+    pub keep_writes: Option<KeepWrites>,
     pub memory_budget: Option<MemoryBudget>,
 }
 
