@@ -16,6 +16,12 @@ pub const BIND_DESTINATION_HINT: &str =
 
 /// A mount point the spec asked for that cannot be made, and what to do about it.
 pub fn setup_problem(error: &isotest_runtime::SetupError) -> String {
+    if let Some(socket) = error.replaced_socket() {
+        return format!(
+            "the forwarded socket {} is a symlink or no socket now, which it was not when the sandbox was planned (a test with a writable bind of its directory can do that); setup binds neither: restore the socket, or give --forward-unix the socket itself",
+            socket.display()
+        );
+    }
     match error.crossed_symlink() {
         Some(link) => format!(
             "a mount destination crosses the symlink {} inside the sandbox; setup never follows symlinks there, since one could lead out of the sandbox: bind to the path the link points to instead, or remove the link",
@@ -295,11 +301,11 @@ pub fn forward_unix_binds(paths: &[String]) -> anyhow::Result<Vec<Mount>> {
                     path.display()
                 );
             }
-            Ok(Mount::Bind {
-                src: path.clone(),
-                dst: path,
-                writable: false,
-            })
+            // Resolved now, as the user means it (/var/run is often a link to /run): the
+            // sandbox then follows no link to it, whatever a test plants there later.
+            let src = std::fs::canonicalize(&path)
+                .with_context(|| format!("--forward-unix {value}: cannot resolve {}", path.display()))?;
+            Ok(Mount::Socket { src, dst: path })
         })
         .collect()
 }

@@ -98,7 +98,15 @@ impl SetupError {
     /// The spec asked for a mount point that cannot exist (inside a read-only bind): the
     /// caller's options are wrong, not the host.
     pub fn is_spec_problem(&self) -> bool {
-        self.step == Step::Mountpoint
+        self.step == Step::Mountpoint || self.replaced_socket().is_some()
+    }
+
+    /// The `--forward-unix` socket that is not one any more, or is now reached through
+    /// a symlink: setup neither follows the link nor binds anything else.
+    pub fn replaced_socket(&self) -> Option<&std::path::Path> {
+        (self.step == Step::BindSource && matches!(self.errno(), Errno::ELOOP | Errno::ENOTSOCK))
+            .then_some(self.path.as_deref())
+            .flatten()
     }
 
     /// The symlink a mount point's path crossed, which setup refuses to follow.

@@ -81,6 +81,11 @@ pub(crate) enum PlannedMount {
         upper_options: String,
         upper_root: UpperRoot,
     },
+    /// A socket bound read-only, `src` opened without following a symlink.
+    Socket {
+        src: PathBuf,
+        dst: PathBuf,
+    },
     Symlink {
         path: PathBuf,
         target: PathBuf,
@@ -147,7 +152,9 @@ impl Plan {
             .mounts
             .iter()
             .filter_map(|m| match m {
-                Mount::Bind { src, .. } | Mount::Overlay { src, .. } => Some(src.clone()),
+                Mount::Bind { src, .. }
+                | Mount::Overlay { src, .. }
+                | Mount::Socket { src, .. } => Some(src.clone()),
                 _ => None,
             })
             .collect();
@@ -187,6 +194,10 @@ impl Plan {
                         dst: dst.clone(),
                         upper_options: format!("size={size},mode=0700"),
                         upper_root: UpperRoot::of(src, &uid_map, &gid_map)?,
+                    },
+                    Mount::Socket { src, dst } => PlannedMount::Socket {
+                        src: src.clone(),
+                        dst: dst.clone(),
                     },
                     Mount::Symlink { path, target } => PlannedMount::Symlink {
                         path: path.clone(),
@@ -251,7 +262,8 @@ impl PlannedMount {
         match self {
             PlannedMount::Bind { dst, .. }
             | PlannedMount::Tmpfs { dst, .. }
-            | PlannedMount::Overlay { dst, .. } => dst,
+            | PlannedMount::Overlay { dst, .. }
+            | PlannedMount::Socket { dst, .. } => dst,
             PlannedMount::Symlink { path, .. } => path,
         }
     }

@@ -237,6 +237,7 @@ fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
                 PlannedMount::Bind { src, writable, .. } => (src, *writable),
                 // An overlay's lower layer is a read-only bind like any other.
                 PlannedMount::Overlay { src, .. } => (src, false),
+                PlannedMount::Socket { src, .. } => return clone_socket(src).map(Some),
                 _ => return Ok(None),
             };
             let fail_at = |syscall| fail(Step::BindSource, syscall, Some(src));
@@ -256,6 +257,34 @@ fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
             Ok(Some(Tree { fd, is_dir }))
         })
         .collect()
+}
+
+/// A host socket, cloned read-only. Its path was resolved when the spec was made, so a
+/// symlink on it now was planted since (by a test with a writable bind of its
+/// directory, to hand a later sandbox another socket): it is refused, and so is anything
+/// but a socket.
+fn clone_socket(src: &Path) -> Setup<Tree> {
+    let fail_at =
+        |syscall| move |e: rustix::io::Errno| fail(Step::BindSource, syscall, Some(src))(errno(e));
+    let path = rustix::fs::openat2(
+        rustix::fs::CWD,
+        src,
+        OFlags::PATH | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+        rustix::fs::ResolveFlags::NO_SYMLINKS | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(fail_at("openat2"))?;
+    let stat = rustix::fs::fstat(&path).map_err(fail_at("fstat"))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
+        return Err(fail(Step::BindSource, "fstat", Some(src))(Errno::ENOTSOCK));
+    }
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_EMPTY_PATH;
+    let fd = rustix::mount::open_tree(&path, c"", flags).map_err(fail_at("open_tree"))?;
+    sys::make_read_only(MountRef::Tree(fd.as_fd()), false)
+        .map_err(|e| fail(Step::BindSource, "mount_setattr", Some(src))(e))?;
+    Ok(Tree { fd, is_dir: false })
 }
 
 /// The sandbox's root is an empty tmpfs: only what the spec lists will be in it. Every
@@ -279,7 +308,9 @@ fn mount_root_tmpfs() -> Setup<Beneath> {
 fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, root: &Beneath, fds: &ChildFds) -> Setup {
     for (index, (mount, tree)) in plan.mounts.iter().zip(trees).enumerate() {
         match (mount, tree) {
-            (PlannedMount::Bind { dst, .. }, Some(tree)) => attach_bind(root, dst, tree)?,
+            (PlannedMount::Bind { dst, .. } | PlannedMount::Socket { dst, .. }, Some(tree)) => {
+                attach_bind(root, dst, tree)?
+            }
             (
                 PlannedMount::Overlay {
                     dst,
@@ -304,9 +335,12 @@ fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, root: &Beneath, fds: &Ch
             (PlannedMount::Symlink { path, target }, _) => {
                 root.symlink(path, target, Step::Symlink)?
             }
-            (PlannedMount::Bind { .. } | PlannedMount::Overlay { .. }, None) => {
-                unreachable!("every bind and overlay has a cloned tree")
-            }
+            (
+                PlannedMount::Bind { .. }
+                | PlannedMount::Overlay { .. }
+                | PlannedMount::Socket { .. },
+                None,
+            ) => unreachable!("every bind, overlay and socket has a cloned tree"),
         }
     }
     Ok(())
@@ -362,8 +396,8 @@ fn layer_overlay(
     take_host_owner_and_mode(dst, &upper, upper_root)?;
     attach(upper_fs, &point, Step::Overlay, dst)?;
     let lower = root.dir(dst)?;
-    let overlay =
-        rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(at("fsopen"))?;
+    let overlay = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(at("fsopen(overlay)"))?;
     // overlayfs looks each layer up by path, following links: /proc/self/fd/N is exactly
     // the descriptor opened (and checked) here, and holds no comma or colon to misread.
     let fd_path = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
@@ -374,9 +408,9 @@ fn layer_overlay(
         ("workdir", fd_path(&work)),
     ] {
         rustix::mount::fsconfig_set_string(&overlay, key, value.as_str())
-            .map_err(at("fsconfig"))?;
+            .map_err(at("fsconfig(overlay)"))?;
     }
-    rustix::mount::fsconfig_set_flag(&overlay, "userxattr").map_err(at("fsconfig"))?;
+    rustix::mount::fsconfig_set_flag(&overlay, "userxattr").map_err(at("fsconfig(overlay)"))?;
     rustix::mount::fsconfig_create(&overlay).map_err(at("mount(overlay)"))?;
     let merged = rustix::mount::fsmount(
         &overlay,

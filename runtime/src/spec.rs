@@ -178,6 +178,12 @@ pub enum Mount {
         dst: PathBuf,
         size: u64,
     },
+    /// A host Unix socket made reachable at `dst` (`--forward-unix`), as a read-only
+    /// bind of it: connecting works, nothing else of its directory is seen. `src` is
+    /// resolved already; setup opens it without following a symlink and refuses it
+    /// unless it is a socket, whatever a test with a writable bind of its directory made
+    /// of it since.
+    Socket { src: PathBuf, dst: PathBuf },
     /// A symlink in the sandbox's root, as merged-/usr hosts have for /bin and /lib.
     Symlink { path: PathBuf, target: PathBuf },
 }
@@ -263,6 +269,10 @@ pub enum SpecError {
     EnvName(String),
     #[error("overlay source `{0}` is not a directory")]
     OverlaySource(PathBuf),
+    #[error(
+        "`{0}` is not a Unix socket (at an absolute path): give the socket a server listens on, or bind its directory"
+    )]
+    NotASocket(PathBuf),
     #[error(
         "cannot forward {0}: only loopback addresses (127.0.0.0/8, ::1) with a port can be forwarded, since `lo` is the sandbox's only interface"
     )]
@@ -368,7 +378,7 @@ impl Spec {
     pub fn is_visible(&self, path: &Path) -> bool {
         self.mounts.iter().any(|m| match m {
             Mount::Bind { dst, .. } | Mount::Overlay { dst, .. } => path.starts_with(dst),
-            Mount::Tmpfs { dst, .. } => path == dst,
+            Mount::Tmpfs { dst, .. } | Mount::Socket { dst, .. } => path == dst,
             Mount::Symlink { path: p, .. } => path == p,
         })
     }
@@ -400,6 +410,17 @@ impl Spec {
                     })?;
                     if !meta.is_dir() {
                         return Err(SpecError::OverlaySource(src.clone()));
+                    }
+                    dst
+                }
+                Mount::Socket { src, dst } => {
+                    use std::os::unix::fs::FileTypeExt;
+                    let meta = std::fs::metadata(src).map_err(|source| SpecError::BindSource {
+                        path: src.clone(),
+                        source,
+                    })?;
+                    if !src.is_absolute() || !meta.file_type().is_socket() {
+                        return Err(SpecError::NotASocket(src.clone()));
                     }
                     dst
                 }
@@ -444,9 +465,10 @@ impl Spec {
     /// emptied /usr; HOME at the target directory hid the test binaries).
     fn check_tmpfs_hides_nothing(&self) -> Result<(), SpecError> {
         let dst_of = |m: &Mount| match m {
-            Mount::Bind { dst, .. } | Mount::Tmpfs { dst, .. } | Mount::Overlay { dst, .. } => {
-                dst.clone()
-            }
+            Mount::Bind { dst, .. }
+            | Mount::Tmpfs { dst, .. }
+            | Mount::Overlay { dst, .. }
+            | Mount::Socket { dst, .. } => dst.clone(),
             Mount::Symlink { path, .. } => path.clone(),
         };
         for (i, mount) in self.mounts.iter().enumerate() {

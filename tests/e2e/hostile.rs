@@ -68,6 +68,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         "writes::keeping_follows_no_link_the_test_planted",
         keeping_follows_no_link_the_test_planted,
     ),
+    (
+        "forward::a_swapped_socket_is_refused",
+        a_swapped_socket_is_refused,
+    ),
 ];
 
 /// Look-alike protocol lines in a test's output neither fail a passing test nor pass a
@@ -814,4 +818,57 @@ fn keeping_follows_no_link_the_test_planted(ctx: &Ctx) -> Result<(), Failed> {
     ensure(errors.contains("layer-0: cannot create"), || {
         format!("the refusal is not in the report: {errors}")
     })
+}
+
+/// `--forward-unix` resolves its socket once; a test with a writable bind of the socket's
+/// directory may swap it afterwards, for a link to another socket (to hand a later
+/// sandbox, say, the Docker socket) or for a file. The spec such a sandbox runs is
+/// replayed here after the swap: setup refuses the link, validation the file.
+fn a_swapped_socket_is_refused(ctx: &Ctx) -> Result<(), Failed> {
+    let dir = ctx.path("sockets");
+    std::fs::create_dir(&dir)?;
+    crate::give_to_user(ctx, &dir)?;
+    let (socket, other) = (format!("{dir}/app.sock"), format!("{dir}/other.sock"));
+    let _listeners = (
+        std::os::unix::net::UnixListener::bind(&socket)?,
+        std::os::unix::net::UnixListener::bind(&other)?,
+    );
+    let report = ctx.path("socket.json");
+    let made = output(&mut ctx.exec(&[
+        "--forward-unix",
+        &socket,
+        "--report-json",
+        &report,
+        "--",
+        "true",
+    ]))?;
+    ensure_eq(status_code(&made), Some(0), "exit code with the socket")?;
+    let spec = read_json(&report)?["spec"].to_string();
+    let replay = |what: &str| -> Result<std::process::Output, Failed> {
+        let mut cmd = ctx.command(ctx.isotest_path(), ctx.scratch.path());
+        cmd.arg("__exec-spec").env("ISOTEST_EXEC_SPEC", &spec);
+        let out = output(&mut cmd)?;
+        ensure(!out.status.success(), || {
+            format!(
+                "a sandbox ran with {what} in place of the socket; {}",
+                describe(&out)
+            )
+        })?;
+        Ok(out)
+    };
+    std::fs::remove_file(&socket)?;
+    std::os::unix::fs::symlink(&other, &socket)?;
+    let linked = replay("a link")?;
+    ensure_eq(status_code(&linked), Some(2), "exit code with a link")?;
+    ensure(
+        String::from_utf8_lossy(&linked.stderr).contains("is a symlink or no socket now"),
+        || format!("setup must refuse the link itself; {}", describe(&linked)),
+    )?;
+    std::fs::remove_file(&socket)?;
+    std::fs::write(&socket, "not a socket")?;
+    let file = replay("a file")?;
+    ensure(
+        String::from_utf8_lossy(&file.stderr).contains("not a Unix socket"),
+        || describe(&file),
+    )
 }

@@ -103,16 +103,21 @@ fn prepare(args: &ReplayArgs) -> anyhow::Result<(String, Spec, Option<Perturbati
 fn relaxations(spec: &Spec) -> Vec<String> {
     let mut lines = Vec::new();
     for mount in &spec.mounts {
-        if let Mount::Bind { src, dst, writable } = mount {
-            if *writable {
-                lines.push(format!(
-                    "writable bind: {} at {} (--bind-rw)",
-                    src.display(),
-                    dst.display()
-                ));
-            } else if src != dst {
-                lines.push(format!("bind: {} at {}", src.display(), dst.display()));
+        match mount {
+            Mount::Bind { src, dst, writable } if *writable => lines.push(format!(
+                "writable bind: {} at {} (--bind-rw)",
+                src.display(),
+                dst.display()
+            )),
+            Mount::Bind { src, dst, .. } if src != dst => {
+                lines.push(format!("bind: {} at {}", src.display(), dst.display()))
             }
+            Mount::Socket { src, dst } => lines.push(format!(
+                "host socket: {} at {} (--forward-unix)",
+                src.display(),
+                dst.display()
+            )),
+            _ => {}
         }
     }
     match spec.net {
