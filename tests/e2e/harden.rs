@@ -42,7 +42,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
 
 /// What a scenario must leave as it found it on the host.
 #[derive(Debug, PartialEq)]
-struct HostState {
+pub struct HostState {
     sysctls: Vec<(&'static str, String)>,
     /// Type, mode and mtime of each device node.
     nodes: Vec<(PathBuf, String)>,
@@ -60,7 +60,7 @@ const WATCHED_SYSCTLS: &[&str] = &[
 const NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 impl HostState {
-    fn take(extra_dev: Option<&Path>) -> HostState {
+    pub fn take(extra_dev: Option<&Path>) -> HostState {
         let sysctls = WATCHED_SYSCTLS
             .iter()
             .map(|name| {
@@ -101,7 +101,7 @@ impl HostState {
         }
     }
 
-    fn unchanged_since(&self, before: &HostState) -> Result<(), Failed> {
+    pub fn unchanged_since(&self, before: &HostState) -> Result<(), Failed> {
         ensure_eq(&self.sysctls, &before.sysctls, "host sysctl values")?;
         ensure_eq(&self.nodes, &before.nodes, "host device nodes")?;
         ensure_eq(
@@ -254,10 +254,27 @@ fn kernel_wide_proc_is_read_only(ctx: &Ctx) -> Result<(), Failed> {
 /// The kernel's other views a sandbox shows, in every mode that changes them: /sys (fresh
 /// or the host's) with its cgroup view, /dev's block-device placeholders, and under
 /// `--pid host` the host's whole /proc, host init's own files included. Nothing in them
-/// opens for writing, as the program or as uid 0 among mapped ids.
+/// opens for writing, as the program or as uid 0 among mapped ids. The same holds with
+/// `CAP_NET_ADMIN` kept (over the sandbox's own network namespace, or none of the
+/// host's with `--net host`) and with a writable overlay (as `--writable-source` makes
+/// of the workspace), whose host directory stays as it was.
 fn kernel_views_are_read_only_in_every_mode(ctx: &Ctx) -> Result<(), Failed> {
     let before = HostState::take(None);
-    let modes: &[&[&str]] = &[&[], &["--sys", "host"], &["--pid", "host"]];
+    let source = ctx.path("workspace");
+    std::fs::create_dir(&source)?;
+    std::fs::write(format!("{source}/lib.rs"), "// as it was\n")?;
+    if let Some(user) = &ctx.user {
+        crate::ctx::chown_tree(Path::new(&source), user);
+    }
+    let overlay = format!("{source}:{source}");
+    let modes: &[&[&str]] = &[
+        &[],
+        &["--sys", "host"],
+        &["--pid", "host"],
+        &["--net-admin"],
+        &["--net-admin", "--net", "host"],
+        &["--overlay", &overlay],
+    ];
     for mode in modes {
         for identity in IDENTITIES {
             let options: Vec<&str> = mode.iter().chain(identity.iter()).copied().collect();
@@ -267,6 +284,12 @@ fn kernel_views_are_read_only_in_every_mode(ctx: &Ctx) -> Result<(), Failed> {
                 roots.push("/proc/1");
             }
             nothing_opens_for_writing(ctx, &options, &roots)?;
+            if mode.contains(&"--net-admin") {
+                keeps_net_admin(ctx, &options)?;
+            }
+            if mode.contains(&"--overlay") {
+                writes_stay_in_the_overlay(ctx, &options, &source)?;
+            }
         }
         let mut args = mode.to_vec();
         args.extend(["--", "cat", "/proc/self/mountinfo"]);
@@ -286,6 +309,55 @@ fn kernel_views_are_read_only_in_every_mode(ctx: &Ctx) -> Result<(), Failed> {
         }
     }
     HostState::take(None).unchanged_since(&before)
+}
+
+/// The program really has `CAP_NET_ADMIN` (bit 12 of its effective set) with `options`,
+/// so that the views above were tried with it.
+fn keeps_net_admin(ctx: &Ctx, options: &[&str]) -> Result<(), Failed> {
+    let mut args = options.to_vec();
+    args.extend(["--", "sh", "-c", "grep CapEff /proc/self/status"]);
+    let out = output(&mut ctx.exec(&args))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mask = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| format!("no CapEff {options:?}; {}", describe(&out)))?;
+    ensure(mask & (1 << 12) != 0, || {
+        format!("CAP_NET_ADMIN is not kept {options:?}: CapEff {mask:x}")
+    })
+}
+
+/// Rewrites, creates and deletes in the overlay with `options` (as the program, and as
+/// uid 0 with the capabilities that override file modes): all succeed inside, and the
+/// host directory is unchanged.
+fn writes_stay_in_the_overlay(ctx: &Ctx, options: &[&str], source: &str) -> Result<(), Failed> {
+    let script = format!(
+        "cd {source} && echo changed > lib.rs && echo new > made.rs && rm lib.rs && \
+         mkdir -p deep/er && echo x > deep/er/f && chmod 0777 . && echo done"
+    );
+    let mut args = options.to_vec();
+    args.extend(["--", "sh", "-c", &script]);
+    let out = output(&mut ctx.exec(&args))?;
+    ensure(
+        String::from_utf8_lossy(&out.stdout).contains("done"),
+        || format!("writes in the overlay {options:?}; {}", describe(&out)),
+    )?;
+    let mut names: Vec<String> = std::fs::read_dir(source)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    ensure_eq(names, vec!["lib.rs".to_string()], "host directory entries")?;
+    ensure_eq(
+        std::fs::read_to_string(format!("{source}/lib.rs"))?.as_str(),
+        "// as it was\n",
+        "host file",
+    )?;
+    let mode = std::fs::metadata(source)?.permissions().mode() & 0o777;
+    ensure(mode != 0o777, || {
+        format!("the host directory's mode changed to {mode:o}")
+    })
 }
 
 /// `touch -m /dev/full` and `chmod 0666 /dev/null` changed the host's nodes. Aimed here at

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::ctx::{
     Ctx, chown_tree, describe, ensure, ensure_eq, fixture, output, read_json, status_code,
 };
-use crate::harden::{scratch_dev, wait_or_kill};
+use crate::harden::{HostState, scratch_dev, wait_or_kill};
 use crate::run::{ensure_field_contains, run, test};
 use crate::sandbox::{Scenario, host_processes_containing};
 
@@ -71,6 +71,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "forward::a_swapped_socket_is_refused",
         a_swapped_socket_is_refused,
+    ),
+    (
+        "writes::writable_source_and_net_admin_change_nothing_of_the_host",
+        writable_source_and_net_admin_change_nothing_of_the_host,
     ),
 ];
 
@@ -871,4 +875,27 @@ fn a_swapped_socket_is_refused(ctx: &Ctx) -> Result<(), Failed> {
         String::from_utf8_lossy(&file.stderr).contains("not a Unix socket"),
         || describe(&file),
     )
+}
+
+/// `run --writable-source` (with `--net-admin` too): the test that writes into its source
+/// tree passes, since its write lands in the overlay; the checkout, the host's sysctls,
+/// device nodes and mount table are as they were.
+fn writable_source_and_net_admin_change_nothing_of_the_host(ctx: &Ctx) -> Result<(), Failed> {
+    let before = HostState::take(None);
+    let name = "writes_to_source_dir";
+    for extra in [&[][..], &["--net-admin"][..]] {
+        let mut args = vec!["--writable-source"];
+        args.extend(extra);
+        args.extend([name, "--exact"]);
+        let (out, report, dir) = run(ctx, "isolation", &args)?;
+        ensure_eq(
+            test(&report, "isolation", name)?["outcome"].as_str(),
+            Some("passed"),
+            &format!("{name} with {extra:?}; {}", describe(&out)),
+        )?;
+        ensure(!dir.join("written-by-test.txt").exists(), || {
+            format!("the write reached the checkout with {extra:?}")
+        })?;
+    }
+    HostState::take(None).unchanged_since(&before)
 }
