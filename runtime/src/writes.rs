@@ -800,6 +800,11 @@ mod tests {
         std::fs::create_dir_all(tree.join("sub")).unwrap();
         std::fs::write(tree.join("sub/file"), "contents").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", tree.join("sub/link")).unwrap();
+        nix::unistd::mkfifo(
+            &tree.join("sub/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         let mut writes = Writes {
             path: "/w".into(),
             source: "/w".into(),
@@ -809,6 +814,8 @@ mod tests {
                 change("sub/link", ChangeKind::Created, FileKind::Symlink, 11),
                 // A link planted where a directory is expected is not followed.
                 change("sub/link/x", ChangeKind::Created, FileKind::File, 1),
+                // A FIFO where the list says file (swapped since) is never read.
+                change("sub/fifo", ChangeKind::Created, FileKind::File, 0),
                 change("../escape", ChangeKind::Created, FileKind::File, 1),
             ],
             truncated: false,
@@ -829,9 +836,10 @@ mod tests {
             Path::new("/etc/shadow")
         );
         assert!(!dir.path().join("escape").exists());
-        assert_eq!(writes.errors.len(), 1, "{:?}", writes.errors);
+        assert!(!into.join("sub/fifo").exists());
+        assert_eq!(writes.errors.len(), 2, "{:?}", writes.errors);
         assert!(
-            writes.errors[0].starts_with("sub/link/x"),
+            writes.errors[0].starts_with("sub/link/x") && writes.errors[1].starts_with("sub/fifo"),
             "{:?}",
             writes.errors
         );

@@ -783,7 +783,9 @@ fn outside_a_cargo_project(ctx: &Ctx) -> Result<(), Failed> {
 
 /// A test with a writable bind of the keep directory plants a link where its overlay's
 /// writes are about to be kept: the supervisor (root, when root runs it) copies them
-/// only into a directory it made, never through the link.
+/// only into a directory it made, never through the link. What it leaves in the bind, a
+/// FIFO nobody writes and a link to `/`, is listed and kept without being read or
+/// followed.
 fn keeping_follows_no_link_the_test_planted(ctx: &Ctx) -> Result<(), Failed> {
     let (keep, victim, source) = (ctx.path("keep"), ctx.path("victim"), ctx.path("src"));
     for dir in [&keep, &victim, &source] {
@@ -791,7 +793,9 @@ fn keeping_follows_no_link_the_test_planted(ctx: &Ctx) -> Result<(), Failed> {
         crate::give_to_user(ctx, dir)?;
     }
     let report = ctx.path("keep.json");
-    let script = format!("ln -s {victim} /k/layer-0 && echo payload > /w/planted");
+    let script = format!(
+        "ln -s {victim} /k/layer-0 && echo payload > /w/planted && mkfifo /k/fifo && ln -s / /k/up"
+    );
     let out = output(&mut ctx.exec(&[
         "--bind-rw",
         &format!("{keep}:/k"),
@@ -821,6 +825,30 @@ fn keeping_follows_no_link_the_test_planted(ctx: &Ctx) -> Result<(), Failed> {
     let errors = overlay["errors"].to_string();
     ensure(errors.contains("layer-0: cannot create"), || {
         format!("the refusal is not in the report: {errors}")
+    })?;
+    let bind = json["writes"]
+        .as_array()
+        .and_then(|layers| layers.iter().find(|l| l["layer"] == "bind"))
+        .ok_or_else(|| format!("no bind layer in {}", json["writes"]))?;
+    let kinds: Vec<(String, String)> = bind["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (c["path"].to_string(), c["kind"].to_string()))
+        .collect();
+    ensure(
+        kinds.contains(&("\"fifo\"".into(), "\"other\"".into()))
+            && kinds.contains(&("\"up\"".into(), "\"symlink\"".into())),
+        || format!("the bind's list: {kinds:?}"),
+    )?;
+    let kept = Path::new(bind["kept"].as_str().unwrap_or_default());
+    ensure_eq(
+        std::fs::read_link(kept.join("up"))?,
+        PathBuf::from("/"),
+        "the kept link",
+    )?;
+    ensure(!kept.join("fifo").exists(), || {
+        "a FIFO is not a file to keep".into()
     })
 }
 
