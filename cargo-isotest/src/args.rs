@@ -97,12 +97,12 @@ pub struct SandboxArgs {
     pub net: Option<NetArg>,
     /// /sys of each test: the sandbox's own read-only view (its network interfaces and
     /// cgroups, the host's devices), the host's (read-only), or none.
-    #[arg(long, value_enum, default_value_t = SysArg::Sandbox, value_name = "SYS")]
-    pub sys: SysArg,
+    #[arg(long, value_enum, value_name = "SYS")]
+    pub sys: Option<SysArg>,
     /// Processes of each test: a pid namespace of its own, or the host's (a read-only
     /// host /proc; the test can see and signal the host's processes of its user).
-    #[arg(long, value_enum, default_value_t = PidArg::Sandbox, value_name = "PID")]
-    pub pid: PidArg,
+    #[arg(long, value_enum, value_name = "PID")]
+    pub pid: Option<PidArg>,
     /// Make a host path visible read-only in every test's sandbox.
     #[arg(long, value_name = "SRC[:DST]")]
     pub bind: Vec<String>,
@@ -145,13 +145,26 @@ pub struct SandboxArgs {
     pub net_admin: bool,
 }
 
-/// Running from an archive instead of a build: `run` and `list`.
+/// Which configuration a command reads: `run`, `list`, `shell` and `show-config`.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Configuration")]
+pub struct ConfigArgs {
+    /// The isotest profile to use ([profile.NAME] in .config/isotest.toml) [env: ISOTEST_PROFILE]
+    /// [default: default].
+    #[arg(short = 'P', long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Read this config file instead of <workspace>/.config/isotest.toml.
+    #[arg(long, value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+}
+
+/// Running from an archive instead of a build: `run`, `list` and `show-config`.
 #[derive(Args, Debug, Default, Clone)]
 #[command(next_help_heading = "Archive options")]
 pub struct ArchiveArgs {
     /// Run the tests of this archive (`cargo isotest archive` or `cargo nextest archive`)
     /// instead of building: no cargo runs.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["package", "workspace", "exclude", "features", "all_features", "no_default_features", "release", "profile", "target", "target_dir", "manifest_path"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["package", "workspace", "exclude", "features", "all_features", "no_default_features", "release", "cargo_profile", "target", "target_dir", "manifest_path"])]
     pub archive_file: Option<PathBuf>,
     /// The checkout the archive was built from, at its path on this machine; nothing is
     /// written into it.
@@ -175,8 +188,8 @@ pub enum MechanismArg {
     Fallback,
 }
 
-/// Resource limits of each sandbox: `run`, `list`, `shell` and `exec`. One place, so that
-/// the per-test config can set the same [`Limits`] later.
+/// Resource limits of each sandbox: `run`, `list`, `shell` and `exec`. For the commands
+/// that read the configuration they are the command line's layer of the same keys.
 #[derive(Args, Debug, Default, Clone)]
 #[command(next_help_heading = "Resource limits")]
 pub struct LimitArgs {
@@ -193,9 +206,9 @@ pub struct LimitArgs {
     /// [default: 512M, or --memory-max if smaller].
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub tmpfs_size: Option<u64>,
-    /// What enforces the limits and measures each sandbox's use.
-    #[arg(long, value_enum, default_value_t, value_name = "MECHANISM")]
-    pub limits_mechanism: MechanismArg,
+    /// What enforces the limits and measures each sandbox's use [default: auto].
+    #[arg(long, value_enum, value_name = "MECHANISM")]
+    pub limits_mechanism: Option<MechanismArg>,
 }
 
 impl LimitArgs {
@@ -218,10 +231,10 @@ impl LimitArgs {
             pids_max: self.pids_max,
             cpu_max_millis: self.cpu_max,
             mechanism: match self.limits_mechanism {
-                MechanismArg::Auto => None,
-                MechanismArg::CgroupV2 => Some(Mechanism::CgroupV2),
-                MechanismArg::CgroupV1 => Some(Mechanism::CgroupV1),
-                MechanismArg::Fallback => Some(Mechanism::Fallback),
+                None | Some(MechanismArg::Auto) => None,
+                Some(MechanismArg::CgroupV2) => Some(Mechanism::CgroupV2),
+                Some(MechanismArg::CgroupV1) => Some(Mechanism::CgroupV1),
+                Some(MechanismArg::Fallback) => Some(Mechanism::Fallback),
             },
             ..Limits::default()
         }
@@ -284,30 +297,37 @@ pub fn parse_forward(text: &str) -> Result<SocketAddr, String> {
     Ok(address)
 }
 
-/// `--forward-unix` values: host Unix sockets, each bound at its own path. The socket is
-/// bound, not its directory, so the sandbox sees nothing else there; a server that
-/// recreates its socket needs its directory bound instead (`--bind DIR`).
+/// `--forward-unix` values (of `exec`): host Unix sockets, each bound at its own path.
 pub fn forward_unix_binds(paths: &[String]) -> anyhow::Result<Vec<Mount>> {
     paths
         .iter()
         .map(|value| {
             let path = std::path::absolute(value)
                 .with_context(|| format!("--forward-unix {value}: not a usable path"))?;
-            let meta = std::fs::metadata(&path)
-                .with_context(|| format!("--forward-unix {value}: cannot use {}", path.display()))?;
-            if !meta.file_type().is_socket() {
-                bail!(
-                    "--forward-unix {value}: {} is not a Unix socket; give the socket a server listens on (or --bind its directory)",
-                    path.display()
-                );
-            }
-            // Resolved now, as the user means it (/var/run is often a link to /run): the
-            // sandbox then follows no link to it, whatever a test plants there later.
-            let src = std::fs::canonicalize(&path)
-                .with_context(|| format!("--forward-unix {value}: cannot resolve {}", path.display()))?;
-            Ok(Mount::Socket { src, dst: path })
+            unix_socket_bind(&path).with_context(|| format!("--forward-unix {value}"))
         })
         .collect()
+}
+
+/// A host Unix socket, bound read-only at its own path (`--forward-unix`,
+/// `forward-unix`). The socket is bound, not its directory, so the sandbox sees nothing
+/// else there; a server that recreates its socket needs its directory bound instead.
+pub fn unix_socket_bind(path: &Path) -> anyhow::Result<Mount> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot use {}", path.display()))?;
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} is not a Unix socket; give the socket a server listens on (or bind its directory: --bind DIR, `bind-ro = [\"DIR\"]`)",
+            path.display()
+        );
+    }
+    // Resolved now, as the user means it (/var/run is often a link to /run): the
+    // sandbox then follows no link to it, whatever a test plants there later.
+    let src = std::fs::canonicalize(path)
+        .with_context(|| format!("cannot resolve {}", path.display()))?;
+    Ok(Mount::Socket {
+        src,
+        dst: path.to_path_buf(),
+    })
 }
 
 /// `--env` values: each must name a variable.
@@ -321,6 +341,14 @@ pub fn check_env(items: &[String]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A setting's value as its config key takes it (`--status-level fail` as
+/// `status-level = "fail"`), so that a flag accepts exactly what the file does.
+pub fn parse_setting<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::Value::String(text.to_string())
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_string())
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -377,7 +405,7 @@ mod tests {
         assert_eq!(parse_cpus("50%"), Ok(500));
         let args = LimitArgs {
             pids_max: Some(200),
-            limits_mechanism: MechanismArg::Fallback,
+            limits_mechanism: Some(MechanismArg::Fallback),
             ..LimitArgs::default()
         };
         let limits = args.limits();
@@ -416,6 +444,6 @@ mod tests {
         assert!(parse_forward("localhost").unwrap_err().contains("e.g."));
         let dir = tempfile::tempdir().unwrap();
         let err = forward_unix_binds(&[dir.path().display().to_string()]).unwrap_err();
-        assert!(err.to_string().contains("not a Unix socket"), "{err}");
+        assert!(format!("{err:#}").contains("not a Unix socket"), "{err:#}");
     }
 }

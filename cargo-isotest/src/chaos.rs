@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 use clap::ValueEnum;
-use isotest_runtime::{Chaos, Pause, Paused, affordable};
+use isotest_runtime::{Chaos, NetDelay, Pause, Paused, affordable};
 use serde::{Deserialize, Serialize};
 
 /// The spec's variable that names the kinds; with `ISOTEST_SEED` and `ISOTEST_TEST_NAME`
@@ -28,7 +28,7 @@ pub enum Kind {
     Sched,
     /// Clocks that say the machine booted under a minute ago, or hundreds of days ago.
     Uptime,
-    /// Delay and loss on loopback (needs sch_netem).
+    /// Delay, jitter and loss on `--forward`ed connections.
     Net,
     /// A small tmpfs (ENOSPC), a low RLIMIT_NOFILE (EMFILE), a memory cap (pressure).
     Resources,
@@ -103,6 +103,8 @@ pub struct Perturbation {
     pub memory_max: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neighbours: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetDelay>,
     /// Kinds asked for that this host cannot apply, with the reason.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<Kind, String>,
@@ -131,8 +133,8 @@ pub struct Draw {
 pub struct Host {
     /// CPUs the runner may use, in order.
     pub cpus: Vec<usize>,
-    /// Why net chaos cannot run here, if it cannot.
-    pub no_net: Option<String>,
+    /// Why net chaos cannot delay the sandbox's own loopback here, if it cannot.
+    pub no_netem: Option<String>,
 }
 
 impl Host {
@@ -145,7 +147,7 @@ impl Host {
     fn probe() -> Host {
         Host {
             cpus: allowed_cpus(),
-            no_net: netem_missing(Path::new("/sys/module"), &kernel_modules()),
+            no_netem: netem_missing(Path::new("/sys/module"), &kernel_modules()),
         }
     }
 }
@@ -167,9 +169,10 @@ fn kernel_modules() -> std::path::PathBuf {
     Path::new("/lib/modules").join(release)
 }
 
-/// Why net chaos cannot run on this host. It needs netem, which is neither loaded
-/// (`/sys/module/sch_netem`) nor installed as a module here; and even with netem, this
-/// version does not drive it yet.
+/// Why net chaos cannot delay the sandbox's own loopback on this host: that needs netem,
+/// which is neither loaded (`/sys/module/sch_netem`) nor installed as a module here; and
+/// even with netem, this version does not drive it yet. `--forward`ed connections it
+/// delays anyway, in the supervisor's relay.
 pub fn netem_missing(sys_module: &Path, modules: &Path) -> Option<String> {
     let loaded = sys_module.join("sch_netem").exists();
     let installed = ["ko", "ko.xz", "ko.zst", "ko.gz"].iter().any(|ext| {
@@ -213,8 +216,9 @@ pub const MEMORY_SIZES: [u64; 4] = [64 << 20, 128 << 20, 256 << 20, 512 << 20];
 const SCHEDULE_MS: u64 = 10_000;
 const MAX_PAUSES: usize = 128;
 
-/// What an attempt with `seed` gets of `kinds` on `host`.
-pub fn draw(kinds: &[Kind], seed: u64, host: &Host) -> Draw {
+/// What an attempt with `seed` gets of `kinds` on `host`; `forwarded` says whether its
+/// sandbox relays any `--forward`ed connection, which is what net chaos delays.
+pub fn draw(kinds: &[Kind], seed: u64, host: &Host, forwarded: bool) -> Draw {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut p = Perturbation {
         seed,
@@ -249,10 +253,13 @@ pub fn draw(kinds: &[Kind], seed: u64, host: &Host) -> Draw {
                 p.pauses = Some(summarize_pauses(&chaos.pauses));
             }
             Kind::Net => {
-                if let Some(reason) = &host.no_net {
-                    p.skipped.insert(Kind::Net, reason.clone());
+                if !forwarded {
+                    p.skipped.insert(Kind::Net, net_skipped(host));
                     continue;
                 }
+                let net = draw_net(&mut sub);
+                chaos.net = Some(net);
+                p.net = Some(net);
             }
             Kind::Resources => {
                 // Through the spec's own limits ([`crate::sandbox::attempt_spec`]).
@@ -273,6 +280,27 @@ pub fn draw(kinds: &[Kind], seed: u64, host: &Host) -> Draw {
     Draw {
         perturbation: p,
         chaos,
+    }
+}
+
+/// Why an attempt without forwarded connections gets no net chaos.
+fn net_skipped(host: &Host) -> String {
+    let netem = host
+        .no_netem
+        .as_deref()
+        .unwrap_or("the sandbox's loopback is not delayed");
+    format!("{netem}; net chaos delays only --forward'ed connections, and this test has none")
+}
+
+/// A link from a LAN's to a slow WAN's: 1 to 200 ms each way (log-uniform), jitter up
+/// to half of it, and no loss or 1, 2 or 5%.
+fn draw_net(rng: &mut fastrand::Rng) -> NetDelay {
+    let delay_ms = (200f64.powf(rng.f64())).round().max(1.0) as u32;
+    NetDelay {
+        delay_ms,
+        jitter_ms: rng.u32(..=delay_ms / 2),
+        loss_percent: [0, 1, 2, 5][rng.usize(..4)],
+        seed: rng.u64(..),
     }
 }
 
@@ -363,6 +391,12 @@ pub fn describe(p: &Perturbation) -> String {
     if let Some(memory) = p.memory_max {
         parts.push(format!("memory {} MiB", memory >> 20));
     }
+    if let Some(net) = &p.net {
+        parts.push(format!(
+            "forwarded connections delayed {} ms (jitter {} ms, loss {}%)",
+            net.delay_ms, net.jitter_ms, net.loss_percent
+        ));
+    }
     if let Some(n) = p.neighbours {
         parts.push(format!(
             "{n} busy neighbour{}",
@@ -398,7 +432,7 @@ mod tests {
     fn host() -> Host {
         Host {
             cpus: vec![0, 1, 2, 3],
-            no_net: Some("no netem".into()),
+            no_netem: Some("no netem".into()),
         }
     }
 
@@ -424,26 +458,36 @@ mod tests {
         assert_eq!(seed, attempt_seed(42, "a::b", 3));
         assert_ne!(seed, attempt_seed(42, "a::b", 4));
         assert_ne!(seed, attempt_seed(42, "a::c", 3));
-        assert_eq!(draw(&ALL, seed, &host()), draw(&ALL, seed, &host()));
-        let draws: Vec<Draw> = (0..50).map(|s| draw(&ALL, s, &host())).collect();
+        assert_eq!(
+            draw(&ALL, seed, &host(), false),
+            draw(&ALL, seed, &host(), false)
+        );
+        let draws: Vec<Draw> = (0..50).map(|s| draw(&ALL, s, &host(), false)).collect();
         assert!(draws.windows(2).any(|w| w[0] != w[1]));
     }
 
     #[test]
     fn a_single_kind_is_always_on_and_others_are_on_about_half_the_time() {
         for seed in 0..100 {
-            let d = draw(&[Kind::Cpus], seed, &host());
+            let d = draw(&[Kind::Cpus], seed, &host(), false);
             let cpus = d.chaos.cpus.expect("always on alone");
             assert!((1..=4).contains(&cpus.len()));
             assert!(cpus.iter().all(|c| host().cpus.contains(c)));
             assert!(d.chaos.uptime_s.is_none() && d.chaos.pauses.is_empty());
         }
         let on = (0..400)
-            .filter(|&s| draw(&ALL, s, &host()).chaos.uptime_s.is_some())
+            .filter(|&s| draw(&ALL, s, &host(), false).chaos.uptime_s.is_some())
             .count();
         assert!((140..=260).contains(&on), "{on}");
         let one_cpu = (0..400)
-            .filter(|&s| draw(&[Kind::Cpus], s, &host()).chaos.cpus.unwrap().len() == 1)
+            .filter(|&s| {
+                draw(&[Kind::Cpus], s, &host(), false)
+                    .chaos
+                    .cpus
+                    .unwrap()
+                    .len()
+                    == 1
+            })
             .count();
         assert!((150..=250).contains(&one_cpu), "{one_cpu}");
     }
@@ -451,8 +495,13 @@ mod tests {
     #[test]
     fn adding_a_kind_keeps_the_other_kinds_values() {
         for seed in 0..50 {
-            let two = draw(&[Kind::Cpus, Kind::Uptime], seed, &host());
-            let three = draw(&[Kind::Cpus, Kind::Uptime, Kind::Sched], seed, &host());
+            let two = draw(&[Kind::Cpus, Kind::Uptime], seed, &host(), false);
+            let three = draw(
+                &[Kind::Cpus, Kind::Uptime, Kind::Sched],
+                seed,
+                &host(),
+                false,
+            );
             assert_eq!(two.chaos.cpus, three.chaos.cpus);
             assert_eq!(two.chaos.uptime_s, three.chaos.uptime_s);
         }
@@ -461,7 +510,10 @@ mod tests {
     #[test]
     fn uptime_is_under_a_minute_or_hundreds_of_days() {
         for seed in 0..200 {
-            let uptime = draw(&[Kind::Uptime], seed, &host()).chaos.uptime_s.unwrap();
+            let uptime = draw(&[Kind::Uptime], seed, &host(), false)
+                .chaos
+                .uptime_s
+                .unwrap();
             assert!(uptime <= 60 || (100 * 86_400..1000 * 86_400).contains(&uptime));
         }
     }
@@ -469,7 +521,7 @@ mod tests {
     #[test]
     fn pauses_stay_within_the_budget_at_every_end_and_validate() {
         for seed in 0..200 {
-            let d = draw(&[Kind::Sched], seed, &host());
+            let d = draw(&[Kind::Sched], seed, &host(), false);
             assert!(!d.chaos.pauses.is_empty());
             let mut delayed = 0;
             for pause in &d.chaos.pauses {
@@ -483,11 +535,23 @@ mod tests {
     }
 
     #[test]
-    fn net_is_skipped_with_the_reason_and_resources_are_low() {
-        let net = draw(&[Kind::Net], 7, &host()).perturbation;
-        assert_eq!(net.skipped[&Kind::Net], "no netem");
+    fn net_delays_forwarded_connections_or_says_why_not_and_resources_are_low() {
+        let net = draw(&[Kind::Net], 7, &host(), false).perturbation;
+        let reason = &net.skipped[&Kind::Net];
+        assert!(reason.starts_with("no netem; "), "{reason}");
+        assert!(reason.contains("only --forward'ed connections"), "{reason}");
         assert!(net.kinds.is_empty());
-        let p = draw(&[Kind::Resources], 7, &host()).perturbation;
+        for seed in 0..200 {
+            let d = draw(&[Kind::Net], seed, &host(), true);
+            let delay = d.chaos.net.expect("forwarded connections are delayed");
+            assert!((1..=200).contains(&delay.delay_ms), "{delay:?}");
+            assert!(delay.jitter_ms <= delay.delay_ms / 2, "{delay:?}");
+            assert!([0, 1, 2, 5].contains(&delay.loss_percent), "{delay:?}");
+            assert_eq!(d.perturbation.net, Some(delay));
+            assert_eq!(d.perturbation.kinds, [Kind::Net]);
+            d.chaos.validate().unwrap();
+        }
+        let p = draw(&[Kind::Resources], 7, &host(), false).perturbation;
         assert!(OPEN_FILES.contains(&p.open_files.unwrap()));
         assert!(TMPFS_SIZES.contains(&p.tmpfs_size.unwrap()));
         assert!(MEMORY_SIZES.contains(&p.memory_max.unwrap()));
@@ -496,7 +560,7 @@ mod tests {
     #[test]
     fn neighbours_fit_the_sandbox_cpus() {
         for seed in 0..100 {
-            let d = draw(&[Kind::Cpus, Kind::Neighbours], seed, &host());
+            let d = draw(&[Kind::Cpus, Kind::Neighbours], seed, &host(), false);
             if let (Some(cpus), n) = (&d.chaos.cpus, d.chaos.neighbours) {
                 assert!(n as usize <= 2 * cpus.len());
             }

@@ -3,29 +3,41 @@
 //! tests, each listing inside the binary's own sandbox.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use isotest_runtime::Spec;
 
-use crate::args::{ArchiveArgs, SandboxArgs, setup_problem};
+use crate::args::{
+    ArchiveArgs, ConfigArgs, MechanismArg, NetArg, PidArg, SandboxArgs, SysArg, check_env,
+    setup_problem,
+};
 use crate::cargo::CargoOptions;
 use crate::cargo::archive::{self, ArchiveError};
 use crate::cargo::archived;
 use crate::cargo::build::{self, Build, BuildError, TestBinary};
+use crate::config::{
+    Bind, Bytes, CompiledProfile, Config, CpuMax, Effective, Filterset, Forward, Inputs, Layer,
+    LimitsMechanism, Net, Period, Pid, Sys, TestId, TestThreads, VarName, package_graph,
+};
 use crate::destination::Destination;
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::interrupt;
-use crate::launch::pool::{Dispatch, Event, Pool};
+use crate::launch::pool::{Dispatch, Event, Next, Pool};
 use crate::sandbox::{self, CAPTURE_LIMIT, SandboxOptions};
 
-/// Everything discovered: the build, the helpers, and every binary's test list.
+/// Everything discovered: the build, the helpers, every binary's test list, and the
+/// configuration the run resolves each test's settings from.
 pub struct Session {
     pub build: Build,
     pub pool: Pool,
     pub listings: Vec<Listing>,
+    /// The sandbox of the profile's own settings, which binaries are listed in.
     pub sandbox: SandboxOptions,
+    pub settings: Settings,
     pub interrupted: Arc<AtomicBool>,
     /// The archive the tests came from, when they were not built here.
     pub archive: Option<ArchiveSource>,
@@ -83,35 +95,265 @@ impl From<ArchiveError> for Failure {
     }
 }
 
-/// Probes the host, builds (or unpacks `archive`'s file), starts `jobs` helpers
-/// (default: one per CPU) and lists every binary in a sandbox.
-pub fn discover(
+/// The loaded configuration: the profile with its filtersets compiled, the `-E`
+/// expressions, and the run's own settings (the profile's, without overrides).
+pub struct Settings {
+    pub profile: CompiledProfile<'static>,
+    pub filtersets: Vec<Filterset>,
+    pub run: Effective,
+    /// How many tests run at once.
+    pub threads: usize,
+}
+
+impl Settings {
+    /// Whether the `-E` expressions (or without any, the default filter) select a test.
+    pub fn selects(&self, binary: &TestBinary, name: &str) -> bool {
+        self.profile
+            .selects(&self.filtersets, &test_id(binary, name))
+    }
+
+    /// One test's effective settings.
+    pub fn test(&self, binary: &TestBinary, name: &str) -> Effective {
+        self.profile.test_settings(&test_id(binary, name))
+    }
+}
+
+/// The names a filterset matches a test by.
+pub fn test_id<'a>(binary: &'a TestBinary, name: &'a str) -> TestId<'a> {
+    TestId {
+        package_id: &binary.package_id,
+        binary_id: &binary.id,
+        binary_kind: &binary.kind,
+        binary_name: &binary.target_name,
+        test_name: name,
+    }
+}
+
+/// What a command asks discovery for.
+pub struct Request<'a> {
+    pub cargo: &'a CargoOptions,
+    /// `--archive-file` and its companions: run an archive's tests instead of building.
+    pub archive: &'a ArchiveArgs,
+    pub config: &'a ConfigArgs,
+    /// Settings given as flags: the command line's layer of the configuration.
+    pub flags: Layer,
+    /// `-E` expressions.
+    pub filtersets: &'a [String],
+    /// Helpers to start, where the command knows better than the settings (a shell: 1).
+    pub jobs: Option<usize>,
+}
+
+/// The session of a command whose only settings flags are the sandbox's: `list`, `shell`,
+/// `show-config`.
+pub fn discover_with_sandbox_flags(
     cargo: &CargoOptions,
     archive: &ArchiveArgs,
-    args: &SandboxArgs,
+    config: &ConfigArgs,
+    sandbox: &SandboxArgs,
+    filtersets: &[String],
     jobs: Option<usize>,
 ) -> Result<Session, Failure> {
-    let mut options = SandboxOptions::from_args(args)
+    discover(&Request {
+        cargo,
+        archive,
+        config,
+        flags: sandbox_flags(sandbox)?,
+        filtersets,
+        jobs,
+    })
+}
+
+/// The command line's layer from the sandbox flags that `run`, `list` and `shell` share.
+pub fn sandbox_flags(args: &SandboxArgs) -> Result<Layer, Failure> {
+    let usage = |e: String| Failure::new(exit_code::USAGE, e);
+    let mut layer = Layer {
+        timeout: args.timeout.map(Period),
+        net: args.net.map(|n| match n {
+            NetArg::Loopback => Net::Loopback,
+            NetArg::None => Net::None,
+            NetArg::Host => Net::Host,
+        }),
+        sys: args.sys.map(|s| match s {
+            SysArg::None => Sys::None,
+            SysArg::Sandbox => Sys::Sandbox,
+            SysArg::Host => Sys::Host,
+        }),
+        pid: args.pid.map(|p| match p {
+            PidArg::Sandbox => Pid::Sandbox,
+            PidArg::Host => Pid::Host,
+        }),
+        tmpfs_size: args.limits.tmpfs_size.map(Bytes),
+        memory_max: args.limits.memory_max.map(Bytes),
+        pids_max: args.limits.pids_max.map(|n| {
+            NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN)
+        }),
+        cpu_max: args
+            .limits
+            .cpu_max
+            .map(|millis| CpuMax(millis as f64 / 1000.0)),
+        toolchain: args.no_toolchain.then_some(false),
+        writable_source: args.writable_source.then_some(true),
+        net_admin: args.net_admin.then_some(true),
+        pass_credentials: args.pass_credentials.then_some(true),
+        nesting: args.nesting,
+        limits_mechanism: args.limits.limits_mechanism.map(|m| match m {
+            MechanismArg::Auto => LimitsMechanism::Auto,
+            MechanismArg::CgroupV2 => LimitsMechanism::CgroupV2,
+            MechanismArg::CgroupV1 => LimitsMechanism::CgroupV1,
+            MechanismArg::Fallback => LimitsMechanism::Fallback,
+        }),
+        ..Layer::default()
+    };
+    let binds = |values: &[String], flag: &str| -> Result<Option<Vec<Bind>>, Failure> {
+        let binds = values
+            .iter()
+            .map(|v| Bind::parse(v).map_err(|e| usage(format!("{flag} {v}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((!binds.is_empty()).then_some(binds))
+    };
+    layer.bind_ro = binds(&args.bind, "--bind")?;
+    layer.bind_rw = binds(&args.bind_rw, "--bind-rw")?;
+    if !args.forward.is_empty() {
+        layer.forward = Some(args.forward.iter().copied().map(Forward).collect());
+    }
+    if !args.forward_unix.is_empty() {
+        layer.forward_unix = Some(args.forward_unix.iter().map(PathBuf::from).collect());
+    }
+    check_env(&args.env).map_err(|e| usage(format!("{e:#}")))?;
+    let (set, pass): (Vec<&String>, Vec<&String>) = args.env.iter().partition(|e| e.contains('='));
+    if !pass.is_empty() {
+        layer.env_pass = Some(pass.iter().map(|k| VarName(k.to_string())).collect());
+    }
+    if !set.is_empty() {
+        layer.env = Some(
+            set.iter()
+                .filter_map(|e| e.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+    }
+    Ok(layer)
+}
+
+/// A configuration mistake, rendered with its source, as a usage failure.
+pub fn config_failure(error: &dyn miette::Diagnostic) -> Failure {
+    let colour = anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
+    let text = crate::config::render(error, colour);
+    Failure::new(
+        exit_code::USAGE,
+        text.trim_start_matches(['\n', ' ', '×']).trim_end(),
+    )
+}
+
+/// Reads the configuration against the workspace `metadata` describes, and compiles the
+/// profile's filtersets and the `-E` expressions. `deps()` and `rdeps()` need every
+/// dependency resolved: only when an expression uses them is `cargo metadata` run again
+/// with the dependencies, which is several times slower.
+fn load_settings(
+    request: &Request<'_>,
+    metadata: &mut cargo_metadata::Metadata,
+    has_dependencies: bool,
+) -> Result<Settings, Failure> {
+    let root = metadata.workspace_root.clone().into_std_path_buf();
+    let mut inputs =
+        Inputs::from_process(&root, request.flags.clone(), request.config.profile.clone());
+    inputs.workspace_config = request.config.config_file.clone();
+    // One configuration per process, which every test of the run reads from.
+    let config: &'static Config = Box::leak(Box::new(
+        Config::load(inputs).map_err(|e| config_failure(&e))?,
+    ));
+    let profile = config.profile().map_err(|e| config_failure(&e))?;
+    let uses_deps = |e: &str| e.contains("deps(");
+    if !has_dependencies
+        && (request.filtersets.iter().any(|e| uses_deps(e))
+            || config.expressions().into_iter().any(uses_deps))
+    {
+        *metadata = build::metadata(request.cargo, true)?;
+    }
+    let graph = package_graph(metadata).map_err(|e| {
+        Failure::new(
+            exit_code::SETUP_FAILED,
+            format!("cannot read cargo's package graph: {e}"),
+        )
+    })?;
+    let run = profile.settings();
+    let profile = profile.compile(&graph).map_err(|e| config_failure(&e))?;
+    let filtersets = request
+        .filtersets
+        .iter()
+        .map(|e| {
+            profile
+                .parse_filter(e, &graph)
+                .map_err(|e| config_failure(&e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let threads = match request.jobs {
+        Some(jobs) => jobs,
+        None => test_threads(run.test_threads.as_ref().map(|t| t.value)),
+    };
+    Ok(Settings {
+        profile,
+        filtersets,
+        run,
+        threads,
+    })
+}
+
+/// A forced limits mechanism the host lacks is a usage error; a limit it cannot enforce
+/// is said once, on stderr.
+pub fn warn_unenforced(limits: &isotest_runtime::Limits) -> Result<(), Failure> {
+    let names = isotest_runtime::limits::check(limits)
         .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
+    for name in names {
+        let key = name.trim_end_matches("_millis").replace('_', "-");
+        eprintln!(
+            "warning: `{key}` is not enforced on this host (no cgroup gives it); `cargo isotest doctor` says how to get cgroup v2"
+        );
+    }
+    Ok(())
+}
+
+/// nextest's `test-threads`: a count, or below 0 that many fewer than the CPUs.
+fn test_threads(setting: Option<TestThreads>) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match setting {
+        Some(TestThreads::Count(n)) if n > 0 => n as usize,
+        Some(TestThreads::Count(n)) => cpus.saturating_sub(n.unsigned_abs() as usize).max(1),
+        Some(TestThreads::NumCpus) | None => cpus,
+    }
+}
+
+/// Reads the configuration, probes the host, builds, starts the helpers and lists every
+/// binary in a sandbox. Nothing is built with a broken configuration.
+pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
+    // An archive brings its own metadata, with the dependencies, and its build.
+    let (mut metadata, build, archive) = match &request.archive.archive_file {
+        None => (build::metadata(request.cargo, false)?, None, None),
+        Some(file) => {
+            let (metadata, build, source) = unpack(file, request.archive)?;
+            (metadata, Some(build), Some(source))
+        }
+    };
+    let settings = load_settings(request, &mut metadata, archive.is_some())?;
+    let mut options = SandboxOptions::from_settings(&settings.run)
+        .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
+    warn_unenforced(&options.limits)?;
     if !crate::host::check() {
         return Err(Failure::new(
             exit_code::NO_SANDBOX,
             "no sandbox can be created on this host",
         ));
     }
-    let (build, archive) = match &archive.archive_file {
-        None => (build::build(cargo)?, None),
-        Some(file) => {
-            let (build, source) = unpack(file, archive)?;
-            (build, Some(source))
-        }
+    let build = match build {
+        Some(build) => build,
+        None => build::build(request.cargo, &metadata)?,
     };
     // Before anything is written there (scrubbed credentials, the report): a test of an
     // earlier run may have planted a symlink in the runner's own directory.
     Destination::own_report(&build.target_dir)
         .check()
         .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
-    options.add_toolchain(args);
+    options.add_toolchain();
     let tmpdir = sandbox::target_tmpdir(&build);
     std::fs::create_dir_all(&tmpdir).map_err(|e| {
         Failure::new(
@@ -119,8 +361,7 @@ pub fn discover(
             format!("cannot create {}: {e}", tmpdir.display()),
         )
     })?;
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = Pool::start(jobs).map_err(|e| {
+    let pool = Pool::start(settings.threads).map_err(|e| {
         Failure::new(
             exit_code::SETUP_FAILED,
             format!("cannot start the sandbox helpers: {e}"),
@@ -144,13 +385,19 @@ pub fn discover(
         pool,
         listings,
         sandbox: options,
+        settings,
         interrupted,
         archive,
     })
 }
 
-/// The build of an archive, unpacked where `--extract-to` says or into a temporary dir.
-fn unpack(file: &std::path::Path, args: &ArchiveArgs) -> Result<(Build, ArchiveSource), Failure> {
+/// The build of an archive, unpacked where `--extract-to` says or into a temporary dir,
+/// with the cargo metadata it was built with (paths remapped), which the configuration's
+/// filtersets are compiled against.
+fn unpack(
+    file: &std::path::Path,
+    args: &ArchiveArgs,
+) -> Result<(cargo_metadata::Metadata, Build, ArchiveSource), Failure> {
     let digest = archive::digest(file)?;
     let (dest, temporary) = match &args.extract_to {
         Some(dir) => (dir.clone(), None),
@@ -179,6 +426,7 @@ fn unpack(file: &std::path::Path, args: &ArchiveArgs) -> Result<(Build, ArchiveS
     );
     let build = archived::build(&unpacked)?;
     Ok((
+        unpacked.cargo_metadata,
         build,
         ArchiveSource {
             digest,
@@ -293,12 +541,14 @@ impl<R> Queue<R> {
 }
 
 impl<R> Dispatch<usize, R> for Queue<R> {
-    fn next(&mut self) -> Option<usize> {
+    fn next(&mut self) -> Next<usize> {
         let index = self.next;
-        (index < self.results.len()).then(|| {
+        if index < self.results.len() {
             self.next += 1;
-            index
-        })
+            Next::Job(index)
+        } else {
+            Next::Done
+        }
     }
 
     fn on_event(&mut self, event: Event<usize, R>) {

@@ -4,6 +4,8 @@
 
 /// The command line or a configuration is wrong (clap also uses 2).
 pub const USAGE: i32 = 2;
+/// `run`: the filters selected no test (with `no-tests = "fail"`, the default), as nextest.
+pub const NO_TESTS: i32 = 4;
 /// `run`: the tests ran, and at least one failed or timed out.
 pub const TESTS_FAILED: i32 = 100;
 /// `run`, `list`: cargo could not build the tests.

@@ -8,6 +8,7 @@ mod args;
 mod cargo;
 mod chaos;
 mod commands;
+mod config;
 mod credentials;
 mod destination;
 mod discover;
@@ -26,7 +27,7 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use commands::{
-    apply_writes, archive, bisect, doctor, exec, list, merge, replay, run, shell, wrap,
+    apply_writes, archive, bisect, doctor, exec, list, merge, replay, run, shell, show_config, wrap,
 };
 
 #[derive(Parser)]
@@ -41,9 +42,10 @@ use commands::{
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// When to use colours (NO_COLOR is honoured under `auto`).
-    #[arg(long, value_enum, global = true, default_value_t = Color::Auto, value_name = "WHEN")]
-    color: Color,
+    /// When to use colours [default: CARGO_TERM_COLOR, else auto] (NO_COLOR is honoured
+    /// under `auto`).
+    #[arg(long, value_enum, global = true, value_name = "WHEN")]
+    color: Option<Color>,
     /// Without a subcommand: `run`.
     #[command(flatten)]
     run: run::RunArgs,
@@ -61,6 +63,9 @@ enum Command {
     ApplyWrites(apply_writes::ApplyWritesArgs),
     /// Find the tests that make a test fail: those that ran before it or beside it.
     Bisect(bisect::BisectArgs),
+    /// Print the effective settings of the profile and of each selected test, and what set
+    /// each value.
+    ShowConfig(Box<show_config::ShowConfigArgs>),
     /// Open a shell inside the sandbox a test runs in.
     Shell(Box<shell::ShellArgs>),
     /// Run one command in a fresh sandbox.
@@ -90,7 +95,15 @@ fn main() {
         std::process::exit(code);
     }
     let cli = Cli::parse_from(args);
-    match cli.color {
+    let choice = colour(cli.color, std::env::var("CARGO_TERM_COLOR").ok().as_deref());
+    if let Some(flag) = cli.color {
+        let word = flag.to_possible_value().expect("no variant is skipped");
+        // SAFETY: nothing else runs yet (no thread is started before this point), so no
+        // one reads the environment while it changes. Cargo, which builds the tests,
+        // then colours its output as --color says, as under nextest.
+        unsafe { std::env::set_var("CARGO_TERM_COLOR", word.get_name()) };
+    }
+    match choice {
         Color::Auto => {}
         Color::Always => anstream::ColorChoice::Always.write_global(),
         Color::Never => anstream::ColorChoice::Never.write_global(),
@@ -103,6 +116,7 @@ fn main() {
         Some(Command::ApplyWrites(args)) => apply_writes::run(args),
         Some(Command::Bisect(args)) => bisect::run(args),
         Some(Command::Shell(args)) => shell::run(*args),
+        Some(Command::ShowConfig(args)) => show_config::run(*args),
         Some(Command::Exec(args)) => exec::run(*args),
         Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::Archive(args)) => archive::run(*args),
@@ -112,6 +126,13 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `--color`, else cargo's `CARGO_TERM_COLOR` (which cargo also sets for a subcommand
+/// when its own `--color` is given), else auto.
+fn colour(flag: Option<Color>, cargo_term_color: Option<&str>) -> Color {
+    flag.or_else(|| Color::from_str(cargo_term_color?, true).ok())
+        .unwrap_or(Color::Auto)
+}
+
 /// Cargo runs us as `cargo-isotest isotest ARGS`; a direct call has no `isotest`.
 fn cargo_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.collect();
@@ -119,4 +140,49 @@ fn cargo_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
         args.remove(1);
     }
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn colour_follows_the_flag_then_cargo_term_color() {
+        assert!(matches!(colour(None, Some("always")), Color::Always));
+        assert!(matches!(
+            colour(Some(Color::Never), Some("always")),
+            Color::Never
+        ));
+        assert!(matches!(colour(None, Some("bogus")), Color::Auto));
+        assert!(matches!(colour(None, None), Color::Auto));
+    }
+
+    #[test]
+    fn arguments_after_the_double_dash_go_to_the_harness() {
+        let cli = Cli::try_parse_from(["cargo-isotest", "--", "--nocapture"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.filter.harness, ["--nocapture"]);
+        assert!(cli.run.filter.patterns.is_empty());
+        let cli = Cli::try_parse_from([
+            "cargo-isotest",
+            "run",
+            "-P",
+            "ci",
+            "--cargo-profile",
+            "release",
+        ])
+        .unwrap();
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(args.config.profile.as_deref(), Some("ci"));
+        assert_eq!(args.cargo.cargo_profile.as_deref(), Some("release"));
+    }
 }

@@ -12,12 +12,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use isotest_runtime::{Limits, Mount, Net, Pid, Spec, Sys};
+use anyhow::Context;
+use isotest_runtime::{
+    HostIds, IdMapping, Identity, Limits, Mechanism, Mount, Net, Pid, Spec, Sys,
+};
 
-use crate::args::{SandboxArgs, check_env, forward_unix_binds, parse_binds};
+use crate::args::unix_socket_bind;
 use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
 use crate::chaos::{self, Kind, Perturbation};
+use crate::config::{self, Bind, Bytes, Effective, IdMap, LimitsMechanism, Period, Sourced};
 use crate::credentials;
 use crate::destination::Destination;
 
@@ -26,28 +30,43 @@ pub const CAPTURE_LIMIT: usize = 4 << 20;
 /// A binary that takes longer than this to list its tests is not answering.
 const LIST_TIMEOUT_MS: u64 = 60_000;
 
-/// What the user may change about every test's sandbox.
-#[derive(Clone, Debug)]
+/// What the settings may change about a test's sandbox.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SandboxOptions {
     pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL at a timeout.
+    pub grace: Duration,
     pub net: Net,
     pub sys: Sys,
     pub pid: Pid,
-    /// Extra binds, read-only or writable, from `--bind` and `--bind-rw`.
+    /// Extra binds, read-only then writable (`bind-ro`, `bind-rw`).
     pub binds: Vec<Mount>,
     pub tmpfs_size: u64,
+    /// Whether the toolchain is shown (`toolchain`).
+    pub show_toolchain: bool,
+    /// `memory-max`, `pids-max`, `cpu-max`, and the mechanism that enforces them.
     pub limits: Limits,
     /// Host paths that make the cargo and rustc that built the tests usable inside,
     /// read-only ([`toolchain::paths`], once the build has filled cargo's home); empty
     /// for a stricter sandbox.
     pub toolchain: Vec<PathBuf>,
-    /// `KEY` passes a host variable through, `KEY=VALUE` sets one.
-    pub env: Vec<String>,
-    /// The workspace is an overlay: writable inside, unchanged outside.
+    /// `env-pass`: host variables passed through, by name or glob.
+    pub env_pass: Vec<String>,
+    /// `env`: variables set.
+    pub env_set: BTreeMap<String, String>,
+    pub hostname: String,
+    pub tty: bool,
+    /// `id-map`: which host ids the sandbox maps.
+    pub ids: IdMapping,
+    /// `root`: uid 0 inside.
+    pub identity: Identity,
+    /// `writable-source`: the workspace is an overlay, writable inside, unchanged outside.
     pub writable_source: bool,
+    /// `forward`: loopback addresses that reach the same address on the host.
     pub forwards: Vec<SocketAddr>,
+    /// `net-admin`: CAP_NET_ADMIN over the sandbox's own network.
     pub net_admin: bool,
-    /// The perturbations `--chaos` asks for, drawn per attempt ([`attempt_spec`]).
+    /// `chaos` (`--chaos`): the perturbations drawn per attempt ([`attempt_spec`]).
     pub chaos: Vec<Kind>,
     /// Whether tests read the host's credential files as they are (`--pass-credentials`)
     /// instead of scrubbed copies.
@@ -60,14 +79,21 @@ impl Default for SandboxOptions {
     fn default() -> Self {
         SandboxOptions {
             timeout: None,
+            grace: Duration::from_millis(isotest_runtime::DEFAULT_GRACE_MS),
             net: Net::Loopback,
             sys: Sys::Sandbox,
             pid: Pid::Sandbox,
             binds: Vec::new(),
             tmpfs_size: isotest_runtime::DEFAULT_TMPFS_SIZE,
+            show_toolchain: true,
             limits: Limits::default(),
             toolchain: Vec::new(),
-            env: Vec::new(),
+            env_pass: Vec::new(),
+            env_set: BTreeMap::new(),
+            hostname: isotest_runtime::DEFAULT_HOSTNAME.to_string(),
+            tty: false,
+            ids: isotest_runtime::host_ids().mapping,
+            identity: Identity::Caller,
             writable_source: false,
             forwards: Vec::new(),
             net_admin: false,
@@ -79,44 +105,243 @@ impl Default for SandboxOptions {
 }
 
 impl SandboxOptions {
-    /// The options the flags ask for. The toolchain is left out: its paths exist only
-    /// once the build has run ([`SandboxOptions::add_toolchain`]).
-    pub fn from_args(args: &SandboxArgs) -> anyhow::Result<SandboxOptions> {
-        let mut binds = parse_binds(&args.bind, &args.bind_rw)?;
-        binds.extend(forward_unix_binds(&args.forward_unix)?);
-        check_env(&args.env)?;
+    /// The sandbox one test's effective settings ask for. The toolchain's paths are left
+    /// out: they exist only once the build has run ([`SandboxOptions::add_toolchain`]).
+    pub fn from_settings(settings: &Effective) -> anyhow::Result<SandboxOptions> {
+        let mechanism = config::value(&settings.limits_mechanism).and_then(|m| match m {
+            LimitsMechanism::Auto => None,
+            LimitsMechanism::CgroupV2 => Some(Mechanism::CgroupV2),
+            LimitsMechanism::CgroupV1 => Some(Mechanism::CgroupV1),
+            LimitsMechanism::Fallback => Some(Mechanism::Fallback),
+        });
         let defaults = SandboxOptions::default();
-        let net = args.net.map_or(defaults.net, Net::from);
-        if let (Some(address), false) = (args.forward.first(), net == Net::Loopback) {
+        let limits = Limits {
+            memory_max: config::value(&settings.memory_max).map(|b: Bytes| b.0),
+            pids_max: config::value(&settings.pids_max).map(|n| u64::from(n.get())),
+            cpu_max_millis: config::value(&settings.cpu_max)
+                .map(|c: config::CpuMax| (c.0 * 1000.0).round().max(1.0) as u64),
+            mechanism,
+            ..Limits::default()
+        };
+        let slow = settings.slow_timeout.as_ref().map(|s| s.value);
+        // `slow-timeout`'s `terminate-after` ends a test as `timeout` does: the earlier wins.
+        let slow_limit = slow.and_then(|s| {
+            s.terminate_after
+                .map(|n| s.period.0.saturating_mul(n.get()))
+        });
+        let timeout = config::value(&settings.timeout).map(|p: Period| p.0);
+        let timeout = match (timeout, slow_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut binds = Vec::new();
+        for (list, writable) in [(&settings.bind_ro, false), (&settings.bind_rw, true)] {
+            for bind in list {
+                binds.push(bind_mount(&bind.value, writable).with_context(|| {
+                    format!(
+                        "`{}` = {:?} (set by {})",
+                        key(writable),
+                        bind.value.to_string(),
+                        bind.source
+                    )
+                })?);
+            }
+        }
+        for socket in &settings.forward_unix {
+            binds.push(unix_socket_bind(&socket.value).with_context(|| {
+                format!(
+                    "`forward-unix` = {:?} (set by {})",
+                    socket.value.display().to_string(),
+                    socket.source
+                )
+            })?);
+        }
+        let net = config::value(&settings.net).map_or(defaults.net, |n: config::Net| match n {
+            config::Net::Loopback => Net::Loopback,
+            config::Net::None => Net::None,
+            config::Net::Host => Net::Host,
+        });
+        if let (Some(forward), Some(set)) = (settings.forward.first(), &settings.net)
+            && net != Net::Loopback
+        {
             anyhow::bail!(
-                "--forward {address} needs the sandbox's own loopback network; drop --net or pass --net loopback"
+                "`forward` = \"{}\" (set by {}) needs the sandbox's own loopback network, but \
+                 `net` is \"{}\" (set by {}): give the tests that forward \
+                 `net = \"loopback\"`, or drop the forward",
+                forward.value,
+                forward.source,
+                net_name(set.value),
+                set.source
             );
         }
         Ok(SandboxOptions {
-            timeout: args.timeout,
+            timeout,
+            grace: slow.map_or(defaults.grace, |s| s.grace_period.0),
             net,
-            sys: args.sys.into(),
-            pid: args.pid.into(),
+            sys: config::value(&settings.sys).map_or(defaults.sys, |s: config::Sys| match s {
+                config::Sys::None => Sys::None,
+                config::Sys::Sandbox => Sys::Sandbox,
+                config::Sys::Host => Sys::Host,
+            }),
+            pid: config::value(&settings.pid).map_or(defaults.pid, |p: config::Pid| match p {
+                config::Pid::Sandbox => Pid::Sandbox,
+                config::Pid::Host => Pid::Host,
+            }),
             binds,
-            tmpfs_size: args.limits.tmpfs_size.unwrap_or(defaults.tmpfs_size),
-            limits: args.limits.checked_limits()?,
-            toolchain: defaults.toolchain,
-            env: args.env.clone(),
-            writable_source: args.writable_source,
-            forwards: args.forward.clone(),
-            net_admin: args.net_admin,
-            chaos: defaults.chaos,
-            pass_credentials: args.pass_credentials,
-            namespace_limit: args.nesting.unwrap_or(defaults.namespace_limit),
+            tmpfs_size: config::value(&settings.tmpfs_size)
+                .map_or(defaults.tmpfs_size, |b: Bytes| b.0),
+            show_toolchain: config::value(&settings.toolchain).unwrap_or(defaults.show_toolchain),
+            limits,
+            toolchain: Vec::new(),
+            env_pass: settings
+                .env_pass
+                .iter()
+                .map(|v| v.value.0.clone())
+                .collect(),
+            env_set: settings
+                .env
+                .iter()
+                .map(|v| (v.value.name.clone(), v.value.value.clone()))
+                .collect(),
+            hostname: settings
+                .hostname
+                .as_ref()
+                .map_or(defaults.hostname, |h| h.value.0.clone()),
+            tty: config::value(&settings.tty).unwrap_or(defaults.tty),
+            ids: match &settings.id_map {
+                Some(setting) => id_mapping(setting, &isotest_runtime::host_ids())?,
+                None => defaults.ids,
+            },
+            identity: match config::value(&settings.root) {
+                Some(true) => Identity::Root,
+                _ => defaults.identity,
+            },
+            writable_source: config::value(&settings.writable_source)
+                .unwrap_or(defaults.writable_source),
+            forwards: settings.forward.iter().map(|f| f.value.0).collect(),
+            net_admin: config::value(&settings.net_admin).unwrap_or(defaults.net_admin),
+            chaos: config::value(&settings.chaos).map_or(defaults.chaos, |c| c.0),
+            pass_credentials: config::value(&settings.pass_credentials)
+                .unwrap_or(defaults.pass_credentials),
+            namespace_limit: config::value(&settings.nesting).unwrap_or(defaults.namespace_limit),
         })
     }
 
-    /// Makes the toolchain visible, unless the flags said `--no-toolchain`.
-    pub fn add_toolchain(&mut self, args: &SandboxArgs) {
-        if !args.no_toolchain {
+    /// Makes the toolchain visible, unless the settings say `toolchain = false`.
+    pub fn add_toolchain(&mut self) {
+        if self.show_toolchain {
             self.toolchain = toolchain::paths();
         }
     }
+}
+
+/// The mapping `id-map` asks for, if the host gives it: `auto` is the host's best, and
+/// a mode better than the host's is an error that says what is missing.
+fn id_mapping(setting: &Sourced<IdMap>, host: &HostIds) -> anyhow::Result<IdMapping> {
+    let best = &host.mapping;
+    let mapping = match (setting.value, best) {
+        (IdMap::Auto, _) => Some(best.clone()),
+        (IdMap::Single, _) => Some(IdMapping::Single),
+        (IdMap::Subordinate, IdMapping::Subordinate { .. }) | (IdMap::Full, IdMapping::Full) => {
+            Some(best.clone())
+        }
+        _ => None,
+    };
+    mapping.ok_or_else(|| {
+        let why = match (&host.missing, setting.value) {
+            (_, IdMap::Full) => "only root maps every id".to_string(),
+            (Some(missing), _) => missing.to_string(),
+            (None, _) => "as root the mapping is `full` (or `single`)".to_string(),
+        };
+        anyhow::anyhow!(
+            "`id-map` = \"{}\" (set by {}): this host gives `{}`: {why}",
+            mode_name(setting.value),
+            setting.source,
+            mode_name(match best {
+                IdMapping::Single => IdMap::Single,
+                IdMapping::Subordinate { .. } => IdMap::Subordinate,
+                IdMapping::Full => IdMap::Full,
+            }),
+        )
+    })
+}
+
+fn net_name(net: config::Net) -> &'static str {
+    match net {
+        config::Net::Loopback => "loopback",
+        config::Net::None => "none",
+        config::Net::Host => "host",
+    }
+}
+
+fn mode_name(mode: IdMap) -> &'static str {
+    match mode {
+        IdMap::Auto => "auto",
+        IdMap::Single => "single",
+        IdMap::Subordinate => "subordinate",
+        IdMap::Full => "full",
+    }
+}
+
+fn key(writable: bool) -> &'static str {
+    if writable { "bind-rw" } else { "bind-ro" }
+}
+
+/// A bind's source resolved on the host; its destination is its own path unless given.
+fn bind_mount(bind: &Bind, writable: bool) -> anyhow::Result<Mount> {
+    let src = std::fs::canonicalize(&bind.src)
+        .with_context(|| format!("cannot use {}", bind.src.display()))?;
+    let dst = bind.dst.clone().unwrap_or_else(|| bind.src.clone());
+    Ok(Mount::Bind { src, dst, writable })
+}
+
+/// Names that usually hold credentials: an `env-pass` glob never passes them (only the
+/// exact name does), and `--explain` never hands them to a rerun.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "API_KEY",
+        "PRIVATE_KEY",
+        "ACCESS_KEY",
+        "AUTH",
+        "SESSION",
+        "COOKIE",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
+}
+
+/// The host variables `env-pass` passes: each exact name, and each variable a glob
+/// (`*`, `?`, `[…]`) matches unless its name looks like a secret.
+pub fn passed_names(patterns: &[String], host: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let globs: Vec<globset::GlobMatcher> = patterns
+        .iter()
+        .filter(|p| p.contains(['*', '?', '[']))
+        .filter_map(|p| globset::Glob::new(p).ok())
+        .map(|g| g.compile_matcher())
+        .collect();
+    names.extend(
+        patterns
+            .iter()
+            .filter(|p| !p.contains(['*', '?', '[']))
+            .cloned(),
+    );
+    if !globs.is_empty() {
+        for name in host {
+            if !looks_secret(&name) && globs.iter().any(|g| g.is_match(&name)) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A fresh seed for `ISOTEST_SEED`, below 2^53 so that JSON readers that use doubles
@@ -261,7 +486,8 @@ fn chaos_draw(spec: &Spec, number: u32) -> Option<chaos::Draw> {
     let kinds = chaos::parse_kinds(var(chaos::ENV)?).ok()?;
     let run_seed = var("ISOTEST_SEED")?.parse().ok()?;
     let seed = chaos::attempt_seed(run_seed, var("ISOTEST_TEST_NAME").unwrap_or(""), number);
-    Some(chaos::draw(&kinds, seed, chaos::Host::current()))
+    let forwarded = !spec.forwards.is_empty();
+    Some(chaos::draw(&kinds, seed, chaos::Host::current(), forwarded))
 }
 
 /// The sandbox of an `--explain` rerun: the test's, with one rule relaxed, told which.
@@ -342,20 +568,27 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     spec.limits = options.limits.clone();
     spec.cwd = binary.manifest_dir.clone();
     spec.net = options.net;
+    spec.hostname = options.hostname.clone();
+    spec.tty = options.tty;
+    spec.ids = options.ids.clone();
+    spec.identity = options.identity;
     spec.forwards = options.forwards.clone();
     spec.net_admin = options.net_admin;
     spec.sys = options.sys;
     spec.pid = options.pid;
     spec.timeout_ms = options.timeout.map(|t| t.as_millis() as u64);
+    spec.grace_ms = options.grace.as_millis() as u64;
     spec.env.set = test_env(build, binary, &mut spec.env.pass);
     if !options.toolchain.is_empty() {
         spec.env
             .pass
             .extend(TOOLCHAIN_ENV.iter().map(|v| v.to_string()));
     }
-    for item in &options.env {
-        spec.env.add(item);
-    }
+    let host = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    spec.env.pass.extend(passed_names(&options.env_pass, host));
+    spec.env
+        .set
+        .extend(options.env_set.iter().map(|(k, v)| (k.clone(), v.clone())));
     spec.namespace_limit = options.namespace_limit;
     if !options.pass_credentials {
         hide_credentials(&mut spec, build);
@@ -455,6 +688,9 @@ mod tests {
             manifest_dir: "/w/pkg".into(),
             env: Default::default(),
             link_paths: Vec::new(),
+            package_id: "pkg 0.1.0 (path+file:///w/pkg)".into(),
+            kind: "lib".into(),
+            target_name: "pkg".into(),
         }
     }
 
@@ -474,6 +710,22 @@ mod tests {
     }
 
     #[test]
+    fn env_pass_globs_never_pass_secrets_but_exact_names_do() {
+        let host = [
+            "MY_APP_URL",
+            "MY_APP_TOKEN",
+            "MY_APP_DB_PASSWORD",
+            "OTHER",
+            "CI_TOKEN",
+        ]
+        .map(String::from);
+        let patterns = ["MY_APP_*".to_string(), "CI_TOKEN".to_string()];
+        assert_eq!(passed_names(&patterns, host), ["CI_TOKEN", "MY_APP_URL"]);
+        assert!(looks_secret("AWS_SECRET_ACCESS_KEY") && looks_secret("github_token"));
+        assert!(!looks_secret("RUST_LOG"));
+    }
+
+    #[test]
     fn a_test_is_told_its_name_and_an_attempt_its_number() {
         let base = Spec::new(Vec::new());
         let spec = attempt_spec(&test_spec(&base, &binary(), "a::b", false), 3, None);
@@ -481,5 +733,51 @@ mod tests {
         assert_eq!(spec.env.set["ISOTEST_TEST_NAME"], "a::b");
         assert_eq!(spec.env.set["ISOTEST_ATTEMPT"], "3");
         assert!(fresh_seed() < 1 << 53);
+    }
+
+    #[test]
+    fn id_map_gives_the_host_s_mode_or_less_and_says_what_a_better_one_lacks() {
+        use isotest_runtime::{HostIds, Missing, SubordinateRange};
+        let set = |mode| Sourced {
+            value: mode,
+            source: config::Source::CommandLine,
+        };
+        let range = SubordinateRange {
+            start: 100_000,
+            count: 65_536,
+        };
+        let subordinate = HostIds {
+            mapping: IdMapping::Subordinate {
+                uids: range,
+                gids: range,
+            },
+            missing: None,
+        };
+        assert_eq!(
+            id_mapping(&set(IdMap::Auto), &subordinate).unwrap(),
+            subordinate.mapping
+        );
+        assert_eq!(
+            id_mapping(&set(IdMap::Single), &subordinate).unwrap(),
+            IdMapping::Single
+        );
+        let full = id_mapping(&set(IdMap::Full), &subordinate).unwrap_err();
+        assert!(
+            full.to_string().contains("only root maps every id"),
+            "{full}"
+        );
+        let single = HostIds {
+            mapping: IdMapping::Single,
+            missing: Some(Missing::Tool("newuidmap")),
+        };
+        let error = id_mapping(&set(IdMap::Subordinate), &single)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`id-map` = \"subordinate\" (set by command line)")
+                && error.contains("gives `single`")
+                && error.contains("newuidmap is not installed"),
+            "{error}"
+        );
     }
 }

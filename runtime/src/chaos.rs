@@ -1,7 +1,9 @@
-//! Perturbations a spec asks pid 1 to apply to its program, so that a flaky test fails
-//! on demand: fewer CPUs, a recently booted clock, busy neighbours and pauses. (Low
-//! limits are the spec's own `limits`.) Plain data, drawn by the caller; the runtime only applies what it is given, so
-//! that a recorded spec replays the very same perturbation.
+//! Perturbations a spec asks the sandbox to apply to its program, so that a flaky test
+//! fails on demand: fewer CPUs, a recently booted clock, busy neighbours and pauses (pid 1
+//! applies those), and a slow, lossy network on forwarded connections (the supervisor's
+//! relay). Low limits are the spec's own `limits`. Plain data, drawn by the caller; the
+//! runtime only applies what it is given, so that a recorded spec replays the very same
+//! perturbation.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +13,11 @@ pub const MAX_DELAY_PERCENT: u64 = 20;
 pub const MAX_PAUSE_MS: u64 = 2_000;
 /// Busy threads beside the program; more only slows the host.
 pub const MAX_NEIGHBOURS: u32 = 64;
+/// The longest one-way delay of forwarded traffic, jitter included.
+pub const MAX_NET_DELAY_MS: u32 = 2_000;
+/// How long TCP takes to resend a lost segment at the least: Linux's minimum
+/// retransmission timeout. A segment the relay "loses" arrives this much later.
+pub const RETRANSMIT_MS: u32 = 200;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +35,25 @@ pub struct Chaos {
     /// Pauses, in time order, from the program's start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pauses: Vec<Pause>,
+    /// Delay, jitter and loss on every connection relayed for `Spec::forwards`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetDelay>,
+}
+
+/// What the relay of forwarded connections does to each chunk of bytes it carries, in
+/// each direction: holds it `delay_ms` plus up to `jitter_ms`, and with `loss_percent`
+/// chance [`RETRANSMIT_MS`] more, as TCP delivers a lost segment late, never out of order.
+/// `seed` drives those draws, per connection in the order they are accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetDelay {
+    pub delay_ms: u32,
+    #[serde(default)]
+    pub jitter_ms: u32,
+    #[serde(default)]
+    pub loss_percent: u32,
+    #[serde(default)]
+    pub seed: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -65,6 +91,12 @@ pub enum ChaosError {
     PauseTooLong(u64),
     #[error("chaos pauses must be in time order without overlapping (at {0} ms)")]
     PauseOrder(u64),
+    #[error(
+        "chaos.net delays by up to {0} ms with its jitter, above the limit of {MAX_NET_DELAY_MS} ms"
+    )]
+    NetDelayTooLong(u64),
+    #[error("chaos.net.loss_percent is {0}; a share of chunks is at most 100")]
+    NetLoss(u32),
 }
 
 impl Chaos {
@@ -93,6 +125,15 @@ impl Chaos {
                 return Err(ChaosError::PauseOrder(pause.at_ms));
             }
             free_from = pause.at_ms + pause.for_ms;
+        }
+        if let Some(net) = &self.net {
+            let longest = u64::from(net.delay_ms) + u64::from(net.jitter_ms);
+            if longest > u64::from(MAX_NET_DELAY_MS) {
+                return Err(ChaosError::NetDelayTooLong(longest));
+            }
+            if net.loss_percent > 100 {
+                return Err(ChaosError::NetLoss(net.loss_percent));
+            }
         }
         Ok(())
     }
@@ -138,6 +179,21 @@ mod tests {
         ));
         chaos.pauses = vec![pause(10, 20), pause(30, 5)];
         chaos.validate().unwrap();
+        let net = |delay_ms, jitter_ms, loss_percent| NetDelay {
+            delay_ms,
+            jitter_ms,
+            loss_percent,
+            seed: 1,
+        };
+        chaos.net = Some(net(1_500, 600, 0));
+        assert!(matches!(
+            chaos.validate(),
+            Err(ChaosError::NetDelayTooLong(2_100))
+        ));
+        chaos.net = Some(net(20, 5, 101));
+        assert!(matches!(chaos.validate(), Err(ChaosError::NetLoss(101))));
+        chaos.net = Some(net(20, 5, 3));
+        chaos.validate().unwrap();
         assert!(Chaos::default().is_empty());
     }
 
@@ -152,6 +208,12 @@ mod tests {
                 for_ms: 4,
                 what: Paused::Thread { pick: 7 },
             }],
+            net: Some(NetDelay {
+                delay_ms: 30,
+                jitter_ms: 10,
+                loss_percent: 2,
+                seed: 9,
+            }),
         };
         let json = serde_json::to_string(&chaos).unwrap();
         assert!(json.contains(r#""what":{"thread":{"pick":7}}"#), "{json}");

@@ -4,14 +4,19 @@
 //!
 //! The supervisor is single-threaded, so the relay lives in its poll loop: every socket is
 //! non-blocking, each direction has one bounded buffer, and a side is read only while its
-//! buffer has room.
+//! buffer has room. Under `--chaos net` each chunk read waits in its buffer until its
+//! drawn delay is over ([`NetDelay`]): the loop polls again by [`Forwarder::next_due`].
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType};
+
+use crate::chaos::{NetDelay, RETRANSMIT_MS};
 
 /// Bytes buffered per direction of one connection.
 const BUFFER: usize = 64 * 1024;
@@ -30,6 +35,9 @@ pub(crate) enum Token {
 pub(crate) struct Forwarder {
     listeners: Vec<(OwnedFd, SocketAddr)>,
     relays: Vec<Option<Relay>>,
+    net: Option<NetDelay>,
+    /// Connections accepted so far: each draws its delays from the seed and its number.
+    accepted: u64,
 }
 
 struct Relay {
@@ -44,23 +52,59 @@ struct Relay {
 
 /// One direction: bytes read from one side, not yet written to the other.
 struct Buffer {
+    /// Due to be written.
     bytes: Vec<u8>,
+    /// Read but held back by net chaos, each chunk until its time, in the order read.
+    held: VecDeque<(Instant, Vec<u8>)>,
+    delay: Option<Delay>,
     /// The reading side said EOF (or failed): once empty, the writing side is shut.
     closed: bool,
     shut: bool,
 }
 
+/// One direction's share of a [`NetDelay`], with its own draws.
+struct Delay {
+    net: NetDelay,
+    rng: fastrand::Rng,
+    /// When the last chunk held is due: a later one is never due before it.
+    last_due: Instant,
+}
+
+impl Delay {
+    fn due(&mut self, now: Instant) -> Instant {
+        let mut ms = self.net.delay_ms + self.rng.u32(..=self.net.jitter_ms);
+        if self.rng.u32(..100) < self.net.loss_percent {
+            ms += RETRANSMIT_MS;
+        }
+        self.last_due = self
+            .last_due
+            .max(now + Duration::from_millis(u64::from(ms)));
+        self.last_due
+    }
+}
+
 impl Buffer {
-    fn new() -> Buffer {
+    fn new(delay: Option<Delay>) -> Buffer {
         Buffer {
             bytes: Vec::with_capacity(BUFFER),
+            held: VecDeque::new(),
+            delay,
             closed: false,
             shut: false,
         }
     }
 
+    fn len(&self) -> usize {
+        self.bytes.len()
+            + self
+                .held
+                .iter()
+                .map(|(_, chunk)| chunk.len())
+                .sum::<usize>()
+    }
+
     fn wants_read(&self) -> bool {
-        !self.closed && self.bytes.len() < BUFFER
+        !self.closed && self.len() < BUFFER
     }
 
     fn wants_write(&self) -> bool {
@@ -71,14 +115,40 @@ impl Buffer {
         self.shut
     }
 
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.held.clear();
+    }
+
+    /// When the first chunk held back is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.held.front().map(|(due, _)| *due)
+    }
+
+    /// Moves the chunks that are due to the bytes to write.
+    fn release(&mut self, now: Instant) {
+        while let Some((due, _)) = self.held.front()
+            && *due <= now
+        {
+            let (_, chunk) = self.held.pop_front().expect("looked at above");
+            self.bytes.extend_from_slice(&chunk);
+        }
+    }
+
     /// Reads what fits from `from`.
     fn fill(&mut self, from: BorrowedFd<'_>) {
         let mut chunk = [0u8; 16 * 1024];
         while self.wants_read() {
-            let room = (BUFFER - self.bytes.len()).min(chunk.len());
+            let room = (BUFFER - self.len()).min(chunk.len());
             match rustix::io::read(from, &mut chunk[..room]) {
                 Ok(0) => self.closed = true,
-                Ok(n) => self.bytes.extend_from_slice(&chunk[..n]),
+                Ok(n) => match &mut self.delay {
+                    Some(delay) => {
+                        let due = delay.due(Instant::now());
+                        self.held.push_back((due, chunk[..n].to_vec()));
+                    }
+                    None => self.bytes.extend_from_slice(&chunk[..n]),
+                },
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => return,
                 Err(_) => self.closed = true,
@@ -86,7 +156,8 @@ impl Buffer {
         }
     }
 
-    /// Writes what `to` takes; at the end of the stream, shuts `to`'s sending side.
+    /// Writes what `to` takes; at the end of the stream, and once nothing is held back,
+    /// shuts `to`'s sending side.
     fn drain(&mut self, to: BorrowedFd<'_>) {
         while !self.bytes.is_empty() {
             match rustix::io::write(to, &self.bytes) {
@@ -97,12 +168,12 @@ impl Buffer {
                 Err(Errno::AGAIN) => return,
                 Err(_) => {
                     // The receiver is gone: nothing more can be delivered.
-                    self.bytes.clear();
+                    self.clear();
                     self.closed = true;
                 }
             }
         }
-        if self.closed && !self.shut {
+        if self.closed && self.held.is_empty() && !self.shut {
             let _ = rustix::net::shutdown(to, Shutdown::Write);
             self.shut = true;
         }
@@ -110,6 +181,37 @@ impl Buffer {
 }
 
 impl Forwarder {
+    /// A relay that holds every chunk back as `net` says, if it says.
+    pub fn new(net: Option<NetDelay>) -> Forwarder {
+        Forwarder {
+            net,
+            ..Forwarder::default()
+        }
+    }
+
+    /// When a chunk held back by net chaos is due to be written: the supervisor's poll
+    /// must return by then and call [`Forwarder::release`].
+    pub fn next_due(&self) -> Option<Instant> {
+        self.relays
+            .iter()
+            .flatten()
+            .filter(|relay| relay.connected)
+            .flat_map(|relay| [relay.to_outside.next_due(), relay.to_inside.next_due()])
+            .flatten()
+            .min()
+    }
+
+    /// Writes what has become due since the last poll.
+    pub fn release(&mut self, now: Instant) {
+        for index in 0..self.relays.len() {
+            if let Some(relay) = self.relays[index].as_mut() {
+                relay.to_outside.release(now);
+                relay.to_inside.release(now);
+                self.pump(index);
+            }
+        }
+    }
+
     /// Takes a listening socket made inside the sandbox for `address`. Only a loopback
     /// address is ever relayed to: the spec's validation allows no other, and the relay
     /// holds to it too, since it connects from the host's network namespace.
@@ -171,7 +273,7 @@ impl Forwarder {
                         _ => &mut relay.to_outside,
                     };
                     if relay.connected || matches!(token, Token::Inside(_)) {
-                        buffer.bytes.clear();
+                        buffer.clear();
                         buffer.closed = true;
                     }
                 }
@@ -200,9 +302,10 @@ impl Forwarder {
                 inside,
                 outside,
                 connected: false,
-                to_outside: Buffer::new(),
-                to_inside: Buffer::new(),
+                to_outside: Buffer::new(self.delay(0)),
+                to_inside: Buffer::new(self.delay(1)),
             };
+            self.accepted += 1;
             match self.relays.iter().position(Option::is_none) {
                 Some(free) => self.relays[free] = Some(relay),
                 None => self.relays.push(Some(relay)),
@@ -211,6 +314,17 @@ impl Forwarder {
                 return;
             }
         }
+    }
+
+    /// Direction `direction` of the next connection's delays, if net chaos is on.
+    fn delay(&self, direction: u64) -> Option<Delay> {
+        let net = self.net?;
+        let stream = net.seed ^ (self.accepted * 2 + direction).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        Some(Delay {
+            net,
+            rng: fastrand::Rng::with_seed(stream),
+            last_due: Instant::now(),
+        })
     }
 
     fn pump(&mut self, index: usize) {
@@ -280,8 +394,10 @@ mod tests {
         assert_eq!(forwarder.listeners.len(), 2);
     }
 
-    #[test]
-    fn a_connection_is_relayed_both_ways_until_both_ends_close() {
+    /// Relays one ping through `forwarder` to an upper-casing server on the host and
+    /// returns the reply and how long the client waited for it, as the supervisor's loop
+    /// would drive the relay.
+    fn ping_through(mut forwarder: Forwarder) -> (String, Duration) {
         use std::io::{Read, Write};
         let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = host.local_addr().unwrap();
@@ -293,38 +409,87 @@ mod tests {
         });
         let inside = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let inside_address = inside.local_addr().unwrap();
-        let mut forwarder = Forwarder::default();
         forwarder.add_listener(OwnedFd::from(inside), address);
         let client = std::thread::spawn(move || {
+            let started = Instant::now();
             let mut stream = std::net::TcpStream::connect(inside_address).unwrap();
             stream.write_all(b"ping").unwrap();
             stream.shutdown(std::net::Shutdown::Write).unwrap();
             let mut reply = String::new();
             stream.read_to_string(&mut reply).unwrap();
-            reply
+            (reply, started.elapsed())
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !client.is_finished() && std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !client.is_finished() && Instant::now() < deadline {
             let interest = forwarder.interest();
             let tokens: Vec<Token> = interest.iter().map(|(t, _, _)| *t).collect();
             let mut fds: Vec<nix::poll::PollFd<'_>> = interest
                 .iter()
                 .map(|(_, fd, events)| nix::poll::PollFd::new(*fd, *events))
                 .collect();
-            nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap();
+            let wait = forwarder.next_due().map_or(100, |due| {
+                due.saturating_duration_since(Instant::now()).as_millis() as u16 + 1
+            });
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(wait.min(100))).unwrap();
             let events: Vec<PollFlags> = fds
                 .iter()
                 .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
                 .collect();
             drop(fds);
             drop(interest);
+            forwarder.release(Instant::now());
             for (token, events) in tokens.into_iter().zip(events) {
                 if !events.is_empty() {
                     forwarder.ready(token, events);
                 }
             }
         }
-        assert_eq!(client.join().unwrap(), "PING");
+        let reply = client.join().unwrap();
         server.join().unwrap();
+        reply
+    }
+
+    #[test]
+    fn a_connection_is_relayed_both_ways_until_both_ends_close() {
+        let (reply, _) = ping_through(Forwarder::default());
+        assert_eq!(reply, "PING");
+    }
+
+    #[test]
+    fn net_chaos_holds_every_chunk_back_in_each_direction() {
+        let net = NetDelay {
+            delay_ms: 60,
+            jitter_ms: 0,
+            loss_percent: 0,
+            seed: 3,
+        };
+        let (reply, took) = ping_through(Forwarder::new(Some(net)));
+        assert_eq!(reply, "PING");
+        // The ping, its end and the reply each wait 60 ms; the ping's end and the
+        // reply's may overlap with the ping's wait, the reply's cannot.
+        assert!(took >= Duration::from_millis(120), "{took:?}");
+    }
+
+    #[test]
+    fn a_lost_chunk_comes_a_retransmission_later_and_in_order() {
+        let mut delay = Delay {
+            net: NetDelay {
+                delay_ms: 10,
+                jitter_ms: 0,
+                loss_percent: 100,
+                seed: 1,
+            },
+            rng: fastrand::Rng::with_seed(1),
+            last_due: Instant::now(),
+        };
+        let now = Instant::now();
+        let first = delay.due(now);
+        assert!(first >= now + Duration::from_millis(u64::from(10 + RETRANSMIT_MS)));
+        delay.net.loss_percent = 0;
+        assert_eq!(
+            delay.due(now),
+            first,
+            "never before the chunk held before it"
+        );
     }
 }

@@ -230,7 +230,7 @@ impl Sandbox {
                     ),
                     refused: None,
                     forwards: spec.forwards.clone(),
-                    forwarder: Forwarder::default(),
+                    forwarder: Forwarder::new(spec.chaos.net),
                     overlays,
                     snapshots,
                     keep_writes: None,
@@ -327,17 +327,24 @@ impl Sandbox {
                     fds.push(PollFd::new(fd, events));
                 }
             }
-            let deadline = [self.backstop, self.kill_at].into_iter().flatten().min();
-            let timeout = match (init_running, deadline) {
-                (true, Some(at)) => {
+            // The host's own deadlines (the backstop past the timeout, the end of a
+            // signal's grace period), then the next delayed relay write.
+            let deadline = [self.backstop, self.kill_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .filter(|_| init_running);
+            let relay_due = self.forwarder.next_due().filter(|_| init_running);
+            let timeout = match deadline.into_iter().chain(relay_due).min() {
+                Some(at) => {
                     let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
                     PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
                         .unwrap_or(PollTimeout::MAX)
                 }
-                _ => PollTimeout::NONE,
+                None => PollTimeout::NONE,
             };
             match nix::poll::poll(&mut fds, timeout) {
-                Ok(0) => {
+                Ok(0) if deadline.is_some_and(|at| Instant::now() >= at) => {
                     self.kill()?;
                     self.killed |= self.kill_at.is_some_and(|at| Instant::now() >= at);
                     self.backstop = None;
@@ -354,6 +361,9 @@ impl Sandbox {
                 .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
                 .collect();
             drop(fds);
+            if relay_due.is_some() {
+                self.forwarder.release(Instant::now());
+            }
             let ready: Vec<Source> = watched
                 .iter()
                 .zip(&events)

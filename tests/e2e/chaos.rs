@@ -14,7 +14,8 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("resources_are_low_limits", resources),
     ("neighbours_are_busy_threads_of_init", neighbours),
     ("sched_pauses_and_freezes_threads", sched),
-    ("net_is_skipped_without_netem", net),
+    ("net_without_forwards_says_why_it_is_skipped", net),
+    ("net_delays_forwarded_connections", net_forwarded),
     ("stress_rates_per_perturbation", stress_rates),
     (
         "bisect_names_the_planted_polluter",
@@ -30,11 +31,11 @@ fn observe(ctx: &Ctx, kind: &str) -> Result<(Seen, Value, Seen, String), Failed>
     observe_with(ctx, kind, &[])
 }
 
-/// [`observe`] with more options for the run (the replay repeats its sandbox).
+/// [`observe`], with more flags for the run (the replay takes them from the report).
 fn observe_with(
     ctx: &Ctx,
     kind: &str,
-    options: &[&str],
+    flags: &[&str],
 ) -> Result<(Seen, Value, Seen, String), Failed> {
     let mut args = vec![
         "--test",
@@ -42,10 +43,9 @@ fn observe_with(
         "--chaos",
         kind,
         "--keep-passing-output",
-        "--exact",
-        OBSERVE.1,
     ];
-    args.extend(options);
+    args.extend(flags);
+    args.extend(["--exact", OBSERVE.1]);
     let (out, report, dir, path) = run_keeping_report(ctx, "flaky-corpus", &args)?;
     ensure_eq(status_code(&out), Some(0), &describe(&out))?;
     let record = test(&report, OBSERVE.0, OBSERVE.1)?;
@@ -154,7 +154,38 @@ fn sched(ctx: &Ctx) -> Result<(), Failed> {
 fn net(ctx: &Ctx) -> Result<(), Failed> {
     let (_, p, _, _) = observe(ctx, "net")?;
     let reason = p["skipped"]["net"].as_str().unwrap_or_default();
-    ensure(reason.contains("sch_netem"), || format!("{p}"))
+    ensure(
+        reason.contains("sch_netem") && reason.contains("--forward"),
+        || format!("{p}"),
+    )
+}
+
+/// The request and the reply each wait the drawn delay in the relay, in the run and
+/// again in its replay. Seeds are tried in turn until one draws a delay of 20 ms or
+/// more, which no loopback round trip comes near by itself.
+fn net_forwarded(ctx: &Ctx) -> Result<(), Failed> {
+    for seed in 1..=12 {
+        let address = crate::layers::echo_server(2)?;
+        let env = format!("CHAOS_FORWARD={address}");
+        let shuffle = format!("--shuffle={seed}");
+        let flags = ["--forward", &address, "--env", &env, &shuffle];
+        let (seen, p, replayed, _) = observe_with(ctx, "net", &flags)?;
+        ensure(p["skipped"].get("net").is_none(), || format!("{p}"))?;
+        let delay = p["net"]["delay_ms"]
+            .as_u64()
+            .ok_or_else(|| format!("no net delay recorded: {p}"))?;
+        if delay < 20 {
+            continue;
+        }
+        for (when, seen) in [("run", &seen), ("replay", &replayed)] {
+            let took = seen.get("round_trip_ms")?;
+            ensure(took >= 2 * delay, || {
+                format!("{when}: a round trip of {took} ms under a delay of {delay} ms each way")
+            })?;
+        }
+        return Ok(());
+    }
+    Err("no seed from 1 to 12 drew a net delay of 20 ms or more".into())
 }
 
 fn stress_rates(ctx: &Ctx) -> Result<(), Failed> {

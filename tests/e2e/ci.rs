@@ -54,7 +54,8 @@ fn archived(ctx: &Ctx) -> Result<(PathBuf, PathBuf), Failed> {
     Ok((archive, checkout))
 }
 
-fn copy_sources(from: &Path, to: &Path) -> Result<(), Failed> {
+/// Copies a checkout without its `target/`.
+pub fn copy_sources(from: &Path, to: &Path) -> Result<(), Failed> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

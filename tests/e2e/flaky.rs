@@ -267,11 +267,17 @@ fn stress_duration(ctx: &Ctx) -> Result<(), Failed> {
 }
 
 /// The order in which tests ended, from the terminal lines (-j 1 runs them in order).
+/// The tests of each result line, in order, without the `(N/M)` counter.
 fn finish_order(out: &std::process::Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
         .lines()
-        .filter(|l| l.contains("] outcomes"))
-        .filter_map(|l| l.split("] ").nth(1).map(str::to_string))
+        .filter_map(|l| l.split("] ").nth(1))
+        .map(|rest| match rest.split_once(") ") {
+            Some((counter, test)) if counter.starts_with('(') => test,
+            _ => rest,
+        })
+        .filter(|test| test.starts_with("outcomes"))
+        .map(str::to_string)
         .collect()
 }
 

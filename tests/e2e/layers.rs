@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
+use std::process::Output;
 
 use libtest_mimic::Failed;
 use serde_json::Value;
@@ -41,6 +42,14 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "firewall::net_admin_lets_a_test_set_its_own_rules",
         net_admin_lets_a_test_set_its_own_rules,
+    ),
+    (
+        "config::an_override_gives_one_test_a_writable_source",
+        an_override_gives_one_test_a_writable_source,
+    ),
+    (
+        "config::a_profile_s_forward_reaches_a_host_server",
+        a_profile_s_forward_reaches_a_host_server,
     ),
 ];
 
@@ -181,6 +190,29 @@ fn bind_rw_leftovers_are_listed(ctx: &Ctx) -> Result<(), Failed> {
     ensure_eq(json["writes"][0]["layer"].as_str(), Some("bind"), "layer")
 }
 
+/// `tests::regenerates_its_sources` under an overlay of the checkout `dir`: its writes
+/// are listed, and none reached the checkout.
+fn generator_wrote_only_into_the_overlay(record: &Value, dir: &Path) -> Result<(), Failed> {
+    ensure_eq(
+        changes(&record["writes"], &dir.display().to_string())?,
+        vec![
+            entry("changed", "data.txt", "file"),
+            entry("created", "generated.rs", "file"),
+            entry("deleted", "obsolete.txt", "file"),
+        ],
+        "the generator's writes",
+    )?;
+    ensure_eq(
+        std::fs::read_to_string(dir.join("data.txt"))?.as_str(),
+        "old data\n",
+        "checkout",
+    )?;
+    ensure(
+        dir.join("obsolete.txt").exists() && !dir.join("generated.rs").exists(),
+        || "the checkout changed".into(),
+    )
+}
+
 fn writable_source_keep_and_apply(ctx: &Ctx) -> Result<(), Failed> {
     let kept = ctx.path("kept");
     let tests = [
@@ -209,25 +241,7 @@ fn writable_source_keep_and_apply(ctx: &Ctx) -> Result<(), Failed> {
         Some("passed"),
         "the generator",
     )?;
-    let source = dir.display().to_string();
-    ensure_eq(
-        changes(&generator["writes"], &source)?,
-        vec![
-            entry("changed", "data.txt", "file"),
-            entry("created", "generated.rs", "file"),
-            entry("deleted", "obsolete.txt", "file"),
-        ],
-        "the generator's writes",
-    )?;
-    ensure_eq(
-        std::fs::read_to_string(dir.join("data.txt"))?.as_str(),
-        "old data\n",
-        "checkout",
-    )?;
-    ensure(
-        dir.join("obsolete.txt").exists() && !dir.join("generated.rs").exists(),
-        || "the checkout changed".into(),
-    )?;
+    generator_wrote_only_into_the_overlay(generator, &dir)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure(
         stderr.contains("snapshots/greeting.snap.new (15 bytes)"),
@@ -340,7 +354,7 @@ fn apply_writes_refuses_what_it_should_not_trust(
 }
 
 /// An upper-casing echo server on a fresh host loopback port, for `connections` clients.
-fn echo_server(connections: usize) -> Result<String, Failed> {
+pub(crate) fn echo_server(connections: usize) -> Result<String, Failed> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?.to_string();
     std::thread::spawn(move || {
@@ -542,5 +556,137 @@ fn overlay_looks_like_its_host_directory(ctx: &Ctx) -> Result<(), Failed> {
     )?;
     ensure(!Path::new(&dir).join("created").exists(), || {
         "created on the host".into()
+    })
+}
+
+/// A run of the layers fixture with `text` as its `.config/isotest.toml` (through
+/// `--config-file`, since scenarios share the fixture's copy) and no user config.
+fn run_configured(ctx: &Ctx, text: &str, args: &[&str]) -> Result<(Output, Value), Failed> {
+    let config = ctx.path(&format!("layers-config-{}.toml", crate::run::unique()));
+    std::fs::write(&config, text)?;
+    let no_user_config = ctx.path("no-user-config");
+    let mut all = vec!["--config-file", &config];
+    all.extend(args);
+    let dir = crate::ctx::fixture("layers", ctx.user.as_ref());
+    let report = ctx.path(&format!("layers-{}.json", crate::run::unique()));
+    let mut cmd = ctx.isotest(&dir);
+    cmd.env("XDG_CONFIG_HOME", &no_user_config)
+        .args(all)
+        .args(["--report-json", &report]);
+    let out = output(&mut cmd)?;
+    let json = read_json(&report).map_err(|e| format!("{e:?}\n{}", describe(&out)))?;
+    Ok((out, json))
+}
+
+/// `writable-source = true` in an override: the generator it matches writes into its
+/// source tree, its writes listed, kept (`keep-writes`) and shown (`show-writes`); the
+/// snapshot test beside it keeps the read-only tree and gets EROFS. The checkout stays.
+fn an_override_gives_one_test_a_writable_source(ctx: &Ctx) -> Result<(), Failed> {
+    let kept = ctx.path("kept-by-config");
+    let text = format!(
+        "[profile.default]\nkeep-writes = {kept:?}\nshow-writes = true\n\n\
+         [[profile.default.overrides]]\nfilter = \"test(=tests::regenerates_its_sources)\"\n\
+         writable-source = true\n"
+    );
+    let generator = "tests::regenerates_its_sources";
+    let snapshot = "tests::snapshot_of_the_greeting";
+    let (out, report) = run_configured(ctx, &text, &[generator, snapshot, "--exact"])?;
+    ensure_eq(
+        status_code(&out),
+        Some(100),
+        &format!("exit code (the snapshot test fails); {}", describe(&out)),
+    )?;
+    let dir = crate::ctx::fixture("layers", ctx.user.as_ref());
+    let record = test(&report, "layers", generator)?;
+    ensure_eq(
+        record["outcome"].as_str(),
+        Some("passed"),
+        "the generator under the override",
+    )?;
+    generator_wrote_only_into_the_overlay(record, &dir)?;
+    let kept_in = record["writes"][0]["kept"].as_str().unwrap_or_default();
+    ensure(kept_in.starts_with(&kept), || {
+        format!("keep-writes = {kept}, kept in {kept_in:?}")
+    })?;
+    ensure_eq(
+        std::fs::read_to_string(Path::new(kept_in).join("generated.rs"))?.as_str(),
+        "pub const X: u32 = 1;\n",
+        "the kept copy",
+    )?;
+    // The override changed its sandbox: the test has a spec of its own, with the overlay.
+    let overlay = r#""type":"overlay""#;
+    let own_spec = record["spec"]["mounts"].to_string();
+    ensure(own_spec.contains(overlay), || {
+        format!("the generator's own spec: {own_spec}")
+    })?;
+    let binary_spec = report["binaries"]["layers"]["spec"]["mounts"].to_string();
+    ensure(!binary_spec.contains(overlay), || {
+        format!("the profile's spec has no overlay: {binary_spec}")
+    })?;
+    let failed = test(&report, "layers", snapshot)?;
+    ensure_eq(
+        failed["outcome"].as_str(),
+        Some("failed"),
+        "the snapshot test",
+    )?;
+    let stderr = failed["stderr"].as_str().unwrap_or_default();
+    ensure(
+        stderr.contains("Read-only file system") || stderr.contains("os error 30"),
+        || format!("the snapshot test's write without the override: {stderr}"),
+    )?;
+    let hint = failed["hint"].as_str().unwrap_or_default();
+    ensure(hint.contains("`writable-source = true`"), || {
+        format!("the read-only hint names the key: {hint}")
+    })?;
+    ensure(failed["writes"].is_null(), || {
+        format!("no layer, no writes: {}", failed["writes"])
+    })?;
+    let terminal = String::from_utf8_lossy(&out.stderr);
+    ensure(terminal.contains("created  generated.rs"), || {
+        format!("show-writes lists the passing test's writes:\n{terminal}")
+    })
+}
+
+/// `forward` in a profile reaches the echo server the scenario starts on the host's
+/// loopback; the same profile with `net = "none"` is refused before anything runs.
+fn a_profile_s_forward_reaches_a_host_server(ctx: &Ctx) -> Result<(), Failed> {
+    let address = echo_server(1)?;
+    let text = format!(
+        "[profile.services]\nforward = [{address:?}]\nenv = {{ LAYERS_SERVER = {address:?} }}\n\n\
+         [profile.offline]\ninherits = \"services\"\nnet = \"none\"\n"
+    );
+    let name = "tests::talks_to_the_host_server";
+    let (out, report) = run_configured(ctx, &text, &["-P", "services", name, "--exact"])?;
+    ensure_eq(
+        status_code(&out),
+        Some(0),
+        &format!("exit code; {}", describe(&out)),
+    )?;
+    ensure_eq(
+        test(&report, "layers", name)?["outcome"].as_str(),
+        Some("passed"),
+        "through the profile's forward",
+    )?;
+    ensure_eq(
+        report["binaries"]["layers"]["spec"]["forwards"][0].as_str(),
+        Some(address.as_str()),
+        "the binary's spec",
+    )?;
+    let config = ctx.path("layers-offline.toml");
+    std::fs::write(&config, &text)?;
+    let dir = crate::ctx::fixture("layers", ctx.user.as_ref());
+    let refused =
+        output(
+            ctx.isotest(&dir)
+                .args(["--config-file", &config, "-P", "offline", name]),
+        )?;
+    ensure_eq(status_code(&refused), Some(2), "forward with net = none")?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure(
+        stderr.contains("`forward` = ") && stderr.contains("`net` is \"none\""),
+        || format!("the error names both keys:\n{stderr}"),
+    )?;
+    ensure(!stderr.contains("Compiling"), || {
+        format!("built despite the conflict:\n{stderr}")
     })
 }

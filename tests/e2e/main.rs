@@ -7,6 +7,7 @@
 
 mod chaos;
 mod ci;
+mod config;
 mod ctx;
 mod flaky;
 mod harden;
@@ -15,6 +16,7 @@ mod hostile;
 mod ids;
 mod layers;
 mod limits;
+mod parity;
 mod probe;
 mod run;
 mod sandbox;
@@ -81,6 +83,7 @@ fn main() {
             .chain(layers::IN_EVERY_ID_MODE)
             .map(|(n, s)| (format!("layers::{n}"), *s)),
     );
+    let scenarios = scenarios.chain(config::SCENARIOS.iter().map(|(n, s)| (n.to_string(), *s)));
     for (name, scenario) in scenarios {
         trials.push(Trial::test(name.clone(), move || scenario(&Ctx::new(None))));
         if let Some(user) = &unprivileged {
@@ -121,6 +124,10 @@ fn main() {
             scenario(&Ctx::new(None))
         }));
     }
+    trials.push(Trial::test(
+        "parity::filtersets_select_what_nextest_selects",
+        || parity::filtersets_select_what_nextest_selects(&Ctx::new(None)),
+    ));
     libtest_mimic::run(&arguments, trials).exit();
 }
 

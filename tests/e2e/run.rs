@@ -25,8 +25,8 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         ignored_and_include_ignored,
     ),
     (
-        "select::filters_skip_and_exit_zero",
-        filters_skip_and_exit_zero,
+        "select::filters_skip_and_an_empty_run_exits_4",
+        filters_skip_and_an_empty_run_exits_4,
     ),
     (
         "select::fail_fast_stops_handing_out_tests",
@@ -310,7 +310,7 @@ fn ignored_and_include_ignored(ctx: &Ctx) -> Result<(), Failed> {
     )
 }
 
-fn filters_skip_and_exit_zero(ctx: &Ctx) -> Result<(), Failed> {
+fn filters_skip_and_an_empty_run_exits_4(ctx: &Ctx) -> Result<(), Failed> {
     let (out, report, _) = run(ctx, "outcomes", &["passes", "--skip", "should"])?;
     ensure_eq(
         status_code(&out),
@@ -328,19 +328,33 @@ fn filters_skip_and_exit_zero(ctx: &Ctx) -> Result<(), Failed> {
         vec!["ignored_passes", "passes", "integration_passes"],
         "selected tests",
     )?;
-    let (none, report, _) = run(ctx, "outcomes", &["no-test-is-called-this"])?;
+    // As in nextest, a run that selects nothing is an error (exit 4) unless told otherwise.
+    let dir = fixture("outcomes", ctx.user.as_ref());
+    let none = output(ctx.isotest(&dir).arg("no-test-is-called-this"))?;
     ensure_eq(
         status_code(&none),
+        Some(4),
+        &format!("exit code when nothing matches; {}", describe(&none)),
+    )?;
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    ensure(stderr.contains("no test to run"), || stderr.to_string())?;
+    let (warned, report, _) = run(
+        ctx,
+        "outcomes",
+        &["no-test-is-called-this", "--no-tests", "warn"],
+    )?;
+    ensure_eq(
+        status_code(&warned),
         Some(0),
-        "exit code when nothing matches",
+        "exit code with --no-tests=warn",
     )?;
     ensure_eq(
         report["summary"]["total"].as_u64(),
         Some(0),
         "nothing selected",
     )?;
-    let stderr = String::from_utf8_lossy(&none.stderr);
-    ensure(stderr.contains("warning: no test matches"), || {
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    ensure(stderr.contains("warning: no test to run"), || {
         stderr.to_string()
     })
 }
@@ -379,6 +393,29 @@ fn colours_follow_color_and_no_color(ctx: &Ctx) -> Result<(), Failed> {
     )?;
     ensure(!colored(&auto), || {
         format!("colour on a pipe: {}", describe(&auto))
+    })?;
+    // cargo's own setting, as `cargo test` honours it; --color wins over it.
+    let cargo_says = output(
+        ctx.isotest(&dir)
+            .args(["--exact", "passes"])
+            .env("CARGO_TERM_COLOR", "always"),
+    )?;
+    ensure(colored(&cargo_says), || {
+        format!(
+            "CARGO_TERM_COLOR=always printed no colour: {}",
+            describe(&cargo_says)
+        )
+    })?;
+    let flag_wins = output(
+        ctx.isotest(&dir)
+            .args(["--exact", "passes", "--color", "never"])
+            .env("CARGO_TERM_COLOR", "always"),
+    )?;
+    ensure(!colored(&flag_wins), || {
+        format!(
+            "--color never lost to CARGO_TERM_COLOR: {}",
+            describe(&flag_wins)
+        )
     })
 }
 
@@ -525,7 +562,7 @@ fn strays_mark_tests_leaky_or_fail_them(ctx: &Ctx) -> Result<(), Failed> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    ensure(error.contains("--strays=fail"), || error.clone())
+    ensure(error.contains("strays = \"fail\""), || error.clone())
 }
 
 /// The fixture's files and their contents, without the build output.

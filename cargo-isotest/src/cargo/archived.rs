@@ -89,6 +89,9 @@ fn test_binaries(unpacked: &Unpacked) -> Vec<Arc<TestBinary>> {
                     bin_exes,
                 ),
                 link_paths: link_paths.clone(),
+                package_id: binary.package_id.clone(),
+                kind: kind.to_string(),
+                target_name: binary.binary_name.clone(),
             }))
         })
         .collect();

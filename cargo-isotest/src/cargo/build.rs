@@ -62,6 +62,12 @@ pub struct TestBinary {
     pub env: BTreeMap<String, String>,
     /// Directories the build scripts asked the linker to search, for `LD_LIBRARY_PATH`.
     pub link_paths: Vec<PathBuf>,
+    /// cargo's package id (`cargo metadata`'s `id`), which filtersets match packages by.
+    pub package_id: String,
+    /// nextest's kind of binary: `lib`, `test`, `bench`, `bin`, `example`, `proc-macro`.
+    pub kind: String,
+    /// The target's name.
+    pub target_name: String,
 }
 
 /// A build with what archiving it needs besides: cargo's full metadata (with
@@ -74,16 +80,16 @@ pub struct ArchivableBuild {
     pub scripts: Vec<BuildScript>,
 }
 
-/// Runs `cargo test --no-run`, letting its human output through, and collects the binaries.
-pub fn build(options: &CargoOptions) -> Result<Build, BuildError> {
-    let (metadata, _) = metadata(options, true)?;
-    let (build, _, _) = build_with(options, &metadata)?;
+/// Runs `cargo test --no-run`, letting its human output through, and collects the binaries
+/// of the workspace `metadata` describes.
+pub fn build(options: &CargoOptions, metadata: &Metadata) -> Result<Build, BuildError> {
+    let (build, _, _) = build_with(options, metadata)?;
     Ok(build)
 }
 
 /// [`build`], keeping what `cargo isotest archive` packs.
 pub fn build_for_archive(options: &CargoOptions) -> Result<ArchivableBuild, BuildError> {
-    let (metadata, metadata_json) = metadata(options, false)?;
+    let (metadata, metadata_json) = metadata_with_json(options, true)?;
     let (build, artifacts, scripts) = build_with(options, &metadata)?;
     Ok(ArchivableBuild {
         build,
@@ -147,9 +153,18 @@ fn build_with(
     Ok((build, artifacts, scripts))
 }
 
-/// `cargo metadata`, and its JSON text; `no_deps` leaves the dependencies out, which a
-/// run does not need and an archive does.
-fn metadata(options: &CargoOptions, no_deps: bool) -> Result<(Metadata, String), BuildError> {
+/// `cargo metadata` of the workspace. `with_dependencies` resolves every dependency, which
+/// filtersets' `deps()` and `rdeps()` and an archive need; without, it reads only the
+/// workspace's own manifests, which is several times faster and never downloads.
+pub fn metadata(options: &CargoOptions, with_dependencies: bool) -> Result<Metadata, BuildError> {
+    Ok(metadata_with_json(options, with_dependencies)?.0)
+}
+
+/// [`metadata`], and its JSON text, which an archive stores.
+fn metadata_with_json(
+    options: &CargoOptions,
+    with_dependencies: bool,
+) -> Result<(Metadata, String), BuildError> {
     // Cargo's own words for this go to the terminal, not into the error: say it here,
     // with what to do, as a usage error rather than a failed build.
     if options.manifest_path.is_none() {
@@ -173,8 +188,19 @@ fn metadata(options: &CargoOptions, no_deps: bool) -> Result<(Metadata, String),
             other.push(flag.to_string());
         }
     }
-    if no_deps {
+    if !with_dependencies {
         command.no_deps();
+    }
+    for feature in &options.features {
+        other.extend(["--features".to_string(), feature.clone()]);
+    }
+    for (set, flag) in [
+        (options.all_features, "--all-features"),
+        (options.no_default_features, "--no-default-features"),
+    ] {
+        if set {
+            other.push(flag.to_string());
+        }
     }
     let output = command
         .other_options(other)
@@ -261,6 +287,9 @@ fn test_binaries(
                     bin_exes,
                 ),
                 link_paths: script.map(link_paths).unwrap_or_default(),
+                package_id: artifact.package_id.repr.clone(),
+                kind: nextest_kind(artifact).to_string(),
+                target_name: artifact.target.name.clone(),
             }))
         })
         .collect();
@@ -286,6 +315,18 @@ fn binary_id(package: &Package, artifact: &Artifact) -> String {
         TargetKind::Example => format!("{name}::example/{}", target.name),
         TargetKind::Bench => format!("{name}::bench/{}", target.name),
         other => format!("{name}::{other}/{}", target.name),
+    }
+}
+
+/// The kind nextest gives a binary, which `kind()` in a filterset matches.
+fn nextest_kind(artifact: &Artifact) -> &'static str {
+    match artifact.target.kind.first() {
+        Some(TargetKind::ProcMacro) => "proc-macro",
+        Some(TargetKind::Bin) => "bin",
+        Some(TargetKind::Test) => "test",
+        Some(TargetKind::Bench) => "bench",
+        Some(TargetKind::Example) => "example",
+        _ => "lib",
     }
 }
 

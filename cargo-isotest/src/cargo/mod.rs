@@ -39,9 +39,9 @@ pub struct CargoOptions {
     /// Build artifacts in release mode, with optimizations.
     #[arg(long)]
     pub release: bool,
-    /// Build artifacts with the specified profile.
+    /// Build artifacts with the specified cargo profile (`--profile` picks isotest's).
     #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
+    pub cargo_profile: Option<String>,
     /// Build for the target triple.
     #[arg(long, value_name = "TRIPLE")]
     pub target: Option<String>,
@@ -129,7 +129,7 @@ impl CargoOptions {
             }
         }
         for (flag, value) in [
-            ("--profile", self.profile.as_ref().map(OsString::from)),
+            ("--profile", self.cargo_profile.as_ref().map(OsString::from)),
             ("--target", self.target.as_ref().map(OsString::from)),
             ("--target-dir", self.target_dir.as_ref().map(OsString::from)),
             (

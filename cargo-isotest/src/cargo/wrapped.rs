@@ -77,6 +77,11 @@ pub fn wrapped(
             manifest_dir,
             env,
             link_paths: Vec::new(),
+            // What filtersets match a binary by: wrap is handed its one binary and
+            // selects nothing, so neither cargo's ids nor nextest's kinds are known.
+            package_id: String::new(),
+            kind: String::new(),
+            target_name: String::new(),
         }),
         test_name,
     }

@@ -7,15 +7,18 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::args::{ArchiveArgs, SandboxArgs};
+use crate::args::{ArchiveArgs, ConfigArgs, SandboxArgs};
 use crate::cargo::CargoOptions;
-use crate::discover::{TestKind, discover};
+use crate::discover::{TestKind, discover_with_sandbox_flags};
+use crate::exit_code::Failure;
 use crate::plan::{self, Filter, Partition};
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
     #[command(flatten)]
     filter: Filter,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human, value_name = "FORMAT", help_heading = "Output")]
     message_format: Format,
@@ -49,11 +52,21 @@ struct Listed<'a> {
 }
 
 pub fn run(args: ListArgs) -> i32 {
-    let session = match discover(&args.cargo, &args.archive, &args.sandbox, None) {
-        Ok(session) => session,
-        Err(failure) => return failure.report(),
-    };
-    let mut selected = plan::select(&session.listings, &args.filter);
+    execute(&args).unwrap_or_else(Failure::report)
+}
+
+fn execute(args: &ListArgs) -> Result<i32, Failure> {
+    let (filter, _) = args.filter.resolve()?;
+    let session = discover_with_sandbox_flags(
+        &args.cargo,
+        &args.archive,
+        &args.config,
+        &args.sandbox,
+        &filter.filtersets,
+        None,
+    )?;
+    // The filters first, then the partition's shard of what they select, as in nextest.
+    let mut selected = plan::selected(&session, &filter);
     plan::partition(&mut selected, args.partition);
     let listed: Vec<Listed> = selected
         .iter()
@@ -99,7 +112,7 @@ pub fn run(args: ListArgs) -> i32 {
             }
         }
     }
-    0
+    Ok(0)
 }
 
 /// The tests as `cargo nextest list --message-format json` groups them: by binary, in

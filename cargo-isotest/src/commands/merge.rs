@@ -31,9 +31,12 @@ pub fn run(args: MergeArgs) -> i32 {
 fn execute(args: &MergeArgs) -> Result<i32, Failure> {
     let usage = |e: String| Failure::new(exit_code::USAGE, e);
     let json = args.report_json.clone().map(Destination::Given);
-    let junit = args.junit.clone().map(Destination::Given);
+    let junit = args
+        .junit
+        .clone()
+        .map(|path| junit::JunitOptions::new(Destination::Given(path)));
     // Before any report is read: a bad output path is the user's to fix at once.
-    for destination in json.iter().chain(&junit) {
+    for destination in json.iter().chain(junit.iter().map(|j| &j.destination)) {
         destination.check().map_err(|e| usage(e.to_string()))?;
     }
     let mut shards = Vec::new();

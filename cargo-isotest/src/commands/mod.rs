@@ -8,4 +8,5 @@ pub mod merge;
 pub mod replay;
 pub mod run;
 pub mod shell;
+pub mod show_config;
 pub mod wrap;

@@ -1,5 +1,6 @@
 //! `cargo isotest run`: discover → plan → run → report, each test in its own sandbox.
 
+use std::num::NonZeroU32;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -8,15 +9,21 @@ use clap::Args;
 use clap::ValueEnum;
 use isotest_runtime::KeepWrites;
 
-use crate::args::{ArchiveArgs, SandboxArgs, parse_duration, parse_size};
+use crate::args::{
+    ArchiveArgs, ConfigArgs, SandboxArgs, parse_duration, parse_setting, parse_size,
+};
 use crate::cargo::CargoOptions;
 use crate::chaos::{self, Kind};
+use crate::config::{
+    Bytes, Chaos, FailFast, FinalStatusLevel, FlakyResult, Junit, Layer, MaxFail, NoTests,
+    OutputDisplay, Period, RetryPolicy, SlowTimeout, StatusLevel, Strays, TestThreads,
+};
 use crate::destination::Destination;
-use crate::discover::discover;
+use crate::discover::{Request, discover, sandbox_flags};
 use crate::exit_code::{self, Failure};
 use crate::plan::stress_shard::{self, StressShard};
-use crate::plan::{self, Filter, Partition, Sharding};
-use crate::report::{Outputs, RunInfo, RunReporter, json};
+use crate::plan::{self, Filter, HarnessRun, Partition, Sharding};
+use crate::report::{Outputs, RunInfo, RunReporter, View, json, junit_options};
 use crate::runner::budget::MemoryBudget;
 use crate::runner::policy::{FlakyPolicy, Policy, StraysPolicy, Stress};
 use crate::runner::{self, explain, verdict};
@@ -28,9 +35,13 @@ pub struct RunArgs {
     #[command(flatten)]
     pub runner: RunnerArgs,
     #[command(flatten)]
+    pub reporter: ReporterArgs,
+    #[command(flatten)]
     pub flaky: FlakyArgs,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     #[command(flatten)]
     pub archive: ArchiveArgs,
     #[command(flatten)]
@@ -40,16 +51,32 @@ pub struct RunArgs {
 #[derive(Args, Debug, Default)]
 #[command(next_help_heading = "Runner options")]
 pub struct RunnerArgs {
-    /// Number of tests to run at once [default: the number of CPUs]; more than the CPUs
-    /// oversubscribes them, which can shake timing bugs loose.
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
-    /// Run every test even after one fails.
-    #[arg(long)]
+    /// Number of tests to run at once [default: the number of CPUs]; below 0, that many
+    /// fewer than the CPUs. More than the CPUs oversubscribes them, which can shake timing
+    /// bugs loose.
+    #[arg(
+        short = 'j',
+        long = "test-threads",
+        visible_alias = "jobs",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub jobs: Option<i32>,
+    /// Run every test even after one fails (as `--max-fail=all`).
+    #[arg(long, conflicts_with = "max_fail")]
     pub no_fail_fast: bool,
+    /// Stop starting tests after N failures, or never (`all`) [default: 1].
+    #[arg(long, value_name = "N|all", value_parser = parse_max_fail)]
+    pub max_fail: Option<MaxFail>,
     /// What a test that leaves processes behind is: `warn` marks it leaky, `fail` fails it.
-    #[arg(long, value_enum, default_value_t = StraysPolicy::Warn, value_name = "POLICY")]
-    pub strays: StraysPolicy,
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub strays: Option<StraysPolicy>,
+    /// When a test is marked slow (e.g. 30s) [default: 60s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub slow_timeout: Option<Duration>,
+    /// What a run that selects no test does: `fail` (exit 4), `warn` or `pass`.
+    #[arg(long, value_name = "ACTION", value_parser = parse_setting::<NoTests>)]
+    pub no_tests: Option<NoTests>,
     /// Write the JSON report (schema isotest-report/2) to PATH, even if the run fails
     /// [default: <target-dir>/isotest/last-run.json].
     #[arg(long, value_name = "PATH")]
@@ -97,17 +124,46 @@ pub enum MessageFormat {
     LibtestJson,
 }
 
+/// nextest's reporter flags.
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Reporter options")]
+pub struct ReporterArgs {
+    /// Show each test's output as it ends, one test at a time (as `cargo test -- --nocapture`).
+    #[arg(long, visible_alias = "nocapture")]
+    pub no_capture: bool,
+    /// Which results to show as the run goes: none, fail, retry, slow, leak, pass, skip, all.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_setting::<StatusLevel>)]
+    pub status_level: Option<StatusLevel>,
+    /// Which results the summary repeats: none, fail, flaky, slow, skip, leak, pass, all.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_setting::<FinalStatusLevel>)]
+    pub final_status_level: Option<FinalStatusLevel>,
+    /// When to show a passing test's output: immediate, immediate-final, final, never.
+    #[arg(long, value_name = "WHEN", value_parser = parse_setting::<OutputDisplay>)]
+    pub success_output: Option<OutputDisplay>,
+    /// When to show a failing test's output: immediate, immediate-final, final, never.
+    #[arg(long, value_name = "WHEN", value_parser = parse_setting::<OutputDisplay>)]
+    pub failure_output: Option<OutputDisplay>,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    pub hide_progress_bar: bool,
+}
+
 /// Options for chasing flaky tests.
 #[derive(Args, Debug, Default)]
 #[command(next_help_heading = "Flaky tests")]
 #[command(group(clap::ArgGroup::new("stress_mode").args(["stress", "stress_duration"]).multiple(false)))]
 pub struct FlakyArgs {
     /// Rerun a failing test in a fresh sandbox up to N times.
-    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["stress", "stress_duration"])]
-    pub retries: u32,
+    #[arg(long, value_name = "N", conflicts_with_all = ["stress", "stress_duration"])]
+    pub retries: Option<u32>,
     /// Whether a test that passed only on a retry passes (`pass`) or fails the run (`fail`).
-    #[arg(long, value_enum, default_value_t = FlakyPolicy::Pass, value_name = "RESULT")]
-    pub flaky: FlakyPolicy,
+    #[arg(
+        long,
+        visible_alias = "flaky-result",
+        value_enum,
+        value_name = "RESULT"
+    )]
+    pub flaky: Option<FlakyPolicy>,
     /// Run each selected test N times, each in a fresh sandbox, in parallel up to -j.
     #[arg(long, value_name = "N", conflicts_with = "stress_duration", value_parser = clap::value_parser!(u32).range(1..))]
     pub stress: Option<u32>,
@@ -131,24 +187,88 @@ pub struct FlakyArgs {
     /// pauses, a fresh or ancient uptime, low limits, busy neighbours (`all`, or a list
     /// of cpus, sched, uptime, net, resources, neighbours).
     #[arg(long, value_name = "KIND,...", num_args = 0..=1, default_missing_value = "all", value_parser = parse_chaos)]
-    pub chaos: Option<ChaosKinds>,
+    pub chaos: Option<Chaos>,
 }
 
-/// The kinds `--chaos` names.
-#[derive(Clone, Debug)]
-pub struct ChaosKinds(pub Vec<Kind>);
+/// `--chaos`: as the `chaos` key, `none` included.
+fn parse_chaos(text: &str) -> Result<Chaos, String> {
+    match text {
+        "none" => Ok(Chaos(Vec::new())),
+        _ => chaos::parse_kinds(text).map(Chaos),
+    }
+}
 
-fn parse_chaos(text: &str) -> Result<ChaosKinds, String> {
-    chaos::parse_kinds(text).map(ChaosKinds)
+/// `--max-fail N|all`.
+fn parse_max_fail(text: &str) -> Result<MaxFail, String> {
+    parse_setting::<MaxFail>(text).or_else(|_| {
+        match text.parse::<u32>().ok().and_then(NonZeroU32::new) {
+            Some(n) => Ok(MaxFail::Count(n)),
+            None => Err(format!(
+                "`{text}`: give a number of failures from 1, or `all`"
+            )),
+        }
+    })
 }
 
 pub fn run(args: RunArgs) -> i32 {
     execute(&args).unwrap_or_else(Failure::report)
 }
 
+/// The command line's layer of settings: the sandbox flags, and run's own.
+fn flags(args: &RunArgs, harness: &HarnessRun) -> Result<Layer, Failure> {
+    let mut layer = sandbox_flags(&args.sandbox)?;
+    let runner = &args.runner;
+    let reporter = &args.reporter;
+    let threads = runner.jobs.or(harness.test_threads.map(|n| n as i32));
+    if threads == Some(0) {
+        return Err(Failure::new(
+            exit_code::USAGE,
+            "--test-threads 0: give a number other than 0",
+        ));
+    }
+    let no_capture = reporter.no_capture || harness.no_capture;
+    // Output shown as each test ends makes sense one test at a time, as in nextest.
+    layer.test_threads = if no_capture {
+        Some(TestThreads::Count(1))
+    } else {
+        threads.map(TestThreads::Count)
+    };
+    layer.fail_fast = match (runner.no_fail_fast, runner.max_fail) {
+        (true, _) => Some(FailFast::new(MaxFail::All)),
+        (false, max) => max.map(FailFast::new),
+    };
+    layer.strays = runner.strays.map(|s| match s {
+        StraysPolicy::Warn => Strays::Warn,
+        StraysPolicy::Fail => Strays::Fail,
+    });
+    layer.slow_timeout = runner.slow_timeout.map(|d| SlowTimeout::new(Period(d)));
+    layer.no_tests = runner.no_tests;
+    layer.report_json = runner.report_json.clone();
+    layer.junit = runner.junit.clone().map(|path| Junit {
+        path: Some(path),
+        ..Junit::default()
+    });
+    layer.retries = args.flaky.retries.map(RetryPolicy::count);
+    layer.flaky_result = args.flaky.flaky.map(|f| match f {
+        FlakyPolicy::Pass => FlakyResult::Pass,
+        FlakyPolicy::Fail => FlakyResult::Fail,
+    });
+    layer.chaos = args.flaky.chaos.clone();
+    layer.memory_budget = runner.memory_budget.map(Bytes);
+    layer.keep_writes = runner.keep_writes.clone();
+    layer.show_writes = runner.show_writes.then_some(true);
+    layer.status_level = reporter.status_level;
+    layer.final_status_level = reporter.final_status_level;
+    let immediate = no_capture.then_some(OutputDisplay::Immediate);
+    layer.success_output = reporter.success_output.or(immediate);
+    layer.failure_output = reporter.failure_output.or(immediate);
+    Ok(layer)
+}
+
 fn execute(args: &RunArgs) -> Result<i32, Failure> {
     let started = Instant::now();
     // What the flags ask for is checked before the build, which takes long.
+    let (filter, harness) = args.filter.resolve()?;
     let seed = plan::seed(args.flaky.shuffle.as_deref())?;
     for path in args.runner.report_json.iter().chain(&args.runner.junit) {
         Destination::Given(path.clone())
@@ -169,57 +289,54 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
              the shards' runs get disjoint seeds",
         ));
     }
-    if let (Some(_), None) = (&args.archive.archive_file, &args.runner.report_json) {
-        let cwd = std::env::current_dir()
-            .ok()
-            .and_then(|d| d.canonicalize().ok());
-        let checkout = args
-            .archive
-            .workspace_remap
-            .as_ref()
-            .and_then(|d| d.canonicalize().ok());
-        if let (Some(cwd), Some(checkout)) = (cwd, checkout)
-            && cwd.starts_with(&checkout)
-        {
-            return Err(Failure::new(
-                exit_code::USAGE,
-                "a run from an archive writes nothing into the checkout, and the JSON report \
-                 would go to ./isotest-report.json inside it; give --report-json PATH",
-            ));
-        }
-    }
     let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-
-    let mut session = discover(&args.cargo, &args.archive, &args.sandbox, args.runner.jobs)?;
-    if let Some(ChaosKinds(kinds)) = &args.flaky.chaos {
-        warn_about_skipped_chaos(kinds);
-        session.sandbox.chaos = kinds.clone();
-    }
+    let request = Request {
+        cargo: &args.cargo,
+        archive: &args.archive,
+        config: &args.config,
+        flags: flags(args, &harness)?,
+        filtersets: &filter.filtersets,
+        jobs: None,
+    };
+    let session = discover(&request)?;
+    let run = &session.settings.run;
+    let json_path = report_destination(args, run, &session)?;
     let sharding = Sharding {
         partition: args.runner.partition,
         attempt_seeds: args.flaky.stress_shard.is_some(),
     };
     let plan = plan::plan(
         &session,
-        &args.filter,
+        &filter,
         rerun.as_ref(),
         seed,
         args.flaky.shuffle.is_some(),
         sharding,
-    );
-    let json_path = match (&args.runner.report_json, &args.archive.archive_file) {
-        (Some(path), _) => Destination::Given(path.clone()),
-        // The unpacked target directory is temporary: nothing is written into the checkout.
-        (None, Some(_)) => Destination::Given(
-            std::env::current_dir()
-                .unwrap_or_default()
-                .join("isotest-report.json"),
-        ),
-        (None, None) => Destination::own_report(&session.build.target_dir),
-    };
-    json_path
-        .check()
-        .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
+    )?;
+    if plan.order.is_empty() && plan.tests.iter().all(|t| !t.run) {
+        match run.no_tests.as_ref().map_or(NoTests::Fail, |n| n.value) {
+            NoTests::Fail => {
+                return Err(Failure::new(
+                    exit_code::NO_TESTS,
+                    "no test to run: the filters select none (`cargo isotest list` shows them \
+                     all; --no-tests=warn or no-tests = \"warn\" accepts an empty run)",
+                ));
+            }
+            NoTests::Warn => anstream::eprintln!(
+                "warning: no test to run: the filters select none; `cargo isotest list` shows them all"
+            ),
+            NoTests::Pass => {}
+        }
+    }
+    warn_about_skipped_chaos(&plan.settings);
+    // Before the tests run: a test of an earlier run may have planted a symlink in the
+    // runner's own directory.
+    let junit = junit_options(run);
+    for destination in std::iter::once(&json_path).chain(junit.iter().map(|j| &j.destination)) {
+        destination
+            .check()
+            .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
+    }
     let info = RunInfo {
         started_at,
         archive: session.archive.as_ref().map(|a| a.digest.clone()),
@@ -233,33 +350,39 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     };
     let outputs = Outputs {
         json: json_path,
-        junit: args.runner.junit.clone().map(Destination::Given),
+        junit,
         keep_passing_output: args.runner.keep_passing_output,
         libtest_json: args.runner.message_format == MessageFormat::LibtestJson,
     };
-    let mut policy = policy(args);
-    policy.keep_writes = args
-        .runner
-        .keep_writes
-        .as_deref()
-        .map(|dir| keep_writes(dir, &session.build.target_dir));
+    let mut policy = Policy::new(
+        run,
+        &plan.settings,
+        session.settings.threads,
+        session.settings.profile.profile().test_groups(),
+        stress(&args.flaky),
+    );
     // Learned from the report this run is about to replace.
-    policy.memory_budget = args.runner.memory_budget.map(|total| {
+    policy.memory_budget = run.memory_budget.as_ref().map(|total| {
         MemoryBudget::new(
-            total,
+            total.value.0,
             &plan.tests,
             &plan.specs,
             &json::peaks(&outputs.json.path()),
         )
     });
+    policy.keep_writes = run
+        .keep_writes
+        .as_ref()
+        .map(|dir| keep_writes(&dir.value, &session.build.target_dir));
+    let view = View::new(run, &plan, &policy, args.reporter.hide_progress_bar);
     let mut reporter = RunReporter::start(
         &plan,
         runner::planned_attempts(&plan, &policy),
         outputs,
         info,
         &session.build.workspace_root,
+        view,
         started,
-        args.runner.show_writes,
     );
     let mut records = runner::run(
         &session.pool,
@@ -297,10 +420,10 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     })
 }
 
-/// `--keep-writes DIR`: the directory taken as given, and what is below it, made without
-/// following a symlink. Inside the target directory (the suggested
+/// `keep-writes` (`--keep-writes DIR`): the directory taken as given, and what is below it,
+/// made without following a symlink. Inside the target directory (the suggested
 /// `target/isotest/writes`), only the target directory itself is taken as given: a test
-/// with `--bind-rw` of it could have planted a link on the way.
+/// with a writable bind of it could have planted a link on the way.
 fn keep_writes(dir: &Path, target_dir: &Path) -> KeepWrites {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     match dir.strip_prefix(target_dir) {
@@ -318,34 +441,64 @@ fn keep_writes(dir: &Path, target_dir: &Path) -> KeepWrites {
     }
 }
 
-/// Kinds this host cannot apply are said once, before the run; each attempt records them.
-fn warn_about_skipped_chaos(kinds: &[Kind]) {
-    if kinds.contains(&Kind::Net)
-        && let Some(reason) = &chaos::Host::current().no_net
+/// Where the JSON report goes: `report-json`, else the target directory's
+/// `isotest/last-run.json`; from an archive, whose unpacked target directory is
+/// temporary, `./isotest-report.json`, which must not be inside the remapped checkout.
+fn report_destination(
+    args: &RunArgs,
+    run: &crate::config::Effective,
+    session: &crate::discover::Session,
+) -> Result<Destination, Failure> {
+    let target_dir = &session.build.target_dir;
+    if let Some(path) = &run.report_json {
+        return Ok(Destination::Given(path.value.clone()));
+    }
+    if args.archive.archive_file.is_none() {
+        return Ok(Destination::own_report(target_dir));
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let checkout = args
+        .archive
+        .workspace_remap
+        .as_ref()
+        .and_then(|d| d.canonicalize().ok());
+    if let (Ok(here), Some(checkout)) = (cwd.canonicalize(), checkout)
+        && here.starts_with(&checkout)
     {
-        eprintln!("warning: --chaos net is skipped: {reason}");
+        return Err(Failure::new(
+            exit_code::USAGE,
+            "a run from an archive writes nothing into the checkout, and the JSON report \
+             would go to ./isotest-report.json inside it; give --report-json PATH",
+        ));
+    }
+    Ok(Destination::Given(cwd.join("isotest-report.json")))
+}
+
+/// What a kind cannot do on this host is said once, before the run; each attempt records
+/// what it skipped.
+fn warn_about_skipped_chaos(tests: &[crate::config::Effective]) {
+    let net = tests.iter().any(|t| {
+        t.chaos
+            .as_ref()
+            .is_some_and(|c| c.value.0.contains(&Kind::Net))
+    });
+    if net && let Some(reason) = &chaos::Host::current().no_netem {
+        eprintln!(
+            "warning: chaos kind `net` delays only forwarded connections here (`forward`, --forward), not the sandbox's own loopback: {reason}"
+        );
     }
 }
 
-/// The policy the flags ask for. A `--stress-duration` starts now, once the build is done.
-fn policy(args: &RunArgs) -> Policy {
-    let flaky = &args.flaky;
+/// The stress run the flags ask for. A `--stress-duration` starts now, once the build is done.
+fn stress(flaky: &FlakyArgs) -> Option<Stress> {
     let stressed = flaky.stress.is_some() || flaky.stress_duration.is_some();
-    Policy {
-        retries: flaky.retries,
-        flaky: flaky.flaky,
-        strays: args.runner.strays,
-        fail_fast: !args.runner.no_fail_fast && !stressed,
-        stress: stressed.then(|| Stress {
-            count: flaky.stress,
-            until: flaky.stress_duration.map(|d| Instant::now() + d),
-            until_fail: flaky.stress_until_fail,
-            share: flaky
-                .stress_shard
-                .zip(flaky.stress)
-                .map(|(shard, runs)| stress_shard::share(runs, shard)),
-        }),
-        keep_writes: None,
-        memory_budget: None,
-    }
+    stressed.then(|| Stress {
+        count: flaky.stress,
+        until: flaky.stress_duration.map(|d| Instant::now() + d),
+        until_fail: flaky.stress_until_fail,
+        share: flaky
+            .stress_shard
+            .zip(flaky.stress)
+            .map(|(shard, runs)| stress_shard::share(runs, shard)),
+    })
 }

@@ -4,10 +4,10 @@
 
 use clap::Args;
 
-use crate::args::{ArchiveArgs, SandboxArgs};
+use crate::args::{ArchiveArgs, ConfigArgs, SandboxArgs};
 use crate::cargo::CargoOptions;
-use crate::discover::discover;
-use crate::exit_code;
+use crate::discover::discover_with_sandbox_flags;
+use crate::exit_code::{self, Failure};
 use crate::launch::helper::{self, ReexecError};
 use crate::plan::{self, Filter};
 use crate::report::terminal::shell_quote;
@@ -20,17 +20,19 @@ pub struct ShellArgs {
     #[command(flatten)]
     sandbox: SandboxArgs,
     #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
     cargo: CargoOptions,
 }
 
 pub fn run(args: ShellArgs) -> i32 {
-    let session = match discover(&args.cargo, &ArchiveArgs::default(), &args.sandbox, Some(1)) {
+    let session = match session(&args) {
         Ok(session) => session,
         Err(failure) => return failure.report(),
     };
     let mut filter = args.filter.clone();
     filter.include_ignored = true;
-    let matches = plan::select(&session.listings, &filter);
+    let matches = plan::selected(&session, &filter);
     let test = match matches.as_slice() {
         [one] => one,
         [] => {
@@ -51,10 +53,16 @@ pub fn run(args: ShellArgs) -> i32 {
             return exit_code::USAGE;
         }
     };
+    // The test's own sandbox: its settings, overrides included.
+    let settings = session.settings.test(&test.binary, &test.name);
+    let options = match plan::TestOptions::new(&session).of(test, &settings) {
+        Ok(options) => options,
+        Err(failure) => return failure.report(),
+    };
     let binary_spec = sandbox::binary_test_spec(
         &session.build,
         &test.binary,
-        &session.sandbox,
+        &options,
         sandbox::fresh_seed(),
     );
     let test_spec = sandbox::attempt_spec(
@@ -81,4 +89,16 @@ pub fn run(args: ShellArgs) -> i32 {
         ReexecError::Exec(e) => eprintln!("error: cannot start the shell: {e}"),
     }
     exit_code::SETUP_FAILED
+}
+
+fn session(args: &ShellArgs) -> Result<crate::discover::Session, Failure> {
+    let (filter, _) = args.filter.resolve()?;
+    discover_with_sandbox_flags(
+        &args.cargo,
+        &ArchiveArgs::default(),
+        &args.config,
+        &args.sandbox,
+        &filter.filtersets,
+        Some(1),
+    )
 }

@@ -12,6 +12,8 @@ use crate::args::SandboxArgs;
 use crate::cargo::build::rustc_print;
 use crate::cargo::config_env;
 use crate::cargo::wrapped::{self, Toolchain};
+use crate::config::Effective;
+use crate::discover::sandbox_flags;
 use crate::exit_code::{self, Failure};
 use crate::launch::foreground;
 use crate::sandbox::{self, SandboxOptions};
@@ -64,9 +66,11 @@ fn execute(args: &WrapArgs) -> Result<i32, Failure> {
     };
     let mut wrapped = wrapped::wrapped(&binary, rest, &vars, &cwd, toolchain);
     wrapped.build.config_env = config_env::read(&cwd).map_err(|e| usage(e.to_string()))?;
-    let mut options =
-        SandboxOptions::from_args(&args.sandbox).map_err(|e| usage(format!("{e:#}")))?;
-    options.add_toolchain(&args.sandbox);
+    // Only the flags: nextest's own config selects and schedules the tests it wraps.
+    let flags = Effective::of_flags(&sandbox_flags(&args.sandbox)?, &cwd);
+    let mut options = SandboxOptions::from_settings(&flags).map_err(|e| usage(format!("{e:#}")))?;
+    crate::discover::warn_unenforced(&options.limits)?;
+    options.add_toolchain();
     let tmpdir = sandbox::target_tmpdir(&wrapped.build);
     std::fs::create_dir_all(&tmpdir)
         .map_err(|e| setup(format!("cannot create {}: {e}", tmpdir.display())))?;

@@ -12,6 +12,15 @@ use super::helper::{Helper, Pids};
 /// How often the caller gets a chance to refresh its view while jobs run.
 const TICK: Duration = Duration::from_millis(200);
 
+/// What the dispatcher has for an idle helper.
+pub enum Next<J> {
+    Job(J),
+    /// Nothing that may start now, but more later (a retry's delay, a full test group).
+    Wait,
+    /// No more jobs.
+    Done,
+}
+
 pub enum Event<J, R> {
     Started(J),
     Finished(J, R),
@@ -84,15 +93,23 @@ impl Pool {
             let mut idle: Vec<usize> = (0..workers.len()).rev().collect();
             let mut in_flight = 0;
             loop {
+                let mut waiting = false;
                 while !self.stopped() && !idle.is_empty() {
-                    let Some(item) = dispatcher.next() else { break };
+                    let item = match dispatcher.next() {
+                        Next::Job(item) => item,
+                        Next::Wait => {
+                            waiting = true;
+                            break;
+                        }
+                        Next::Done => break,
+                    };
                     let worker = idle.pop().expect("an idle helper");
                     dispatcher.on_event(Event::Started(item.clone()));
                     if workers[worker].send(item).is_ok() {
                         in_flight += 1;
                     }
                 }
-                if in_flight == 0 {
+                if in_flight == 0 && (!waiting || self.stopped()) {
                     return;
                 }
                 match inbox.recv_timeout(TICK) {
@@ -111,7 +128,10 @@ impl Pool {
 
 /// The caller's side of a run: which job comes next, and what to do with each event.
 /// A result may create more jobs (a retry, another stress run) for `next` to return.
+/// The caller never hands out more jobs at once than the pool has helpers: each job runs
+/// on one, and a job that needs more threads makes the dispatcher wait until its share
+/// is free.
 pub trait Dispatch<J, R> {
-    fn next(&mut self) -> Option<J>;
+    fn next(&mut self) -> Next<J>;
     fn on_event(&mut self, event: Event<J, R>);
 }

@@ -32,6 +32,9 @@ pub struct Checkpoint {
     info: RunInfo,
     keep_passing_output: bool,
     started: Instant,
+    /// The sandboxes of the tests whose own differs from their binary's, by binary id and
+    /// name: their records carry it whole.
+    own_specs: BTreeMap<(String, String), Spec>,
 }
 
 impl Checkpoint {
@@ -40,12 +43,14 @@ impl Checkpoint {
         info: RunInfo,
         keep_passing_output: bool,
         started: Instant,
+        own_specs: BTreeMap<(String, String), Spec>,
     ) -> Checkpoint {
         Checkpoint {
             destination,
             info,
             keep_passing_output,
             started,
+            own_specs,
         }
     }
 
@@ -54,7 +59,11 @@ impl Checkpoint {
     }
 
     /// The final report of `records`.
-    pub fn report(&self, records: Vec<TestRecord>, cancelled: bool) -> RunReport {
+    pub fn report(&self, mut records: Vec<TestRecord>, cancelled: bool) -> RunReport {
+        for record in records.iter_mut().filter(|r| r.argv.is_some()) {
+            let key = (record.binary_id.clone(), record.name.clone());
+            record.spec = self.own_specs.get(&key).cloned();
+        }
         RunReport::new(
             records,
             self.started.elapsed().as_millis() as u64,

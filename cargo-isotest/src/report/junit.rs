@@ -11,13 +11,35 @@ use super::document::RunReport;
 use crate::destination::Destination;
 use crate::runner::record::{AttemptRecord, Panic, TestOutcome, TestRecord};
 
-pub fn write(report: &RunReport, destination: &Destination) -> anyhow::Result<()> {
-    let xml = to_xml(report)?;
-    Ok(destination.write(xml.as_bytes())?)
+/// nextest's `junit` settings, and where the report goes.
+#[derive(Clone, Debug)]
+pub struct JunitOptions {
+    pub destination: Destination,
+    /// The `name` of `<testsuites>`.
+    pub report_name: String,
+    pub store_success_output: bool,
+    pub store_failure_output: bool,
 }
 
-pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {
-    let mut junit = Report::new("cargo-isotest");
+impl JunitOptions {
+    /// The report at `destination` with nextest's defaults: failures' output only.
+    pub fn new(destination: Destination) -> JunitOptions {
+        JunitOptions {
+            destination,
+            report_name: "isotest-run".into(),
+            store_success_output: false,
+            store_failure_output: true,
+        }
+    }
+}
+
+pub fn write(report: &RunReport, options: &JunitOptions) -> anyhow::Result<()> {
+    let xml = to_xml(report, options)?;
+    Ok(options.destination.write(xml.as_bytes())?)
+}
+
+pub fn to_xml(report: &RunReport, options: &JunitOptions) -> anyhow::Result<String> {
+    let mut junit = Report::new(options.report_name.as_str());
     junit.set_time(Duration::from_millis(report.summary.duration_ms));
     if let Some(started) = timestamp(Some(&report.info.started_at)) {
         junit.set_timestamp(started);
@@ -33,13 +55,13 @@ pub fn to_xml(report: &RunReport) -> anyhow::Result<String> {
         {
             suite.set_timestamp(started);
         }
-        suite.add_test_case(test_case(record));
+        suite.add_test_case(test_case(record, options));
     }
     junit.add_test_suites(suites.into_values());
     Ok(junit.to_string()?)
 }
 
-fn test_case(record: &TestRecord) -> TestCase {
+fn test_case(record: &TestRecord, options: &JunitOptions) -> TestCase {
     let last = &record.last;
     let mut status = match last.outcome {
         TestOutcome::Passed => TestCaseStatus::success(),
@@ -80,7 +102,12 @@ fn test_case(record: &TestRecord) -> TestCase {
         case.set_timestamp(started);
     }
     case.add_properties(resource_properties(last));
-    if record.is_failure() {
+    let store = if record.is_failure() {
+        options.store_failure_output
+    } else {
+        options.store_success_output && last.outcome == TestOutcome::Passed
+    };
+    if store {
         case.set_system_out(last.output.stdout.lossy())
             .set_system_err(last.output.stderr.lossy());
     }

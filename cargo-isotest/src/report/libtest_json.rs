@@ -57,7 +57,7 @@ impl Stream {
             RunEvent::StressAttempt { label, attempt } => {
                 self.emit(attempt_line(&stream_name(label), attempt));
             }
-            RunEvent::TestFinished(record) => self.emit(test_line(record)),
+            RunEvent::TestFinished { record, .. } => self.emit(test_line(record)),
             _ => {}
         }
     }

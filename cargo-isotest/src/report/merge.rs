@@ -275,6 +275,7 @@ fn merge_test(records: Vec<&TestRecord>) -> TestRecord {
         merged.last = last.clone();
     }
     merged.argv = records.iter().find_map(|r| r.argv.clone());
+    merged.spec = records.iter().find_map(|r| r.spec.clone());
     merged.attempts = failing;
     merged.stress = Some(summary);
     merged
@@ -403,12 +404,16 @@ mod tests {
 
     #[test]
     fn stress_shards_of_a_test_are_one_test() {
+        // A test whose override gave it its own sandbox keeps it.
+        let mut two = report(None, Some("2/2"), &["a"]);
+        two.tests[0].spec = Some(isotest_runtime::Spec::new(vec!["t".into()]));
         let merged = merge(vec![
             shard("one", report(None, Some("1/2"), &["a"])),
-            shard("two", report(None, Some("2/2"), &["a"])),
+            shard("two", two),
         ])
         .unwrap();
         assert_eq!(merged.tests.len(), 1);
+        assert!(merged.tests[0].spec.is_some());
         let err = merge(vec![shard("one", report(None, Some("1/3"), &["a"]))])
             .unwrap_err()
             .to_string();

@@ -13,19 +13,81 @@ pub mod terminal;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::config::{Effective, OutputDisplay};
 use crate::destination::Destination;
 use crate::exit_code::{self, Failure};
 use crate::plan::Plan;
 use crate::runner::events::{Reporter, RunEvent};
+use crate::runner::policy::Policy;
 use crate::runner::record::TestRecord;
+use crate::sandbox;
 pub use document::{BinaryInfo, Fingerprint, RunInfo, RunReport};
-use terminal::Terminal;
+use junit::JunitOptions;
+pub use terminal::View;
+use terminal::{Terminal, TestView};
+
+impl View {
+    /// What the run's settings and each test's ask the terminal to show.
+    pub fn new(run: &Effective, plan: &Plan, policy: &Policy, hide_progress_bar: bool) -> View {
+        let defaults = View::default();
+        View {
+            status_level: run
+                .status_level
+                .as_ref()
+                .map_or(defaults.status_level, |s| s.value),
+            final_status_level: run
+                .final_status_level
+                .as_ref()
+                .map_or(defaults.final_status_level, |s| s.value),
+            tests: plan
+                .settings
+                .iter()
+                .enumerate()
+                .map(|(index, settings)| TestView {
+                    success_output: settings
+                        .success_output
+                        .as_ref()
+                        .map_or(OutputDisplay::Never, |s| s.value),
+                    failure_output: settings
+                        .failure_output
+                        .as_ref()
+                        .map_or(OutputDisplay::Immediate, |s| s.value),
+                    slow: policy.test(index).slow,
+                })
+                .collect(),
+            hide_progress_bar,
+            to_run: plan.order.len(),
+            show_writes: run.show_writes.as_ref().is_some_and(|s| s.value),
+        }
+    }
+}
+
+/// The JUnit report the run's settings ask for, if any.
+pub fn junit_options(run: &Effective) -> Option<JunitOptions> {
+    let junit = &run.junit;
+    let defaults = JunitOptions::new(Destination::Given(junit.path.as_ref()?.value.clone()));
+    Some(JunitOptions {
+        report_name: junit
+            .report_name
+            .as_ref()
+            .map_or(defaults.report_name.clone(), |n| n.value.clone()),
+        store_success_output: junit
+            .store_success_output
+            .as_ref()
+            .map_or(defaults.store_success_output, |s| s.value),
+        store_failure_output: junit
+            .store_failure_output
+            .as_ref()
+            .map_or(defaults.store_failure_output, |s| s.value),
+        ..defaults
+    })
+}
 
 /// Every view of a run: the terminal, the JSON report on disk, and at the end JUnit.
 pub struct RunReporter {
     terminal: Terminal,
     checkpoint: json::Checkpoint,
-    junit: Option<Destination>,
+    junit: Option<JunitOptions>,
     shuffled: bool,
     /// `run --message-format libtest-json`: events on stdout as they happen.
     stream: Option<libtest_json::Stream>,
@@ -42,19 +104,10 @@ impl RunReporter {
         outputs: Outputs,
         mut info: RunInfo,
         workspace_root: &Path,
+        view: View,
         started: Instant,
-        show_writes: bool,
     ) -> RunReporter {
-        if plan.tests.is_empty() {
-            anstream::eprintln!(
-                "warning: no test matches the filters; `cargo isotest list` shows them all"
-            );
-        }
-        let terminal = Terminal::new(
-            attempts,
-            outputs.json.path().display().to_string(),
-            show_writes,
-        );
+        let terminal = Terminal::new(attempts, outputs.json.path().display().to_string(), view);
         terminal.header(
             plan.order.len(),
             plan.binaries,
@@ -75,6 +128,19 @@ impl RunReporter {
                 (id.clone(), binary)
             })
             .collect();
+        // A test whose overrides change its sandbox: what the binary's spec and its argv
+        // would not give back.
+        let own_specs = plan
+            .tests
+            .iter()
+            .zip(&plan.specs)
+            .filter_map(|(test, spec)| {
+                let spec = spec.as_ref()?;
+                let binary = plan.binary_specs.get(&test.binary.id)?;
+                (sandbox::with_test(binary, spec.argv.clone(), &test.name) != *spec)
+                    .then(|| ((test.binary.id.clone(), test.name.clone()), spec.clone()))
+            })
+            .collect();
         let mut stream = outputs.libtest_json.then(libtest_json::Stream::stdout);
         if let Some(stream) = &mut stream {
             stream.suite_started(plan.order.len());
@@ -86,6 +152,7 @@ impl RunReporter {
                 info,
                 outputs.keep_passing_output,
                 started,
+                own_specs,
             ),
             junit: outputs.junit,
             shuffled: plan.shuffled,
@@ -111,8 +178,8 @@ impl RunReporter {
         report
             .write_json(self.checkpoint.destination())
             .map_err(failed)?;
-        if let Some(junit) = &self.junit {
-            junit::write(&report, junit).map_err(failed)?;
+        if let Some(options) = &self.junit {
+            junit::write(&report, options).map_err(failed)?;
         }
         Ok(report)
     }
@@ -120,7 +187,7 @@ impl RunReporter {
 
 /// The closing view of a finished report (`merge`), as at the end of a run.
 pub fn show(report: &RunReport, replay_from: String) {
-    let terminal = Terminal::new(None, replay_from, false);
+    let terminal = Terminal::new(None, replay_from, View::default());
     stress::show_results(&terminal, &report.tests);
     terminal.summary(report, None);
 }
@@ -128,7 +195,7 @@ pub fn show(report: &RunReport, replay_from: String) {
 /// Where a run's reports go.
 pub struct Outputs {
     pub json: Destination,
-    pub junit: Option<Destination>,
+    pub junit: Option<JunitOptions>,
     pub keep_passing_output: bool,
     pub libtest_json: bool,
 }

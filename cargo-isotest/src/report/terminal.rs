@@ -6,14 +6,12 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anstyle::{AnsiColor, Style};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::document::RunReport;
+use crate::config::{FinalStatusLevel, OutputDisplay, StatusLevel};
 use crate::runner::events::{Reporter, RunEvent};
 use crate::runner::record::{AttemptRecord, TestOutcome, TestRecord};
-
-/// Tests running longer than this are shown as slow, once.
-pub const SLOW_AFTER: Duration = Duration::from_secs(60);
 
 pub(super) const GREEN: Style = AnsiColor::Green.on_default().bold();
 pub(super) const RED: Style = AnsiColor::Red.on_default().bold();
@@ -21,35 +19,100 @@ const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
 const DIM: Style = Style::new().dimmed();
 pub(super) const BOLD: Style = Style::new().bold();
 
+/// What the view shows: nextest's status levels, and each test's output display and slow
+/// period from its settings.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub status_level: StatusLevel,
+    pub final_status_level: FinalStatusLevel,
+    /// By index of the plan's tests.
+    pub tests: Vec<TestView>,
+    pub hide_progress_bar: bool,
+    /// Tests that will run, for the `(N/M)` counter.
+    pub to_run: usize,
+    /// `--show-writes`: list every test's writes, not only failing tests'.
+    pub show_writes: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TestView {
+    pub success_output: OutputDisplay,
+    pub failure_output: OutputDisplay,
+    pub slow: Duration,
+}
+
+impl TestView {
+    const DEFAULT: TestView = TestView {
+        success_output: OutputDisplay::Never,
+        failure_output: OutputDisplay::Immediate,
+        slow: Duration::from_secs(60),
+    };
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            status_level: StatusLevel::Pass,
+            final_status_level: FinalStatusLevel::Flaky,
+            tests: Vec::new(),
+            hide_progress_bar: false,
+            to_run: 0,
+            show_writes: false,
+        }
+    }
+}
+
+impl View {
+    fn test(&self, index: usize) -> &TestView {
+        self.tests.get(index).unwrap_or(&TestView::DEFAULT)
+    }
+}
+
+/// One running attempt: when it started, its label, and its line under the bar.
+struct Running {
+    start: Instant,
+    label: String,
+    line: ProgressBar,
+}
+
 pub struct Terminal {
+    view: View,
+    multi: MultiProgress,
     bar: ProgressBar,
     /// Running attempts by (test, attempt number).
-    running: BTreeMap<(usize, u32), (Instant, String)>,
+    running: BTreeMap<(usize, u32), Running>,
     slow_shown: BTreeSet<(usize, u32)>,
+    /// Tests that have ended, for the `(N/M)` counter.
+    done: usize,
+    /// Outputs kept for the end (`final`, `immediate-final`).
+    deferred: Vec<String>,
     /// The report that `replay` lines point at.
     replay_report: String,
-    /// `--show-writes`: list every test's writes, not only failing tests'.
-    show_writes: bool,
 }
+
+/// One line per running test under the bar: its elapsed time and name.
+const RUNNING_TEMPLATE: &str = "{prefix:>12.dim} [{elapsed_precise}] {msg}";
 
 impl Terminal {
     /// `total` is the number of attempts the bar counts, when it is known in advance
     /// (not for `--stress-duration`).
-    pub fn new(total: Option<usize>, replay_report: String, show_writes: bool) -> Terminal {
-        let target = if std::io::stderr().is_terminal() {
+    pub fn new(total: Option<usize>, replay_report: String, view: View) -> Terminal {
+        let target = if std::io::stderr().is_terminal() && !view.hide_progress_bar {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
         };
-        let bar = ProgressBar::with_draw_target(total.map(|t| t as u64), target);
+        let multi = MultiProgress::with_draw_target(target);
+        let bar = multi.add(ProgressBar::new(total.map_or(0, |t| t as u64)));
+        if total.is_none() {
+            bar.unset_length();
+        }
         let colour = anstream::ColorChoice::global() != anstream::ColorChoice::Never;
         let template = match (total.is_some(), colour) {
-            (true, true) => {
-                "{prefix:>12.cyan.bold} [{elapsed_precise}] {wide_bar} {pos}/{len}: {msg}"
-            }
-            (true, false) => "{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len}: {msg}",
-            (false, true) => "{prefix:>12.cyan.bold} [{elapsed_precise}] {pos} runs: {msg}",
-            (false, false) => "{prefix:>12} [{elapsed_precise}] {pos} runs: {msg}",
+            (true, true) => "{prefix:>12.cyan.bold} [{elapsed_precise}] {wide_bar} {pos}/{len}",
+            (true, false) => "{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len}",
+            (false, true) => "{prefix:>12.cyan.bold} [{elapsed_precise}] {pos} runs",
+            (false, false) => "{prefix:>12} [{elapsed_precise}] {pos} runs",
         };
         bar.set_style(
             ProgressStyle::with_template(template)
@@ -58,16 +121,19 @@ impl Terminal {
         );
         bar.set_prefix("Running");
         Terminal {
+            view,
+            multi,
             bar,
             running: BTreeMap::new(),
             slow_shown: BTreeSet::new(),
+            done: 0,
+            deferred: Vec::new(),
             replay_report,
-            show_writes,
         }
     }
 
     pub(super) fn line(&self, text: String) {
-        self.bar.suspend(|| anstream::eprintln!("{text}"));
+        self.multi.suspend(|| anstream::eprintln!("{text}"));
     }
 
     pub fn header(&self, tests: usize, binaries: usize, skipped: usize) {
@@ -85,30 +151,96 @@ impl Terminal {
     }
 
     pub fn started(&mut self, test: usize, attempt: u32, label: String) {
-        self.bar.set_message(label.clone());
-        self.running
-            .insert((test, attempt), (Instant::now(), label));
+        let line = self.multi.add(ProgressBar::new_spinner());
+        line.set_style(ProgressStyle::with_template(RUNNING_TEMPLATE).expect("valid template"));
+        line.set_prefix(if attempt > 1 {
+            format!("TRY {attempt}")
+        } else {
+            "RUNNING".to_string()
+        });
+        line.set_message(label.clone());
+        self.running.insert(
+            (test, attempt),
+            Running {
+                start: Instant::now(),
+                label,
+                line,
+            },
+        );
     }
 
     pub fn ended(&mut self, test: usize, attempt: u32) {
-        self.running.remove(&(test, attempt));
+        if let Some(running) = self.running.remove(&(test, attempt)) {
+            running.line.finish_and_clear();
+            self.multi.remove(&running.line);
+        }
         self.slow_shown.remove(&(test, attempt));
         self.bar.inc(1);
     }
 
-    /// A test's final result, with its output and a replay command if it failed.
-    pub fn finished(&mut self, record: &TestRecord) {
-        self.line(status_line(record));
-        if record.is_failure() {
-            let mut block = failure_output(
+    /// A test's final result, with its output and a replay command as its settings say.
+    pub fn finished(&mut self, test: usize, record: &TestRecord) {
+        self.done += 1;
+        let level = self.view.status_level;
+        let shown = if record.is_failure() {
+            level >= StatusLevel::Fail
+        } else if record.flaky {
+            level >= StatusLevel::Retry
+        } else if record.last.leaky {
+            level >= StatusLevel::Leak
+        } else {
+            level >= StatusLevel::Pass
+        };
+        let counter = format!("({}/{})", self.done, self.view.to_run.max(self.done));
+        if shown {
+            self.line(status_line(record, Some(&counter)));
+        }
+        self.output(test, record);
+        // A failing test's writes are among its notes, shown with its output.
+        if !record.is_failure() && self.view.show_writes && !record.last.writes.is_empty() {
+            self.line(writes_lines(&record.last));
+        }
+    }
+
+    /// A finished test's output, now or kept for the end, as its output display says.
+    fn output(&mut self, test: usize, record: &TestRecord) {
+        let display = *self.view.test(test);
+        let (when, failed) = if record.is_failure() {
+            (display.failure_output, true)
+        } else {
+            (display.success_output, false)
+        };
+        let immediate = matches!(
+            when,
+            OutputDisplay::Immediate | OutputDisplay::ImmediateFinal
+        );
+        let at_end = matches!(when, OutputDisplay::Final | OutputDisplay::ImmediateFinal);
+        if !immediate && !at_end {
+            return;
+        }
+        let mut block = if failed {
+            failure_output(
                 &format!("{} {}", record.binary_id, record.name),
                 &record.last,
-            );
+            )
+        } else {
+            streams(
+                &format!("{} {}", record.binary_id, record.name),
+                &record.last,
+            )
+        };
+        if failed {
             block.push('\n');
             block.push_str(&self.replay_line(record, record.last.attempt));
+        }
+        if block.trim().is_empty() {
+            return;
+        }
+        if at_end {
+            self.deferred.push(block.clone());
+        }
+        if immediate {
             self.line(block);
-        } else if self.show_writes && !record.last.writes.is_empty() {
-            self.line(writes_lines(&record.last));
         }
     }
 
@@ -124,6 +256,9 @@ impl Terminal {
 
     /// A failed attempt that will be retried.
     pub fn retrying(&mut self, label: &str, attempt: &AttemptRecord, attempts: u32) {
+        if self.view.status_level < StatusLevel::Retry {
+            return;
+        }
         self.line(format!(
             "{YELLOW}{:>12}{YELLOW:#} [{}] {label} (attempt {}/{attempts} failed: {})",
             "RETRY",
@@ -161,18 +296,26 @@ impl Terminal {
         )
     }
 
-    /// Shows tests that crossed the slow threshold since the last tick.
+    /// Refreshes the running tests' times, and shows tests that crossed their slow
+    /// threshold since the last tick.
     pub fn tick(&mut self) {
+        for running in self.running.values() {
+            running.line.tick();
+        }
         let slow: Vec<((usize, u32), Duration, String)> = self
             .running
             .iter()
-            .filter(|(index, (start, _))| {
-                start.elapsed() >= SLOW_AFTER && !self.slow_shown.contains(index)
+            .filter(|(index, running)| {
+                running.start.elapsed() >= self.view.test(index.0).slow
+                    && !self.slow_shown.contains(index)
             })
-            .map(|(index, (start, label))| (*index, start.elapsed(), label.clone()))
+            .map(|(index, running)| (*index, running.start.elapsed(), running.label.clone()))
             .collect();
         for (index, elapsed, label) in slow {
             self.slow_shown.insert(index);
+            if self.view.status_level < StatusLevel::Slow {
+                continue;
+            }
             self.line(format!(
                 "{YELLOW}{:>12}{YELLOW:#} [{}] {label}",
                 "SLOW",
@@ -183,6 +326,9 @@ impl Terminal {
 
     pub fn summary(&self, report: &RunReport, seed_line: Option<&str>) {
         self.bar.finish_and_clear();
+        for block in &self.deferred {
+            anstream::eprintln!("{block}");
+        }
         let s = &report.summary;
         let mut parts = vec![format!("{} passed", s.passed)];
         for (count, what) in [
@@ -213,13 +359,22 @@ impl Terminal {
             if ran == 1 { "" } else { "s" },
             parts.join(", ")
         );
-        for record in report
-            .tests
-            .iter()
-            .filter(|t| t.is_failure() || t.last.leaky || t.flaky)
-        {
+        let level = self.view.final_status_level;
+        for record in report.tests.iter().filter(|t| {
+            if t.is_failure() {
+                level >= FinalStatusLevel::Fail
+            } else if t.flaky {
+                level >= FinalStatusLevel::Flaky
+            } else if t.last.outcome == TestOutcome::Ignored {
+                level >= FinalStatusLevel::Skip
+            } else if t.last.leaky {
+                level >= FinalStatusLevel::Leak
+            } else {
+                t.last.outcome == TestOutcome::Passed && level >= FinalStatusLevel::Pass
+            }
+        }) {
             text.push('\n');
-            text.push_str(&status_line(record));
+            text.push_str(&status_line(record, None));
         }
         for record in heaviest(&report.tests, HEAVIEST_SHOWN) {
             text.push('\n');
@@ -244,7 +399,7 @@ impl Reporter for Terminal {
             RunEvent::AttemptEnded { test, attempt } => self.ended(test, attempt),
             RunEvent::Retrying { label, attempt, of } => self.retrying(label, attempt, of),
             RunEvent::StressAttempt { attempt, .. } => self.stress_attempt(attempt),
-            RunEvent::TestFinished(record) => self.finished(record),
+            RunEvent::TestFinished { test, record } => self.finished(test, record),
             RunEvent::Note(text) => self.line(format!("{YELLOW}{:>12}{YELLOW:#} {text}", "note")),
             RunEvent::Explained(record) => self.explained(record),
             RunEvent::Tick => self.tick(),
@@ -291,7 +446,8 @@ fn seconds(duration: Duration) -> String {
     format!("{:>8.3}s", duration.as_secs_f64())
 }
 
-fn status_line(record: &TestRecord) -> String {
+/// A test's result on one line; `counter` is `(N/M)`, for a result as it comes in.
+fn status_line(record: &TestRecord, counter: Option<&str>) -> String {
     let last = &record.last;
     let (word, style) = match last.outcome {
         TestOutcome::Passed if record.flaky => ("FLAKY".to_string(), YELLOW),
@@ -306,8 +462,9 @@ fn status_line(record: &TestRecord) -> String {
         TestOutcome::Ignored => ("IGNORED".to_string(), YELLOW),
         TestOutcome::NotRun => ("NOT RUN".to_string(), DIM),
     };
+    let counter = counter.map(|c| format!("{c} ")).unwrap_or_default();
     let mut line = format!(
-        "{style}{word:>12}{style:#} [{}] {BOLD}{}{BOLD:#} {}",
+        "{style}{word:>12}{style:#} [{}] {counter}{BOLD}{}{BOLD:#} {}",
         seconds(Duration::from_millis(last.duration_ms)),
         record.binary_id,
         record.name
@@ -336,6 +493,16 @@ fn status_line(record: &TestRecord) -> String {
 
 /// The failing attempt's stdout then stderr, clearly delimited, and what isotest knows.
 pub(super) fn failure_output(id: &str, attempt: &AttemptRecord) -> String {
+    let mut text = streams(id, attempt);
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    notes(attempt, &mut text);
+    text.trim_end().to_string()
+}
+
+/// An attempt's stdout then stderr, each under a header naming the stream and the test.
+fn streams(id: &str, attempt: &AttemptRecord) -> String {
     let mut text = String::new();
     for (stream, captured) in [
         ("STDOUT", &attempt.output.stdout),
@@ -351,6 +518,11 @@ pub(super) fn failure_output(id: &str, attempt: &AttemptRecord) -> String {
             text.push('\n');
         }
     }
+    text.trim_end().to_string()
+}
+
+/// What isotest knows of a failed attempt, after its output.
+fn notes(attempt: &AttemptRecord, text: &mut String) {
     let mut notes: Vec<(&str, String)> = Vec::new();
     if let Some(exit) = &attempt.exit {
         notes.push(("note", format!("the test process ended with {exit}")));
@@ -363,7 +535,6 @@ pub(super) fn failure_output(id: &str, attempt: &AttemptRecord) -> String {
     if !attempt.writes.is_empty() {
         text.push_str(&writes_lines(attempt));
     }
-    text.trim_end().to_string()
 }
 
 /// What an attempt wrote, layer by layer, a line per change.
@@ -407,13 +578,26 @@ mod tests {
 
     #[test]
     fn tests_past_the_threshold_are_flagged_slow_once() {
-        let mut terminal = Terminal::new(Some(2), "report.json".into(), false);
+        let view = View {
+            tests: vec![
+                TestView {
+                    slow: Duration::from_secs(5),
+                    ..TestView::DEFAULT
+                },
+                TestView::DEFAULT,
+            ],
+            ..View::default()
+        };
+        let mut terminal = Terminal::new(Some(2), "report.json".into(), view);
         terminal.started(0, 1, "pkg slow_one".into());
         terminal.started(1, 1, "pkg fast_one".into());
-        let long_ago = Instant::now()
-            .checked_sub(SLOW_AFTER + Duration::from_secs(1))
-            .expect("a past instant");
-        terminal.running.get_mut(&(0, 1)).expect("running").0 = long_ago;
+        let past = |secs| {
+            Instant::now()
+                .checked_sub(Duration::from_secs(secs))
+                .expect("a past instant")
+        };
+        terminal.running.get_mut(&(0, 1)).expect("running").start = past(6);
+        terminal.running.get_mut(&(1, 1)).expect("running").start = past(6);
         terminal.tick();
         assert!(terminal.slow_shown.contains(&(0, 1)));
         assert!(!terminal.slow_shown.contains(&(1, 1)));

@@ -10,9 +10,10 @@ use isotest_runtime::{Outcome, Spec};
 use super::events::{Reporter, RunEvent};
 use super::policy::Policy;
 use super::record::{AttemptRecord, Output, TestOutcome, TestRecord};
+use super::schedule::{self, Slots};
 use super::{budget, verdict};
 use crate::launch::helper::HelperError;
-use crate::launch::pool::{Dispatch, Event};
+use crate::launch::pool::{Dispatch, Event, Next};
 use crate::plan::TestInstance;
 use crate::sandbox::attempt_perturbation;
 
@@ -32,9 +33,13 @@ pub struct Attempts<'a> {
     specs: &'a [Option<Spec>],
     policy: &'a Policy,
     reporter: &'a mut dyn Reporter,
-    queue: VecDeque<Attempt>,
+    /// Attempts waiting to start, each with when it may (a retry's delay).
+    queue: VecDeque<(Attempt, Option<Instant>)>,
     attempts: Vec<Vec<AttemptRecord>>,
     started: Vec<u32>,
+    slots: Slots,
+    /// Tests that ended failed, for `fail-fast`'s `max-fail`.
+    failures: u32,
     stopped: bool,
     /// When each running attempt started, for its record.
     started_at: std::collections::HashMap<(usize, u32), SystemTime>,
@@ -67,7 +72,11 @@ impl<'a> Attempts<'a> {
             .unwrap_or(1..=1);
         // Stress rounds interleave, so every test makes progress and runs beside the others.
         let queue = rounds
-            .flat_map(|number| order.iter().map(move |&test| Attempt { test, number }))
+            .flat_map(|number| {
+                order
+                    .iter()
+                    .map(move |&test| (Attempt { test, number }, None))
+            })
             .collect();
         Attempts {
             tests,
@@ -77,6 +86,8 @@ impl<'a> Attempts<'a> {
             queue,
             attempts: vec![Vec::new(); tests.len()],
             started: vec![0; tests.len()],
+            slots: Slots::new(policy.threads),
+            failures: 0,
             stopped: false,
             started_at: Default::default(),
             dirty: false,
@@ -87,22 +98,6 @@ impl<'a> Attempts<'a> {
             start_ms: HashMap::new(),
             attempt_seed: None,
         }
-    }
-
-    /// The next attempt to start: the queue's first, or under a memory budget the first
-    /// whose test fits beside the running ones.
-    fn take_next(&mut self) -> Option<Attempt> {
-        let index = match &self.policy.memory_budget {
-            None => 0,
-            Some(budget) => {
-                let waiting = self.queue.iter().map(|a| budget.needs[a.test]);
-                budget::pick(waiting, budget.total, self.reserved, self.running)?
-            }
-        };
-        let attempt = self.queue.remove(index)?;
-        self.reserved += self.need(attempt);
-        self.running += 1;
-        Some(attempt)
     }
 
     fn need(&self, attempt: Attempt) -> u64 {
@@ -126,29 +121,41 @@ impl<'a> Attempts<'a> {
             return;
         }
         for test in (0..self.tests.len()).filter(|&t| self.specs[t].is_some()) {
-            self.queue.push_back(Attempt {
-                test,
-                number: self.started[test] + 1,
-            });
+            let number = self.started[test] + 1;
+            self.queue.push_back((Attempt { test, number }, None));
             self.started[test] += 1;
         }
     }
 
     fn finished(&mut self, attempt: Attempt, result: Result<Outcome, HelperError>) {
         let test = &self.tests[attempt.test];
-        let mut record = verdict::attempt(&test.name, attempt.number, result, self.policy.strays);
+        let policy = self.policy.test(attempt.test);
+        let mut record = verdict::attempt(&test.name, attempt.number, result, policy);
         let started_at = self.started_at.remove(&(attempt.test, attempt.number));
         if record.outcome == TestOutcome::NotRun {
             // Cancelled while it ran: the test gets its own line, saying so.
             if self.policy.stress.is_none() {
                 self.attempts[attempt.test].push(record);
                 let final_record = self.record(attempt.test);
-                self.reporter.report(RunEvent::TestFinished(&final_record));
+                self.reporter.report(RunEvent::TestFinished {
+                    test: attempt.test,
+                    record: &final_record,
+                });
             }
             return;
         }
         record.started_at = started_at.map(|t| humantime::format_rfc3339_millis(t).to_string());
         self.stamp(attempt, &mut record);
+        if record.is_failure()
+            && record.hint.is_none()
+            && let Some(spec) = &self.specs[attempt.test]
+        {
+            let in_sandbox = |name: &str| {
+                spec.env.set.contains_key(name) || spec.env.pass.iter().any(|p| p == name)
+            };
+            let host_has = |name: &str| std::env::var_os(name).is_some();
+            record.hint = verdict::missing_variable_hint(&record.output, &in_sandbox, &host_has);
+        }
         if let Some(stress) = &self.policy.stress {
             let label = self.label(attempt);
             self.reporter.report(RunEvent::StressAttempt {
@@ -168,25 +175,35 @@ impl<'a> Attempts<'a> {
             self.attempts[attempt.test].push(record);
             return;
         }
-        if verdict::retry(&record, self.policy, self.stopped) {
+        if verdict::retry(&record, policy, false, self.stopped) {
             let label = self.label(attempt);
             self.reporter.report(RunEvent::Retrying {
                 label: &label,
                 attempt: &record,
-                of: self.policy.retries + 1,
+                of: policy.retries + 1,
             });
-            self.queue.push_front(Attempt {
+            let next = attempt.number + 1;
+            let delay = policy.delay.before(next, fastrand::f64());
+            let ready = (!delay.is_zero()).then(|| Instant::now() + delay);
+            let retry = Attempt {
                 test: attempt.test,
-                number: attempt.number + 1,
-            });
+                number: next,
+            };
+            self.queue.push_front((retry, ready));
             self.attempts[attempt.test].push(record);
             return;
         }
         self.attempts[attempt.test].push(record);
         let final_record = self.record(attempt.test);
-        self.reporter.report(RunEvent::TestFinished(&final_record));
-        if final_record.is_failure() && self.policy.fail_fast {
-            self.stopped = true;
+        self.reporter.report(RunEvent::TestFinished {
+            test: attempt.test,
+            record: &final_record,
+        });
+        if final_record.is_failure() {
+            self.failures += 1;
+            if self.policy.max_fail.is_some_and(|max| self.failures >= max) {
+                self.stopped = true;
+            }
         }
     }
 
@@ -211,7 +228,8 @@ impl<'a> Attempts<'a> {
             &self.tests[index],
             self.specs[index].as_ref(),
             &self.attempts[index],
-            self.policy,
+            self.policy.test(index),
+            self.policy.stress.is_some(),
         )
     }
 
@@ -221,16 +239,40 @@ impl<'a> Attempts<'a> {
 }
 
 impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
-    fn next(&mut self) -> Option<Attempt> {
+    fn next(&mut self) -> Next<Attempt> {
         if self.stopped {
-            return None;
+            return Next::Done;
         }
         if self.queue.is_empty() {
             self.refill();
         }
-        let attempt = self.take_next()?;
+        if self.queue.is_empty() {
+            return Next::Done;
+        }
+        let now = Instant::now();
+        let policy = self.policy;
+        let (reserved, running) = (self.reserved, self.running);
+        // A retry waiting out its delay, or a test whose memory need does not fit the
+        // budget beside the running ones, is not ready yet.
+        let waiting = self.queue.iter().map(|(attempt, ready)| {
+            let fits = policy
+                .memory_budget
+                .as_ref()
+                .is_none_or(|b| budget::fits(b.needs[attempt.test], b.total, reserved, running));
+            (
+                policy.test(attempt.test),
+                fits && ready.is_none_or(|ready| ready <= now),
+            )
+        });
+        let Some(position) = schedule::pick(waiting, &self.slots, &policy.groups) else {
+            return Next::Wait;
+        };
+        let (attempt, _) = self.queue.remove(position).expect("a picked attempt");
+        self.slots.take(policy.test(attempt.test));
+        self.reserved += self.need(attempt);
+        self.running += 1;
         self.started[attempt.test] = self.started[attempt.test].max(attempt.number);
-        Some(attempt)
+        Next::Job(attempt)
     }
 
     fn on_event(&mut self, event: Event<Attempt, Result<Outcome, HelperError>>) {
@@ -250,6 +292,7 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
             }
             Event::Finished(attempt, result) => {
                 self.dirty = true;
+                self.slots.release(self.policy.test(attempt.test));
                 self.reserved -= self.need(attempt);
                 self.running -= 1;
                 self.reporter.report(RunEvent::AttemptEnded {
@@ -272,7 +315,7 @@ impl Dispatch<Attempt, Result<Outcome, HelperError>> for Attempts<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::policy::{FlakyPolicy, Stress};
+    use crate::runner::policy::{FlakyPolicy, Stress, TestPolicy};
     use crate::runner::stress::KEPT_FAILURES;
     use crate::runner::test_support::{Log, failed, instance, passed};
 
@@ -284,7 +327,7 @@ mod tests {
         let mut log = Log::default();
         let mut attempts = Attempts::new(&tests, &specs, &[0], policy, &mut log);
         results.reverse();
-        while let Some(attempt) = attempts.next() {
+        while let Next::Job(attempt) = attempts.next() {
             attempts.on_event(Event::Started(attempt));
             let result = results.pop().expect("no more attempts than results");
             attempts.on_event(Event::Finished(attempt, Ok(result)));
@@ -307,25 +350,33 @@ mod tests {
                 total: 100,
                 needs: vec![60, 60, 30],
             }),
+            threads: 3,
             ..Policy::default()
         };
         let mut log = Log::default();
         let mut attempts = Attempts::new(&tests, &specs, &[0, 1, 2], &policy, &mut log);
-        let first = attempts.next().expect("the first always starts");
+        let Next::Job(first) = attempts.next() else {
+            panic!("the first always starts")
+        };
         attempts.on_event(Event::Started(first));
         // 60 held: the second big one waits, the small one behind it starts.
-        let second = attempts.next().expect("the small one fits");
+        let Next::Job(second) = attempts.next() else {
+            panic!("the small one fits")
+        };
         assert_eq!((first.test, second.test), (0, 2));
         attempts.on_event(Event::Started(second));
-        assert_eq!(attempts.next(), None);
+        assert!(matches!(attempts.next(), Next::Wait));
         attempts.on_event(Event::Finished(first, Ok(passed())));
-        assert_eq!(attempts.next().map(|a| a.test), Some(1));
+        assert!(matches!(attempts.next(), Next::Job(a) if a.test == 1));
     }
 
     #[test]
     fn a_failing_test_is_retried_until_it_passes() {
         let policy = Policy {
-            retries: 3,
+            tests: vec![TestPolicy {
+                retries: 3,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let (record, log) = drive(&policy, vec![failed("1"), failed("2"), passed()]);
@@ -350,15 +401,21 @@ mod tests {
     #[test]
     fn retries_end_at_the_limit_and_flaky_fail_fails_a_late_pass() {
         let policy = Policy {
-            retries: 1,
+            tests: vec![TestPolicy {
+                retries: 1,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let (record, _) = drive(&policy, vec![failed("1"), failed("2")]);
         assert!(record.is_failure() && !record.flaky);
         assert_eq!(record.attempts.len(), 2);
         let policy = Policy {
-            retries: 1,
-            flaky: FlakyPolicy::Fail,
+            tests: vec![TestPolicy {
+                retries: 1,
+                flaky: FlakyPolicy::Fail,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let (record, log) = drive(&policy, vec![failed("1"), passed()]);
@@ -435,14 +492,16 @@ mod tests {
         let tests = [instance("a"), instance("b")];
         let specs = [Some(Spec::new(Vec::new())), Some(Spec::new(Vec::new()))];
         let policy = Policy {
-            fail_fast: true,
+            max_fail: Some(1),
             ..Policy::default()
         };
         let mut log = Log::default();
         let mut attempts = Attempts::new(&tests, &specs, &[0, 1], &policy, &mut log);
-        let first = attempts.next().unwrap();
+        let Next::Job(first) = attempts.next() else {
+            panic!("a first attempt")
+        };
         attempts.on_event(Event::Finished(first, Ok(failed("x"))));
-        assert_eq!(attempts.next(), None);
+        assert!(matches!(attempts.next(), Next::Done));
         assert_eq!(attempts.record(1).last.outcome, TestOutcome::NotRun);
     }
 
@@ -451,14 +510,22 @@ mod tests {
         let tests = [instance("a")];
         let specs = [Some(Spec::new(Vec::new()))];
         let policy = Policy {
-            retries: 2,
+            tests: vec![TestPolicy {
+                retries: 2,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let mut log = Log::default();
         let mut attempts = Attempts::new(&tests, &specs, &[0], &policy, &mut log);
-        let attempt = attempts.next().unwrap();
+        let Next::Job(attempt) = attempts.next() else {
+            panic!("a first attempt")
+        };
         attempts.on_event(Event::Finished(attempt, Err(HelperError::Cancelled)));
-        assert_eq!(attempts.next(), None, "a cancelled attempt is not retried");
+        assert!(
+            matches!(attempts.next(), Next::Done),
+            "a cancelled attempt is not retried"
+        );
         let record = attempts.record(0);
         assert_eq!(record.last.outcome, TestOutcome::NotRun);
         assert!(record.last.error.unwrap().contains("cancelled"));
@@ -470,18 +537,62 @@ mod tests {
         let tests = [instance("a")];
         let specs = [Some(Spec::new(Vec::new()))];
         let policy = Policy {
-            retries: 1,
+            tests: vec![TestPolicy {
+                retries: 1,
+                ..TestPolicy::DEFAULT
+            }],
             ..Policy::default()
         };
         let mut log = Log::default();
         let mut attempts = Attempts::new(&tests, &specs, &[0], &policy, &mut log);
-        let attempt = attempts.next().unwrap();
+        let Next::Job(attempt) = attempts.next() else {
+            panic!("a first attempt")
+        };
         let lost = HelperError::Lost {
             pid: 7,
             ended: "was killed by SIGKILL".into(),
             source: std::io::ErrorKind::UnexpectedEof.into(),
         };
         attempts.on_event(Event::Finished(attempt, Err(lost)));
-        assert_eq!(attempts.next().map(|a| a.number), Some(2), "retried");
+        assert!(
+            matches!(attempts.next(), Next::Job(a) if a.number == 2),
+            "retried"
+        );
+    }
+
+    #[test]
+    fn a_test_group_keeps_its_tests_apart_while_others_run() {
+        let tests = [instance("db1"), instance("db2"), instance("free")];
+        let specs = [
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+            Some(Spec::new(Vec::new())),
+        ];
+        let db = TestPolicy {
+            group: Some("db".into()),
+            ..TestPolicy::DEFAULT
+        };
+        let policy = Policy {
+            tests: vec![db.clone(), db, TestPolicy::DEFAULT],
+            threads: 3,
+            groups: [("db".to_string(), 1)].into(),
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0, 1, 2], &policy, &mut log);
+        let Next::Job(first) = attempts.next() else {
+            panic!("db1 starts")
+        };
+        assert_eq!(first.test, 0);
+        let Next::Job(second) = attempts.next() else {
+            panic!("free starts beside db1")
+        };
+        assert_eq!(second.test, 2, "db2 waits for db1");
+        assert!(matches!(attempts.next(), Next::Wait));
+        attempts.on_event(Event::Finished(first, Ok(passed())));
+        let Next::Job(third) = attempts.next() else {
+            panic!("db2 starts once db1 is done")
+        };
+        assert_eq!(third.test, 1);
     }
 }

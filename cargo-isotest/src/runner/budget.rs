@@ -43,18 +43,10 @@ pub fn need(learned: Option<u64>, declared: Option<u64>) -> u64 {
     learned.or(declared).unwrap_or(0)
 }
 
-/// The first of `waiting` (their needs, in queue order) that fits in `total` beside
-/// `reserved` bytes already held by `running` tests. With nothing running, the first
-/// always fits: a test larger than the budget runs alone rather than never.
-pub fn pick(
-    waiting: impl IntoIterator<Item = u64>,
-    total: u64,
-    reserved: u64,
-    running: usize,
-) -> Option<usize> {
-    waiting
-        .into_iter()
-        .position(|need| running == 0 || reserved.saturating_add(need) <= total)
+/// Whether a test needing `need` bytes fits in `total` beside `reserved` bytes held by
+/// `running` tests; with nothing running, it always does.
+pub fn fits(need: u64, total: u64, reserved: u64, running: usize) -> bool {
+    running == 0 || reserved.saturating_add(need) <= total
 }
 
 #[cfg(test)]
@@ -72,11 +64,10 @@ mod tests {
     fn only_tests_that_fit_beside_the_running_ones_start() {
         // 1 GiB budget, 700 MiB held: a 400 MiB test waits, a 200 MiB one behind it starts.
         let (gib, mib) = (1u64 << 30, 1u64 << 20);
-        assert_eq!(pick([400 * mib, 200 * mib], gib, 700 * mib, 1), Some(1));
-        assert_eq!(pick([400 * mib], gib, 700 * mib, 1), None);
+        assert!(!fits(400 * mib, gib, 700 * mib, 1));
+        assert!(fits(200 * mib, gib, 700 * mib, 1));
         // Alone, even a test larger than the budget starts.
-        assert_eq!(pick([2 * gib], gib, 0, 0), Some(0));
-        assert_eq!(pick([], gib, 0, 0), None);
+        assert!(fits(2 * gib, gib, 0, 0));
     }
 
     #[test]

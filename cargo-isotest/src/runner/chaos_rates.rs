@@ -42,8 +42,9 @@ pub struct ChaosSummary {
 /// What a factor calls an attempt's level of it.
 type LevelOf = fn(&Perturbation) -> String;
 
-/// The factors a perturbation is judged by: one per kind, two for `resources`.
-const FACTORS: [(Kind, LevelOf); 7] = [
+/// The factors a perturbation is judged by: one per kind, three for `resources` and two
+/// for `net`.
+const FACTORS: [(Kind, LevelOf); 9] = [
     (Kind::Cpus, cpus_level),
     (Kind::Uptime, uptime_level),
     (Kind::Sched, sched_level),
@@ -51,6 +52,8 @@ const FACTORS: [(Kind, LevelOf); 7] = [
     (Kind::Resources, tmpfs_level),
     (Kind::Resources, memory_level),
     (Kind::Neighbours, neighbours_level),
+    (Kind::Net, net_delay_level),
+    (Kind::Net, net_loss_level),
 ];
 
 fn cpus_level(p: &Perturbation) -> String {
@@ -101,6 +104,22 @@ fn neighbours_level(p: &Perturbation) -> String {
         None => "no neighbours".into(),
         Some(1) => "1 busy neighbour".into(),
         Some(n) => format!("{n} busy neighbours"),
+    }
+}
+
+fn net_delay_level(p: &Perturbation) -> String {
+    match p.net.map(|n| n.delay_ms) {
+        None => "undelayed forwards".into(),
+        Some(0..10) => "forwards delayed 1-9 ms".into(),
+        Some(10..50) => "forwards delayed 10-49 ms".into(),
+        Some(_) => "forwards delayed 50 ms or more".into(),
+    }
+}
+
+fn net_loss_level(p: &Perturbation) -> String {
+    match p.net.map(|n| n.loss_percent) {
+        None | Some(0) => "no loss".into(),
+        Some(loss) => format!("{loss}% loss"),
     }
 }
 

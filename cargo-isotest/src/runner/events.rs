@@ -23,8 +23,8 @@ pub enum RunEvent<'a> {
         label: &'a str,
         attempt: &'a AttemptRecord,
     },
-    /// A test's final record.
-    TestFinished(&'a TestRecord),
+    /// A test's final record. `test` indexes the plan's tests.
+    TestFinished { test: usize, record: &'a TestRecord },
     /// Something the user should know about the run, such as what `--explain` does.
     Note(&'a str),
     /// `--explain` found what a failed test depends on: the record has its explanation.

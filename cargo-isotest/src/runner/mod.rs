@@ -12,6 +12,7 @@ mod load;
 pub mod policy;
 mod protocol;
 pub mod record;
+mod schedule;
 pub mod stress;
 #[cfg(test)]
 mod test_support;

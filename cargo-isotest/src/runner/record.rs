@@ -40,6 +40,10 @@ pub struct TestRecord {
     /// with `ISOTEST_ATTEMPT` set per attempt); null when it did not run. Replaying needs
     /// nothing else.
     pub argv: Option<Vec<String>>,
+    /// The test's whole sandbox, when its settings (a config override) make it differ
+    /// from its binary's in the report's `binaries`; replay then reads this instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<isotest_runtime::Spec>,
     /// With `--explain`, for a failed test: the sandbox rule it depends on, found by
     /// rerunning it with each rule relaxed in turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,6 +257,7 @@ impl TestRecord {
             attempts: Vec::new(),
             stress: None,
             argv: None,
+            spec: None,
             explanation: None,
         }
     }

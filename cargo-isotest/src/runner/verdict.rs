@@ -3,7 +3,7 @@
 
 use isotest_runtime::{Outcome, Spec};
 
-use super::policy::{FlakyPolicy, Policy, StraysPolicy};
+use super::policy::{FlakyPolicy, StraysPolicy, TestPolicy};
 use super::protocol;
 use super::record::{AttemptRecord, Output, Panic, TestOutcome, TestRecord};
 use super::stress::{self, KEPT_FAILURES};
@@ -17,8 +17,9 @@ pub fn attempt(
     name: &str,
     number: u32,
     result: Result<Outcome, HelperError>,
-    strays: StraysPolicy,
+    policy: &TestPolicy,
 ) -> AttemptRecord {
+    let strays = policy.strays;
     let mut record = AttemptRecord::for_test(number);
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -48,7 +49,9 @@ pub fn attempt(
     };
     record.duration_ms = outcome.duration.as_millis() as u64;
     record.leaky = !outcome.strays.is_empty();
-    record.outcome = if outcome.timed_out {
+    record.outcome = if outcome.timed_out && policy.timeout_passes {
+        TestOutcome::Passed
+    } else if outcome.timed_out {
         TestOutcome::TimedOut
     } else if outcome.exit.success() {
         TestOutcome::Passed
@@ -58,6 +61,8 @@ pub fn attempt(
     if let Some(error) = &outcome.start_error {
         record.error = Some(error.to_string());
     } else if record.outcome == TestOutcome::Passed
+        // A test that `on-timeout = "pass"` lets pass was ended before it could say so.
+        && !outcome.timed_out
         && let Err(not_proven) = protocol::ran_and_passed(&outcome.stdout.lossy(), name)
     {
         record.outcome = TestOutcome::Failed;
@@ -66,7 +71,7 @@ pub fn attempt(
     if record.outcome == TestOutcome::Passed && record.leaky && strays == StraysPolicy::Fail {
         record.outcome = TestOutcome::Failed;
         record.error = Some(format!(
-            "it left {} process(es) behind (--strays=fail)",
+            "it left {} process(es) behind (strays = \"fail\")",
             outcome.strays.len()
         ));
     }
@@ -93,10 +98,10 @@ pub fn attempt(
     record
 }
 
-/// Whether a failed attempt runs again: within `--retries`, outside stress runs, while the
-/// run goes on.
-pub fn retry(record: &AttemptRecord, policy: &Policy, stopped: bool) -> bool {
-    policy.stress.is_none() && record.is_failure() && record.attempt <= policy.retries && !stopped
+/// Whether a failed attempt runs again: within the test's `retries`, outside stress runs,
+/// while the run goes on.
+pub fn retry(record: &AttemptRecord, policy: &TestPolicy, stressed: bool, stopped: bool) -> bool {
+    !stressed && record.is_failure() && record.attempt <= policy.retries && !stopped
 }
 
 /// Whether a stress attempt keeps its output, given how many failures the test had before
@@ -111,7 +116,8 @@ pub fn test(
     test: &TestInstance,
     spec: Option<&Spec>,
     attempts: &[AttemptRecord],
-    policy: &Policy,
+    policy: &TestPolicy,
+    stressed: bool,
 ) -> TestRecord {
     let Some(spec) = spec else {
         return TestRecord::not_run(&test.binary.id, &test.name, test.kind, TestOutcome::Ignored);
@@ -128,9 +134,10 @@ pub fn test(
         attempts: Vec::new(),
         stress: None,
         argv: Some(spec.argv.clone()),
+        spec: None,
         explanation: None,
     };
-    if policy.stress.is_some() {
+    if stressed {
         let summary = stress::summarize(attempts);
         let failing: Vec<AttemptRecord> = attempts
             .iter()
@@ -153,7 +160,7 @@ pub fn test(
         // The run fails because of the failing attempt: that is what to show and replay.
         record.last = first_failure.clone();
         record.last.error = Some(format!(
-            "flaky: it failed {} time(s) before passing on attempt {} (--flaky=fail)",
+            "flaky: it failed {} time(s) before passing on attempt {} (flaky-result = \"fail\")",
             attempts.len() - 1,
             last.attempt
         ));
@@ -174,6 +181,55 @@ pub fn run_failed(records: &[TestRecord]) -> bool {
     })
 }
 
+/// For a failure whose output shows a variable read as missing: the variables named in
+/// the output that the caller has but the sandbox was not given (`in_sandbox`), and how to
+/// pass them. `host_has` says whether the caller's environment has a variable.
+pub fn missing_variable_hint(
+    output: &Output,
+    in_sandbox: &dyn Fn(&str) -> bool,
+    host_has: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let text = format!("{}{}", output.stdout.lossy(), output.stderr.lossy());
+    if !text.contains("NotPresent") && !text.contains("environment variable not found") {
+        return None;
+    }
+    let mut names: Vec<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.len() > 1 && w.starts_with(|c: char| c.is_ascii_uppercase() || c == '_'))
+        .filter(|w| {
+            w.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .filter(|w| host_has(w) && !in_sandbox(w))
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Some(
+            "the output shows a variable read as missing. The sandbox passes only a few host \
+             variables (PATH, TERM, locale, RUST_*); pass others with `env-pass = [\"NAME\"]` in \
+             .config/isotest.toml, or set one with `env = { NAME = \"value\" }` or --env."
+                .into(),
+        );
+    }
+    let list = names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let which = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "the output shows a variable read as missing, and your environment has {which}, which \
+         the sandbox does not pass through. Pass it with `env-pass = [{list}]` in the profile or an \
+         override of .config/isotest.toml (or --env {}).",
+        names[0]
+    ))
+}
+
 /// Points at the sandbox rule a failure's output suggests it ran into. Only the kernel's
 /// own error texts count, and it is phrased as a possibility.
 fn sandbox_hint(output: &Output) -> Option<String> {
@@ -183,14 +239,16 @@ fn sandbox_hint(output: &Output) -> Option<String> {
             "the output mentions a read-only file system. In the sandbox the source tree, the target \
              directory and the system directories are read-only; a test can write to $CARGO_TARGET_TMPDIR, \
              /tmp or $HOME, which are private to it. To let tests write into the source tree without \
-             changing it, pass --writable-source; to let them write somewhere else, pass --bind-rw PATH."
+             changing it, pass --writable-source or set `writable-source = true` in .config/isotest.toml; \
+             to let them write somewhere else, pass --bind-rw PATH or set `bind-rw = [\"PATH\"]`."
                 .into(),
         );
     }
     if text.contains("Network is unreachable") || text.contains("os error 101") {
         return Some(
             "the output mentions an unreachable network. In the sandbox only the loopback interface exists \
-             (127.0.0.1 and ::1 work). To give tests the host's network, pass --net host."
+             (127.0.0.1 and ::1 work). To give tests the host's network, pass --net host, or set \
+             `net = \"host\"` for them in .config/isotest.toml."
                 .into(),
         );
     }
@@ -202,8 +260,15 @@ mod tests {
     use super::*;
     use crate::runner::test_support::{failed, instance, outcome, passed};
 
+    fn with_strays(strays: StraysPolicy) -> TestPolicy {
+        TestPolicy {
+            strays,
+            ..TestPolicy::DEFAULT
+        }
+    }
+
     fn run(result: Result<Outcome, HelperError>, strays: StraysPolicy) -> AttemptRecord {
-        attempt("a", 1, result, strays)
+        attempt("a", 1, result, &with_strays(strays))
     }
 
     #[test]
@@ -247,7 +312,7 @@ mod tests {
         assert!(failed.leaky);
         let error = failed.error.unwrap();
         assert!(
-            error.contains("2 process(es)") && error.contains("--strays=fail"),
+            error.contains("2 process(es)") && error.contains("strays = \"fail\""),
             "{error}"
         );
     }
@@ -293,11 +358,58 @@ mod tests {
         assert!(record.hint.unwrap().contains("--bind-rw"));
     }
 
+    #[test]
+    fn a_missing_variable_the_caller_has_is_named_with_the_key() {
+        let record = run(
+            Ok(failed(
+                "MY_SETTING: NotPresent\nat src/lib.rs (PATH and HOME are fine)",
+            )),
+            StraysPolicy::Warn,
+        );
+        let host = |name: &str| ["MY_SETTING", "PATH", "HOME"].contains(&name);
+        let in_sandbox = |name: &str| ["PATH", "HOME"].contains(&name);
+        let hint = missing_variable_hint(&record.output, &in_sandbox, &host).unwrap();
+        assert!(
+            hint.contains("`MY_SETTING`") && hint.contains("env-pass = [\"MY_SETTING\"]"),
+            "{hint}"
+        );
+        assert!(!hint.contains("`PATH`"), "{hint}");
+        let unknown = run(
+            Ok(failed("environment variable not found")),
+            StraysPolicy::Warn,
+        );
+        let hint = missing_variable_hint(&unknown.output, &in_sandbox, &host).unwrap();
+        assert!(hint.contains("env-pass"), "{hint}");
+        let other = run(Ok(failed("MY_SETTING is wrong")), StraysPolicy::Warn);
+        assert_eq!(
+            missing_variable_hint(&other.output, &in_sandbox, &host),
+            None
+        );
+    }
+
+    #[test]
+    fn a_timeout_passes_when_the_test_says_so() {
+        let mut timed_out = failed("slow");
+        timed_out.timed_out = true;
+        assert_eq!(
+            run(Ok(timed_out.clone()), StraysPolicy::Warn).outcome,
+            TestOutcome::TimedOut
+        );
+        let lenient = TestPolicy {
+            timeout_passes: true,
+            ..TestPolicy::DEFAULT
+        };
+        assert_eq!(
+            attempt("a", 1, Ok(timed_out), &lenient).outcome,
+            TestOutcome::Passed
+        );
+    }
+
     fn attempts(results: Vec<Outcome>) -> Vec<AttemptRecord> {
         results
             .into_iter()
             .enumerate()
-            .map(|(i, o)| attempt("a", i as u32 + 1, Ok(o), StraysPolicy::Warn))
+            .map(|(i, o)| attempt("a", i as u32 + 1, Ok(o), &TestPolicy::DEFAULT))
             .collect()
     }
 
@@ -305,62 +417,69 @@ mod tests {
     fn a_pass_after_failures_is_flaky_and_with_flaky_fail_a_failure() {
         let spec = isotest_runtime::Spec::new(Vec::new());
         let history = attempts(vec![failed("first"), passed()]);
-        let mut policy = Policy {
+        let mut policy = TestPolicy {
             retries: 1,
-            ..Policy::default()
+            ..TestPolicy::DEFAULT
         };
-        let record = test(&instance("a"), Some(&spec), &history, &policy);
+        let record = test(&instance("a"), Some(&spec), &history, &policy, false);
         assert!(record.flaky && !record.is_failure());
         assert_eq!(record.attempts.len(), 2);
         assert!(!run_failed(std::slice::from_ref(&record)));
 
         policy.flaky = FlakyPolicy::Fail;
-        let record = test(&instance("a"), Some(&spec), &history, &policy);
+        let record = test(&instance("a"), Some(&spec), &history, &policy, false);
         assert!(record.is_failure(), "the failing attempt is what to show");
         assert_eq!(record.last.attempt, 1);
-        assert!(record.last.error.unwrap().contains("--flaky=fail"));
+        assert!(record.last.error.unwrap().contains("flaky-result"));
         assert!(run_failed(std::slice::from_ref(&test(
             &instance("a"),
             Some(&spec),
             &history,
-            &policy
+            &policy,
+            false
         ))));
     }
 
     #[test]
     fn retries_stop_at_the_limit_and_when_the_run_stops() {
-        let policy = Policy {
+        let policy = TestPolicy {
             retries: 2,
-            ..Policy::default()
+            ..TestPolicy::DEFAULT
         };
-        let failure = |n| attempt("a", n, Ok(failed("x")), StraysPolicy::Warn);
-        assert!(retry(&failure(1), &policy, false));
-        assert!(retry(&failure(2), &policy, false));
-        assert!(!retry(&failure(3), &policy, false));
-        assert!(!retry(&failure(1), &policy, true));
-        let pass = attempt("a", 1, Ok(passed()), StraysPolicy::Warn);
-        assert!(!retry(&pass, &policy, false));
+        let failure = |n| attempt("a", n, Ok(failed("x")), &policy);
+        assert!(retry(&failure(1), &policy, false, false));
+        assert!(retry(&failure(2), &policy, false, false));
+        assert!(!retry(&failure(3), &policy, false, false));
+        assert!(!retry(&failure(1), &policy, false, true));
+        assert!(
+            !retry(&failure(1), &policy, true, false),
+            "not in a stress run"
+        );
+        let pass = attempt("a", 1, Ok(passed()), &policy);
+        assert!(!retry(&pass, &policy, false, false));
     }
 
     #[test]
     fn a_stressed_test_keeps_its_first_failures_and_counts_the_rest() {
-        let failure = attempt("a", 1, Ok(failed("x")), StraysPolicy::Warn);
+        let failure = attempt("a", 1, Ok(failed("x")), &TestPolicy::DEFAULT);
         assert!(keep_stress_output(&failure, KEPT_FAILURES - 1));
         assert!(!keep_stress_output(&failure, KEPT_FAILURES));
-        let pass = attempt("a", 1, Ok(passed()), StraysPolicy::Warn);
+        let pass = attempt("a", 1, Ok(passed()), &TestPolicy::DEFAULT);
         assert!(!keep_stress_output(&pass, 0));
     }
 
     #[test]
     fn ignored_and_unreached_tests_are_not_run() {
-        let policy = Policy::default();
+        let policy = TestPolicy::DEFAULT;
         let spec = isotest_runtime::Spec::new(Vec::new());
         assert_eq!(
-            test(&instance("a"), None, &[], &policy).last.outcome,
+            test(&instance("a"), None, &[], &policy, false).last.outcome,
             TestOutcome::Ignored
         );
         assert_eq!(
-            test(&instance("a"), Some(&spec), &[], &policy).last.outcome,
+            test(&instance("a"), Some(&spec), &[], &policy, false)
+                .last
+                .outcome,
             TestOutcome::NotRun
         );
     }

@@ -14,9 +14,9 @@ use isotest_runtime::{Mount, Outcome, Spec};
 
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
-use crate::launch::pool::{Dispatch, Event, Pool};
+use crate::launch::pool::{Dispatch, Event, Next, Pool};
 use crate::report::json::{self, StoredReport, StoredTest};
-use crate::runner::policy::StraysPolicy;
+use crate::runner::policy::TestPolicy;
 use crate::runner::verdict;
 use crate::sandbox::{self, CAPTURE_LIMIT};
 use shared::SharedState;
@@ -287,16 +287,17 @@ struct Runs {
 }
 
 impl Dispatch<usize, Result<Outcome, HelperError>> for Runs {
-    fn next(&mut self) -> Option<usize> {
-        (self.next < self.count).then(|| {
-            self.next += 1;
-            self.next - 1
-        })
+    fn next(&mut self) -> Next<usize> {
+        if self.next == self.count {
+            return Next::Done;
+        }
+        self.next += 1;
+        Next::Job(self.next - 1)
     }
 
     fn on_event(&mut self, event: Event<usize, Result<Outcome, HelperError>>) {
         if let Event::Finished(i, result) = event {
-            let record = verdict::attempt(&self.names[i], 1, result, StraysPolicy::Warn);
+            let record = verdict::attempt(&self.names[i], 1, result, &TestPolicy::DEFAULT);
             self.failed[i] = record.is_failure();
         }
     }

@@ -9,6 +9,7 @@ use isotest_runtime::{Mount, Net, Pid, Spec, Sys};
 use serde::{Deserialize, Serialize};
 
 use super::verdict;
+use crate::sandbox::looks_secret;
 
 mod rerun;
 pub use rerun::explain_failures;
@@ -160,8 +161,8 @@ impl Relaxation {
             Relaxation::HostNet => match loopback_address(output) {
                 Some(address) => format!(
                     "passes with --net host: this test connects to {address} on the host's \
-                     loopback; forward just that address with --forward {address}, which keeps \
-                     the sandbox's own network"
+                     loopback; forward just that address with --forward {address} (per test: \
+                     forward = [\"{address}\"]), which keeps the sandbox's own network"
                 ),
                 None => "passes with --net host: this test needs the host's network \
                      interfaces; allow it per test with net = \"host\""
@@ -231,26 +232,6 @@ fn added_variables(spec: &Spec, host: &HostFacts) -> Vec<String> {
         .filter(|key| *key != "HOME" && !looks_secret(key))
         .cloned()
         .collect()
-}
-
-/// Names that usually hold credentials; never handed to a rerun.
-pub fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "CREDENTIAL",
-        "API_KEY",
-        "PRIVATE_KEY",
-        "ACCESS_KEY",
-        "AUTH",
-        "SESSION",
-        "COOKIE",
-    ]
-    .iter()
-    .any(|word| upper.contains(word))
 }
 
 /// Whether a run with `failed` failures among `total` tests is explained at all, and if
@@ -341,7 +322,7 @@ pub fn output_hint(text: &str) -> Option<String> {
         return Some(format!(
             "the output shows a connection to {address} refused. The sandbox's loopback is its \
              own, where nothing of the host listens; to reach a service on the host's \
-             loopback, pass --forward {address}.{explain}"
+             loopback, pass --forward {address} (per test: forward = [\"{address}\"]).{explain}"
         ));
     }
     let lower = text.to_ascii_lowercase();

@@ -10,10 +10,10 @@ use super::{
     next_relaxation, skip_reason, verdict,
 };
 use crate::launch::helper::{Helper, HelperError};
-use crate::launch::pool::{Dispatch, Event, Pool};
+use crate::launch::pool::{Dispatch, Event, Next, Pool};
 use crate::plan::Plan;
 use crate::runner::events::{Reporter, RunEvent};
-use crate::runner::policy::StraysPolicy;
+use crate::runner::policy::TestPolicy;
 use crate::runner::record::{TestOutcome, TestRecord};
 
 /// Reruns every failed test of `records` once per relaxation until one passes, and
@@ -211,20 +211,22 @@ impl Reruns<'_> {
 }
 
 impl Dispatch<Rerun, Result<Outcome, HelperError>> for Reruns<'_> {
-    fn next(&mut self) -> Option<Rerun> {
+    fn next(&mut self) -> Next<Rerun> {
         let idle: Vec<usize> = (0..self.tests.len())
             .filter(|&t| !self.tests[t].running)
             .collect();
-        let rerun = idle.into_iter().find_map(|test| self.rerun_of(test))?;
+        let Some(rerun) = idle.into_iter().find_map(|test| self.rerun_of(test)) else {
+            return Next::Done;
+        };
         self.tests[rerun.test].running = true;
-        Some(rerun)
+        Next::Job(rerun)
     }
 
     fn on_event(&mut self, event: Event<Rerun, Result<Outcome, HelperError>>) {
         if let Event::Finished(job, result) = event {
             let explaining = &mut self.tests[job.test];
             let name = &self.plan.tests[explaining.index].name;
-            let record = verdict::attempt(name, 1, result, StraysPolicy::Warn);
+            let record = verdict::attempt(name, 1, result, &TestPolicy::DEFAULT);
             explaining.running = false;
             if let Some(copy) = explaining.copy.take() {
                 let _ = std::fs::remove_dir_all(copy.dir);
