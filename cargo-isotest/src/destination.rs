@@ -71,6 +71,20 @@ impl Destination {
         }
     }
 
+    /// A path the user chose for a run's file (a flag's or a configuration's). Inside the
+    /// target directory it is entered beneath it without following a symlink, as the
+    /// runner's own report is: a test with a writable bind of the target directory could
+    /// have planted one on the way. Elsewhere it is taken as given.
+    pub fn chosen(path: &Path, target_dir: &Path) -> Destination {
+        match below(path, target_dir) {
+            Some(relative) if relative.file_name().is_some() => Destination::Own {
+                base: target_dir.to_path_buf(),
+                relative,
+            },
+            _ => Destination::Given(path.to_path_buf()),
+        }
+    }
+
     pub fn path(&self) -> PathBuf {
         match self {
             Destination::Given(path) => path.clone(),
@@ -371,6 +385,17 @@ fn open_beneath(base: &Path, relative: &Path) -> Result<OwnedFd, DestinationErro
     Ok(dir)
 }
 
+/// Where `path` is inside `dir`, if it is, spelled with plain names only (no `..`), so
+/// that it can be entered beneath `dir`.
+pub fn below(path: &Path, dir: &Path) -> Option<PathBuf> {
+    let path = std::path::absolute(path).ok()?;
+    let relative = path.strip_prefix(dir).ok()?;
+    relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+        .then(|| relative.to_path_buf())
+}
+
 fn parent(file: &Path) -> &Path {
     file.parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -384,6 +409,55 @@ mod tests {
 
     fn write(path: &Path, bytes: &[u8]) -> Result<(), DestinationError> {
         Destination::Given(path.to_path_buf()).write(bytes)
+    }
+
+    #[test]
+    fn a_chosen_path_inside_the_target_directory_is_entered_beneath_it() {
+        let target = Path::new("/w/target");
+        assert!(matches!(
+            Destination::chosen(Path::new("/w/target/isotest/r.json"), target),
+            Destination::Own { base, relative }
+                if base == target && relative == Path::new("isotest/r.json")
+        ));
+        for elsewhere in [
+            "/w/r.json",
+            "/w/target/../r.json",
+            "/w/target",
+            "/w/targets/r.json",
+        ] {
+            assert!(
+                matches!(
+                    Destination::chosen(Path::new(elsewhere), target),
+                    Destination::Given(path) if path == Path::new(elsewhere)
+                ),
+                "{elsewhere}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_planted_link_in_the_target_directory_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir_all(target.join("isotest")).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "mine").unwrap();
+        let report = target.join("isotest/report.json");
+        std::os::unix::fs::symlink(&victim, &report).unwrap();
+        Destination::chosen(&report, &target)
+            .write(b"report")
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
+        assert!(std::fs::symlink_metadata(&report).unwrap().is_file());
+
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::remove_dir_all(target.join("isotest")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, target.join("isotest")).unwrap();
+        let destination = Destination::chosen(&report, &target);
+        let error = destination.check().unwrap_err();
+        assert!(error.to_string().contains("symlink"), "{error}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
     #[test]

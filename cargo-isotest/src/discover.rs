@@ -141,6 +141,9 @@ pub struct Request<'a> {
     pub filtersets: &'a [String],
     /// Helpers to start, where the command knows better than the settings (a shell: 1).
     pub jobs: Option<usize>,
+    /// The command writes the run's reports (`run`): a `report-json` or `junit.path` that
+    /// cannot be written, a flag's or a configuration's, is a usage error before the build.
+    pub reports: bool,
 }
 
 /// The session of a command whose only settings flags are the sandbox's: `list`, `shell`,
@@ -160,6 +163,7 @@ pub fn discover_with_sandbox_flags(
         flags: sandbox_flags(sandbox)?,
         filtersets,
         jobs,
+        reports: false,
     })
 }
 
@@ -299,6 +303,29 @@ fn load_settings(
     })
 }
 
+/// The run's report paths, checked before the build so that a bad one costs nothing. One
+/// inside the target directory is checked once that exists, after the build
+/// ([`Destination::chosen`]).
+fn check_reports(run: &Effective, target_dir: &std::path::Path) -> Result<(), Failure> {
+    let reports = [
+        ("report-json", &run.report_json),
+        ("junit.path", &run.junit.path),
+    ];
+    for (key, setting) in reports {
+        let Some(setting) = setting else { continue };
+        let destination = Destination::chosen(&setting.value, target_dir);
+        if let Destination::Given(_) = destination {
+            destination.check().map_err(|e| {
+                Failure::new(
+                    exit_code::USAGE,
+                    format!("{e} (`{key}`, set by {})", setting.source),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// A forced limits mechanism the host lacks is a usage error; a limit it cannot enforce
 /// is said once, on stderr.
 pub fn warn_unenforced(limits: &isotest_runtime::Limits) -> Result<(), Failure> {
@@ -335,6 +362,13 @@ pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
         }
     };
     let settings = load_settings(request, &mut metadata, archive.is_some())?;
+    if request.reports {
+        let target_dir = match &build {
+            Some(build) => build.target_dir.clone(),
+            None => build::target_dir(request.cargo, &metadata),
+        };
+        check_reports(&settings.run, &target_dir)?;
+    }
     let mut options = SandboxOptions::from_settings(&settings.run)
         .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
     warn_unenforced(&options.limits)?;

@@ -73,6 +73,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         a_swapped_socket_is_refused,
     ),
     (
+        "config::report_and_keep_paths_follow_no_planted_link",
+        config_paths_follow_no_planted_link,
+    ),
+    (
         "writes::writable_source_and_net_admin_change_nothing_of_the_host",
         writable_source_and_net_admin_change_nothing_of_the_host,
     ),
@@ -564,6 +568,84 @@ fn own_report_directory_is_not_followed(ctx: &Ctx) -> Result<(), Failed> {
     ensure(
         status_code(&out) == Some(96) && stderr.contains("symlink") && stderr.contains("isotest"),
         || format!("the planted link must be named; {}", describe(&out)),
+    )
+}
+
+/// A configuration's `report-json`, `junit` and `keep-writes` inside the target directory,
+/// where a test with a writable bind of it planted links to the victim's files and
+/// directory: the reports replace the links, the writes are not kept through the link,
+/// and the victim is untouched, as with the flags.
+fn config_paths_follow_no_planted_link(ctx: &Ctx) -> Result<(), Failed> {
+    let target = ctx.scratch.path().join("target");
+    let isotest = target.join("isotest");
+    let victim = ctx.scratch.path().join("victim");
+    std::fs::create_dir_all(&isotest)?;
+    std::fs::create_dir_all(&victim)?;
+    let (report_victim, junit_victim) = (victim.join("report"), victim.join("junit"));
+    for file in [&report_victim, &junit_victim] {
+        std::fs::write(file, "mine")?;
+    }
+    let kept_victim = victim.join("kept");
+    std::fs::create_dir(&kept_victim)?;
+    if let Some(user) = &ctx.user {
+        chown_tree(ctx.scratch.path(), user);
+    }
+    let report = isotest.join("report.json");
+    let junit = isotest.join("junit.xml");
+    let writes = isotest.join("writes");
+    std::os::unix::fs::symlink(&report_victim, &report)?;
+    std::os::unix::fs::symlink(&junit_victim, &junit)?;
+    std::os::unix::fs::symlink(&kept_victim, &writes)?;
+    let config = ctx.scratch.path().join("planted.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.default]\nreport-json = {report:?}\njunit = {junit:?}\n\
+             keep-writes = {writes:?}\n\n\
+             [[profile.default.overrides]]\nfilter = \"test(=tests::regenerates_its_sources)\"\n\
+             writable-source = true\n"
+        ),
+    )?;
+    let dir = fixture("layers", ctx.user.as_ref());
+    let mut cmd = ctx.isotest(&dir);
+    cmd.env("CARGO_TARGET_DIR", &target)
+        .env("XDG_CONFIG_HOME", ctx.scratch.path().join("no-user-config"))
+        .arg("--config-file")
+        .arg(&config)
+        .args(["tests::regenerates_its_sources", "--exact"]);
+    let out = output(&mut cmd)?;
+    ensure_eq(
+        status_code(&out),
+        Some(0),
+        &format!("exit code; {}", describe(&out)),
+    )?;
+    for file in [&report_victim, &junit_victim] {
+        ensure_eq(
+            std::fs::read_to_string(file)?.as_str(),
+            "mine",
+            &format!("{} through the planted link", file.display()),
+        )?;
+    }
+    ensure(std::fs::read_dir(&kept_victim)?.next().is_none(), || {
+        format!(
+            "writes were kept through the planted link; {}",
+            describe(&out)
+        )
+    })?;
+    for file in [&report, &junit] {
+        ensure(kind_of(file)?.is_file(), || {
+            format!("{} is no report file of its own", file.display())
+        })?;
+    }
+    let json = read_json(&report)?;
+    let record = test(&json, "layers", "tests::regenerates_its_sources")?;
+    let errors = record["writes"][0]["errors"].to_string();
+    ensure(errors.contains("cannot create"), || {
+        format!("the refused keep is not in the report: {errors}")
+    })?;
+    ensure(
+        std::fs::read_to_string(&junit)?.contains("regenerates_its_sources"),
+        || "the JUnit report".into(),
     )
 }
 

@@ -137,10 +137,7 @@ fn build_with(
         return Err(BuildError::BuildFailed { status });
     }
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
-    let target_dir = match &options.target_dir {
-        Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
-        None => metadata.target_directory.clone().into_std_path_buf(),
-    };
+    let target_dir = target_dir(options, metadata);
     let cwd = std::env::current_dir().unwrap_or_else(|_| workspace_root.clone());
     let build = Build {
         sysroot: rustc_print("sysroot", &workspace_root, None)?,
@@ -151,6 +148,14 @@ fn build_with(
         target_dir,
     };
     Ok((build, artifacts, scripts))
+}
+
+/// The target directory the build writes to: `--target-dir`, else cargo's.
+pub fn target_dir(options: &CargoOptions, metadata: &Metadata) -> PathBuf {
+    match &options.target_dir {
+        Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+        None => metadata.target_directory.clone().into_std_path_buf(),
+    }
 }
 
 /// `cargo metadata` of the workspace. `with_dependencies` resolves every dependency, which

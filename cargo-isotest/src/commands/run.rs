@@ -1,7 +1,7 @@
 //! `cargo isotest run`: discover → plan → run → report, each test in its own sandbox.
 
 use std::num::NonZeroU32;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -18,7 +18,7 @@ use crate::config::{
     Bytes, Chaos, FailFast, FinalStatusLevel, FlakyResult, Junit, Layer, MaxFail, NoTests,
     OutputDisplay, Period, RetryPolicy, SlowTimeout, StatusLevel, Strays, TestThreads,
 };
-use crate::destination::Destination;
+use crate::destination::{self, Destination};
 use crate::discover::{Request, discover, sandbox_flags};
 use crate::exit_code::{self, Failure};
 use crate::plan::stress_shard::{self, StressShard};
@@ -270,11 +270,6 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     // What the flags ask for is checked before the build, which takes long.
     let (filter, harness) = args.filter.resolve()?;
     let seed = plan::seed(args.flaky.shuffle.as_deref())?;
-    for path in args.runner.report_json.iter().chain(&args.runner.junit) {
-        Destination::Given(path.clone())
-            .check()
-            .map_err(|e| Failure::new(exit_code::USAGE, e))?;
-    }
     let rerun = args
         .runner
         .rerun_failed
@@ -297,6 +292,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         flags: flags(args, &harness)?,
         filtersets: &filter.filtersets,
         jobs: None,
+        reports: true,
     };
     let session = discover(&request)?;
     let run = &session.settings.run;
@@ -329,9 +325,9 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         }
     }
     warn_about_skipped_chaos(&plan.settings);
-    // Before the tests run: a test of an earlier run may have planted a symlink in the
-    // runner's own directory.
-    let junit = junit_options(run);
+    // Before the tests run: a test of an earlier run may have planted a symlink where a
+    // report goes inside the target directory, which is not followed.
+    let junit = junit_options(run, &session.build.target_dir);
     for destination in std::iter::once(&json_path).chain(junit.iter().map(|j| &j.destination)) {
         destination
             .check()
@@ -425,19 +421,14 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
 /// `target/isotest/writes`), only the target directory itself is taken as given: a test
 /// with a writable bind of it could have planted a link on the way.
 fn keep_writes(dir: &Path, target_dir: &Path) -> KeepWrites {
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    match dir.strip_prefix(target_dir) {
-        Ok(below)
-            if below
-                .components()
-                .all(|c| matches!(c, Component::Normal(_))) =>
-        {
-            KeepWrites {
-                base: target_dir.to_path_buf(),
-                below: below.to_path_buf(),
-            }
+    match destination::below(dir, target_dir) {
+        Some(below) => KeepWrites {
+            base: target_dir.to_path_buf(),
+            below,
+        },
+        None => {
+            KeepWrites::into_dir(&std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()))
         }
-        _ => KeepWrites::into_dir(&dir),
     }
 }
 
@@ -451,7 +442,7 @@ fn report_destination(
 ) -> Result<Destination, Failure> {
     let target_dir = &session.build.target_dir;
     if let Some(path) = &run.report_json {
-        return Ok(Destination::Given(path.value.clone()));
+        return Ok(Destination::chosen(&path.value, target_dir));
     }
     if args.archive.archive_file.is_none() {
         return Ok(Destination::own_report(target_dir));

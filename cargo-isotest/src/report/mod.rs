@@ -62,10 +62,12 @@ impl View {
     }
 }
 
-/// The JUnit report the run's settings ask for, if any.
-pub fn junit_options(run: &Effective) -> Option<JunitOptions> {
+/// The JUnit report the run's settings ask for, if any; inside `target_dir` it is written
+/// beneath it ([`Destination::chosen`]).
+pub fn junit_options(run: &Effective, target_dir: &Path) -> Option<JunitOptions> {
     let junit = &run.junit;
-    let defaults = JunitOptions::new(Destination::Given(junit.path.as_ref()?.value.clone()));
+    let path = &junit.path.as_ref()?.value;
+    let defaults = JunitOptions::new(Destination::chosen(path, target_dir));
     Some(JunitOptions {
         report_name: junit
             .report_name
