@@ -129,6 +129,15 @@ impl SandboxOptions {
             s.terminate_after
                 .map(|n| s.period.0.saturating_mul(n.get()))
         });
+        if let Some(set) = &settings.timeout
+            && set.value.0.is_zero()
+        {
+            anyhow::bail!(
+                "`timeout` = \"0s\" (set by {}) would stop every test at once; give a positive \
+                 duration (e.g. \"30s\"), or leave it out for none",
+                set.source
+            );
+        }
         let timeout = config::value(&settings.timeout).map(|p: Period| p.0);
         let timeout = match (timeout, slow_limit) {
             (Some(a), Some(b)) => Some(a.min(b)),

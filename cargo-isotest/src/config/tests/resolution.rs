@@ -403,6 +403,25 @@ fn nesting_and_pass_credentials_go_command_line_then_environment_then_override_t
 }
 
 #[test]
+fn a_zero_timeout_is_refused_naming_what_set_it() {
+    use crate::sandbox::SandboxOptions;
+
+    let config = config(
+        vec![workspace("[profile.default]\ntimeout = \"0s\"\n")],
+        &[],
+        None,
+    )
+    .unwrap();
+    let settings = config.profile().unwrap().settings();
+    let error = SandboxOptions::from_settings(&settings).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("`timeout`") && message.contains(".config/isotest.toml"),
+        "{message}"
+    );
+}
+
+#[test]
 fn chaos_reads_as_the_flag_does_and_isotest_chaos_is_not_a_setting() {
     use crate::config::Chaos;
     let text = "[profile.default]\nchaos = \"sched, cpus\"\n\n[profile.all]\nchaos = true\n\n\
