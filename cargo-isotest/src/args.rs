@@ -14,6 +14,23 @@ use isotest_runtime::{LimitExceeded, Limits, Mechanism, Mount, Net, Pid, Sys};
 pub const BIND_DESTINATION_HINT: &str =
     "a --bind destination must be outside the read-only binds, or exist in them already";
 
+/// A mount point the spec asked for that cannot be made, and what to do about it.
+pub fn setup_problem(error: &isotest_runtime::SetupError) -> String {
+    if let Some(socket) = error.replaced_socket() {
+        return format!(
+            "the forwarded socket {} is a symlink or no socket now, which it was not when the sandbox was planned (a test with a writable bind of its directory can do that); setup binds neither: restore the socket, or give --forward-unix the socket itself",
+            socket.display()
+        );
+    }
+    match error.crossed_symlink() {
+        Some(link) => format!(
+            "a mount destination crosses the symlink {} inside the sandbox; setup never follows symlinks there, since one could lead out of the sandbox: bind to the path the link points to instead, or remove the link",
+            link.display()
+        ),
+        None => format!("{error}; {BIND_DESTINATION_HINT}"),
+    }
+}
+
 /// `--net`: the network a sandbox gets.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum NetArg {
@@ -73,7 +90,7 @@ impl From<PidArg> for Pid {
 #[command(next_help_heading = "Sandbox options")]
 pub struct SandboxArgs {
     /// Kill a test after this long (e.g. 30s, 5m); no limit by default.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_timeout, value_name = "DURATION")]
     pub timeout: Option<Duration>,
     /// Network of each test: only `lo` (up), no usable interface, or the host's.
     #[arg(long, value_enum, value_name = "NET")]
@@ -100,6 +117,15 @@ pub struct SandboxArgs {
     /// Pass a host variable through to every test (KEY) or set one (KEY=VALUE).
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
+    /// Let tests read git's, cargo's and other tools' credentials (tokens in
+    /// ~/.gitconfig, cargo's config, the workspace's .git/config, ~/.netrc, ...), which
+    /// they otherwise see scrubbed or empty.
+    #[arg(long)]
+    pub pass_credentials: bool,
+    /// How many namespaces of each kind a test may create (for tests that make sandboxes
+    /// or containers themselves).
+    #[arg(long, value_name = "N")]
+    pub nesting: Option<u32>,
     /// Let tests write into the workspace through a private overlay: their writes succeed,
     /// are listed in the report, and never reach the checkout (the target dir stays
     /// read-only).
@@ -294,10 +320,13 @@ pub fn unix_socket_bind(path: &Path) -> anyhow::Result<Mount> {
             path.display()
         );
     }
-    Ok(Mount::Bind {
-        src: path.to_path_buf(),
+    // Resolved now, as the user means it (/var/run is often a link to /run): the
+    // sandbox then follows no link to it, whatever a test plants there later.
+    let src = std::fs::canonicalize(path)
+        .with_context(|| format!("cannot resolve {}", path.display()))?;
+    Ok(Mount::Socket {
+        src,
         dst: path.to_path_buf(),
-        writable: false,
     })
 }
 
@@ -305,8 +334,10 @@ pub fn unix_socket_bind(path: &Path) -> anyhow::Result<Mount> {
 pub fn check_env(items: &[String]) -> anyhow::Result<()> {
     for item in items {
         let key = item.split_once('=').map_or(item.as_str(), |(key, _)| key);
-        if key.is_empty() || key.contains('\0') {
-            bail!("--env {item}: give a variable name, as KEY or KEY=VALUE");
+        if key.is_empty() || key.contains('\0') || key.contains(char::is_whitespace) {
+            bail!(
+                "--env {item}: `{key}` is not a variable name; give KEY or KEY=VALUE, with no spaces in KEY"
+            );
         }
     }
     Ok(())
@@ -325,6 +356,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
     }
     humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 30s, 2m, 500ms)"))
+}
+
+/// A `--timeout`: a duration, but not zero, which would kill at once.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(
+            "a timeout of 0 would stop the program at once; give a positive duration (e.g. 30s), or leave --timeout out for none".into(),
+        ),
+        d => Ok(d),
+    }
 }
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -382,6 +423,9 @@ mod tests {
         );
         assert!(check_env(&["A=1".into(), "B".into()]).is_ok());
         assert!(check_env(&["=1".into()]).is_err());
+        assert!(check_env(&["A B=1".into()]).is_err());
+        assert!(parse_timeout("0").unwrap_err().contains("positive"));
+        assert_eq!(parse_timeout("1s"), Ok(Duration::from_secs(1)));
     }
 
     #[test]

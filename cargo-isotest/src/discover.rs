@@ -11,8 +11,8 @@ use std::sync::atomic::AtomicBool;
 use isotest_runtime::Spec;
 
 use crate::args::{
-    ArchiveArgs, BIND_DESTINATION_HINT, ConfigArgs, MechanismArg, NetArg, PidArg, SandboxArgs,
-    SysArg, check_env,
+    ArchiveArgs, ConfigArgs, MechanismArg, NetArg, PidArg, SandboxArgs, SysArg, check_env,
+    setup_problem,
 };
 use crate::cargo::CargoOptions;
 use crate::cargo::archive::{self, ArchiveError};
@@ -22,6 +22,7 @@ use crate::config::{
     Bind, Bytes, CompiledProfile, Config, CpuMax, Effective, Filterset, Forward, Inputs, Layer,
     LimitsMechanism, Net, Period, Pid, Sys, TestId, TestThreads, VarName, package_graph,
 };
+use crate::destination::Destination;
 use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::interrupt;
@@ -75,7 +76,7 @@ impl From<BuildError> for Failure {
         let code = match error {
             // Cargo itself refused: the same problem `cargo test` would have.
             BuildError::BuildFailed { .. } | BuildError::Metadata(_) => exit_code::BUILD_FAILED,
-            BuildError::Config(_) => exit_code::USAGE,
+            BuildError::Config(_) | BuildError::NoProject { .. } => exit_code::USAGE,
             _ => exit_code::SETUP_FAILED,
         };
         Failure::new(code, error)
@@ -140,6 +141,9 @@ pub struct Request<'a> {
     pub filtersets: &'a [String],
     /// Helpers to start, where the command knows better than the settings (a shell: 1).
     pub jobs: Option<usize>,
+    /// The command writes the run's reports (`run`): a `report-json` or `junit.path` that
+    /// cannot be written, a flag's or a configuration's, is a usage error before the build.
+    pub reports: bool,
 }
 
 /// The session of a command whose only settings flags are the sandbox's: `list`, `shell`,
@@ -159,6 +163,7 @@ pub fn discover_with_sandbox_flags(
         flags: sandbox_flags(sandbox)?,
         filtersets,
         jobs,
+        reports: false,
     })
 }
 
@@ -193,6 +198,8 @@ pub fn sandbox_flags(args: &SandboxArgs) -> Result<Layer, Failure> {
         toolchain: args.no_toolchain.then_some(false),
         writable_source: args.writable_source.then_some(true),
         net_admin: args.net_admin.then_some(true),
+        pass_credentials: args.pass_credentials.then_some(true),
+        nesting: args.nesting,
         limits_mechanism: args.limits.limits_mechanism.map(|m| match m {
             MechanismArg::Auto => LimitsMechanism::Auto,
             MechanismArg::CgroupV2 => LimitsMechanism::CgroupV2,
@@ -296,6 +303,29 @@ fn load_settings(
     })
 }
 
+/// The run's report paths, checked before the build so that a bad one costs nothing. One
+/// inside the target directory is checked once that exists, after the build
+/// ([`Destination::chosen`]).
+fn check_reports(run: &Effective, target_dir: &std::path::Path) -> Result<(), Failure> {
+    let reports = [
+        ("report-json", &run.report_json),
+        ("junit.path", &run.junit.path),
+    ];
+    for (key, setting) in reports {
+        let Some(setting) = setting else { continue };
+        let destination = Destination::chosen(&setting.value, target_dir);
+        if let Destination::Given(_) = destination {
+            destination.check().map_err(|e| {
+                Failure::new(
+                    exit_code::USAGE,
+                    format!("{e} (`{key}`, set by {})", setting.source),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// A forced limits mechanism the host lacks is a usage error; a limit it cannot enforce
 /// is said once, on stderr.
 pub fn warn_unenforced(limits: &isotest_runtime::Limits) -> Result<(), Failure> {
@@ -332,6 +362,13 @@ pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
         }
     };
     let settings = load_settings(request, &mut metadata, archive.is_some())?;
+    if request.reports {
+        let target_dir = match &build {
+            Some(build) => build.target_dir.clone(),
+            None => build::target_dir(request.cargo, &metadata),
+        };
+        check_reports(&settings.run, &target_dir)?;
+    }
     let mut options = SandboxOptions::from_settings(&settings.run)
         .map_err(|e| Failure::new(exit_code::USAGE, format!("{e:#}")))?;
     warn_unenforced(&options.limits)?;
@@ -345,6 +382,11 @@ pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
         Some(build) => build,
         None => build::build(request.cargo, &metadata)?,
     };
+    // Before anything is written there (scrubbed credentials, the report): a test of an
+    // earlier run may have planted a symlink in the runner's own directory.
+    Destination::own_report(&build.target_dir)
+        .check()
+        .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
     options.add_toolchain();
     let tmpdir = sandbox::target_tmpdir(&build);
     std::fs::create_dir_all(&tmpdir).map_err(|e| {
@@ -447,6 +489,12 @@ fn list_tests(
             })
         })
         .collect();
+    // A spec the options made impossible (HOME over /usr or the target directory) is the
+    // user's to fix, and the same for every binary: say so once, before any sandbox.
+    if let Some((_, _, spec)) = jobs.first() {
+        spec.validate()
+            .map_err(|e| Failure::new(exit_code::USAGE, e))?;
+    }
     let mut queue = Queue::new(jobs.len());
     pool.run(
         |helper: &mut Helper, &index: &usize| list_output(helper, &jobs[index].2),
@@ -485,13 +533,9 @@ fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)
     let outcome = match helper.run(spec, CAPTURE_LIMIT, None) {
         Ok(outcome) => outcome,
         Err(HelperError::Sandbox {
-            message,
-            setup: Some(setup),
+            setup: Some(setup), ..
         }) if setup.is_spec_problem() => {
-            return Err((
-                exit_code::USAGE,
-                format!("{message}; {BIND_DESTINATION_HINT}"),
-            ));
+            return Err((exit_code::USAGE, setup_problem(&setup)));
         }
         Err(e) => return Err((exit_code::LIST_FAILED, e.to_string())),
     };

@@ -9,6 +9,8 @@ mod cargo;
 mod chaos;
 mod commands;
 mod config;
+mod credentials;
+mod destination;
 mod discover;
 mod exit_code;
 mod host;

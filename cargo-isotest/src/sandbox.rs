@@ -22,6 +22,8 @@ use crate::cargo::build::{Build, TestBinary};
 use crate::cargo::{cargo_path, toolchain};
 use crate::chaos::{self, Kind, Perturbation};
 use crate::config::{self, Bind, Bytes, Effective, IdMap, LimitsMechanism, Period, Sourced};
+use crate::credentials;
+use crate::destination::Destination;
 
 /// Bytes of each output stream kept per run: head and tail halves.
 pub const CAPTURE_LIMIT: usize = 4 << 20;
@@ -66,6 +68,11 @@ pub struct SandboxOptions {
     pub net_admin: bool,
     /// `chaos` (`--chaos`): the perturbations drawn per attempt ([`attempt_spec`]).
     pub chaos: Vec<Kind>,
+    /// Whether tests read the host's credential files as they are (`--pass-credentials`)
+    /// instead of scrubbed copies.
+    pub pass_credentials: bool,
+    /// Namespaces of each kind a test may create.
+    pub namespace_limit: u32,
 }
 
 impl Default for SandboxOptions {
@@ -91,6 +98,8 @@ impl Default for SandboxOptions {
             forwards: Vec::new(),
             net_admin: false,
             chaos: Vec::new(),
+            pass_credentials: false,
+            namespace_limit: isotest_runtime::DEFAULT_NAMESPACE_LIMIT,
         }
     }
 }
@@ -120,6 +129,15 @@ impl SandboxOptions {
             s.terminate_after
                 .map(|n| s.period.0.saturating_mul(n.get()))
         });
+        if let Some(set) = &settings.timeout
+            && set.value.0.is_zero()
+        {
+            anyhow::bail!(
+                "`timeout` = \"0s\" (set by {}) would stop every test at once; give a positive \
+                 duration (e.g. \"30s\"), or leave it out for none",
+                set.source
+            );
+        }
         let timeout = config::value(&settings.timeout).map(|p: Period| p.0);
         let timeout = match (timeout, slow_limit) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -212,6 +230,9 @@ impl SandboxOptions {
             forwards: settings.forward.iter().map(|f| f.value.0).collect(),
             net_admin: config::value(&settings.net_admin).unwrap_or(defaults.net_admin),
             chaos: config::value(&settings.chaos).map_or(defaults.chaos, |c| c.0),
+            pass_credentials: config::value(&settings.pass_credentials)
+                .unwrap_or(defaults.pass_credentials),
+            namespace_limit: config::value(&settings.nesting).unwrap_or(defaults.namespace_limit),
         })
     }
 
@@ -577,7 +598,36 @@ fn binary_spec(build: &Build, binary: &TestBinary, options: &SandboxOptions) -> 
     spec.env
         .set
         .extend(options.env_set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    spec.namespace_limit = options.namespace_limit;
+    if !options.pass_credentials {
+        hide_credentials(&mut spec, build);
+    }
     spec
+}
+
+/// Puts scrubbed copies over every credential-bearing file the spec makes visible. The
+/// copies live in the target directory, so that replaying a report finds them; one that
+/// cannot be written leaves its bind source missing, and the sandbox is refused rather
+/// than shown the original.
+fn hide_credentials(spec: &mut Spec, build: &Build) {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
+    let replacements = credentials::replacements(spec, home.as_deref(), cargo_home.as_deref());
+    let store = credentials::store(&build.target_dir);
+    for replacement in &replacements {
+        let relative = store
+            .strip_prefix(&build.target_dir)
+            .unwrap_or(&store)
+            .join(credentials::copy_name(&replacement.original));
+        let copy = Destination::Own {
+            base: build.target_dir.clone(),
+            relative,
+        };
+        let _ = copy.write(replacement.content.as_bytes());
+    }
+    credentials::hide(spec, &store, &replacements);
 }
 
 /// Variables that tell cargo, rustc and rustup's proxies where the toolchain is.

@@ -20,12 +20,15 @@ pub enum Step {
     Setgroups,
     UidMap,
     GidMap,
+    /// Capping the namespaces the program may create (`user.max_*_namespaces`).
+    NamespaceLimit,
     /// Stopping mount events from propagating back to the host.
     PrivateMounts,
     /// Cloning a bind source's mount tree before the host root is hidden.
     BindSource,
     /// The tmpfs that becomes the sandbox's root.
     RootTmpfs,
+    /// Making a mount point beneath the new root, never through a symlink.
     Mountpoint,
     Bind,
     Tmpfs,
@@ -34,11 +37,17 @@ pub enum Step {
     Overlay,
     Symlink,
     Proc,
+    /// Making the kernel-wide parts of /proc (sys, sysrq-trigger, irq, bus, fs, …) read-only.
+    ProcReadOnly,
     Dev,
     /// The read-only /sys: a fresh sysfs, or the host's.
     Sys,
+    /// Waiting until the supervisor has placed pid 1 in its cgroups.
+    Cgroup,
     /// The sandbox's own cgroups at /sys/fs/cgroup.
     Cgroups,
+    /// The time namespace whose clocks `--chaos uptime` sets, entered before the pivot.
+    TimeNamespace,
     PivotRoot,
     /// Making the root and /dev read-only once populated.
     Seal,
@@ -50,8 +59,6 @@ pub enum Step {
     Session,
     /// Opening the program's pty in the sandbox's own devpts and passing its master out.
     Terminal,
-    /// Waiting until the supervisor has placed pid 1 in its cgroups.
-    Cgroup,
     /// pid 1 preparing to start the program.
     Init,
 }
@@ -91,7 +98,22 @@ impl SetupError {
     /// The spec asked for a mount point that cannot exist (inside a read-only bind): the
     /// caller's options are wrong, not the host.
     pub fn is_spec_problem(&self) -> bool {
-        self.step == Step::Mountpoint
+        self.step == Step::Mountpoint || self.replaced_socket().is_some()
+    }
+
+    /// The `--forward-unix` socket that is not one any more, or is now reached through
+    /// a symlink: setup neither follows the link nor binds anything else.
+    pub fn replaced_socket(&self) -> Option<&std::path::Path> {
+        (self.step == Step::BindSource && matches!(self.errno(), Errno::ELOOP | Errno::ENOTSOCK))
+            .then_some(self.path.as_deref())
+            .flatten()
+    }
+
+    /// The symlink a mount point's path crossed, which setup refuses to follow.
+    pub fn crossed_symlink(&self) -> Option<&std::path::Path> {
+        (self.step == Step::Mountpoint && self.errno() == Errno::ELOOP)
+            .then_some(self.path.as_deref())
+            .flatten()
     }
 }
 
@@ -125,10 +147,22 @@ pub enum Error {
     },
     #[error(transparent)]
     Limits(#[from] LimitsError),
-    #[error("the sandbox's init (pid {pid}) ended without a report ({status})")]
-    InitLost { pid: i32, status: String },
+    /// pid 1 died without its report: killed from outside (a kill of its pid, the OOM
+    /// killer), since nothing inside the sandbox can kill it. The sandbox was created.
+    #[error(
+        "the sandbox's init (host pid {pid}) ended without a report ({status}): something outside the sandbox killed it, such as a kill of that pid or the OOM killer"
+    )]
+    InitLost {
+        pid: i32,
+        status: String,
+        signal: Option<i32>,
+    },
     #[error("the sandbox's init sent an unreadable report: {0}")]
     Protocol(String),
+    /// Setup handed the supervisor a descriptor it did not ask for, or not of its kind;
+    /// the sandbox was killed.
+    #[error("{0}")]
+    Handover(String),
 }
 
 impl Error {

@@ -40,6 +40,7 @@ pub(crate) fn run(
     limits: &Enforcement,
 ) -> Result<Finish, SetupError> {
     let init_fail = |syscall| move |errno| SetupError::new(Step::Init, syscall, None, errno);
+    hide_command_line();
     let reach = if plan.host_pid {
         // Orphans would go to the host's init; as a subreaper we get them, so whatever
         // the program leaves behind stays among our descendants.
@@ -49,7 +50,6 @@ pub(crate) fn run(
         Reach::Namespace
     };
     let signals = block_signals().map_err(init_fail("signalfd"))?;
-    bound_nested_user_namespaces(limits.max_user_namespaces)?;
     let (start_r, start_w) = start_error_pipe().map_err(init_fail("pipe2"))?;
     let mut watch = Watch::new(limits.watch.clone());
     perturb::before_program(&plan.chaos)?;
@@ -87,17 +87,33 @@ pub(crate) fn run(
     })
 }
 
-/// The user namespaces the sandbox may nest are a limit of its own user namespace, which
-/// pid 1 owns: set before the program could make one.
-fn bound_nested_user_namespaces(max: Option<u64>) -> Result<(), SetupError> {
-    let Some(max) = max else {
-        return Ok(());
-    };
-    let path = std::path::Path::new("/proc/sys/user/max_user_namespaces");
-    std::fs::write(path, max.to_string()).map_err(|e| {
-        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        SetupError::new(Step::Init, "write", Some(path), errno)
-    })
+/// pid 1 is a copy of the supervisor, whose argv holds every `--env` value and bind
+/// source; blanking it leaves /proc/1/cmdline showing only a name. Its environment is
+/// already out of the program's reach: reading /proc/1/environ needs pid 1's capabilities.
+fn hide_command_line() {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // arg_start and arg_end are fields 48 and 49; the fields after `)` start at field 3.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().skip(45).take(2))
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [start, end] = fields[..] else { return };
+    if end <= start {
+        return;
+    }
+    const NAME: &[u8] = b"isotest-init";
+    let len = (end - start) as usize;
+    // SAFETY: [arg_start, arg_end) is this process's own argument area on its initial
+    // stack, mapped writable; nothing in pid 1 reads argv after setup, and the last byte
+    // stays NUL so the kernel reads no further than the area.
+    unsafe {
+        let area = start as *mut u8;
+        std::ptr::write_bytes(area, 0, len);
+        std::ptr::copy_nonoverlapping(NAME.as_ptr(), area, NAME.len().min(len - 1));
+    }
 }
 
 /// Blocked signals still reach pid 1 from outside, and a signalfd turns them and SIGCHLD

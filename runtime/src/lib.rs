@@ -8,11 +8,13 @@
 //!
 //! This crate knows nothing about cargo or tests.
 
+mod beneath;
 mod chaos;
 mod cpu_group;
 pub mod doctor;
 mod error;
 mod forward;
+mod handover;
 mod hostview;
 mod idmap;
 mod init;
@@ -39,8 +41,8 @@ pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};
 pub use sandbox::{Echo, Sandbox, forwarded_signals};
 pub use spec::{
-    DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE,
-    Env, Identity, Limits, Mount, Net, Pid, Spec, SpecError, Sys, parse_cpus, parse_size,
-    system_mounts,
+    DEFAULT_ENV_PASS, DEFAULT_GRACE_MS, DEFAULT_HOSTNAME, DEFAULT_NAMESPACE_LIMIT,
+    DEFAULT_SYSTEM_PATHS, DEFAULT_TMPFS_SIZE, Env, Identity, Limits, Mount, Net, Pid, Spec,
+    SpecError, Sys, parse_cpus, parse_size, system_mounts,
 };
-pub use writes::{Change, ChangeKind, FileKind, Layer, MAX_CHANGES, Writes, apply};
+pub use writes::{Change, ChangeKind, FileKind, KeepWrites, Layer, MAX_CHANGES, Writes, apply};

@@ -1,6 +1,7 @@
-//! In pid 1: apply a spec's [`Chaos`] to the program. What the program inherits (its CPUs,
-//! its scheduling policy and its clocks) is set in pid 1 just before the fork; what happens while it runs (busy
-//! neighbours, pauses, frozen threads) is driven from init's loop.
+//! In pid 1: apply a spec's [`Chaos`] to the program. What the program inherits is set
+//! before the fork: its clocks during setup, while /proc/self is still writable, its CPUs
+//! and its scheduling policy in init; what happens while it runs (busy neighbours,
+//! pauses, frozen threads) is driven from init's loop.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,11 +25,11 @@ const RELEASE_RETRY: Duration = Duration::from_millis(1);
 /// How long the end of the run waits for that; pid 1's exit detaches the rest anyway.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
-/// Everything the program inherits from pid 1, set before the fork, in this order.
+/// What the program inherits from pid 1 itself, its CPUs and its scheduling policy, set
+/// just before the fork.
 pub(crate) fn before_program(chaos: &Chaos) -> Result<(), SetupError> {
     pin_cpus(chaos)?;
-    schedule_as_batch(chaos)?;
-    enter_time_namespace(chaos)
+    schedule_as_batch(chaos)
 }
 
 fn chaos_fail(syscall: &'static str, path: Option<&Path>) -> impl FnOnce(Errno) -> SetupError {
@@ -72,15 +73,18 @@ fn cpu_set(cpus: &[usize]) -> nix::Result<CpuSet> {
 
 /// A time namespace makes the program's monotonic and boot clocks start near
 /// `uptime_s`. `unshare` moves only our future children into it, and its offsets can
-/// be written only until the first of them exists: so here, just before the fork.
-fn enter_time_namespace(chaos: &Chaos) -> Result<(), SetupError> {
+/// be written only until the first of them exists: pid 1 forks none before the program.
+/// Setup calls this before the pivot, through the /proc it still has: under `--pid host`
+/// the sandbox's /proc is the host's, read-only.
+pub(crate) fn enter_time_namespace(chaos: &Chaos) -> Result<(), SetupError> {
     let Some(uptime) = chaos.uptime_s else {
         return Ok(());
     };
+    let fail = |syscall, path, errno| SetupError::new(Step::TimeNamespace, syscall, path, errno);
     // SAFETY: CLONE_NEWTIME shares or unshares no memory, descriptors or credentials;
     // it only changes which clocks pid 1's future children see.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWTIME) }
-        .map_err(|e| SetupError::new(Step::Init, "unshare(CLONE_NEWTIME)", None, errno(e)))?;
+        .map_err(|e| fail("unshare(CLONE_NEWTIME)", None, errno(e)))?;
     let offsets = Path::new("/proc/self/timens_offsets");
     let offset = |clock| uptime as i64 - rustix::time::clock_gettime(clock).tv_sec;
     let text = format!(
@@ -90,7 +94,7 @@ fn enter_time_namespace(chaos: &Chaos) -> Result<(), SetupError> {
     );
     std::fs::write(offsets, text).map_err(|e| {
         let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        SetupError::new(Step::Init, "write", Some(offsets), errno)
+        fail("write", Some(offsets), errno)
     })
 }
 

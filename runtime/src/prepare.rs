@@ -46,6 +46,10 @@ pub(crate) struct Plan {
     pub timeout: Option<Duration>,
     pub grace: Duration,
     pub chaos: Chaos,
+    /// Namespaces of each kind the program may create; user namespaces may have a limit
+    /// of their own (`Limits::max_user_namespaces`).
+    pub namespace_limit: u64,
+    pub max_user_namespaces: u64,
     /// What /sys is; `None` for none at all.
     pub sys: Option<SysPlan>,
     /// Names below /dev of the block devices behind the binds, for empty placeholders.
@@ -76,6 +80,11 @@ pub(crate) enum PlannedMount {
         dst: PathBuf,
         upper_options: String,
         upper_root: UpperRoot,
+    },
+    /// A socket bound read-only, `src` opened without following a symlink.
+    Socket {
+        src: PathBuf,
+        dst: PathBuf,
     },
     Symlink {
         path: PathBuf,
@@ -143,7 +152,9 @@ impl Plan {
             .mounts
             .iter()
             .filter_map(|m| match m {
-                Mount::Bind { src, .. } | Mount::Overlay { src, .. } => Some(src.clone()),
+                Mount::Bind { src, .. }
+                | Mount::Overlay { src, .. }
+                | Mount::Socket { src, .. } => Some(src.clone()),
                 _ => None,
             })
             .collect();
@@ -183,6 +194,10 @@ impl Plan {
                         dst: dst.clone(),
                         upper_options: format!("size={size},mode=0700"),
                         upper_root: UpperRoot::of(src, &uid_map, &gid_map)?,
+                    },
+                    Mount::Socket { src, dst } => PlannedMount::Socket {
+                        src: src.clone(),
+                        dst: dst.clone(),
                     },
                     Mount::Symlink { path, target } => PlannedMount::Symlink {
                         path: path.clone(),
@@ -229,6 +244,11 @@ impl Plan {
             },
             timeout: spec.timeout_ms.map(Duration::from_millis),
             grace: Duration::from_millis(spec.grace_ms),
+            namespace_limit: spec.namespace_limit.into(),
+            max_user_namespaces: spec
+                .limits
+                .max_user_namespaces
+                .unwrap_or(spec.namespace_limit.into()),
             sys,
             block_devices,
             host_pid: spec.pid == Pid::Host,
@@ -242,7 +262,8 @@ impl PlannedMount {
         match self {
             PlannedMount::Bind { dst, .. }
             | PlannedMount::Tmpfs { dst, .. }
-            | PlannedMount::Overlay { dst, .. } => dst,
+            | PlannedMount::Overlay { dst, .. }
+            | PlannedMount::Socket { dst, .. } => dst,
             PlannedMount::Symlink { path, .. } => path,
         }
     }

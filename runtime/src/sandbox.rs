@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, SetupError, Step};
 use crate::forward::Forwarder;
+use crate::handover::{Expected, Refused};
 use crate::idmap::{IdMapping, Kind, find_tool, map_text, tool_args};
 use crate::init;
 use crate::limits::{Enforcement, Enforcer};
@@ -27,7 +28,7 @@ use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount};
 use crate::setup;
 use crate::spec::{Mount, Spec};
 use crate::sys::{self, Forked, Handed, Received};
-use crate::writes::{self, Snapshot, Writes};
+use crate::writes::{self, KeepWrites, Snapshot, Writes};
 
 /// Extra time the host waits past the spec's timeout and grace before it kills pid 1
 /// itself; only a wedged init ever needs it.
@@ -69,9 +70,24 @@ pub struct Sandbox {
     _lifeline: OwnedFd,
     backstop: Option<Instant>,
     capture_limit: usize,
+    /// Between a forwarded SIGTERM (or SIGINT, SIGHUP, SIGQUIT) and the SIGKILL of the
+    /// whole sandbox, when the program ignores it.
+    grace: Duration,
+    /// When the host kills the sandbox because the program outlived that grace period.
+    kill_at: Option<Instant>,
+    /// How many terminating signals were forwarded; the second kills at once.
+    terminations: u32,
+    /// The host killed the sandbox itself, so pid 1 cannot report.
+    killed: bool,
+    started: Instant,
     /// Where setup hands over descriptors (the pty's master, forwarded listeners,
     /// overlays' upper layers), until pid 1 exits.
     handover: Option<OwnedFd>,
+    /// What may still come on it.
+    expected: Expected,
+    /// A descriptor that was not what setup should have handed over: the sandbox is
+    /// killed, and this is its error.
+    refused: Option<Refused>,
     forwards: Vec<SocketAddr>,
     forwarder: Forwarder,
     /// The overlays, by their plan index: where they are, their host directory, and their
@@ -79,7 +95,7 @@ pub struct Sandbox {
     overlays: Vec<(usize, PathBuf, PathBuf, Option<OwnedFd>)>,
     /// The writable binds' directories as they were before the clone.
     snapshots: Vec<Snapshot>,
-    keep_writes: Option<PathBuf>,
+    keep_writes: Option<KeepWrites>,
     /// The sandbox's cgroup, removed once pid 1 is reaped (or on drop).
     limits: Enforcer,
 }
@@ -109,6 +125,7 @@ impl Sandbox {
             (None, None)
         };
         let snapshots = writable_bind_snapshots(spec);
+        let overlays = overlays(&plan);
         let (placed_r, placed_w) = pipe().map_err(Error::host("pipe2"))?;
         let cgroup_tasks = limits.cgroup_tasks().map_err(|e| Error::Limits(e.into()))?;
         let (parent_io, child_io) = if spec.tty {
@@ -165,7 +182,12 @@ impl Sandbox {
                     );
                     return Err(Error::Limits(e.into()));
                 }
-                write_all(placed_w.as_fd(), b"1").map_err(Error::host("write"))?;
+                // A child whose setup already failed has closed its end (EPIPE): its report
+                // on the status pipe says why, and `wait` reads it.
+                match write_all(placed_w.as_fd(), b"1") {
+                    Ok(()) | Err(Errno::EPIPE) => {}
+                    Err(errno) => return Err(Error::host("write")(errno)),
+                }
                 if let Some(maps_w) = maps_w {
                     if let Err(e) = map_ids_from_outside(pid, &plan) {
                         // The child reads EOF and leaves; reap it before reporting.
@@ -195,10 +217,21 @@ impl Sandbox {
                         .timeout
                         .map(|t| Instant::now() + t + plan.grace + BACKSTOP),
                     capture_limit: DEFAULT_CAPTURE_LIMIT,
+                    grace: plan.grace,
+                    kill_at: None,
+                    terminations: 0,
+                    killed: false,
+                    started: Instant::now(),
                     handover: handover_r,
+                    expected: Expected::new(
+                        plan.tty,
+                        &plan.forwards,
+                        &overlays.iter().map(|o| o.0).collect::<Vec<_>>(),
+                    ),
+                    refused: None,
                     forwards: spec.forwards.clone(),
                     forwarder: Forwarder::new(spec.chaos.net),
-                    overlays: overlays(&plan),
+                    overlays,
                     snapshots,
                     keep_writes: None,
                     limits,
@@ -213,10 +246,10 @@ impl Sandbox {
         self
     }
 
-    /// Copies what the program wrote in each writable layer under `dir` (one directory
+    /// Copies what the program wrote in each writable layer into `keep` (one directory
     /// per layer), besides listing it in [`Outcome::writes`].
-    pub fn keep_writes(mut self, dir: &Path) -> Sandbox {
-        self.keep_writes = Some(dir.to_path_buf());
+    pub fn keep_writes(mut self, keep: KeepWrites) -> Sandbox {
+        self.keep_writes = Some(keep);
         self
     }
 
@@ -294,9 +327,15 @@ impl Sandbox {
                     fds.push(PollFd::new(fd, events));
                 }
             }
-            let backstop = self.backstop.filter(|_| init_running);
+            // The host's own deadlines (the backstop past the timeout, the end of a
+            // signal's grace period), then the next delayed relay write.
+            let deadline = [self.backstop, self.kill_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .filter(|_| init_running);
             let relay_due = self.forwarder.next_due().filter(|_| init_running);
-            let timeout = match backstop.into_iter().chain(relay_due).min() {
+            let timeout = match deadline.into_iter().chain(relay_due).min() {
                 Some(at) => {
                     let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
                     PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
@@ -305,9 +344,11 @@ impl Sandbox {
                 None => PollTimeout::NONE,
             };
             match nix::poll::poll(&mut fds, timeout) {
-                Ok(0) if backstop.is_some_and(|at| Instant::now() >= at) => {
+                Ok(0) if deadline.is_some_and(|at| Instant::now() >= at) => {
                     self.kill()?;
+                    self.killed |= self.kill_at.is_some_and(|at| Instant::now() >= at);
                     self.backstop = None;
+                    self.kill_at = None;
                     continue;
                 }
                 Ok(_) => {}
@@ -342,25 +383,31 @@ impl Sandbox {
                             read_into(&self.status, &mut buf, |b| report.extend_from_slice(b))
                     }
                     Source::Stdout => {
+                        let mut wanted = true;
                         if !read_into(self.stdout.as_ref().expect("polled"), &mut buf, |b| {
                             stdout.push(b);
-                            echo.emit(false, b);
-                        }) {
+                            wanted = echo.emit(false, b);
+                        }) || !wanted
+                        {
+                            // Closing our end passes a broken pipe on: the program's next
+                            // write gets SIGPIPE, as it would outside.
                             self.stdout = None;
                         }
                     }
                     Source::Stderr => {
+                        let mut wanted = true;
                         if !read_into(self.stderr.as_ref().expect("polled"), &mut buf, |b| {
                             stderr.push(b);
-                            echo.emit(true, b);
-                        }) {
+                            wanted = echo.emit(true, b);
+                        }) || !wanted
+                        {
                             self.stderr = None;
                         }
                     }
                     Source::Tty => {
                         if !read_into(self.tty.as_ref().expect("polled"), &mut buf, |b| {
                             stdout.push(b);
-                            echo.emit(false, b);
+                            let _ = echo.emit(false, b);
                         }) {
                             self.tty = None;
                             stdin_open = false;
@@ -392,20 +439,33 @@ impl Sandbox {
         let Some(socket) = &self.handover else { return };
         loop {
             match sys::receive_fd(socket.as_fd()) {
-                Ok(Received::Fd(Handed::Terminal, fd)) => self.tty = Some(fd),
-                Ok(Received::Fd(Handed::Listener(index), fd)) => {
-                    if let Some(&address) = self.forwards.get(index as usize) {
-                        self.forwarder.add_listener(fd, address);
+                Ok(Received::Fd(handed, fd)) => {
+                    if let Err(refused) = self.expected.take(handed, &fd) {
+                        return self.refuse(refused);
                     }
-                }
-                Ok(Received::Fd(Handed::Upper(index), fd)) => {
-                    if let Some(overlay) = self.overlays.iter_mut().find(|o| o.0 == index as usize)
-                    {
-                        overlay.3 = Some(fd);
+                    match handed {
+                        Handed::Terminal => self.tty = Some(fd),
+                        Handed::Listener(index) => self
+                            .forwarder
+                            .add_listener(fd, self.forwards[index as usize]),
+                        Handed::Upper(index) => {
+                            if let Some(overlay) =
+                                self.overlays.iter_mut().find(|o| o.0 == index as usize)
+                            {
+                                overlay.3 = Some(fd);
+                            }
+                        }
+                    }
+                    // Nothing more is expected, so nothing more is read.
+                    if self.expected.is_complete() {
+                        self.handover = None;
+                        return;
                     }
                 }
                 Ok(Received::Empty) => return,
                 Err(Errno::EINTR) => continue,
+                // A message without its descriptor, or with more than one.
+                Err(Errno::EBADMSG | Errno::ENOBUFS) => return self.refuse(Refused::malformed()),
                 Ok(Received::Closed) | Err(_) => {
                     self.handover = None;
                     return;
@@ -414,38 +474,52 @@ impl Sandbox {
         }
     }
 
+    /// Stops reading the handover socket and kills the sandbox: its setup sent what it
+    /// never should, and whatever else it sends is not to be trusted either.
+    fn refuse(&mut self, refused: Refused) {
+        self.refused = Some(refused);
+        self.handover = None;
+        let _ = self.kill();
+    }
+
     /// Lists (and keeps, if asked) what the program wrote in each writable layer. Runs
     /// once the sandbox is empty, so nothing can write there any more.
     fn collect_writes(&mut self) -> Vec<Writes> {
-        let mut all = Vec::new();
+        let mut layers = Vec::new();
         for (_, dst, src, upper) in &self.overlays {
             let Some(upper) = upper else { continue };
-            all.push((
+            layers.push((
                 writes::overlay_changes(upper.as_fd(), src, dst),
                 Some(upper.as_fd()),
             ));
         }
-        let mut binds = Vec::new();
-        for snapshot in std::mem::take(&mut self.snapshots) {
-            binds.push(snapshot.changes_since());
+        for snapshot in &self.snapshots {
+            layers.push((snapshot.changes_since(), snapshot.tree()));
         }
-        let bind_roots: Vec<Option<OwnedFd>> = binds
-            .iter()
-            .map(|w| writes::open_dir(&w.source).ok())
-            .collect();
-        all.extend(
-            binds
-                .into_iter()
-                .zip(&bind_roots)
-                .map(|(w, root)| (w, root.as_ref().map(|fd| fd.as_fd()))),
-        );
-        all.into_iter()
+        let keep = self.keep_writes.as_ref().map(|keep| {
+            let any = layers
+                .iter()
+                .any(|(layer, tree)| tree.is_some() && !layer.changes.is_empty());
+            (keep, keep.renew(any))
+        });
+        layers
+            .into_iter()
             .enumerate()
             .map(|(index, (mut layer, tree))| {
-                if let (Some(dir), Some(tree)) = (&self.keep_writes, tree)
-                    && !layer.changes.is_empty()
-                {
-                    writes::keep(tree, &mut layer, &dir.join(format!("layer-{index}")));
+                match (&keep, tree) {
+                    (Some((_, Ok(Some((into, path))))), Some(tree))
+                        if !layer.changes.is_empty() =>
+                    {
+                        let name = format!("layer-{index}");
+                        writes::keep(tree, &mut layer, into.as_fd(), &name, &path.join(&name));
+                    }
+                    (Some((keep, Err(errno))), Some(_)) if !layer.changes.is_empty() => {
+                        let dir = keep.base.join(&keep.below);
+                        layer
+                            .errors
+                            .push(format!("{}: cannot create: {errno}", dir.display()))
+                    }
+                    _ => {}
                 }
                 layer
             })
@@ -453,9 +527,23 @@ impl Sandbox {
             .collect()
     }
 
-    fn forward_signals(&self, signals: &SignalFd) {
+    /// Passes signals on to the program. A terminating one starts the grace period after
+    /// which the host kills the sandbox; a second one kills it at once.
+    fn forward_signals(&mut self, signals: &SignalFd) {
         while let Ok(Some(info)) = signals.read_signal() {
             let signal = info.ssi_signo as i32;
+            if matches!(
+                signal,
+                libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+            ) {
+                self.terminations += 1;
+                let now = Instant::now();
+                self.kill_at = Some(if self.terminations > 1 {
+                    now
+                } else {
+                    now + self.grace
+                });
+            }
             if signal == libc::SIGWINCH {
                 if let (Some(master), Some(size)) =
                     (&self.tty, terminal_size(std::io::stdin().as_fd()))
@@ -488,10 +576,35 @@ impl Sandbox {
             Ok(None) => "still running".to_string(),
             Err(e) => format!("waitid failed: {e}"),
         };
+        if let Some(refused) = self.refused.take() {
+            return Err(Error::Handover(refused.to_string()));
+        }
+        if report.is_empty() && self.killed {
+            let exit = crate::outcome::Exit::from_signal(libc::SIGKILL);
+            let duration = self.started.elapsed();
+            let writes = self.collect_writes();
+            let (resources, limit_exceeded) = self
+                .limits
+                .finish(&Default::default(), &exit, false)
+                .map_err(|e| Error::Limits(e.into()))?;
+            return Ok(Outcome {
+                exit,
+                timed_out: false,
+                duration,
+                strays: Vec::new(),
+                start_error: None,
+                writes,
+                stdout,
+                stderr,
+                resources,
+                limit_exceeded,
+            });
+        }
         if report.is_empty() {
             return Err(Error::InitLost {
                 pid: self.pid.as_raw(),
                 status: describe(),
+                signal: status.ok().flatten().and_then(|s| s.terminating_signal()),
             });
         }
         let message: Message =
@@ -522,20 +635,23 @@ impl Sandbox {
 }
 
 impl Echo<'_> {
-    fn emit(&mut self, is_stderr: bool, bytes: &[u8]) {
-        match self {
-            Echo::None => {}
-            // A closed or broken caller stream must not stop the draining, so errors are
-            // ignored here: the capture still gets everything.
-            Echo::Inherit if is_stderr => {
-                let _ = std::io::stderr().write_all(bytes);
-            }
+    /// Whether the stream still has a reader: false once ours is a broken pipe.
+    fn emit(&mut self, is_stderr: bool, bytes: &[u8]) -> bool {
+        let written = match self {
+            Echo::None => Ok(()),
+            Echo::Inherit if is_stderr => std::io::stderr().write_all(bytes),
             Echo::Inherit => {
                 let mut out = std::io::stdout().lock();
-                let _ = out.write_all(bytes).and_then(|()| out.flush());
+                out.write_all(bytes).and_then(|()| out.flush())
             }
-            Echo::Callback(f) => f(is_stderr, bytes),
-        }
+            Echo::Callback(f) => {
+                f(is_stderr, bytes);
+                Ok(())
+            }
+        };
+        // Any other error (a full non-blocking terminal, say) must not stop the draining:
+        // the capture still gets everything.
+        !matches!(written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 

@@ -12,18 +12,19 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
-use nix::sys::stat::Mode;
-use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+use rustix::fs::OFlags;
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags};
 use rustix::pty::OpenptFlags;
 
+use crate::beneath::{Beneath, Kind};
 use crate::error::{SetupError, Step};
 use crate::hostview::{DEV_LINKS, DEV_NODES};
 use crate::idmap::map_text;
+use crate::perturb;
 use crate::prepare::{ChildFds, ChildStdio, Plan, PlannedMount, UpperRoot};
 use crate::sys::{self, Handed, MountRef, errno};
 
@@ -64,16 +65,19 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &mut ChildFds) -> Setup<Option<Own
     } else {
         write_own_id_maps(plan)?;
     }
+    limit_namespaces(plan)?;
     make_mounts_private()?;
     let trees = clone_bind_sources(plan)?;
-    mount_root_tmpfs()?;
-    populate_root(plan, trees, fds)?;
-    mount_proc(plan)?;
-    mount_dev(plan)?;
-    add_block_device_placeholders(plan)?;
-    mount_sys(plan)?;
+    let root = mount_root_tmpfs()?;
+    populate_root(plan, trees, &root, fds)?;
+    mount_proc(plan, &root)?;
+    protect_kernel_proc(plan, &root)?;
+    mount_dev(plan, &root)?;
+    add_block_device_placeholders(plan, &root)?;
+    mount_sys(plan, &root)?;
     wait_until_placed(fds)?;
-    mount_cgroups(plan)?;
+    mount_cgroups(plan, &root)?;
+    perturb::enter_time_namespace(&plan.chaos)?;
     pivot_into_root()?;
     seal_root()?;
     set_hostname(plan)?;
@@ -82,10 +86,12 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &mut ChildFds) -> Setup<Option<Own
     }
     listen_for_forwards(plan, fds)?;
     lead_session()?;
-    match &fds.stdio {
-        ChildStdio::Tty => open_terminal(plan, fds).map(Some),
-        ChildStdio::Pipes { .. } => Ok(None),
-    }
+    let terminal = match &fds.stdio {
+        ChildStdio::Tty => open_terminal(plan, fds).map(Some)?,
+        ChildStdio::Pipes { .. } => None,
+    };
+    close_handover(fds);
+    Ok(terminal)
 }
 
 /// The supervisor's other descriptors (other sandboxes' pipes, its own files) must not
@@ -177,6 +183,30 @@ fn wait_for_id_maps(fds: &ChildFds) -> Setup {
     }
 }
 
+/// Namespace kinds the sandbox's own `user.max_*_namespaces` caps; a kernel without one
+/// of them (time namespaces before 5.6) simply has no such file.
+const NAMESPACE_KINDS: &[&str] = &["user", "net", "mnt", "pid", "ipc", "uts", "cgroup", "time"];
+
+/// Caps what the program may create in our user namespace, and below it: the count would
+/// otherwise be charged unbounded to the host user's own limits.
+fn limit_namespaces(plan: &Plan) -> Setup {
+    for kind in NAMESPACE_KINDS {
+        let limit = match *kind {
+            "user" => plan.max_user_namespaces,
+            _ => plan.namespace_limit,
+        }
+        .to_string();
+        // These files act on the writer's user namespace, so the host's /proc serves.
+        let path = PathBuf::from(format!("/proc/sys/user/max_{kind}_namespaces"));
+        match std::fs::write(&path, &limit) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_fail(Step::NamespaceLimit, "write", &path)(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Our mount namespace starts as a copy of the host's; private propagation keeps every
 /// mount we make from reaching the host.
 fn make_mounts_private() -> Setup {
@@ -207,6 +237,7 @@ fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
                 PlannedMount::Bind { src, writable, .. } => (src, *writable),
                 // An overlay's lower layer is a read-only bind like any other.
                 PlannedMount::Overlay { src, .. } => (src, false),
+                PlannedMount::Socket { src, .. } => return clone_socket(src).map(Some),
                 _ => return Ok(None),
             };
             let fail_at = |syscall| fail(Step::BindSource, syscall, Some(src));
@@ -228,8 +259,37 @@ fn clone_bind_sources(plan: &Plan) -> Setup<Vec<Option<Tree>>> {
         .collect()
 }
 
-/// The sandbox's root is an empty tmpfs: only what the spec lists will be in it.
-fn mount_root_tmpfs() -> Setup {
+/// A host socket, cloned read-only. Its path was resolved when the spec was made, so a
+/// symlink on it now was planted since (by a test with a writable bind of its
+/// directory, to hand a later sandbox another socket): it is refused, and so is anything
+/// but a socket.
+fn clone_socket(src: &Path) -> Setup<Tree> {
+    let fail_at =
+        |syscall| move |e: rustix::io::Errno| fail(Step::BindSource, syscall, Some(src))(errno(e));
+    let path = rustix::fs::openat2(
+        rustix::fs::CWD,
+        src,
+        OFlags::PATH | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+        rustix::fs::ResolveFlags::NO_SYMLINKS | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(fail_at("openat2"))?;
+    let stat = rustix::fs::fstat(&path).map_err(fail_at("fstat"))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
+        return Err(fail(Step::BindSource, "fstat", Some(src))(Errno::ENOTSOCK));
+    }
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_EMPTY_PATH;
+    let fd = rustix::mount::open_tree(&path, c"", flags).map_err(fail_at("open_tree"))?;
+    sys::make_read_only(MountRef::Tree(fd.as_fd()), false)
+        .map_err(|e| fail(Step::BindSource, "mount_setattr", Some(src))(e))?;
+    Ok(Tree { fd, is_dir: false })
+}
+
+/// The sandbox's root is an empty tmpfs: only what the spec lists will be in it. Every
+/// path in it is then resolved from it, never through a symlink.
+fn mount_root_tmpfs() -> Setup<Beneath> {
     let staging = Path::new(STAGING);
     nix::mount::mount(
         Some("tmpfs"),
@@ -239,19 +299,18 @@ fn mount_root_tmpfs() -> Setup {
         Some("mode=0755"),
     )
     .map_err(fail(Step::RootTmpfs, "mount", Some(staging)))?;
-    nix::unistd::chdir(staging).map_err(fail(Step::RootTmpfs, "chdir", Some(staging)))
-}
-
-/// Paths in the staging root are relative to it, since it is our working directory.
-fn staged(path: &Path) -> &Path {
-    path.strip_prefix("/").unwrap_or(path)
+    nix::unistd::chdir(staging).map_err(fail(Step::RootTmpfs, "chdir", Some(staging)))?;
+    Beneath::open(staging)
 }
 
 /// Attaches the spec's mounts, parents first, so that the root holds what the spec lists.
-fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, fds: &ChildFds) -> Setup {
+/// A planted symlink on the way is an error naming it, never followed onto the host.
+fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, root: &Beneath, fds: &ChildFds) -> Setup {
     for (index, (mount, tree)) in plan.mounts.iter().zip(trees).enumerate() {
         match (mount, tree) {
-            (PlannedMount::Bind { dst, .. }, Some(tree)) => attach_bind(dst, tree)?,
+            (PlannedMount::Bind { dst, .. } | PlannedMount::Socket { dst, .. }, Some(tree)) => {
+                attach_bind(root, dst, tree)?
+            }
             (
                 PlannedMount::Overlay {
                     dst,
@@ -261,289 +320,341 @@ fn populate_root(plan: &Plan, trees: Vec<Option<Tree>>, fds: &ChildFds) -> Setup
                 },
                 Some(tree),
             ) => {
-                attach_bind(dst, tree)?;
-                layer_overlay(dst, upper_options, *upper_root, index, fds)?;
+                attach_bind(root, dst, tree)?;
+                layer_overlay(root, dst, upper_options, *upper_root, index, fds)?;
             }
             (PlannedMount::Tmpfs { dst, options }, _) => {
-                make_dir_all(dst)?;
-                mount_tmpfs(staged(dst), options, Step::Tmpfs)?;
+                let target = root.mount_point(dst, Kind::Dir)?;
+                attach(
+                    new_tmpfs(options, Step::Tmpfs, dst)?,
+                    &target,
+                    Step::Tmpfs,
+                    dst,
+                )?;
             }
             (PlannedMount::Symlink { path, target }, _) => {
-                if let Some(parent) = path.parent() {
-                    make_dir_all(parent)?;
-                }
-                std::os::unix::fs::symlink(target, staged(path)).map_err(io_fail(
-                    Step::Symlink,
-                    "symlink",
-                    path,
-                ))?;
+                root.symlink(path, target, Step::Symlink)?
             }
-            (PlannedMount::Bind { .. } | PlannedMount::Overlay { .. }, None) => {
-                unreachable!("every bind and overlay has a cloned tree")
-            }
+            (
+                PlannedMount::Bind { .. }
+                | PlannedMount::Overlay { .. }
+                | PlannedMount::Socket { .. },
+                None,
+            ) => unreachable!("every bind, overlay and socket has a cloned tree"),
         }
     }
     Ok(())
 }
 
-fn attach_bind(dst: &Path, tree: Tree) -> Setup {
-    if tree.is_dir {
-        make_dir_all(dst)?;
-    } else {
-        make_file(dst)?;
-    }
+/// Attaches a detached mount onto the mount point `target` was opened as.
+fn attach(mount: OwnedFd, target: &OwnedFd, step: Step, shown: &Path) -> Setup {
     rustix::mount::move_mount(
-        tree.fd.as_fd(),
+        mount.as_fd(),
         c"",
-        rustix::fs::CWD,
-        staged(dst),
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        target.as_fd(),
+        c"",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
-    .map_err(|e| {
-        SetupError::new(
-            Step::Bind,
-            "move_mount",
-            Some(dst),
-            Errno::from_raw(e.raw_os_error()),
-        )
-    })
+    .map_err(|e| fail(step, "move_mount", Some(shown))(errno(e)))
+}
+
+/// Attaches a cloned bind source at `dst`, which is made as a directory or a file like it.
+fn attach_bind(root: &Beneath, dst: &Path, tree: Tree) -> Setup {
+    let kind = if tree.is_dir { Kind::Dir } else { Kind::File };
+    let target = root.mount_point(dst, kind)?;
+    attach(tree.fd, &target, Step::Bind, dst)
 }
 
 /// Layers a private tmpfs over the read-only bind just attached at `dst`, so that writes
 /// succeed inside and never reach the host; the supervisor gets the upper layer to list
 /// (and keep) them once the sandbox has ended.
 fn layer_overlay(
+    root: &Beneath,
     dst: &Path,
     upper_options: &str,
     upper_root: UpperRoot,
     index: usize,
     fds: &ChildFds,
 ) -> Setup {
-    let at = |syscall| fail(Step::Overlay, syscall, Some(dst));
-    let scratch = PathBuf::from(format!(".overlay-{index}"));
-    nix::unistd::mkdir(&scratch, Mode::from_bits_truncate(0o700)).map_err(at("mkdir"))?;
-    mount_tmpfs(&scratch, upper_options, Step::Overlay)?;
+    let at =
+        |syscall| move |e: rustix::io::Errno| fail(Step::Overlay, syscall, Some(dst))(errno(e));
+    // overlayfs only takes layers that are mounted in our namespace, so the upper tmpfs
+    // is attached at a scratch point of the staging root until the overlay holds it.
+    let name = format!(".overlay-{index}");
+    let scratch = Path::new("/").join(&name);
+    let point = root.new_dir(&scratch, Step::Overlay)?;
+    let upper_fs = new_tmpfs(upper_options, Step::Overlay, dst)?;
     for sub in ["upper", "work"] {
-        nix::unistd::mkdir(&scratch.join(sub), Mode::from_bits_truncate(0o755))
-            .map_err(at("mkdir"))?;
+        rustix::fs::mkdirat(&upper_fs, sub, rustix::fs::Mode::from_raw_mode(0o755))
+            .map_err(at("mkdirat"))?;
     }
-    let upper = nix::fcntl::open(
-        &scratch.join("upper"),
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(at("open"))?;
+    let layer = |sub| {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat(&upper_fs, sub, flags, rustix::fs::Mode::empty()).map_err(at("openat"))
+    };
+    let (upper, work) = (layer("upper")?, layer("work")?);
     take_host_owner_and_mode(dst, &upper, upper_root)?;
-    // From inside `dst`, every layer is a relative path of plain names, so the option
-    // string never holds the host's path, where a comma or colon would be misread.
-    nix::unistd::chdir(staged(dst)).map_err(at("chdir"))?;
-    let up = "../".repeat(staged(dst).components().count());
-    let options = format!(
-        "lowerdir=.,upperdir={up}{0}/upper,workdir={up}{0}/work,userxattr",
-        scratch.display()
-    );
-    nix::mount::mount(
-        Some("overlay"),
-        ".",
-        Some("overlay"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options.as_str()),
+    attach(upper_fs, &point, Step::Overlay, dst)?;
+    let lower = root.dir(dst)?;
+    let overlay = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(at("fsopen(overlay)"))?;
+    // overlayfs looks each layer up by path, following links: /proc/self/fd/N is exactly
+    // the descriptor opened (and checked) here, and holds no comma or colon to misread.
+    let fd_path = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
+    for (key, value) in [
+        ("source", "overlay".to_string()),
+        ("lowerdir", fd_path(&lower)),
+        ("upperdir", fd_path(&upper)),
+        ("workdir", fd_path(&work)),
+    ] {
+        rustix::mount::fsconfig_set_string(&overlay, key, value.as_str())
+            .map_err(at("fsconfig(overlay)"))?;
+    }
+    rustix::mount::fsconfig_set_flag(&overlay, "userxattr").map_err(at("fsconfig(overlay)"))?;
+    rustix::mount::fsconfig_create(&overlay).map_err(at("mount(overlay)"))?;
+    let merged = rustix::mount::fsmount(
+        &overlay,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
     )
-    .map_err(at("mount(overlay)"))?;
-    nix::unistd::chdir(STAGING).map_err(at("chdir"))?;
+    .map_err(at("fsmount"))?;
+    attach(merged, &lower, Step::Overlay, dst)?;
     // The overlay holds its own reference to the upper layer; the scratch mount point
     // would only show it to the program.
-    nix::mount::umount2(&scratch, MntFlags::MNT_DETACH).map_err(at("umount2"))?;
-    std::fs::remove_dir(&scratch).map_err(io_fail(Step::Overlay, "rmdir", dst))?;
-    hand_over(fds, Handed::Upper(index as u32), upper.as_fd()).map_err(at("sendmsg"))
+    rustix::mount::unmount(
+        name.as_str(),
+        rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+    )
+    .map_err(at("umount2"))?;
+    rustix::fs::unlinkat(
+        rustix::fs::CWD,
+        name.as_str(),
+        rustix::fs::AtFlags::REMOVEDIR,
+    )
+    .map_err(at("rmdir"))?;
+    hand_over(fds, Handed::Upper(index as u32), upper.as_fd())
+        .map_err(|e| fail(Step::Overlay, "sendmsg", Some(dst))(e))
 }
 
 /// Gives the upper layer the owner (where mapped) and mode of the host directory, which
 /// the merged directory then shows ([`UpperRoot`]).
 fn take_host_owner_and_mode(dst: &Path, upper: &OwnedFd, root: UpperRoot) -> Setup {
-    let at = |syscall| fail(Step::Overlay, syscall, Some(dst));
+    let at =
+        |syscall| move |e: rustix::io::Errno| fail(Step::Overlay, syscall, Some(dst))(errno(e));
     if root.uid.is_some() || root.gid.is_some() {
-        nix::unistd::fchown(
+        rustix::fs::fchown(
             upper,
-            root.uid.map(nix::unistd::Uid::from_raw),
-            root.gid.map(nix::unistd::Gid::from_raw),
+            root.uid.map(rustix::fs::Uid::from_raw),
+            root.gid.map(rustix::fs::Gid::from_raw),
         )
         .map_err(at("fchown"))?;
     }
-    nix::sys::stat::fchmod(upper, Mode::from_bits_truncate(root.mode)).map_err(at("fchmod"))
+    rustix::fs::fchmod(upper, rustix::fs::Mode::from_raw_mode(root.mode)).map_err(at("fchmod"))
 }
 
-/// mkdir -p inside the staging root. An existing directory is fine even inside a read-only
-/// bind, because the kernel reports EEXIST before EROFS.
-fn make_dir_all(path: &Path) -> Setup {
-    let mut partial = PathBuf::new();
-    for part in staged(path).components() {
-        partial.push(part);
-        match nix::unistd::mkdir(&partial, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(errno) => {
-                return Err(SetupError::new(
-                    Step::Mountpoint,
-                    "mkdir",
-                    Some(&Path::new("/").join(&partial)),
-                    errno,
-                ));
-            }
+/// A detached tmpfs with `options` (`size=…,mode=…`), nosuid and nodev.
+fn new_tmpfs(options: &str, step: Step, shown: &Path) -> Setup<OwnedFd> {
+    new_mount(
+        "tmpfs",
+        options,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+        step,
+        shown,
+    )
+}
+
+/// A detached new filesystem of `fs_type`, configured with `options` as mount(2) takes
+/// them (`key=value` or a flag, comma-separated), mounted with `attrs`.
+fn new_mount(
+    fs_type: &str,
+    options: &str,
+    attrs: MountAttrFlags,
+    step: Step,
+    shown: &Path,
+) -> Setup<OwnedFd> {
+    let fail_at = |syscall| move |e: rustix::io::Errno| fail(step, syscall, Some(shown))(errno(e));
+    let fs =
+        rustix::mount::fsopen(fs_type, FsOpenFlags::FSOPEN_CLOEXEC).map_err(fail_at("fsopen"))?;
+    // `source` names it in mount listings, as mount(2)'s first argument does.
+    rustix::mount::fsconfig_set_string(&fs, "source", fs_type).map_err(fail_at("fsconfig"))?;
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        match option.split_once('=') {
+            Some((key, value)) => rustix::mount::fsconfig_set_string(&fs, key, value),
+            None => rustix::mount::fsconfig_set_flag(&fs, option),
         }
+        .map_err(fail_at("fsconfig"))?;
     }
-    Ok(())
+    rustix::mount::fsconfig_create(&fs).map_err(fail_at("fsconfig"))?;
+    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(fail_at("fsmount"))
 }
 
-/// A file to bind a file onto.
-fn make_file(path: &Path) -> Setup {
-    if let Some(parent) = path.parent() {
-        make_dir_all(parent)?;
-    }
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(staged(path))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_fail(Step::Mountpoint, "open", path)(e)),
-    }
-}
-
-fn mount_tmpfs(dst: &Path, options: &str, step: Step) -> Setup {
-    nix::mount::mount(
-        Some("tmpfs"),
-        dst,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options),
-    )
-    .map_err(fail(step, "mount", Some(&Path::new("/").join(dst))))
-}
-
-/// A fresh /proc shows only this pid namespace. The kernel refuses it when the host's
-/// /proc has parts masked by overmounts (as container runtimes do). Without a pid
-/// namespace of our own the kernel refuses a fresh one too, so the host's is bound.
-fn mount_proc(plan: &Plan) -> Setup {
-    let proc = Path::new("/proc");
-    make_dir_all(proc)?;
-    if plan.host_pid {
-        return bind_host_read_only(proc, Step::Proc);
-    }
-    nix::mount::mount(
-        Some("proc"),
-        staged(proc),
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .map_err(fail(Step::Proc, "mount", Some(proc)))
-}
-
-/// The host's tree at `path`, submounts included, made read-only before it is attached at
-/// the same path in the new root. The host's root is still ours until the pivot: only
-/// /tmp is hidden, by the staging root.
-fn bind_host_read_only(path: &Path, step: Step) -> Setup {
+/// The host's tree at `path`, submounts included, cloned and made read-only before it is
+/// ever attached. The host's root is still ours until the pivot: only /tmp is hidden, by
+/// the staging root.
+fn clone_host_read_only(path: &Path, step: Step) -> Setup<OwnedFd> {
     let fail_at = |syscall| fail(step, syscall, Some(path));
-    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
     let flags = OpenTreeFlags::OPEN_TREE_CLONE
         | OpenTreeFlags::OPEN_TREE_CLOEXEC
         | OpenTreeFlags::AT_RECURSIVE;
     let tree = rustix::mount::open_tree(rustix::fs::CWD, path, flags)
         .map_err(|e| fail_at("open_tree")(errno(e)))?;
     sys::make_read_only(MountRef::Tree(tree.as_fd()), true).map_err(fail_at("mount_setattr"))?;
-    rustix::mount::move_mount(
-        tree.as_fd(),
-        c"",
-        rustix::fs::CWD,
-        staged(path),
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .map_err(|e| fail_at("move_mount")(errno(e)))
+    Ok(tree)
 }
 
-/// A minimal /dev: the harmless host nodes, the usual links, private ptys and shm.
-fn mount_dev(plan: &Plan) -> Setup {
-    make_dir_all(Path::new("/dev"))?;
-    mount_tmpfs(Path::new("dev"), "mode=0755,size=64k", Step::Dev)?;
-    for node in DEV_NODES {
-        let host = Path::new("/dev").join(node);
-        make_file(&host)?;
-        nix::mount::mount(
-            Some(&host),
-            staged(&host),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
+/// The host's tree at `path`, read-only, at the same path in the new root.
+fn bind_host_read_only(root: &Beneath, path: &Path, kind: Kind, step: Step) -> Setup {
+    let target = root.mount_point(path, kind)?;
+    attach(clone_host_read_only(path, step)?, &target, step, path)
+}
+
+/// A fresh /proc shows only this pid namespace. The kernel refuses it when the host's
+/// /proc has parts masked by overmounts (as container runtimes do). Without a pid
+/// namespace of our own the kernel refuses a fresh one too, so the host's is bound.
+fn mount_proc(plan: &Plan, root: &Beneath) -> Setup {
+    let proc = Path::new("/proc");
+    if plan.host_pid {
+        return bind_host_read_only(root, proc, Kind::Dir, Step::Proc);
+    }
+    let target = root.mount_point(proc, Kind::Dir)?;
+    let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    attach(
+        new_mount("proc", "", attrs, Step::Proc, proc)?,
+        &target,
+        Step::Proc,
+        proc,
+    )
+}
+
+/// The parts of /proc that act on the whole host rather than this sandbox. For them the
+/// sandbox's uid 0 (the host's root, when root runs us, with every id mapped and the
+/// capabilities that override file modes) passes the permission checks, and
+/// `core_pattern` alone would run a program as host root.
+const KERNEL_WIDE_PROC: &[&str] = &[
+    "sys",
+    "sysrq-trigger",
+    "irq",
+    "bus",
+    "fs",
+    "acpi",
+    "asound",
+    "driver",
+    "scsi",
+    "mtrr",
+    "pressure",
+    "tty",
+    "latency_stats",
+    "timer_stats",
+];
+
+/// Re-binds the kernel-wide parts of /proc read-only over themselves, as bubblewrap does
+/// (and a few more); the program has no capability to undo it.
+fn protect_kernel_proc(plan: &Plan, root: &Beneath) -> Setup {
+    // The host's /proc, bound under `--pid host`, is read-only as a whole.
+    if plan.host_pid {
+        return Ok(());
+    }
+    let proc = root.dir(Path::new("/proc"))?;
+    for name in KERNEL_WIDE_PROC {
+        let shown_path = Path::new("/proc").join(name);
+        let shown: &Path = &shown_path;
+        let fail_at = |syscall| move |e: Errno| fail(Step::ProcReadOnly, syscall, Some(shown))(e);
+        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        let tree = match rustix::mount::open_tree(&proc, *name, flags) {
+            Ok(tree) => tree,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(fail_at("open_tree")(errno(e))),
+        };
+        sys::make_read_only(MountRef::Tree(tree.as_fd()), true)
+            .map_err(fail_at("mount_setattr"))?;
+        rustix::mount::move_mount(
+            tree.as_fd(),
+            c"",
+            &proc,
+            *name,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
         )
-        .map_err(fail(Step::Dev, "mount", Some(&host)))?;
+        .map_err(|e| fail_at("move_mount")(errno(e)))?;
+    }
+    Ok(())
+}
+
+/// A minimal /dev: the harmless host nodes, the usual links, private ptys and shm. The
+/// nodes are bound read-only: their data still flows, but `chmod` or `touch` of one
+/// would change the host's node.
+fn mount_dev(plan: &Plan, root: &Beneath) -> Setup {
+    let dev = Path::new("/dev");
+    let target = root.mount_point(dev, Kind::Dir)?;
+    attach(
+        new_tmpfs("mode=0755,size=64k", Step::Dev, dev)?,
+        &target,
+        Step::Dev,
+        dev,
+    )?;
+    for node in DEV_NODES {
+        bind_host_read_only(root, &dev.join(node), Kind::File, Step::Dev)?;
     }
     for (name, target) in DEV_LINKS {
-        let link = Path::new("dev").join(name);
-        std::os::unix::fs::symlink(target, &link).map_err(io_fail(Step::Dev, "symlink", &link))?;
+        root.symlink(&dev.join(name), Path::new(target), Step::Dev)?;
     }
-    let pts = Path::new("/dev/pts");
-    make_dir_all(pts)?;
-    nix::mount::mount(
-        Some("devpts"),
-        staged(pts),
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=620"),
+    let pts = dev.join("pts");
+    let target = root.mount_point(&pts, Kind::Dir)?;
+    let devpts = new_mount(
+        "devpts",
+        "newinstance,ptmxmode=0666,mode=620",
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+        Step::Dev,
+        &pts,
+    )?;
+    attach(devpts, &target, Step::Dev, &pts)?;
+    let shm = dev.join("shm");
+    let target = root.mount_point(&shm, Kind::Dir)?;
+    attach(
+        new_tmpfs(&plan.shm_options, Step::Dev, &shm)?,
+        &target,
+        Step::Dev,
+        &shm,
     )
-    .map_err(fail(Step::Dev, "mount", Some(pts)))?;
-    make_dir_all(Path::new("/dev/shm"))?;
-    mount_tmpfs(Path::new("dev/shm"), &plan.shm_options, Step::Dev)
 }
 
 /// Disk tools read a disk's name from /proc/mounts and look it up in /dev; an empty file
 /// of mode 0000 by that name lets them, without giving anyone the device.
-fn add_block_device_placeholders(plan: &Plan) -> Setup {
-    use std::os::unix::fs::OpenOptionsExt;
+fn add_block_device_placeholders(plan: &Plan, root: &Beneath) -> Setup {
     for name in &plan.block_devices {
-        let path = Path::new("/dev").join(name);
-        if let Some(parent) = path.parent() {
-            make_dir_all(parent)?;
-        }
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o000)
-            .open(staged(&path))
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_fail(Step::Dev, "open", &path)(e)),
-        }
+        root.empty_file(&Path::new("/dev").join(name), 0o000, Step::Dev)?;
     }
     Ok(())
 }
 
 /// A read-only /sys. A fresh sysfs shows our own network namespace's interfaces; only
 /// that namespace's owner may mount one, so with the host's network the host's is bound.
-fn mount_sys(plan: &Plan) -> Setup {
+fn mount_sys(plan: &Plan, root: &Beneath) -> Setup {
     let Some(sys) = &plan.sys else {
         return Ok(());
     };
     let path = Path::new("/sys");
-    make_dir_all(path)?;
     if !sys.fresh {
-        return bind_host_read_only(path, Step::Sys);
+        return bind_host_read_only(root, path, Kind::Dir, Step::Sys);
     }
-    nix::mount::mount(
-        Some("sysfs"),
-        staged(path),
-        Some("sysfs"),
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .map_err(fail(Step::Sys, "mount", Some(path)))
+    let target = root.mount_point(path, Kind::Dir)?;
+    let sysfs = new_mount("sysfs", "", read_only_attrs(), Step::Sys, path)?;
+    attach(sysfs, &target, Step::Sys, path)
+}
+
+/// What every kernel view the sandbox gets (/sys, the cgroup hierarchies) is mounted with.
+fn read_only_attrs() -> MountAttrFlags {
+    MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC
 }
 
 /// `/sys/fs/cgroup` shows the cgroup we are in as its root, with its limits: a cgroup
 /// namespace entered now is rooted wherever the supervisor placed us, and each of the
 /// host's hierarchies is mounted from it, read-only, where the host has it.
-fn mount_cgroups(plan: &Plan) -> Setup {
+fn mount_cgroups(plan: &Plan, root: &Beneath) -> Setup {
     let Some(cgroups) = plan.sys.as_ref().map(|s| s.cgroups) else {
         return Ok(());
     };
@@ -555,40 +666,33 @@ fn mount_cgroups(plan: &Plan) -> Setup {
         "unshare(CLONE_NEWCGROUP)",
         None,
     ))?;
-    let root = Path::new("/sys/fs/cgroup");
-    make_dir_all(root)?;
+    let top = Path::new("/sys/fs/cgroup");
+    // v1: a tmpfs holds one directory per hierarchy and the host's links between them,
+    // read-only once they are made.
     if cgroups.tmpfs {
-        mount_tmpfs(staged(root), "mode=0755,size=64k", Step::Cgroups)?;
+        let target = root.mount_point(top, Kind::Dir)?;
+        let tmpfs = new_tmpfs("mode=0755,size=64k", Step::Cgroups, top)?;
+        attach(tmpfs, &target, Step::Cgroups, top)?;
         for (name, target) in &cgroups.links {
-            let link = root.join(name);
-            std::os::unix::fs::symlink(target, staged(&link)).map_err(io_fail(
-                Step::Cgroups,
-                "symlink",
-                &link,
-            ))?;
+            root.symlink(&top.join(name), target, Step::Cgroups)?;
         }
     }
     for hierarchy in &cgroups.hierarchies {
-        let dst = root.join(&hierarchy.dir);
-        make_dir_all(&dst)?;
+        let dst = top.join(&hierarchy.dir);
+        let target = root.mount_point(&dst, Kind::Dir)?;
         let (fs_type, options) = match &hierarchy.v1_options {
-            Some(options) => ("cgroup", Some(options.as_str())),
-            None => ("cgroup2", None),
+            Some(options) => ("cgroup", options.as_str()),
+            None => ("cgroup2", ""),
         };
-        nix::mount::mount(
-            Some(fs_type),
-            staged(&dst),
-            Some(fs_type),
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            options,
-        )
-        .map_err(fail(Step::Cgroups, "mount", Some(&dst)))?;
+        let view = new_mount(fs_type, options, read_only_attrs(), Step::Cgroups, &dst)?;
+        attach(view, &target, Step::Cgroups, &dst)?;
     }
     if cgroups.tmpfs {
-        sys::make_read_only(MountRef::Path(c"sys/fs/cgroup"), false).map_err(fail(
+        let tmpfs = root.dir(top)?;
+        sys::make_read_only(MountRef::Tree(tmpfs.as_fd()), false).map_err(fail(
             Step::Cgroups,
             "mount_setattr",
-            Some(root),
+            Some(top),
         ))?;
     }
     Ok(())
@@ -693,6 +797,12 @@ fn listen_for_forwards(plan: &Plan, fds: &ChildFds) -> Setup {
 fn hand_over(fds: &ChildFds, handed: Handed, fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let socket = fds.handover.as_ref().ok_or(Errno::EBADF)?;
     sys::send_fd(socket.as_fd(), handed, fd)
+}
+
+/// Everything is handed over: from here on nothing in the sandbox can send the
+/// supervisor a descriptor, and the supervisor sees the end of the handover.
+fn close_handover(fds: &mut ChildFds) {
+    fds.handover = None;
 }
 
 /// The sandbox's session belongs to pid 1, so that the program is not a session leader

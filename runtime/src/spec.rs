@@ -44,6 +44,12 @@ pub const DEFAULT_SYSTEM_PATHS: &[&str] = &[
 pub const DEFAULT_TMPFS_SIZE: u64 = 512 << 20;
 pub const DEFAULT_HOSTNAME: &str = "isotest";
 pub const DEFAULT_GRACE_MS: u64 = 2_000;
+/// Namespaces of each kind the program may create: enough for tests that make a few,
+/// too few to charge hundreds to the host user's limits.
+pub const DEFAULT_NAMESPACE_LIMIT: u32 = 32;
+
+/// Host trees that act on the whole kernel or its devices: never bound writable.
+pub const KERNEL_TREES: &[&str] = &["/proc", "/sys", "/dev"];
 
 /// Everything that defines one sandbox and the program it runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +76,10 @@ pub struct Spec {
     pub grace_ms: u64,
     /// Give the program a pseudo-terminal instead of pipes, and relay the caller's terminal.
     pub tty: bool,
+    /// The sandbox's own `user.max_*_namespaces`: how many namespaces of each kind the
+    /// program and its children may create.
+    #[serde(default = "default_namespace_limit")]
+    pub namespace_limit: u32,
     /// Loopback addresses that, inside, reach the same address on the host: the
     /// supervisor relays each connection. Nothing else of the host's network is reachable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -124,6 +134,10 @@ impl Limits {
     }
 }
 
+fn default_namespace_limit() -> u32 {
+    DEFAULT_NAMESPACE_LIMIT
+}
+
 /// The environment inside: exactly `set`, plus the listed host variables that exist.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +178,12 @@ pub enum Mount {
         dst: PathBuf,
         size: u64,
     },
+    /// A host Unix socket made reachable at `dst` (`--forward-unix`), as a read-only
+    /// bind of it: connecting works, nothing else of its directory is seen. `src` is
+    /// resolved already; setup opens it without following a symlink and refuses it
+    /// unless it is a socket, whatever a test with a writable bind of its directory made
+    /// of it since.
+    Socket { src: PathBuf, dst: PathBuf },
     /// A symlink in the sandbox's root, as merged-/usr hosts have for /bin and /lib.
     Symlink { path: PathBuf, target: PathBuf },
 }
@@ -243,10 +263,16 @@ pub enum SpecError {
     },
     #[error("hostname `{0}` is not valid: use 1 to 64 characters of [A-Za-z0-9.-]")]
     Hostname(String),
-    #[error("environment variable name `{0}` is not valid")]
+    #[error(
+        "environment variable name `{0}` is not valid: use a non-empty name without `=`, spaces or NUL (e.g. --env NAME=value)"
+    )]
     EnvName(String),
     #[error("overlay source `{0}` is not a directory")]
     OverlaySource(PathBuf),
+    #[error(
+        "`{0}` is not a Unix socket (at an absolute path): give the socket a server listens on, or bind its directory"
+    )]
+    NotASocket(PathBuf),
     #[error(
         "cannot forward {0}: only loopback addresses (127.0.0.0/8, ::1) with a port can be forwarded, since `lo` is the sandbox's only interface"
     )]
@@ -262,6 +288,18 @@ pub enum SpecError {
          use mode `single`, or `subordinate` with this user's /etc/subuid and /etc/subgid ranges"
     )]
     FullMapNeedsRoot,
+    #[error(
+        "HOME is {0}, which the sandbox would hide under its private HOME: set HOME to a directory outside the system directories and the workspace (e.g. HOME=/home/$USER)"
+    )]
+    HomeHides(PathBuf),
+    #[error(
+        "the private tmpfs at {0} would hide the mount at the same path: give it a path of its own"
+    )]
+    TmpfsHides(PathBuf),
+    #[error(
+        "`{0}` cannot be bound writable: it acts on the whole host's kernel or devices; bind it read-only (--bind) or not at all"
+    )]
+    WritableKernelTree(PathBuf),
 }
 
 impl Spec {
@@ -301,6 +339,7 @@ impl Spec {
             timeout_ms: None,
             grace_ms: DEFAULT_GRACE_MS,
             tty: false,
+            namespace_limit: DEFAULT_NAMESPACE_LIMIT,
             forwards: Vec::new(),
             net_admin: false,
             sys: Sys::Sandbox,
@@ -339,7 +378,7 @@ impl Spec {
     pub fn is_visible(&self, path: &Path) -> bool {
         self.mounts.iter().any(|m| match m {
             Mount::Bind { dst, .. } | Mount::Overlay { dst, .. } => path.starts_with(dst),
-            Mount::Tmpfs { dst, .. } => path == dst,
+            Mount::Tmpfs { dst, .. } | Mount::Socket { dst, .. } => path == dst,
             Mount::Symlink { path: p, .. } => path == p,
         })
     }
@@ -353,11 +392,15 @@ impl Spec {
         check_sandbox_path(&self.home)?;
         for mount in &self.mounts {
             let dst = match mount {
-                Mount::Bind { src, dst, .. } => {
+                Mount::Bind { src, dst, writable } => {
                     std::fs::metadata(src).map_err(|source| SpecError::BindSource {
                         path: src.clone(),
                         source,
                     })?;
+                    let real = std::fs::canonicalize(src).unwrap_or_else(|_| src.clone());
+                    if *writable && KERNEL_TREES.iter().any(|tree| real.starts_with(tree)) {
+                        return Err(SpecError::WritableKernelTree(src.clone()));
+                    }
                     dst
                 }
                 Mount::Overlay { src, dst, .. } => {
@@ -367,6 +410,17 @@ impl Spec {
                     })?;
                     if !meta.is_dir() {
                         return Err(SpecError::OverlaySource(src.clone()));
+                    }
+                    dst
+                }
+                Mount::Socket { src, dst } => {
+                    use std::os::unix::fs::FileTypeExt;
+                    let meta = std::fs::metadata(src).map_err(|source| SpecError::BindSource {
+                        path: src.clone(),
+                        source,
+                    })?;
+                    if !src.is_absolute() || !meta.file_type().is_socket() {
+                        return Err(SpecError::NotASocket(src.clone()));
                     }
                     dst
                 }
@@ -382,6 +436,7 @@ impl Spec {
                 return Err(SpecError::Reserved(dst.clone()));
             }
         }
+        self.check_tmpfs_hides_nothing()?;
         let valid_host = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
         if self.hostname.is_empty()
             || self.hostname.len() > 64
@@ -390,7 +445,7 @@ impl Spec {
             return Err(SpecError::Hostname(self.hostname.clone()));
         }
         for key in self.env.set.keys().chain(&self.env.pass) {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
+            if key.is_empty() || key.contains(['=', '\0']) || key.contains(char::is_whitespace) {
                 return Err(SpecError::EnvName(key.clone()));
             }
         }
@@ -403,6 +458,43 @@ impl Spec {
             }
         }
         self.chaos.validate()?;
+        Ok(())
+    }
+
+    /// A private tmpfs at the same path as an earlier mount would hide it (`HOME=/usr`
+    /// emptied /usr; HOME at the target directory hid the test binaries).
+    fn check_tmpfs_hides_nothing(&self) -> Result<(), SpecError> {
+        let dst_of = |m: &Mount| match m {
+            Mount::Bind { dst, .. }
+            | Mount::Tmpfs { dst, .. }
+            | Mount::Overlay { dst, .. }
+            | Mount::Socket { dst, .. } => dst.clone(),
+            Mount::Symlink { path, .. } => path.clone(),
+        };
+        for (i, mount) in self.mounts.iter().enumerate() {
+            let Mount::Tmpfs { dst, .. } = mount else {
+                continue;
+            };
+            // At the same path the later mount is on top: one listed after the tmpfs (a
+            // bind of the host's HOME over the private one) is meant to cover it.
+            let hidden = self
+                .mounts
+                .iter()
+                .take(i)
+                .any(|other| dst_of(other) == *dst);
+            // HOME below a read-only bind hides what is there, or cannot be made at all.
+            let inside_bind = self.mounts.iter().any(|other| {
+                matches!(other, Mount::Bind { dst: bind, writable: false, .. }
+                    if dst.starts_with(bind) && dst != bind)
+            });
+            if hidden || (inside_bind && *dst == self.home) {
+                return Err(if *dst == self.home {
+                    SpecError::HomeHides(dst.clone())
+                } else {
+                    SpecError::TmpfsHides(dst.clone())
+                });
+            }
+        }
         Ok(())
     }
 
@@ -616,5 +708,56 @@ mod tests {
         spec.mounts.pop();
         spec.hostname = "bad host".into();
         assert!(matches!(spec.validate(), Err(SpecError::Hostname(h)) if h == "bad host"));
+    }
+
+    #[test]
+    fn env_names_with_spaces_are_refused() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        spec.env.add("A B=1");
+        assert!(matches!(spec.validate(), Err(SpecError::EnvName(k)) if k == "A B"));
+    }
+
+    #[test]
+    fn a_home_over_a_system_directory_is_refused() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        let usr = spec
+            .mounts
+            .iter()
+            .any(|m| matches!(m, Mount::Bind { dst, .. } if dst == Path::new("/usr")));
+        spec.mounts
+            .retain(|m| !matches!(m, Mount::Tmpfs { dst, .. } if *dst == spec.home));
+        spec.home = "/usr".into();
+        spec.cwd = "/usr".into();
+        spec.mounts.push(Mount::Tmpfs {
+            dst: "/usr".into(),
+            size: 1,
+        });
+        if usr {
+            assert!(
+                matches!(spec.validate(), Err(SpecError::HomeHides(p)) if p == Path::new("/usr"))
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_trees_are_never_bound_writable() {
+        let mut spec = Spec::new(vec!["true".into()]);
+        spec.mounts.push(Mount::Bind {
+            src: "/proc".into(),
+            dst: "/hostproc".into(),
+            writable: true,
+        });
+        assert!(matches!(
+            spec.validate(),
+            Err(SpecError::WritableKernelTree(_))
+        ));
+    }
+
+    #[test]
+    fn reports_without_a_namespace_limit_get_the_default() {
+        let mut value = serde_json::to_value(Spec::new(vec!["true".into()])).unwrap();
+        value.as_object_mut().unwrap().remove("namespace_limit");
+        let spec: Spec = serde_json::from_value(value).unwrap();
+        assert_eq!(spec.namespace_limit, DEFAULT_NAMESPACE_LIMIT);
     }
 }

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CHANGES: usize = 10_000;
 /// A writable bind's snapshot stops after this many entries (and says so).
 const MAX_SNAPSHOT: usize = 100_000;
+/// Directories nested deeper than this are not walked (and the list says so): the
+/// supervisor recurses once per level of a tree the sandbox made.
+const MAX_DEPTH: usize = 256;
 /// Only user xattrs work in a user namespace; overlayfs then names its own `user.overlay.*`.
 const OPAQUE_XATTR: &str = "user.overlay.opaque";
 
@@ -231,6 +234,7 @@ pub(crate) fn overlay_changes(upper: BorrowedFd<'_>, lower: &Path, dst: &Path) -
         lower_fd.as_ref().ok().map(|fd| fd.as_fd()),
         Path::new(""),
         &mut found,
+        0,
     );
     found.into_writes(dst, lower, Layer::Overlay)
 }
@@ -240,12 +244,21 @@ fn walk_upper(
     lower: Option<BorrowedFd<'_>>,
     relative: &Path,
     found: &mut Found,
+    depth: usize,
 ) {
+    if depth > MAX_DEPTH {
+        found.truncated = true;
+        return;
+    }
     let names = match names(upper) {
         Ok(names) => names,
         Err(errno) => return found.error(relative, "readdir", errno),
     };
     for name in names {
+        // A full list is not walked on for nothing.
+        if found.truncated {
+            return;
+        }
         let path = relative.join(&name);
         let meta = match meta_at(upper, &name) {
             Ok(meta) => meta,
@@ -288,11 +301,15 @@ fn walk_upper(
                 // Deleted and made again: what was below is gone, what is here is new.
                 found.push(path.clone(), ChangeKind::Changed, &meta);
                 list_deleted_below(dir.as_fd(), lower_dir.as_fd(), &path, found);
-                walk_upper(dir.as_fd(), None, &path, found);
+                walk_upper(dir.as_fd(), None, &path, found, depth + 1);
             }
-            (Some(_), Some(lower_dir)) => {
-                walk_upper(dir.as_fd(), Some(lower_dir.as_fd()), &path, found)
-            }
+            (Some(_), Some(lower_dir)) => walk_upper(
+                dir.as_fd(),
+                Some(lower_dir.as_fd()),
+                &path,
+                found,
+                depth + 1,
+            ),
             (below, _) => {
                 let change = if below.is_some() {
                     ChangeKind::Changed
@@ -300,7 +317,7 @@ fn walk_upper(
                     ChangeKind::Created
                 };
                 found.push(path.clone(), change, &meta);
-                walk_upper(dir.as_fd(), None, &path, found);
+                walk_upper(dir.as_fd(), None, &path, found, depth + 1);
             }
         }
     }
@@ -334,29 +351,26 @@ fn list_deleted_below(
 pub(crate) struct Snapshot {
     path: PathBuf,
     source: PathBuf,
-    entries: BTreeMap<PathBuf, Meta>,
+    /// The directory as opened before the clone: the walk after the run goes through the
+    /// same descriptor, whatever became of the path.
+    root: Option<OwnedFd>,
+    entries: Entries,
+}
+
+/// What a walk of a tree found, by relative path.
+#[derive(Default)]
+struct Entries {
+    metas: BTreeMap<PathBuf, Meta>,
+    /// More than [`MAX_SNAPSHOT`] entries, or deeper than [`MAX_DEPTH`]: not all seen.
     truncated: bool,
 }
 
-impl Snapshot {
-    /// Walks `source` (without following symlinks), which the sandbox sees at `path`.
-    pub fn take(source: &Path, path: &Path) -> Snapshot {
-        let mut snapshot = Snapshot {
-            path: path.to_path_buf(),
-            source: source.to_path_buf(),
-            entries: BTreeMap::new(),
-            truncated: false,
-        };
-        if let Ok(root) = open_dir(source) {
-            snapshot.walk(root.as_fd(), Path::new(""));
-        }
-        snapshot
-    }
-
-    fn walk(&mut self, dir: BorrowedFd<'_>, relative: &Path) {
+impl Entries {
+    /// Walks `dir` without following symlinks (or opening anything but directories).
+    fn walk(&mut self, dir: BorrowedFd<'_>, relative: &Path, depth: usize) {
         let Ok(names) = names(dir) else { return };
         for name in names {
-            if self.entries.len() >= MAX_SNAPSHOT {
+            if self.metas.len() >= MAX_SNAPSHOT {
                 self.truncated = true;
                 return;
             }
@@ -364,26 +378,55 @@ impl Snapshot {
                 continue;
             };
             let path = relative.join(&name);
-            self.entries.insert(path.clone(), meta);
-            if meta.kind == FileKind::Dir
-                && let Ok(sub) = open_dir_at(dir, &name)
-            {
-                self.walk(sub.as_fd(), &path);
+            self.metas.insert(path.clone(), meta);
+            if meta.kind != FileKind::Dir {
+                continue;
+            }
+            if depth >= MAX_DEPTH {
+                self.truncated = true;
+            } else if let Ok(sub) = open_dir_at(dir, &name) {
+                self.walk(sub.as_fd(), &path, depth + 1);
             }
         }
+    }
+}
+
+impl Snapshot {
+    /// Walks `source` (without following symlinks), which the sandbox sees at `path`.
+    pub fn take(source: &Path, path: &Path) -> Snapshot {
+        let root = open_dir(source).ok();
+        let mut entries = Entries::default();
+        if let Some(root) = &root {
+            entries.walk(root.as_fd(), Path::new(""), 0);
+        }
+        Snapshot {
+            path: path.to_path_buf(),
+            source: source.to_path_buf(),
+            root,
+            entries,
+        }
+    }
+
+    /// The directory, as it was opened before the run.
+    pub fn tree(&self) -> Option<BorrowedFd<'_>> {
+        self.root.as_ref().map(|fd| fd.as_fd())
     }
 
     /// What differs now: new entries, gone ones (a gone directory stands for everything in
     /// it), and entries whose type, inode, size or timestamps changed. The ctime cannot be
     /// set back by a program, so a rewrite that restores the mtime still shows.
-    pub fn changes_since(self) -> Writes {
-        let after = Snapshot::take(&self.source, &self.path);
+    pub fn changes_since(&self) -> Writes {
+        let mut after = Entries::default();
+        if let Some(root) = self.tree() {
+            after.walk(root, Path::new(""), 0);
+        }
         let mut found = Found {
-            truncated: self.truncated || after.truncated,
+            truncated: self.entries.truncated || after.truncated,
             ..Found::default()
         };
-        for (path, now) in &after.entries {
-            match self.entries.get(path) {
+        let before = &self.entries.metas;
+        for (path, now) in &after.metas {
+            match before.get(path) {
                 None => found.push(path.clone(), ChangeKind::Created, now),
                 Some(before) if before.kind != now.kind || before.ino != now.ino => {
                     found.push(path.clone(), ChangeKind::Changed, now)
@@ -399,63 +442,166 @@ impl Snapshot {
                 Some(_) => {}
             }
         }
-        for (path, before) in &self.entries {
+        for (path, was) in before {
             let parent_gone = path
                 .parent()
-                .is_some_and(|p| !p.as_os_str().is_empty() && !after.entries.contains_key(p));
-            if !after.entries.contains_key(path) && !parent_gone {
-                found.push(path.clone(), ChangeKind::Deleted, before);
+                .is_some_and(|p| !p.as_os_str().is_empty() && !after.metas.contains_key(p));
+            if !after.metas.contains_key(path) && !parent_gone {
+                found.push(path.clone(), ChangeKind::Deleted, was);
             }
         }
         found.into_writes(&self.path, &self.source, Layer::Bind)
     }
 }
 
-/// Copies the created and changed entries of `writes` from `tree` (the layer's files, as
-/// a directory descriptor) into `into`, which must not exist yet. Deletions are in the
-/// list only. Symlinks are copied as symlinks; special files are skipped.
-pub(crate) fn keep(tree: BorrowedFd<'_>, writes: &mut Writes, into: &Path) {
-    if let Err(e) = std::fs::create_dir_all(into) {
-        writes
-            .errors
-            .push(format!("{}: cannot create: {e}", into.display()));
-        return;
+/// Where a sandbox's kept writes go: `below` (plain names) inside `base`. The caller
+/// chose `base`, which is taken as given (and made if missing); everything below it is
+/// made here and never entered through a symlink, since a test with a writable bind of
+/// it (the target directory, say) could have planted one for a later sandbox's writes
+/// to follow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepWrites {
+    pub base: PathBuf,
+    pub below: PathBuf,
+}
+
+impl KeepWrites {
+    /// `dir` itself, which must be new or empty.
+    pub fn into_dir(dir: &Path) -> KeepWrites {
+        KeepWrites {
+            base: dir.to_path_buf(),
+            below: PathBuf::new(),
+        }
     }
+
+    /// Removes what an earlier run left at `below`, so that it never mixes with this
+    /// one's, and with `make` makes it afresh and opens it. The path returned with it is
+    /// `base` resolved and `below` (which has no symlink): one that `apply` can then
+    /// open without following any.
+    pub(crate) fn renew(&self, make: bool) -> Result<Option<(OwnedFd, PathBuf)>, Errno> {
+        let names: Vec<&OsStr> = self
+            .below
+            .components()
+            .map(|c| match c {
+                Component::Normal(name) => Ok(name),
+                _ => Err(Errno::INVAL),
+            })
+            .collect::<Result<_, _>>()?;
+        if make {
+            std::fs::create_dir_all(&self.base)
+                .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+        }
+        let missing = |errno: Errno| errno == Errno::NOENT && !make;
+        let mut dir = match open_dir(&self.base) {
+            Err(errno) if missing(errno) => return Ok(None),
+            other => other?,
+        };
+        let resolved = std::fs::canonicalize(&self.base)
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?
+            .join(&self.below);
+        let Some((last, parents)) = names.split_last() else {
+            return Ok(make.then_some((dir, resolved)));
+        };
+        for name in parents {
+            if make {
+                make_dir_at(dir.as_fd(), name)?;
+            }
+            dir = match open_dir_at(dir.as_fd(), name) {
+                Err(errno) if missing(errno) => return Ok(None),
+                other => other?,
+            };
+        }
+        match meta_at(dir.as_fd(), last) {
+            Ok(meta) if meta.kind == FileKind::Dir => remove_tree_at(dir.as_fd(), last)?,
+            Ok(_) => rustix::fs::unlinkat(&dir, *last, AtFlags::empty())?,
+            Err(Errno::NOENT) => {}
+            Err(errno) => return Err(errno),
+        }
+        if !make {
+            return Ok(None);
+        }
+        rustix::fs::mkdirat(&dir, *last, Mode::from_bits_truncate(0o755))?;
+        Ok(Some((open_dir_at(dir.as_fd(), last)?, resolved)))
+    }
+}
+
+/// Copies the created and changed entries of `writes` from `tree` (the layer's files, as
+/// a directory descriptor) into a new directory `name` of `into`, which `shown` names.
+/// Deletions are in the list only. Symlinks are copied as symlinks; special files are
+/// skipped. Nothing is followed on either side: `tree` is the sandbox's, and `into` may
+/// be reachable from another sandbox.
+pub(crate) fn keep(
+    tree: BorrowedFd<'_>,
+    writes: &mut Writes,
+    into: BorrowedFd<'_>,
+    name: &str,
+    shown: &Path,
+) {
+    let made = rustix::fs::mkdirat(into, name, Mode::from_bits_truncate(0o755))
+        .and_then(|()| open_dir_at(into, OsStr::new(name)));
+    let dir = match made {
+        Ok(dir) => dir,
+        Err(errno) => {
+            writes
+                .errors
+                .push(format!("{}: cannot create: {errno}", shown.display()));
+            return;
+        }
+    };
     let mut errors = Vec::new();
     for change in &writes.changes {
         if change.change == ChangeKind::Deleted || !is_plain_relative(&change.path) {
             continue;
         }
-        if let Err(e) = keep_one(tree, change, into) {
-            errors.push(format!("{}: not kept: {e}", change.path.display()));
+        if let Err(errno) = keep_one(tree, change, dir.as_fd()) {
+            errors.push(format!("{}: not kept: {errno}", change.path.display()));
         }
     }
     writes.errors.extend(errors.into_iter().take(20));
-    writes.kept = Some(into.to_path_buf());
+    writes.kept = Some(shown.to_path_buf());
 }
 
-fn keep_one(tree: BorrowedFd<'_>, change: &Change, into: &Path) -> std::io::Result<()> {
-    let target = into.join(&change.path);
-    let parent = open_parent(tree, &change.path)?;
-    let name = change
-        .path
-        .file_name()
-        .expect("a plain relative path has a name");
-    if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+fn keep_one(tree: BorrowedFd<'_>, change: &Change, into: BorrowedFd<'_>) -> Result<(), Errno> {
+    let name = change.path.file_name().ok_or(Errno::INVAL)?;
+    let from = open_parent(tree, &change.path)?;
+    let to = make_parents(into, &change.path)?;
     match change.kind {
-        FileKind::Dir => std::fs::create_dir_all(&target),
+        FileKind::Dir => {
+            make_dir_at(to.as_fd(), name)?;
+            open_dir_at(to.as_fd(), name).map(drop)
+        }
         FileKind::Symlink => {
-            let link = rustix::fs::readlinkat(parent.as_fd(), name, Vec::new())?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(link.as_bytes()), &target)
+            let link = rustix::fs::readlinkat(&from, name, Vec::new())?;
+            rustix::fs::symlinkat(link.as_c_str(), &to, name)
         }
-        FileKind::File => {
-            let into_dir = open_dir(target.parent().unwrap_or(into))?;
-            copy_file_at(parent.as_fd(), name, into_dir.as_fd(), name).map_err(std::io::Error::from)
-        }
+        FileKind::File => copy_file_at(from.as_fd(), name, to.as_fd(), name),
         FileKind::Other => Ok(()),
     }
+}
+
+/// Makes the directory `name` in `dir` unless something is there: whether that is a
+/// directory is for the `open_dir_at` that follows to find out.
+fn make_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// The directory that will hold `path` inside `root`, made one component at a time and
+/// entered without following a symlink.
+fn make_parents(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
+    let mut dir = rustix::io::dup(root)?;
+    if let Some(parent) = path.parent() {
+        for part in parent.components() {
+            let Component::Normal(name) = part else {
+                return Err(Errno::INVAL);
+            };
+            make_dir_at(dir.as_fd(), name)?;
+            dir = open_dir_at(dir.as_fd(), name)?;
+        }
+    }
+    Ok(dir)
 }
 
 /// The directory holding `path` inside `root`, reached one component at a time without
@@ -480,8 +626,14 @@ pub(crate) fn open_parent(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, 
 /// target and renamed over it, which replaces a symlink there rather than writing
 /// through it. Returns one line per change that could not be applied.
 pub fn apply(changes: &[Change], kept: &Path, to: &Path) -> Vec<String> {
-    let (kept_root, root) = match (open_dir(kept), open_dir(to)) {
+    let (kept_root, root) = match (open_kept(kept), open_dir(to)) {
         (Ok(kept), Ok(to)) => (kept, to),
+        (Err(Errno::LOOP), _) => {
+            return vec![format!(
+                "{}: cannot open: a symlink is in the way, which keeping never leaves (one was planted since?)",
+                kept.display()
+            )];
+        }
         (Err(errno), _) => return vec![format!("{}: cannot open: {errno}", kept.display())],
         (_, Err(errno)) => return vec![format!("{}: cannot open: {errno}", to.display())],
     };
@@ -501,6 +653,18 @@ pub fn apply(changes: &[Change], kept: &Path, to: &Path) -> Vec<String> {
                 .map(|errno| format!("{}: not applied: {errno}", change.path.display()))
         })
         .collect()
+}
+
+/// Opens a directory [`keep`] recorded, whose path (resolved when it was made) has no
+/// symlink in it: never through one.
+fn open_kept(path: &Path) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
 }
 
 fn apply_one(change: &Change, kept: BorrowedFd<'_>, root: BorrowedFd<'_>) -> Result<(), Errno> {
@@ -636,6 +800,11 @@ mod tests {
         std::fs::create_dir_all(tree.join("sub")).unwrap();
         std::fs::write(tree.join("sub/file"), "contents").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", tree.join("sub/link")).unwrap();
+        nix::unistd::mkfifo(
+            &tree.join("sub/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         let mut writes = Writes {
             path: "/w".into(),
             source: "/w".into(),
@@ -645,15 +814,19 @@ mod tests {
                 change("sub/link", ChangeKind::Created, FileKind::Symlink, 11),
                 // A link planted where a directory is expected is not followed.
                 change("sub/link/x", ChangeKind::Created, FileKind::File, 1),
+                // A FIFO where the list says file (swapped since) is never read.
+                change("sub/fifo", ChangeKind::Created, FileKind::File, 0),
                 change("../escape", ChangeKind::Created, FileKind::File, 1),
             ],
             truncated: false,
             kept: None,
             errors: Vec::new(),
         };
-        let into = dir.path().join("kept");
         let root = open_dir(&tree).unwrap();
-        keep(root.as_fd(), &mut writes, &into);
+        let parent = open_dir(dir.path()).unwrap();
+        let into = dir.path().join("kept");
+        keep(root.as_fd(), &mut writes, parent.as_fd(), "kept", &into);
+        assert_eq!(writes.kept.as_deref(), Some(into.as_path()));
         assert_eq!(
             std::fs::read_to_string(into.join("sub/file")).unwrap(),
             "contents"
@@ -663,11 +836,129 @@ mod tests {
             Path::new("/etc/shadow")
         );
         assert!(!dir.path().join("escape").exists());
-        assert_eq!(writes.errors.len(), 1, "{:?}", writes.errors);
+        assert!(!into.join("sub/fifo").exists());
+        assert_eq!(writes.errors.len(), 2, "{:?}", writes.errors);
         assert!(
-            writes.errors[0].starts_with("sub/link/x"),
+            writes.errors[0].starts_with("sub/link/x") && writes.errors[1].starts_with("sub/fifo"),
             "{:?}",
             writes.errors
+        );
+    }
+
+    #[test]
+    fn keeping_never_follows_a_link_planted_where_it_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        let base = dir.path().join("keep");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(base.join("bin")).unwrap();
+        // An earlier test planted a link where a later one's writes go, and one inside
+        // the directory an earlier run of the same attempt left.
+        std::os::unix::fs::symlink(&outside, base.join("bin/test")).unwrap();
+        let keep = |below: &str| KeepWrites {
+            base: base.clone(),
+            below: below.into(),
+        };
+        let refused = keep("bin/test/attempt-1").renew(true).unwrap_err();
+        assert!(matches!(refused, Errno::LOOP | Errno::NOTDIR), "{refused}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        std::fs::create_dir_all(base.join("bin/other/attempt-1")).unwrap();
+        std::os::unix::fs::symlink(&outside, base.join("bin/other/attempt-1/layer-0")).unwrap();
+        std::fs::write(outside.join("victim"), "safe").unwrap();
+        let (fresh, path) = keep("bin/other/attempt-1").renew(true).unwrap().unwrap();
+        assert_eq!(
+            path,
+            base.canonicalize().unwrap().join("bin/other/attempt-1")
+        );
+        assert_eq!(
+            names(fresh.as_fd()).unwrap().len(),
+            0,
+            "the old one is gone"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "safe"
+        );
+        // A link planted inside the fresh directory while it is filled is not followed.
+        std::os::unix::fs::symlink(&outside, path.join("layer-0")).unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("victim"), "payload").unwrap();
+        let mut writes = Writes {
+            path: "/w".into(),
+            source: "/w".into(),
+            layer: Layer::Bind,
+            changes: vec![change("victim", ChangeKind::Changed, FileKind::File, 7)],
+            truncated: false,
+            kept: None,
+            errors: Vec::new(),
+        };
+        let root = open_dir(tree.path()).unwrap();
+        keep_dir(root.as_fd(), &mut writes, fresh.as_fd(), &path);
+        assert!(
+            writes.errors[0].contains("cannot create"),
+            "{:?}",
+            writes.errors
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "safe"
+        );
+        // Without writes to keep, only what an earlier run left goes.
+        std::fs::create_dir_all(base.join("bin/third/attempt-2/layer-0")).unwrap();
+        assert!(keep("bin/third/attempt-2").renew(false).unwrap().is_none());
+        assert!(!base.join("bin/third/attempt-2").exists());
+        assert!(base.join("bin/third").exists());
+    }
+
+    /// `keep` as the sandbox calls it for its first layer.
+    fn keep_dir(tree: BorrowedFd<'_>, writes: &mut Writes, into: BorrowedFd<'_>, path: &Path) {
+        keep(tree, writes, into, "layer-0", &path.join("layer-0"));
+    }
+
+    #[test]
+    fn a_snapshot_reads_no_file_and_stays_on_the_directory_it_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("data");
+        std::fs::create_dir_all(&source).unwrap();
+        nix::unistd::mkfifo(
+            &source.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let before = Snapshot::take(&source, Path::new("/data"));
+        // A FIFO nobody writes would hang a reader; a snapshot never opens one.
+        std::fs::write(source.join("new"), "x").unwrap();
+        // The path now leads elsewhere; the walk after the run does not follow it.
+        let moved = dir.path().join("moved");
+        std::fs::rename(&source, &moved).unwrap();
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::write(source.join("decoy"), "y").unwrap();
+        let writes = before.changes_since();
+        assert_eq!(
+            writes.changes,
+            [change("new", ChangeKind::Created, FileKind::File, 1)]
+        );
+    }
+
+    #[test]
+    fn a_deep_tree_is_walked_to_a_bounded_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = open_dir(dir.path()).unwrap();
+        let before = Snapshot::take(dir.path(), Path::new("/data"));
+        let mut here = rustix::io::dup(&root).unwrap();
+        for _ in 0..MAX_DEPTH + 10 {
+            rustix::fs::mkdirat(&here, "d", Mode::from_bits_truncate(0o755)).unwrap();
+            here = open_dir_at(here.as_fd(), OsStr::new("d")).unwrap();
+        }
+        let writes = before.changes_since();
+        assert!(writes.truncated);
+        assert_eq!(writes.changes.len(), MAX_DEPTH + 1);
+        let overlay = overlay_changes(root.as_fd(), &dir.path().join("none"), Path::new("/w"));
+        assert!(overlay.truncated);
+        assert!(
+            overlay.changes.len() <= MAX_DEPTH + 2,
+            "{}",
+            overlay.changes.len()
         );
     }
 
@@ -709,6 +1000,10 @@ mod tests {
         ];
         let errors = apply(&changes, &kept, &checkout);
         assert_eq!(errors.len(), 6, "{errors:?}");
+        // A link planted on the way to the kept directory since it was made.
+        std::os::unix::fs::symlink(&kept, dir.path().join("kept-link")).unwrap();
+        let errors = apply(&changes, &dir.path().join("kept-link"), &checkout);
+        assert!(errors[0].contains("symlink"), "{errors:?}");
         assert!(!checkout.join("sneaky").exists());
         assert!(!outside.join("made").exists());
         assert_eq!(

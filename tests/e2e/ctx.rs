@@ -211,6 +211,19 @@ impl Ctx {
 
     /// `program` as this scenario's user in `dir`, with a toolchain it can run.
     pub fn command(&self, program: &Path, dir: &Path) -> Command {
+        self.command_over_dev(program, dir, None)
+    }
+
+    /// As [`Ctx::isotest`], but when the suite runs as root, in a private mount namespace
+    /// whose /dev is `dev` (a scratch copy): a case that would damage /dev damages only it.
+    pub fn isotest_over_dev(&self, dir: &Path, dev: Option<&Path>) -> Command {
+        self.command_over_dev(&self.bins.isotest, dir, dev)
+    }
+
+    fn command_over_dev(&self, program: &Path, dir: &Path, dev: Option<&Path>) -> Command {
+        let dev = dev
+            .filter(|_| nix::unistd::geteuid().is_root())
+            .map(|d| CString::new(d.as_os_str().as_encoded_bytes()).expect("dev path"));
         let mut cmd = Command::new(program);
         cmd.current_dir(dir).stdin(Stdio::null());
         // The fixtures build into their own copies, never into this run's target dir.
@@ -228,8 +241,24 @@ impl Ctx {
                     toolchain.visible.join("bin").display()
                 ),
             );
-            become_user(&mut cmd, user, toolchain);
+            become_user(&mut cmd, user, toolchain, dev);
+        } else if let Some(dev) = dev {
+            // SAFETY: only async-signal-safe syscalls on a string prepared before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                    make_mounts_private()?;
+                    bind_over_dev(&dev)
+                });
+            }
         }
+        cmd
+    }
+
+    /// `exec ARGS` as [`Ctx::exec`], over a scratch /dev (see [`Ctx::isotest_over_dev`]).
+    pub fn exec_over_dev(&self, dev: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.isotest_over_dev(self.scratch.path(), Some(dev));
+        cmd.arg("exec").args(args);
         cmd
     }
 
@@ -345,7 +374,12 @@ fn shared_toolchain() -> &'static SharedToolchain {
 
 /// In the child, as root still: a private mount namespace with the toolchain bound where
 /// the user can reach it, then the user's identity.
-fn become_user(cmd: &mut Command, user: &User, toolchain: &'static SharedToolchain) {
+fn become_user(
+    cmd: &mut Command,
+    user: &User,
+    toolchain: &'static SharedToolchain,
+    dev: Option<CString>,
+) {
     let visible =
         CString::new(toolchain.visible.as_os_str().as_encoded_bytes()).expect("mountpoint path");
     let (uid, gid) = (
@@ -357,13 +391,7 @@ fn become_user(cmd: &mut Command, user: &User, toolchain: &'static SharedToolcha
         cmd.pre_exec(move || {
             use nix::mount::{MsFlags, mount};
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-            mount(
-                None::<&CStr>,
-                c"/",
-                None::<&CStr>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&CStr>,
-            )?;
+            make_mounts_private()?;
             mount(
                 Some(toolchain.host.as_c_str()),
                 visible.as_c_str(),
@@ -371,12 +399,40 @@ fn become_user(cmd: &mut Command, user: &User, toolchain: &'static SharedToolcha
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None::<&CStr>,
             )?;
+            if let Some(dev) = &dev {
+                bind_over_dev(dev)?;
+            }
             nix::unistd::setgroups(&[])?;
             nix::unistd::setgid(gid)?;
             nix::unistd::setuid(uid)?;
             Ok(())
         });
     }
+}
+
+/// In a fresh mount namespace: nothing done in it propagates back to the host's.
+fn make_mounts_private() -> std::io::Result<()> {
+    nix::mount::mount(
+        None::<&CStr>,
+        c"/",
+        None::<&CStr>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&CStr>,
+    )?;
+    Ok(())
+}
+
+/// `dev` in place of the host's /dev, in a private mount namespace.
+fn bind_over_dev(dev: &CStr) -> std::io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    mount(
+        Some(dev),
+        c"/dev",
+        None::<&CStr>,
+        MsFlags::MS_BIND,
+        None::<&CStr>,
+    )?;
+    Ok(())
 }
 
 /// A CARGO_HOME of the user's own: cargo takes locks and caches crates there.

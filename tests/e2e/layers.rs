@@ -284,7 +284,73 @@ fn writable_source_keep_and_apply(ctx: &Ctx) -> Result<(), Failed> {
         "the applied snapshot",
     )?;
     std::fs::remove_file(dir.join("snapshots/greeting.snap.new"))?;
-    Ok(())
+    apply_writes_refuses_what_it_should_not_trust(ctx, &dir, report)
+}
+
+/// apply-writes writes where a report says, from where it says: a report whose writes
+/// are outside its workspace is refused, and so is a kept copy reached through a link
+/// planted since (a test with `--bind-rw` of the keep directory could plant one).
+fn apply_writes_refuses_what_it_should_not_trust(
+    ctx: &Ctx,
+    dir: &Path,
+    mut report: Value,
+) -> Result<(), Failed> {
+    let name = "tests::snapshot_of_the_greeting";
+    let apply = |report: &Value, file: &str| -> Result<std::process::Output, Failed> {
+        let path = ctx.path(file);
+        std::fs::write(&path, serde_json::to_vec(report)?)?;
+        let mut apply = ctx.isotest(dir);
+        apply.args(["apply-writes", &path, name, "--yes"]);
+        output(&mut apply)
+    };
+    let layer = report["tests"]
+        .as_array_mut()
+        .and_then(|tests| tests.iter_mut().find(|t| t["name"] == name))
+        .map(|t| &mut t["writes"][0])
+        .ok_or("no writes of the snapshot test")?;
+    let kept = std::path::PathBuf::from(layer["kept"].as_str().unwrap_or_default());
+    let source = layer["source"].clone();
+    let elsewhere = ctx.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere)?;
+    layer["source"] = Value::from(elsewhere.as_str());
+    let refused = apply(&report, "elsewhere.json")?;
+    ensure_eq(status_code(&refused), Some(2), "apply-writes of elsewhere")?;
+    ensure(
+        String::from_utf8_lossy(&refused.stderr).contains("not in the report's workspace"),
+        || describe(&refused),
+    )?;
+    ensure(std::fs::read_dir(&elsewhere)?.next().is_none(), || {
+        "applied outside the workspace".into()
+    })?;
+    // The kept copy swapped for a link to a decoy of the same shape.
+    let layer = report["tests"]
+        .as_array_mut()
+        .and_then(|tests| tests.iter_mut().find(|t| t["name"] == name))
+        .map(|t| &mut t["writes"][0])
+        .ok_or("no writes of the snapshot test")?;
+    layer["source"] = source;
+    let attempt = kept.parent().ok_or("a kept layer has a parent")?;
+    let decoy = ctx.path("decoy");
+    std::fs::create_dir_all(Path::new(&decoy).join("layer-0/snapshots"))?;
+    std::fs::write(
+        Path::new(&decoy).join("layer-0/snapshots/greeting.snap.new"),
+        "planted\n",
+    )?;
+    std::fs::remove_dir_all(attempt)?;
+    std::os::unix::fs::symlink(&decoy, attempt)?;
+    let refused = apply(&report, "planted.json")?;
+    ensure_eq(
+        status_code(&refused),
+        Some(2),
+        "apply-writes through a link",
+    )?;
+    ensure(
+        String::from_utf8_lossy(&refused.stderr).contains("symlink is in the way"),
+        || describe(&refused),
+    )?;
+    ensure(!dir.join("snapshots/greeting.snap.new").exists(), || {
+        "applied what the planted link led to".into()
+    })
 }
 
 /// An upper-casing echo server on a fresh host loopback port, for `connections` clients.

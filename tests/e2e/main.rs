@@ -2,7 +2,7 @@
 //!
 //! Run as root, every sandbox scenario runs a second time as an unprivileged user
 //! (`ISOTEST_TEST_USER`, else `nobody`), because that is how most people run it; the
-//! id-mapping ones a third time, as a user without subordinate ranges
+//! id-mapping and hardening ones a third time, as a user without subordinate ranges
 //! (`ISOTEST_TEST_USER_NO_RANGES`, else `nobody`).
 
 mod chaos;
@@ -10,7 +10,9 @@ mod ci;
 mod config;
 mod ctx;
 mod flaky;
+mod harden;
 mod hostfacts;
+mod hostile;
 mod ids;
 mod layers;
 mod limits;
@@ -66,6 +68,16 @@ fn main() {
             .map(|(n, s)| (format!("flaky::{n}"), *s)),
     );
     let scenarios = scenarios.chain(
+        harden::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("harden::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
+        hostile::SCENARIOS
+            .iter()
+            .map(|(n, s)| (format!("hostile::{n}"), *s)),
+    );
+    let scenarios = scenarios.chain(
         layers::SCENARIOS
             .iter()
             .chain(layers::IN_EVERY_ID_MODE)
@@ -82,18 +94,24 @@ fn main() {
         }
     }
     // The id-mapping modes differ between a user with subordinate ranges and one without,
-    // so those scenarios also run as a second user, who has none.
+    // so those scenarios, and the hardening that must hold in every mode, also run as a
+    // second user, who has none.
     if nix::unistd::geteuid().is_root() {
         let user = User::without_ranges();
-        let scenarios = ids::SCENARIOS
+        let by_mode = ids::SCENARIOS
             .iter()
             .map(|(n, s)| (format!("sandbox::{n}"), *s))
+            .chain(
+                harden::SCENARIOS
+                    .iter()
+                    .map(|(n, s)| (format!("harden::{n}"), *s)),
+            )
             .chain(
                 layers::IN_EVERY_ID_MODE
                     .iter()
                     .map(|(n, s)| (format!("layers::{n}"), *s)),
             );
-        for (name, scenario) in scenarios {
+        for (name, scenario) in by_mode {
             let user = user.clone();
             trials.push(Trial::test(
                 format!("unprivileged-no-ranges::{name}"),

@@ -23,6 +23,8 @@ pub fn main(args: &[String]) -> ! {
         "namespaces" => namespaces(),
         "session" => session(),
         "switch-ids" => switch_ids(&rest[0]),
+        "writable" => writable(rest),
+        "nest" => nest(rest[0].parse().expect("count")),
         "echo" => echo(&rest[0]),
         "fork-storm" => fork_storm(rest[0].parse().expect("count")),
         "parallelism" => println!(
@@ -191,6 +193,65 @@ fn switch_ids(dir: &str) {
     show("setgid", nix::unistd::setgid(Gid::from_raw(1000)));
     show("setuid", nix::unistd::setuid(Uid::from_raw(1000)));
     println!("now {}:{}", nix::unistd::getuid(), nix::unistd::getgid());
+}
+
+/// Opens every regular file below `roots` for writing, without writing (links are not
+/// followed): what could be written. Opening a sysctl, /proc/sysrq-trigger or a sysfs
+/// attribute does nothing until a write.
+fn writable(roots: &[String]) {
+    fn walk(path: &std::path::Path, found: &mut Vec<String>, refused: &mut Vec<String>) {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                walk(&entry.path(), found, refused);
+            }
+        } else if meta.is_file() {
+            match std::fs::OpenOptions::new().write(true).open(path) {
+                Ok(_) => found.push(path.display().to_string()),
+                Err(e) => refused.push(errno_of(&e)),
+            }
+        }
+    }
+    let (mut found, mut refused) = (Vec::new(), Vec::new());
+    for root in roots {
+        walk(std::path::Path::new(root), &mut found, &mut refused);
+    }
+    refused.sort();
+    refused.dedup();
+    println!("writable {}", found.len());
+    println!(
+        "first-writable {}",
+        found.first().map_or("-", String::as_str)
+    );
+    println!("refused-with {}", refused.join(","));
+}
+
+/// Creates up to `count` network namespaces, each kept alive by a descriptor, from one
+/// new user namespace (which gives the capability to), and says how many it got.
+fn nest(count: u32) {
+    let mut held = Vec::new();
+    let mut error = String::from("-");
+    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+        Err(e) => error = format!("user {e:?}"),
+        Ok(()) => {
+            while held.len() < count as usize {
+                match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+                    Ok(()) => held.push(std::fs::File::open("/proc/self/ns/net").unwrap()),
+                    Err(e) => {
+                        error = format!("{e:?}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    println!("namespaces {}", held.len());
+    println!("nest-error {error}");
 }
 
 /// Sends `ping` to an echo server (a TCP address, or a Unix socket's path) and prints

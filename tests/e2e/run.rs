@@ -694,6 +694,12 @@ fn ctrl_c_writes_a_partial_report(ctx: &Ctx) -> Result<(), Failed> {
         "not-run".into(),
         "outcome",
     )?;
+    // The test that was running says why it has no verdict.
+    ensure_field_contains(
+        test(&json, "misbehaving::sleeper", "sleeps_for_minutes")?,
+        "error",
+        "cancelled",
+    )?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while running() {
         ensure(Instant::now() < deadline, || {

@@ -27,6 +27,11 @@ pub enum BuildError {
     Messages(std::io::Error),
     #[error("`cargo metadata` failed: {0}")]
     Metadata(#[from] cargo_metadata::Error),
+    #[error(
+        "could not find `Cargo.toml` in `{}` or any parent directory\nhint: run cargo isotest in a cargo project, or point at one with --manifest-path PATH/Cargo.toml",
+        dir.display()
+    )]
+    NoProject { dir: PathBuf },
     #[error("`rustc --print {what}` failed: {detail}")]
     Rustc { what: &'static str, detail: String },
     #[error(transparent)]
@@ -132,10 +137,7 @@ fn build_with(
         return Err(BuildError::BuildFailed { status });
     }
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
-    let target_dir = match &options.target_dir {
-        Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
-        None => metadata.target_directory.clone().into_std_path_buf(),
-    };
+    let target_dir = target_dir(options, metadata);
     let cwd = std::env::current_dir().unwrap_or_else(|_| workspace_root.clone());
     let build = Build {
         sysroot: rustc_print("sysroot", &workspace_root, None)?,
@@ -146,6 +148,14 @@ fn build_with(
         target_dir,
     };
     Ok((build, artifacts, scripts))
+}
+
+/// The target directory the build writes to: `--target-dir`, else cargo's.
+pub fn target_dir(options: &CargoOptions, metadata: &Metadata) -> PathBuf {
+    match &options.target_dir {
+        Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+        None => metadata.target_directory.clone().into_std_path_buf(),
+    }
 }
 
 /// `cargo metadata` of the workspace. `with_dependencies` resolves every dependency, which
@@ -160,6 +170,14 @@ fn metadata_with_json(
     options: &CargoOptions,
     with_dependencies: bool,
 ) -> Result<(Metadata, String), BuildError> {
+    // Cargo's own words for this go to the terminal, not into the error: say it here,
+    // with what to do, as a usage error rather than a failed build.
+    if options.manifest_path.is_none() {
+        let dir = std::env::current_dir().unwrap_or_default();
+        if !dir.ancestors().any(|d| d.join("Cargo.toml").is_file()) {
+            return Err(BuildError::NoProject { dir });
+        }
+    }
     let mut command = MetadataCommand::new();
     command.cargo_path(cargo_path());
     if let Some(path) = &options.manifest_path {

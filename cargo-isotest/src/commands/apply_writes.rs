@@ -30,6 +30,10 @@ pub struct ApplyWritesArgs {
     /// Only show what would be applied.
     #[arg(long, conflicts_with = "yes")]
     dry_run: bool,
+    /// Apply a report of another workspace, or writes whose directory is outside the
+    /// report's workspace: a report says where to write, so apply only the ones you trust.
+    #[arg(long)]
+    trust_report: bool,
 }
 
 pub fn run(args: ApplyWritesArgs) -> i32 {
@@ -47,6 +51,16 @@ fn apply(args: &ApplyWritesArgs) -> anyhow::Result<i32> {
     let test = json::find(&report.tests, &args.filter)?;
     let label = format!("{} {}", test.binary_id, test.name);
     let layers = appliable(&test.writes, &label)?;
+    if !args.trust_report {
+        let root = report.workspace_of(test, "apply its writes")?;
+        if let Some((outside, _)) = layers.iter().find(|(l, _)| !l.source.starts_with(root)) {
+            bail!(
+                "{label} wrote in {}, which is not in the report's workspace {}; pass --trust-report to apply there anyway",
+                outside.source.display(),
+                root.display()
+            );
+        }
+    }
     for (layer, kept) in &layers {
         eprintln!(
             "isotest: {label} wrote in {} (kept in {}):",

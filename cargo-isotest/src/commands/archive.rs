@@ -10,6 +10,7 @@ use clap::Args;
 use crate::cargo::CargoOptions;
 use crate::cargo::archive::{self, Depth, Dirs, ExtraPath, OnMissing, PackInput, Platform};
 use crate::cargo::build::{self, BuildError, rustc_print};
+use crate::destination::Destination;
 use crate::exit_code::{self, Failure};
 
 #[derive(Args, Debug)]
@@ -48,6 +49,11 @@ fn execute(args: &ArchiveArgs) -> Result<i32, Failure> {
             ));
         }
     }
+    let destination = Destination::Given(args.archive_file.clone());
+    // Before the build, which takes long.
+    destination
+        .check()
+        .map_err(|e| Failure::new(exit_code::USAGE, e))?;
     let built = build::build_for_archive(&args.cargo)?;
     let target_dir = utf8(&built.build.target_dir)?;
     let build_dir = built
@@ -84,7 +90,9 @@ fn execute(args: &ArchiveArgs) -> Result<i32, Failure> {
             on_missing: args.archive_include_on_missing,
         })
         .collect();
-    let packed = archive::pack(
+    let written = |e| Failure::new(exit_code::SETUP_FAILED, e);
+    let sink = destination.open().map_err(written)?;
+    let (packed, sink) = archive::pack(
         &PackInput {
             binary_list: &binary_list,
             cargo_metadata_json: &built.metadata_json,
@@ -92,7 +100,9 @@ fn execute(args: &ArchiveArgs) -> Result<i32, Failure> {
             zstd_level: args.zstd_level,
         },
         &args.archive_file,
+        sink,
     )?;
+    sink.finish().map_err(written)?;
     for warning in &packed.warnings {
         anstream::eprintln!("warning: {warning}");
     }

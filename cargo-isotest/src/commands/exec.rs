@@ -13,12 +13,12 @@ use isotest_runtime::{
 use serde::Serialize;
 
 use crate::args::{
-    LimitArgs, NetArg, PidArg, SysArg, forward_unix_binds, parse_binds, parse_duration,
-    parse_forward,
+    LimitArgs, NetArg, PidArg, SysArg, check_env, forward_unix_binds, parse_binds, parse_duration,
+    parse_forward, parse_timeout,
 };
+use crate::destination::Destination;
 use crate::exit_code;
 use crate::launch::foreground;
-use crate::report::write_atomically;
 
 #[derive(Args, Debug)]
 #[command(
@@ -28,10 +28,11 @@ use crate::report::write_atomically;
 )]
 pub struct ExecArgs {
     /// After this long, send SIGTERM to the program (e.g. 30s, 2m, 500ms); no limit by default.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_timeout, value_name = "DURATION")]
     timeout: Option<Duration>,
-    /// After the timeout's SIGTERM, how long the program may take to exit before everything
-    /// left in the sandbox gets SIGKILL.
+    /// After the timeout's SIGTERM (or a SIGTERM, SIGINT or SIGHUP sent to exec), how long
+    /// the program may take to exit before everything left in the sandbox gets SIGKILL. A
+    /// second such signal kills at once.
     #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
     grace: Duration,
     /// Network: only `lo` (up), no usable interface, or the host's network.
@@ -83,6 +84,10 @@ pub struct ExecArgs {
     /// Give the program a terminal of its own and relay this one to it.
     #[arg(long)]
     tty: bool,
+    /// How many namespaces of each kind the program may create (for programs that make
+    /// sandboxes or containers themselves).
+    #[arg(long, default_value_t = isotest_runtime::DEFAULT_NAMESPACE_LIMIT, value_name = "N")]
+    nesting: u32,
     /// Write a JSON report of the run (exit, strays, output, spec) to PATH.
     #[arg(long, value_name = "PATH")]
     report_json: Option<PathBuf>,
@@ -92,32 +97,42 @@ pub struct ExecArgs {
 }
 
 pub fn run(args: ExecArgs) -> i32 {
-    let report_path = args.report_json.clone();
+    let report = args.report_json.clone().map(Destination::Given);
     let keep_writes = args.keep_writes.clone();
-    if let Some(dir) = &keep_writes
-        && let Err(e) = check_keep_dir(dir)
-    {
-        eprintln!("error: {e:#}");
-        return exit_code::USAGE;
-    }
-    match build_spec(args) {
-        Ok(spec) => foreground::run(&spec, keep_writes.as_deref(), |result| {
-            if let Some(path) = &report_path
-                && let Err(e) = write_report(path, &spec, result)
-            {
-                eprintln!("error: {e:#}");
-            }
-        }),
+    let spec = report
+        .iter()
+        .try_for_each(|r| r.check().map_err(anyhow::Error::from))
+        .and_then(|()| keep_writes.iter().try_for_each(|dir| check_keep_dir(dir)))
+        .and_then(|()| build_spec(args));
+    let spec = match spec {
+        Ok(spec) => spec,
         Err(e) => {
             eprintln!("error: {e:#}");
-            exit_code::USAGE
+            return exit_code::USAGE;
         }
+    };
+    let mut unwritten = false;
+    let status = foreground::run(&spec, keep_writes.as_deref(), |result| {
+        if let Some(report) = &report
+            && let Err(e) = write_report(report, &spec, result)
+        {
+            eprintln!("error: {e:#}");
+            unwritten = true;
+        }
+    });
+    // The program's own failure says more than the report's.
+    if unwritten && status == 0 {
+        exit_code::SETUP_FAILED
+    } else {
+        status
     }
 }
 
 fn build_spec(args: ExecArgs) -> anyhow::Result<Spec> {
+    check_env(&args.env)?;
     let mut spec = Spec::new(args.command);
     spec.mounts.extend(parse_binds(&args.bind, &args.bind_rw)?);
+    spec.namespace_limit = args.nesting;
     spec.mounts.extend(overlays(&args.overlay)?);
     spec.mounts.extend(forward_unix_binds(&args.forward_unix)?);
     spec.forwards = args.forward;
@@ -211,7 +226,11 @@ struct Report<'a> {
     spec: &'a Spec,
 }
 
-fn write_report(path: &Path, spec: &Spec, result: &Result<Outcome, Error>) -> anyhow::Result<()> {
+fn write_report(
+    destination: &Destination,
+    spec: &Spec,
+    result: &Result<Outcome, Error>,
+) -> anyhow::Result<()> {
     let empty = isotest_runtime::Captured::default();
     let (outcome, error) = match result {
         Ok(o) => (Some(o), o.start_error.as_ref().map(|e| e.to_string())),
@@ -236,6 +255,5 @@ fn write_report(path: &Path, spec: &Spec, result: &Result<Outcome, Error>) -> an
         resources: outcome.map(|o| &o.resources),
         spec,
     };
-    write_atomically(path, &serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("cannot write the report to {}", path.display()))
+    Ok(destination.write(&serde_json::to_vec_pretty(&report)?)?)
 }

@@ -1,12 +1,13 @@
 //! `cargo isotest run`: discover → plan → run → report, each test in its own sandbox.
 
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use clap::ValueEnum;
+use isotest_runtime::KeepWrites;
 
 use crate::args::{
     ArchiveArgs, ConfigArgs, SandboxArgs, parse_duration, parse_setting, parse_size,
@@ -14,9 +15,10 @@ use crate::args::{
 use crate::cargo::CargoOptions;
 use crate::chaos::{self, Kind};
 use crate::config::{
-    self, Bytes, Chaos, FailFast, FinalStatusLevel, FlakyResult, Junit, Layer, MaxFail, NoTests,
+    Bytes, Chaos, FailFast, FinalStatusLevel, FlakyResult, Junit, Layer, MaxFail, NoTests,
     OutputDisplay, Period, RetryPolicy, SlowTimeout, StatusLevel, Strays, TestThreads,
 };
+use crate::destination::{self, Destination};
 use crate::discover::{Request, discover, sandbox_flags};
 use crate::exit_code::{self, Failure};
 use crate::plan::stress_shard::{self, StressShard};
@@ -290,10 +292,11 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         flags: flags(args, &harness)?,
         filtersets: &filter.filtersets,
         jobs: None,
+        reports: true,
     };
     let session = discover(&request)?;
     let run = &session.settings.run;
-    let json_path = report_path(args, run, &session)?;
+    let json_path = report_destination(args, run, &session)?;
     let sharding = Sharding {
         partition: args.runner.partition,
         attempt_seeds: args.flaky.stress_shard.is_some(),
@@ -322,6 +325,14 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
         }
     }
     warn_about_skipped_chaos(&plan.settings);
+    // Before the tests run: a test of an earlier run may have planted a symlink where a
+    // report goes inside the target directory, which is not followed.
+    let junit = junit_options(run, &session.build.target_dir);
+    for destination in std::iter::once(&json_path).chain(junit.iter().map(|j| &j.destination)) {
+        destination
+            .check()
+            .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
+    }
     let info = RunInfo {
         started_at,
         archive: session.archive.as_ref().map(|a| a.digest.clone()),
@@ -335,7 +346,7 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     };
     let outputs = Outputs {
         json: json_path,
-        junit: junit_options(run),
+        junit,
         keep_passing_output: args.runner.keep_passing_output,
         libtest_json: args.runner.message_format == MessageFormat::LibtestJson,
     };
@@ -352,16 +363,20 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
             total.value.0,
             &plan.tests,
             &plan.specs,
-            &json::peaks(&outputs.json),
+            &json::peaks(&outputs.json.path()),
         )
     });
-    policy.keep_writes = config::value(&run.keep_writes);
+    policy.keep_writes = run
+        .keep_writes
+        .as_ref()
+        .map(|dir| keep_writes(&dir.value, &session.build.target_dir));
     let view = View::new(run, &plan, &policy, args.reporter.hide_progress_bar);
     let mut reporter = RunReporter::start(
         &plan,
         runner::planned_attempts(&plan, &policy),
         outputs,
         info,
+        &session.build.workspace_root,
         view,
         started,
     );
@@ -401,19 +416,36 @@ fn execute(args: &RunArgs) -> Result<i32, Failure> {
     })
 }
 
+/// `keep-writes` (`--keep-writes DIR`): the directory taken as given, and what is below it,
+/// made without following a symlink. Inside the target directory (the suggested
+/// `target/isotest/writes`), only the target directory itself is taken as given: a test
+/// with a writable bind of it could have planted a link on the way.
+fn keep_writes(dir: &Path, target_dir: &Path) -> KeepWrites {
+    match destination::below(dir, target_dir) {
+        Some(below) => KeepWrites {
+            base: target_dir.to_path_buf(),
+            below,
+        },
+        None => {
+            KeepWrites::into_dir(&std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()))
+        }
+    }
+}
+
 /// Where the JSON report goes: `report-json`, else the target directory's
 /// `isotest/last-run.json`; from an archive, whose unpacked target directory is
 /// temporary, `./isotest-report.json`, which must not be inside the remapped checkout.
-fn report_path(
+fn report_destination(
     args: &RunArgs,
     run: &crate::config::Effective,
     session: &crate::discover::Session,
-) -> Result<PathBuf, Failure> {
+) -> Result<Destination, Failure> {
+    let target_dir = &session.build.target_dir;
     if let Some(path) = &run.report_json {
-        return Ok(path.value.clone());
+        return Ok(Destination::chosen(&path.value, target_dir));
     }
     if args.archive.archive_file.is_none() {
-        return Ok(session.build.target_dir.join("isotest/last-run.json"));
+        return Ok(Destination::own_report(target_dir));
     }
     let cwd = std::env::current_dir().unwrap_or_default();
     let checkout = args
@@ -430,7 +462,7 @@ fn report_path(
              would go to ./isotest-report.json inside it; give --report-json PATH",
         ));
     }
-    Ok(cwd.join("isotest-report.json"))
+    Ok(Destination::Given(cwd.join("isotest-report.json")))
 }
 
 /// What a kind cannot do on this host is said once, before the run; each attempt records

@@ -60,6 +60,7 @@ macro_rules! scalar {
 }
 scalar!(
     bool,
+    u32,
     NonZeroU32,
     Net,
     Sys,

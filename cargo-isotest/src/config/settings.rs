@@ -200,6 +200,13 @@ settings! {
         /// The test runs as uid 0 and gid 0 inside: without capabilities when only the
         /// caller is mapped, with those that switch ids when other ids are too.
         root: bool,
+        /// How many namespaces of each kind the test may create itself (a test that
+        /// makes sandboxes or containers); 32 by default.
+        nesting: u32,
+        /// Let the test read git's, cargo's and other tools' credentials as they are
+        /// (tokens in ~/.gitconfig, cargo's config, the workspace's .git/config,
+        /// ~/.netrc, …), which it otherwise sees scrubbed or empty.
+        pass_credentials: bool,
         /// Perturbations each attempt draws from its own seed, as `--chaos` names them:
         /// `"all"`, `"none"`, or kinds such as `"cpus,sched"`.
         chaos: Chaos,

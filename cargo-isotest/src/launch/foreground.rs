@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use isotest_runtime::{Echo, Error, Layer, Outcome, Sandbox, Spec, Stray, Writes};
+use isotest_runtime::{Echo, Error, KeepWrites, Layer, Outcome, Sandbox, Spec, Stray, Writes};
 
-use crate::args::{BIND_DESTINATION_HINT, limit_hint};
+use crate::args::{limit_hint, setup_problem};
 use crate::{exit_code, host};
 
 /// Runs `spec` from this (single-threaded) process and returns its status; `result` sees
@@ -22,8 +22,16 @@ pub fn run(
     match outcome {
         Ok(outcome) => finish(spec, &outcome),
         Err(Error::Setup(e)) if e.is_spec_problem() => {
-            eprintln!("error: {e}; {BIND_DESTINATION_HINT}");
+            eprintln!("error: {}", setup_problem(&e));
             exit_code::USAGE
+        }
+        Err(e @ Error::Spec(_)) => {
+            eprintln!("error: {e}");
+            exit_code::USAGE
+        }
+        Err(e @ Error::InitLost { signal, .. }) => {
+            eprintln!("error: {e}");
+            signal.map_or(exit_code::NO_SANDBOX, |s| 128 + s)
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -37,7 +45,7 @@ fn run_sandbox(spec: &Spec, keep_writes: Option<&Path>) -> Result<Outcome, Error
     let signals = isotest_runtime::forwarded_signals(spec.tty)?;
     let mut sandbox = Sandbox::spawn(spec)?;
     if let Some(dir) = keep_writes {
-        sandbox = sandbox.keep_writes(dir);
+        sandbox = sandbox.keep_writes(KeepWrites::into_dir(dir));
     }
     sandbox.wait(Echo::Inherit, Some(&signals))
 }

@@ -13,11 +13,12 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use isotest_runtime::{Captured, Echo, Error, Outcome, Sandbox, SetupError, Spec};
+use isotest_runtime::{Captured, Echo, Error, KeepWrites, Outcome, Sandbox, SetupError, Spec};
 use serde::{Deserialize, Serialize};
 
 /// The hidden argument that starts helper mode.
@@ -87,7 +88,7 @@ struct Request {
     spec: Spec,
     capture_limit: usize,
     /// Where to keep the contents of what the program writes in its writable layers.
-    keep_writes: Option<PathBuf>,
+    keep_writes: Option<KeepWrites>,
 }
 
 /// The same request as the runner writes it, borrowing the spec: no copy per test.
@@ -95,7 +96,7 @@ struct Request {
 struct RequestRef<'a> {
     spec: &'a Spec,
     capture_limit: usize,
-    keep_writes: Option<&'a Path>,
+    keep_writes: Option<&'a KeepWrites>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,10 +131,22 @@ pub enum HelperError {
         message: String,
         setup: Option<SetupError>,
     },
-    /// The helper is gone (killed on cancellation, or crashed).
-    #[error("the sandbox helper (pid {pid}) stopped answering: {source}")]
-    Lost { pid: u32, source: std::io::Error },
+    /// The helper is gone: killed from outside, crashed, or killed on cancellation.
+    /// `ended` says how, with the signal when it was one.
+    #[error("the sandbox helper (pid {pid}) running it {ended} ({source})")]
+    Lost {
+        pid: u32,
+        ended: String,
+        source: std::io::Error,
+    },
+    /// The run was cancelled (Ctrl-C, SIGTERM, SIGHUP), which kills every helper.
+    #[error("the run was cancelled while it ran")]
+    Cancelled,
 }
+
+/// Live helpers' pids, each kept up to date when its helper is replaced, for whoever must
+/// kill them all at once (Ctrl-C).
+pub type Pids = Arc<Mutex<Vec<u32>>>;
 
 /// Helper mode: serve requests until stdin closes. Never starts a thread.
 fn serve() -> i32 {
@@ -181,7 +194,7 @@ fn run_one(request: &Request) -> (Response, Vec<u8>) {
     let result = Sandbox::spawn(&request.spec).and_then(|s| {
         let s = s.capture_limit(request.capture_limit);
         match &request.keep_writes {
-            Some(dir) => s.keep_writes(dir),
+            Some(keep) => s.keep_writes(keep.clone()),
             None => s,
         }
         .wait(Echo::None, None)
@@ -236,12 +249,44 @@ pub struct Helper {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// Where this helper's pid is listed, and at which index.
+    pids: Pids,
+    slot: usize,
+}
+
+/// A helper process and its pipes.
+struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
 }
 
 impl Helper {
-    /// Starts a helper. Call from a thread that lives as long as the run: the helper's
-    /// parent-death signal fires when the thread that forked it ends.
-    pub fn start() -> std::io::Result<Helper> {
+    /// Starts a helper whose pid goes at `slot` in `pids`. Call from a thread that lives
+    /// as long as the run: the helper's parent-death signal fires when the thread that
+    /// forked it ends.
+    pub fn start(pids: &Pids, slot: usize) -> std::io::Result<Helper> {
+        let Process {
+            child,
+            stdin,
+            stdout,
+        } = Helper::spawn()?;
+        let mut list = pids.lock().expect("pids lock");
+        if list.len() <= slot {
+            list.resize(slot + 1, 0);
+        }
+        list[slot] = child.id();
+        drop(list);
+        Ok(Helper {
+            child,
+            stdin,
+            stdout,
+            pids: pids.clone(),
+            slot,
+        })
+    }
+
+    fn spawn() -> std::io::Result<Process> {
         let exe = std::env::current_exe()?;
         let mut command = Command::new(exe);
         command
@@ -262,11 +307,47 @@ impl Helper {
         let mut child = command.spawn()?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Ok(Helper {
+        Ok(Process {
             child,
             stdin,
             stdout,
         })
+    }
+
+    /// A fresh helper in place of one that is gone, so that one lost helper costs one
+    /// test, not every test after it.
+    fn replace_if_gone(&mut self) -> std::io::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            return Ok(());
+        }
+        let fresh = Helper::spawn()?;
+        self.child = fresh.child;
+        self.stdin = fresh.stdin;
+        self.stdout = fresh.stdout;
+        self.pids.lock().expect("pids lock")[self.slot] = self.child.id();
+        Ok(())
+    }
+
+    /// How the helper ended, once it has: its signal or exit code.
+    fn how_it_ended(&mut self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    return match (status.signal(), status.code()) {
+                        (Some(signal), _) => {
+                            format!("was killed by {}", isotest_runtime::signal_name(signal))
+                        }
+                        (_, Some(code)) => format!("exited with code {code}"),
+                        _ => "ended".into(),
+                    };
+                }
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => return "stopped answering".into(),
+            }
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -278,36 +359,55 @@ impl Helper {
         &mut self,
         spec: &Spec,
         capture_limit: usize,
-        keep_writes: Option<&Path>,
+        keep_writes: Option<&KeepWrites>,
     ) -> Result<Outcome, HelperError> {
-        let pid = self.pid();
-        let lost = |source| HelperError::Lost { pid, source };
+        if let Err(source) = self.replace_if_gone() {
+            return Err(HelperError::Lost {
+                pid: self.pid(),
+                ended: "is gone and could not be replaced".into(),
+                source,
+            });
+        }
+        match self.exchange(spec, capture_limit, keep_writes) {
+            Ok(result) => result,
+            Err(source) => Err(HelperError::Lost {
+                pid: self.pid(),
+                ended: self.how_it_ended(),
+                source,
+            }),
+        }
+    }
+
+    /// One request and its response; an I/O error means the helper is gone.
+    fn exchange(
+        &mut self,
+        spec: &Spec,
+        capture_limit: usize,
+        keep_writes: Option<&KeepWrites>,
+    ) -> std::io::Result<Result<Outcome, HelperError>> {
         let request = RequestRef {
             spec,
             capture_limit,
             keep_writes,
         };
-        let mut line = serde_json::to_vec(&request).map_err(|e| lost(e.into()))?;
+        let mut line = serde_json::to_vec(&request)?;
         line.push(b'\n');
-        self.stdin
-            .write_all(&line)
-            .and_then(|()| self.stdin.flush())
-            .map_err(lost)?;
+        self.stdin.write_all(&line)?;
+        self.stdin.flush()?;
         let mut header = String::new();
-        if self.stdout.read_line(&mut header).map_err(lost)? == 0 {
-            return Err(lost(std::io::ErrorKind::UnexpectedEof.into()));
+        if self.stdout.read_line(&mut header)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        let response: Response = serde_json::from_str(&header).map_err(|e| lost(e.into()))?;
-        match response {
-            Response::Error { message, setup } => Err(HelperError::Sandbox { message, setup }),
+        match serde_json::from_str(&header)? {
+            Response::Error { message, setup } => Ok(Err(HelperError::Sandbox { message, setup })),
             Response::Outcome {
                 mut outcome,
                 stdout,
                 stderr,
             } => {
-                outcome.stdout = self.read_captured(&stdout).map_err(lost)?;
-                outcome.stderr = self.read_captured(&stderr).map_err(lost)?;
-                Ok(*outcome)
+                outcome.stdout = self.read_captured(&stdout)?;
+                outcome.stderr = self.read_captured(&stderr)?;
+                Ok(Ok(*outcome))
             }
         }
     }

@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::unistd::Pid;
 
+use super::helper::Pids;
+
 /// Blocks the signals in this thread and every thread it starts later, and waits for them
 /// on a thread of its own. Call before starting any other thread. On a signal, `stop` is
 /// set and the helpers are killed; their sandboxes die with them, since each sandbox's
 /// pid 1 has its helper's death as its own.
-pub fn watch(stop: Arc<AtomicBool>, helpers: Vec<u32>) -> nix::Result<Arc<AtomicBool>> {
+pub fn watch(stop: Arc<AtomicBool>, helpers: Pids) -> nix::Result<Arc<AtomicBool>> {
     let mut signals = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         signals.add(signal);
@@ -23,7 +25,7 @@ pub fn watch(stop: Arc<AtomicBool>, helpers: Vec<u32>) -> nix::Result<Arc<Atomic
         if signals.wait().is_ok() {
             flag.store(true, Ordering::SeqCst);
             stop.store(true, Ordering::SeqCst);
-            for pid in helpers {
+            for &pid in helpers.lock().expect("pids lock").iter() {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }

@@ -7,7 +7,7 @@ use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::helper::Helper;
+use super::helper::{Helper, Pids};
 
 /// How often the caller gets a chance to refresh its view while jobs run.
 const TICK: Duration = Duration::from_millis(200);
@@ -30,6 +30,7 @@ pub enum Event<J, R> {
 
 pub struct Pool {
     helpers: Vec<Mutex<Helper>>,
+    pids: Pids,
     /// Set to stop handing out jobs: a cancelled run.
     stop: Arc<AtomicBool>,
 }
@@ -37,20 +38,20 @@ pub struct Pool {
 impl Pool {
     /// Starts `size` helpers from the calling thread, which must outlive the pool.
     pub fn start(size: usize) -> std::io::Result<Pool> {
+        let pids = Pids::default();
         let helpers = (0..size.max(1))
-            .map(|_| Helper::start().map(Mutex::new))
+            .map(|slot| Helper::start(&pids, slot).map(Mutex::new))
             .collect::<Result<_, _>>()?;
         Ok(Pool {
             helpers,
+            pids,
             stop: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    pub fn pids(&self) -> Vec<u32> {
-        self.helpers
-            .iter()
-            .map(|h| h.lock().expect("helper lock").pid())
-            .collect()
+    /// The live helpers' pids, kept up to date as lost helpers are replaced.
+    pub fn pids(&self) -> Pids {
+        self.pids.clone()
     }
 
     pub fn stop_flag(&self) -> Arc<AtomicBool> {

@@ -4,6 +4,8 @@
 //! summary show it; `merge` reads shards of it back.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use isotest_runtime::Spec;
 use serde::{Deserialize, Serialize};
@@ -67,6 +69,14 @@ pub struct RunInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BinaryInfo {
     pub spec: Spec,
+    /// The workspace the binary's tests ran in; `replay` and `bisect` refuse a report of
+    /// another one unless told. Missing from reports written before it was recorded.
+    #[serde(default)]
+    pub workspace_root: Option<PathBuf>,
+    /// The binary as it was when its tests ran; `replay` and `bisect` refuse one that
+    /// changed since unless told. Missing when it could not be read, or in older reports.
+    #[serde(default)]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,6 +91,30 @@ pub struct RunReport {
     /// outright (SIGKILL, out of memory) knew. A finished run's report says false.
     pub in_progress: bool,
     pub tests: Vec<TestRecord>,
+}
+
+/// What tells a rebuilt binary from the one that ran: its size and modification time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub path: PathBuf,
+    pub len: u64,
+    /// Nanoseconds since the epoch: 64 bits hold them until 2262, and JSON readers that
+    /// go through a generic value (`merge`) take no wider integer.
+    pub modified_ns: i64,
+}
+
+impl Fingerprint {
+    pub fn of(path: &Path) -> Option<Fingerprint> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Fingerprint {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            modified_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+        })
+    }
 }
 
 impl RunReport {

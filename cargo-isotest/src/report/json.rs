@@ -2,15 +2,15 @@
 //! read back by `replay` and `--rerun-failed`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use isotest_runtime::{Spec, Writes};
 use serde::Deserialize;
 
-use super::document::{BinaryInfo, RunInfo, RunReport, SCHEMA};
-use super::file::write_atomically;
+use super::document::{BinaryInfo, Fingerprint, RunInfo, RunReport, SCHEMA};
+use crate::destination::Destination;
 use crate::exit_code::{self, Failure};
 use crate::runner::record::TestRecord;
 
@@ -19,17 +19,16 @@ use crate::runner::record::TestRecord;
 const SCHEMA_1: &str = "isotest-report/1";
 
 impl RunReport {
-    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+    pub fn write_json(&self, destination: &Destination) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(self)?;
-        write_atomically(path, &bytes)
-            .map_err(|e| anyhow::anyhow!("cannot write the JSON report to {}: {e}", path.display()))
+        Ok(destination.write(&bytes)?)
     }
 }
 
 /// Keeps the JSON report on disk up to date while the run goes on, so that a runner
 /// killed outright still leaves what it knew.
 pub struct Checkpoint {
-    path: PathBuf,
+    destination: Destination,
     info: RunInfo,
     keep_passing_output: bool,
     started: Instant,
@@ -40,17 +39,14 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn new(
-        path: PathBuf,
+        destination: Destination,
         info: RunInfo,
         keep_passing_output: bool,
         started: Instant,
         own_specs: BTreeMap<(String, String), Spec>,
     ) -> Checkpoint {
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
         Checkpoint {
-            path,
+            destination,
             info,
             keep_passing_output,
             started,
@@ -58,8 +54,8 @@ impl Checkpoint {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn destination(&self) -> &Destination {
+        &self.destination
     }
 
     /// The final report of `records`.
@@ -81,7 +77,7 @@ impl Checkpoint {
         let mut report = self.report(records, false);
         report.in_progress = true;
         // A failed checkpoint is not worth stopping the run for; the final write reports.
-        let _ = report.write_json(&self.path);
+        let _ = report.write_json(&self.destination);
     }
 }
 
@@ -148,6 +144,56 @@ impl StoredReport {
             (None, None) => None,
         }
     }
+
+    /// Refuses to run `tests` from a report of another workspace, or whose binaries are
+    /// not the ones that ran: either would run something other than what the user
+    /// thinks, with the binds the report names. `--trust-report` skips this.
+    pub fn check_trusted(&self, tests: &[&StoredTest]) -> anyhow::Result<()> {
+        let mut checked = BTreeSet::new();
+        for &test in tests {
+            if !checked.insert(&test.binary_id) {
+                continue;
+            }
+            self.workspace_of(test, "run what it says")?;
+            let binary = self.binaries.get(&test.binary_id);
+            let Some(program) = self
+                .test_sandbox(test)
+                .and_then(|(spec, argv)| argv.unwrap_or(&spec.argv).first())
+            else {
+                continue;
+            };
+            let recorded = binary.and_then(|b| b.fingerprint.as_ref());
+            match (recorded, Fingerprint::of(Path::new(program))) {
+                (Some(recorded), Some(now)) if *recorded == now => {}
+                (_, None) => bail!(
+                    "the test binary {program} is gone since the report was written: run the tests again, or pass --trust-report to run what it says anyway"
+                ),
+                _ => bail!(
+                    "the test binary {program} changed since the report was written (rebuilt?), so this would not run what ran: run the tests again, or pass --trust-report to run the binary as it is"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// The workspace `test` ran in, which the current directory must be in: a report of
+    /// another one (or one that does not say) is refused, with what `--trust-report`
+    /// would `do` anyway.
+    pub fn workspace_of(&self, test: &StoredTest, what: &str) -> anyhow::Result<&Path> {
+        let here = std::env::current_dir().unwrap_or_default();
+        let binary = self.binaries.get(&test.binary_id);
+        match binary.and_then(|b| b.workspace_root.as_deref()) {
+            Some(root) if here.starts_with(root) => Ok(root),
+            Some(root) => bail!(
+                "the report is of the workspace {}, not of this directory ({}): run it from there, or pass --trust-report to {what} anyway",
+                root.display(),
+                here.display()
+            ),
+            None => bail!(
+                "the report does not say which workspace it is of; pass --trust-report to {what} anyway"
+            ),
+        }
+    }
 }
 
 /// Whether a stored outcome is a failure.
@@ -155,11 +201,34 @@ pub fn failed(outcome: &str) -> bool {
     matches!(outcome, "failed" | "timed-out")
 }
 
+/// The report's JSON, or what is wrong with it in words that say what to do.
+fn parse(path: &Path, text: &[u8]) -> anyhow::Result<serde_json::Value> {
+    if text.iter().all(u8::is_ascii_whitespace) {
+        bail!(
+            "the report {} is empty: a run writes it when its first test ends, so this run ended (or was killed) before that; run the tests again for a new report",
+            path.display()
+        );
+    }
+    serde_json::from_slice(text).map_err(|e| {
+        if e.is_eof() {
+            anyhow::anyhow!(
+                "the report {} is truncated (its JSON stops at line {}): was the run killed while writing it, or the disk full? Run the tests again for a whole report",
+                path.display(),
+                e.line()
+            )
+        } else {
+            anyhow::anyhow!(
+                "{} is not JSON ({e}): give the path of a report `cargo isotest run --report-json` wrote",
+                path.display()
+            )
+        }
+    })
+}
+
 pub fn read(path: &Path) -> anyhow::Result<StoredReport> {
     let text = std::fs::read(path)
         .with_context(|| format!("cannot read the report {}", path.display()))?;
-    let schema: serde_json::Value =
-        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let schema = parse(path, &text)?;
     if schema["schema"] != SCHEMA && schema["schema"] != SCHEMA_1 {
         bail!(
             "{} is not a cargo isotest run report (its schema is {}, expected {SCHEMA})",
@@ -175,8 +244,7 @@ pub fn read(path: &Path) -> anyhow::Result<StoredReport> {
 pub fn read_full(path: &Path) -> anyhow::Result<RunReport> {
     let text = std::fs::read(path)
         .with_context(|| format!("cannot read the report {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let value = parse(path, &text)?;
     if value["schema"] != SCHEMA {
         bail!(
             "{} is not a cargo isotest run report of schema {SCHEMA} (its schema is {}); \
@@ -231,7 +299,26 @@ pub fn find<'a>(tests: &'a [StoredTest], filter: &str) -> anyhow::Result<&'a Sto
     };
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => bail!("no test in the report matches `{filter}`"),
+        [] => {
+            let mut closest: Vec<(f64, String)> = tests
+                .iter()
+                .map(|t| {
+                    let similar = strsim::jaro_winkler(filter, &t.name)
+                        .max(strsim::jaro_winkler(filter, &full(t)));
+                    (similar, full(t))
+                })
+                .collect();
+            closest.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let names: Vec<String> = closest
+                .into_iter()
+                .take(5)
+                .map(|(_, n)| format!("  {n}"))
+                .collect();
+            bail!(
+                "no test in the report matches `{filter}`; the closest names are:\n{}",
+                names.join("\n")
+            )
+        }
         many => {
             let names: Vec<String> = many
                 .iter()

@@ -1,7 +1,6 @@
 //! JUnit XML for CI systems: one testsuite per binary.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use quick_junit::{
@@ -9,12 +8,13 @@ use quick_junit::{
 };
 
 use super::document::RunReport;
+use crate::destination::Destination;
 use crate::runner::record::{AttemptRecord, Panic, TestOutcome, TestRecord};
 
-/// nextest's `junit` settings.
+/// nextest's `junit` settings, and where the report goes.
 #[derive(Clone, Debug)]
 pub struct JunitOptions {
-    pub path: PathBuf,
+    pub destination: Destination,
     /// The `name` of `<testsuites>`.
     pub report_name: String,
     pub store_success_output: bool,
@@ -22,10 +22,10 @@ pub struct JunitOptions {
 }
 
 impl JunitOptions {
-    /// The report at `path` with nextest's defaults: failures' output only.
-    pub fn new(path: PathBuf) -> JunitOptions {
+    /// The report at `destination` with nextest's defaults: failures' output only.
+    pub fn new(destination: Destination) -> JunitOptions {
         JunitOptions {
-            path,
+            destination,
             report_name: "isotest-run".into(),
             store_success_output: false,
             store_failure_output: true,
@@ -34,10 +34,8 @@ impl JunitOptions {
 }
 
 pub fn write(report: &RunReport, options: &JunitOptions) -> anyhow::Result<()> {
-    let path = &options.path;
     let xml = to_xml(report, options)?;
-    super::file::write_atomically(path, xml.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write the JUnit report to {}: {e}", path.display()))
+    Ok(options.destination.write(xml.as_bytes())?)
 }
 
 pub fn to_xml(report: &RunReport, options: &JunitOptions) -> anyhow::Result<String> {

@@ -8,23 +8,30 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::document::RunReport;
+use crate::destination::{Destination, Sink};
 use crate::runner::events::RunEvent;
 use crate::runner::record::{AttemptRecord, TestOutcome, TestRecord};
 
-#[derive(Default)]
 pub struct Stream {
-    /// Stderr is the terminal's; a closed stdout ends the stream, not the run.
-    closed: bool,
+    /// Stderr is the terminal's; a closed stdout ends the stream (`None`), not the run.
+    sink: Option<Sink>,
 }
 
 impl Stream {
-    fn emit(&mut self, value: Value) {
-        if self.closed {
-            return;
+    /// The stream on stdout, written through the one writer of every file isotest makes.
+    pub fn stdout() -> Stream {
+        Stream {
+            sink: Destination::Stdout.open().ok(),
         }
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{value}").and_then(|_| out.flush()).is_err() {
-            self.closed = true;
+    }
+
+    fn emit(&mut self, value: Value) {
+        let Some(sink) = &mut self.sink else {
+            return;
+        };
+        // One write a line, so that no line is ever split by another writer's.
+        if sink.write_all(format!("{value}\n").as_bytes()).is_err() {
+            self.sink = None;
         }
     }
 
@@ -55,20 +62,17 @@ impl Stream {
         }
     }
 
-    pub fn suite_finished(&self, report: &RunReport) {
-        let mut stream = Stream {
-            closed: self.closed,
-        };
+    pub fn suite_finished(mut self, report: &RunReport) {
         for record in report
             .tests
             .iter()
             .filter(|t| t.last.outcome == TestOutcome::Ignored || t.stress.is_some())
         {
-            stream.emit(test_line(record));
+            self.emit(test_line(record));
         }
         let summary = &report.summary;
         let failed = summary.failed + summary.timed_out;
-        stream.emit(json!({
+        self.emit(json!({
             "type": "suite",
             "event": if failed > 0 || report.cancelled { "failed" } else { "ok" },
             "passed": summary.passed,
@@ -78,6 +82,10 @@ impl Stream {
             "filtered_out": 0,
             "exec_time": summary.duration_ms as f64 / 1000.0,
         }));
+        if let Some(sink) = self.sink {
+            // Stdout is written as it goes: there is nothing left to put in place.
+            let _ = sink.finish();
+        }
     }
 }
 

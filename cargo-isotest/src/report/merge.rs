@@ -283,6 +283,8 @@ fn merge_test(records: Vec<&TestRecord>) -> TestRecord {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::discover::TestKind;
     use crate::runner::record::TestOutcome;
@@ -319,6 +321,43 @@ mod tests {
         assert_eq!(names, ["a", "m", "z"]);
         assert_eq!(merged.summary.total, 3);
         assert_eq!(merged.info.partition, None);
+    }
+
+    /// Each shard's binaries keep the workspace and fingerprint replay checks, through the
+    /// JSON `merge` reads and writes.
+    #[test]
+    fn binaries_keep_what_replay_trusts() {
+        use super::super::document::{BinaryInfo, Fingerprint};
+        let binary = |root: &str| BinaryInfo {
+            spec: isotest_runtime::Spec::new(vec!["/t/pkg-1".into()]),
+            workspace_root: Some(root.into()),
+            fingerprint: Some(Fingerprint {
+                path: "/t/pkg-1".into(),
+                len: 7,
+                modified_ns: 1_700_000_000_123_456_789,
+            }),
+        };
+        let mut first = report(Some("hash:1/2"), None, &["a"]);
+        first.info.binaries.insert("pkg".into(), binary("/ws/one"));
+        let mut second = report(Some("hash:2/2"), None, &["b"]);
+        second
+            .info
+            .binaries
+            .insert("other".into(), binary("/ws/two"));
+        let merged = merge(vec![shard("1", first), shard("2", second)]).unwrap();
+        let text = serde_json::to_string(&merged).unwrap();
+        let back: RunReport = serde_json::from_value(serde_json::from_str(&text).unwrap()).unwrap();
+        let roots: Vec<_> = back
+            .info
+            .binaries
+            .values()
+            .map(|b| b.workspace_root.clone().unwrap())
+            .collect();
+        assert_eq!(roots, [PathBuf::from("/ws/two"), PathBuf::from("/ws/one")]);
+        assert_eq!(
+            back.info.binaries["pkg"].fingerprint,
+            binary("/ws/one").fingerprint
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! through the runner's events and decide nothing about it.
 
 mod document;
-mod file;
 pub mod json;
 pub mod junit;
 pub mod libtest_json;
@@ -11,18 +10,18 @@ pub mod merge;
 mod stress;
 pub mod terminal;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 use crate::config::{Effective, OutputDisplay};
+use crate::destination::Destination;
 use crate::exit_code::{self, Failure};
 use crate::plan::Plan;
 use crate::runner::events::{Reporter, RunEvent};
 use crate::runner::policy::Policy;
 use crate::runner::record::TestRecord;
 use crate::sandbox;
-pub use document::{BinaryInfo, RunInfo, RunReport};
-pub use file::write_atomically;
+pub use document::{BinaryInfo, Fingerprint, RunInfo, RunReport};
 use junit::JunitOptions;
 pub use terminal::View;
 use terminal::{Terminal, TestView};
@@ -63,10 +62,12 @@ impl View {
     }
 }
 
-/// The JUnit report the run's settings ask for, if any.
-pub fn junit_options(run: &Effective) -> Option<JunitOptions> {
+/// The JUnit report the run's settings ask for, if any; inside `target_dir` it is written
+/// beneath it ([`Destination::chosen`]).
+pub fn junit_options(run: &Effective, target_dir: &Path) -> Option<JunitOptions> {
     let junit = &run.junit;
-    let defaults = JunitOptions::new(junit.path.as_ref()?.value.clone());
+    let path = &junit.path.as_ref()?.value;
+    let defaults = JunitOptions::new(Destination::chosen(path, target_dir));
     Some(JunitOptions {
         report_name: junit
             .report_name
@@ -96,17 +97,19 @@ pub struct RunReporter {
 
 impl RunReporter {
     /// Announces the plan. `attempts` is how many attempts the progress bar counts, when
-    /// that is known; the JSON report goes to `json_path`, kept up to date as tests end.
-    /// `info` says what the run was; `binaries` comes from the plan.
+    /// that is known; the JSON report goes to `outputs.json`, kept up to date as tests end.
+    /// `info` says what the run was; `binaries` comes from the plan, each with the
+    /// workspace it ran in and its binary as it is now, which replay checks.
     pub fn start(
         plan: &Plan,
         attempts: Option<usize>,
         outputs: Outputs,
         mut info: RunInfo,
+        workspace_root: &Path,
         view: View,
         started: Instant,
     ) -> RunReporter {
-        let terminal = Terminal::new(attempts, outputs.json.display().to_string(), view);
+        let terminal = Terminal::new(attempts, outputs.json.path().display().to_string(), view);
         terminal.header(
             plan.order.len(),
             plan.binaries,
@@ -117,7 +120,15 @@ impl RunReporter {
         info.binaries = plan
             .binary_specs
             .iter()
-            .map(|(id, spec)| (id.clone(), BinaryInfo { spec: spec.clone() }))
+            .map(|(id, spec)| {
+                let program = plan.tests.iter().find(|t| t.binary.id == *id);
+                let binary = BinaryInfo {
+                    spec: spec.clone(),
+                    workspace_root: Some(workspace_root.to_path_buf()),
+                    fingerprint: program.and_then(|t| Fingerprint::of(&t.binary.path)),
+                };
+                (id.clone(), binary)
+            })
             .collect();
         // A test whose overrides change its sandbox: what the binary's spec and its argv
         // would not give back.
@@ -132,7 +143,7 @@ impl RunReporter {
                     .then(|| ((test.binary.id.clone(), test.name.clone()), spec.clone()))
             })
             .collect();
-        let mut stream = outputs.libtest_json.then(libtest_json::Stream::default);
+        let mut stream = outputs.libtest_json.then(libtest_json::Stream::stdout);
         if let Some(stream) = &mut stream {
             stream.suite_started(plan.order.len());
         }
@@ -162,11 +173,13 @@ impl RunReporter {
             )
         });
         self.terminal.summary(&report, seed_line.as_deref());
-        if let Some(stream) = &self.stream {
+        if let Some(stream) = self.stream {
             stream.suite_finished(&report);
         }
         let failed = |e| Failure::new(exit_code::SETUP_FAILED, e);
-        report.write_json(self.checkpoint.path()).map_err(failed)?;
+        report
+            .write_json(self.checkpoint.destination())
+            .map_err(failed)?;
         if let Some(options) = &self.junit {
             junit::write(&report, options).map_err(failed)?;
         }
@@ -183,7 +196,7 @@ pub fn show(report: &RunReport, replay_from: String) {
 
 /// Where a run's reports go.
 pub struct Outputs {
-    pub json: PathBuf,
+    pub json: Destination,
     pub junit: Option<JunitOptions>,
     pub keep_passing_output: bool,
     pub libtest_json: bool,

@@ -133,6 +133,15 @@ impl<'a> Attempts<'a> {
         let mut record = verdict::attempt(&test.name, attempt.number, result, policy);
         let started_at = self.started_at.remove(&(attempt.test, attempt.number));
         if record.outcome == TestOutcome::NotRun {
+            // Cancelled while it ran: the test gets its own line, saying so.
+            if self.policy.stress.is_none() {
+                self.attempts[attempt.test].push(record);
+                let final_record = self.record(attempt.test);
+                self.reporter.report(RunEvent::TestFinished {
+                    test: attempt.test,
+                    record: &final_record,
+                });
+            }
             return;
         }
         record.started_at = started_at.map(|t| humantime::format_rfc3339_millis(t).to_string());
@@ -497,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_helper_leaves_the_test_not_run_without_a_verdict() {
+    fn a_cancelled_attempt_leaves_the_test_not_run_with_a_line_of_its_own() {
         let tests = [instance("a")];
         let specs = [Some(Spec::new(Vec::new()))];
         let policy = Policy {
@@ -512,17 +521,43 @@ mod tests {
         let Next::Job(attempt) = attempts.next() else {
             panic!("a first attempt")
         };
+        attempts.on_event(Event::Finished(attempt, Err(HelperError::Cancelled)));
+        assert!(
+            matches!(attempts.next(), Next::Done),
+            "a cancelled attempt is not retried"
+        );
+        let record = attempts.record(0);
+        assert_eq!(record.last.outcome, TestOutcome::NotRun);
+        assert!(record.last.error.unwrap().contains("cancelled"));
+        assert_eq!(log.0, ["end 1", "finished NotRun"]);
+    }
+
+    #[test]
+    fn a_lost_helper_fails_the_attempt_which_retries_may_run_again() {
+        let tests = [instance("a")];
+        let specs = [Some(Spec::new(Vec::new()))];
+        let policy = Policy {
+            tests: vec![TestPolicy {
+                retries: 1,
+                ..TestPolicy::DEFAULT
+            }],
+            ..Policy::default()
+        };
+        let mut log = Log::default();
+        let mut attempts = Attempts::new(&tests, &specs, &[0], &policy, &mut log);
+        let Next::Job(attempt) = attempts.next() else {
+            panic!("a first attempt")
+        };
         let lost = HelperError::Lost {
             pid: 7,
-            source: std::io::ErrorKind::BrokenPipe.into(),
+            ended: "was killed by SIGKILL".into(),
+            source: std::io::ErrorKind::UnexpectedEof.into(),
         };
         attempts.on_event(Event::Finished(attempt, Err(lost)));
         assert!(
-            matches!(attempts.next(), Next::Done),
-            "a lost helper is not retried"
+            matches!(attempts.next(), Next::Job(a) if a.number == 2),
+            "retried"
         );
-        assert_eq!(attempts.record(0).last.outcome, TestOutcome::NotRun);
-        assert_eq!(log.0, ["end 1"]);
     }
 
     #[test]

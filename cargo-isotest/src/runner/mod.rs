@@ -10,6 +10,7 @@ pub mod events;
 pub mod explain;
 mod load;
 pub mod policy;
+mod protocol;
 pub mod record;
 mod schedule;
 pub mod stress;
@@ -17,9 +18,7 @@ pub mod stress;
 mod test_support;
 pub mod verdict;
 
-use std::path::{Path, PathBuf};
-
-use isotest_runtime::Outcome;
+use isotest_runtime::{KeepWrites, Outcome};
 
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::pool::Pool;
@@ -50,18 +49,18 @@ pub fn run(
             let test = &plan.tests[attempt.test];
             let keep = policy
                 .keep_writes
-                .as_deref()
-                .map(|dir| kept_writes_dir(dir, &test.binary.id, &test.name, attempt.number));
-            if let Some(dir) = &keep {
-                // A directory left by an earlier run of the same attempt would mix with this one's.
-                let _ = std::fs::remove_dir_all(dir);
-            }
+                .as_ref()
+                .map(|keep| kept_writes(keep, &test.binary.id, &test.name, attempt.number));
             let seed = plan.attempt_seeds.then_some(plan.seed);
-            helper.run(
+            match helper.run(
                 &attempt_spec(spec, attempt.number, seed),
                 CAPTURE_LIMIT,
-                keep.as_deref(),
-            )
+                keep.as_ref(),
+            ) {
+                // Cancelling kills the helpers: that loss is the cancel, not a failure.
+                Err(HelperError::Lost { .. }) if pool.stopped() => Err(HelperError::Cancelled),
+                result => result,
+            }
         },
         &mut attempts,
     );
@@ -70,10 +69,16 @@ pub fn run(
 
 /// Where an attempt's writes are kept under `--keep-writes DIR`:
 /// `DIR/<binary id>/<test name>/attempt-<N>`, each name made one safe path component.
-pub fn kept_writes_dir(dir: &Path, binary_id: &str, name: &str, attempt: u32) -> PathBuf {
-    dir.join(path_component(binary_id))
-        .join(path_component(name))
-        .join(format!("attempt-{attempt}"))
+/// The sandbox removes what an earlier run left there.
+pub fn kept_writes(keep: &KeepWrites, binary_id: &str, name: &str, attempt: u32) -> KeepWrites {
+    KeepWrites {
+        base: keep.base.clone(),
+        below: keep
+            .below
+            .join(path_component(binary_id))
+            .join(path_component(name))
+            .join(format!("attempt-{attempt}")),
+    }
 }
 
 /// A name as one path component that reads like the name: `/` and `%` are escaped, and so
@@ -108,12 +113,22 @@ pub fn planned_attempts(plan: &Plan, policy: &Policy) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
     fn kept_writes_go_under_safe_names() {
-        let dir = kept_writes_dir(Path::new("/k"), "pkg::it", "a/../b", 2);
-        assert_eq!(dir, Path::new("/k/pkg::it/a%2F..%2Fb/attempt-2"));
+        let keep = KeepWrites {
+            base: "/target".into(),
+            below: "isotest/writes".into(),
+        };
+        let kept = kept_writes(&keep, "pkg::it", "a/../b", 2);
+        assert_eq!(kept.base, Path::new("/target"));
+        assert_eq!(
+            kept.below,
+            Path::new("isotest/writes/pkg::it/a%2F..%2Fb/attempt-2")
+        );
         assert_eq!(path_component(".."), "%2E.");
         assert_eq!(path_component("50%"), "50%25");
     }

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
+use isotest_runtime::KeepWrites;
 
 use super::budget::MemoryBudget;
 use crate::config::{
@@ -44,8 +44,8 @@ pub struct Policy {
     pub groups: BTreeMap<String, usize>,
     /// `--memory-budget`: what each test needs of it.
     pub memory_budget: Option<MemoryBudget>,
-    /// `--keep-writes`: where each attempt's writes are kept, by test name.
-    pub keep_writes: Option<PathBuf>,
+    /// `--keep-writes`: where each attempt's writes are kept, below by test name.
+    pub keep_writes: Option<KeepWrites>,
 }
 
 impl Default for Policy {

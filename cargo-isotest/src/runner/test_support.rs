@@ -59,7 +59,11 @@ pub fn outcome(code: i32, stdout: &str, strays: usize) -> Outcome {
 
 /// A passing libtest run of one test.
 pub fn passed() -> Outcome {
-    outcome(0, "running 1 test\ntest a ... ok\n", 0)
+    outcome(
+        0,
+        "\nrunning 1 test\ntest a ... ok\n\ntest result: ok. 1 passed; 0 failed\n",
+        0,
+    )
 }
 
 /// A failing libtest run of one test, with its panic message.

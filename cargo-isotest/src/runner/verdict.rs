@@ -1,17 +1,18 @@
 //! Verdicts: pure functions from what a sandbox produced and the run's policy to what an
 //! attempt, a test and the run are (passed, failed, flaky, leaky), with a hint at the cause.
 
-use isotest_runtime::{Captured, Outcome, Spec};
+use isotest_runtime::{Outcome, Spec};
 
 use super::policy::{FlakyPolicy, StraysPolicy, TestPolicy};
+use super::protocol;
 use super::record::{AttemptRecord, Output, Panic, TestOutcome, TestRecord};
 use super::stress::{self, KEPT_FAILURES};
 use crate::args::limit_hint;
 use crate::launch::helper::HelperError;
 use crate::plan::TestInstance;
 
-/// Turns a sandbox's outcome into attempt `number`'s record. A lost helper means the run
-/// is being cancelled: the attempt stays not run.
+/// Turns a sandbox's outcome into attempt `number`'s record. A cancelled run leaves the
+/// attempt not run, saying so; a helper lost otherwise fails it, with the cause.
 pub fn attempt(
     name: &str,
     number: u32,
@@ -22,10 +23,26 @@ pub fn attempt(
     let mut record = AttemptRecord::for_test(number);
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(HelperError::Lost { .. }) => return record,
-        Err(error @ HelperError::Sandbox { .. }) => {
+        Err(HelperError::Cancelled) => {
+            record.error = Some(
+                "the run was cancelled (Ctrl-C, SIGTERM or SIGHUP) while it ran; its sandbox was killed"
+                    .into(),
+            );
+            return record;
+        }
+        Err(error @ HelperError::Lost { .. }) => {
             record.outcome = TestOutcome::Failed;
-            record.error = Some(format!("the test's sandbox could not be created: {error}"));
+            record.error = Some(format!("it did not finish: {error}"));
+            record.failure_message = Some(record.describe_failure());
+            return record;
+        }
+        Err(HelperError::Sandbox { message, setup }) => {
+            record.outcome = TestOutcome::Failed;
+            // Without a setup step the sandbox was made, and lost later (its init killed).
+            record.error = Some(match setup {
+                Some(_) => format!("the test's sandbox could not be created: {message}"),
+                None => format!("the test's sandbox failed: {message}"),
+            });
             record.failure_message = Some(record.describe_failure());
             return record;
         }
@@ -43,11 +60,13 @@ pub fn attempt(
     };
     if let Some(error) = &outcome.start_error {
         record.error = Some(error.to_string());
-    } else if record.outcome == TestOutcome::Passed && ran_no_test(&outcome.stdout) {
+    } else if record.outcome == TestOutcome::Passed
+        // A test that `on-timeout = "pass"` lets pass was ended before it could say so.
+        && !outcome.timed_out
+        && let Err(not_proven) = protocol::ran_and_passed(&outcome.stdout.lossy(), name)
+    {
         record.outcome = TestOutcome::Failed;
-        record.error = Some(format!(
-            "the binary listed `{name}` but ran no test when asked for it by exact name: its harness does not honour `--exact`"
-        ));
+        record.error = Some(not_proven.to_string());
     }
     if record.outcome == TestOutcome::Passed && record.leaky && strays == StraysPolicy::Fail {
         record.outcome = TestOutcome::Failed;
@@ -152,19 +171,14 @@ pub fn test(
     record
 }
 
-/// Whether the run failed: a test failed, or a stressed test failed at least once.
+/// Whether the run failed: a test failed, a stressed test failed at least once, or a
+/// selected test never ran. A run passes only when every selected test ran and passed.
 pub fn run_failed(records: &[TestRecord]) -> bool {
-    records
-        .iter()
-        .any(|t| t.is_failure() || t.stress.as_ref().is_some_and(|s| s.failures > 0))
-}
-
-/// libtest's and libtest-mimic's own words for an empty run.
-fn ran_no_test(stdout: &Captured) -> bool {
-    stdout
-        .lossy()
-        .lines()
-        .any(|line| line.trim() == "running 0 tests")
+    records.iter().any(|t| {
+        t.is_failure()
+            || t.last.outcome == TestOutcome::NotRun
+            || t.stress.as_ref().is_some_and(|s| s.failures > 0)
+    })
 }
 
 /// For a failure whose output shows a variable read as missing: the variables named in
@@ -289,10 +303,11 @@ mod tests {
 
     #[test]
     fn strays_make_a_test_leaky_or_with_strays_fail_failed() {
-        let leaky = run(Ok(outcome(0, "running 1 test\n", 2)), StraysPolicy::Warn);
+        let pass = "running 1 test\ntest a ... ok\ntest result: ok. 1 passed\n";
+        let leaky = run(Ok(outcome(0, pass, 2)), StraysPolicy::Warn);
         assert_eq!(leaky.outcome, TestOutcome::Passed);
         assert!(leaky.leaky && leaky.error.is_none());
-        let failed = run(Ok(outcome(0, "running 1 test\n", 2)), StraysPolicy::Fail);
+        let failed = run(Ok(outcome(0, pass, 2)), StraysPolicy::Fail);
         assert_eq!(failed.outcome, TestOutcome::Failed);
         assert!(failed.leaky);
         let error = failed.error.unwrap();
@@ -314,15 +329,17 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_helper_leaves_the_attempt_not_run_and_a_failed_sandbox_fails_it() {
+    fn a_lost_helper_or_a_failed_sandbox_fails_the_attempt_and_a_cancel_does_not() {
         let lost = HelperError::Lost {
             pid: 7,
+            ended: "was killed by SIGKILL".into(),
             source: std::io::ErrorKind::UnexpectedEof.into(),
         };
-        assert_eq!(
-            run(Err(lost), StraysPolicy::Warn).outcome,
-            TestOutcome::NotRun
-        );
+        let record = run(Err(lost), StraysPolicy::Warn);
+        assert_eq!(record.outcome, TestOutcome::Failed);
+        assert!(record.error.unwrap().contains("SIGKILL"));
+        let cancelled = run(Err(HelperError::Cancelled), StraysPolicy::Warn);
+        assert_eq!(cancelled.outcome, TestOutcome::NotRun);
         let broken = HelperError::Sandbox {
             message: "mount failed".into(),
             setup: None,

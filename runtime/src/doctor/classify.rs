@@ -72,8 +72,11 @@ pub fn diagnose(failure: &SetupError, facts: &HostFacts, caller: &Caller) -> Dia
         Step::Proc if errno == Errno::EPERM && !facts.proc_overmounts.is_empty() => {
             proc_overmounted(facts)
         }
-        // Its other calls (a directory the caller cannot enter, say) are no kernel's fault.
-        Step::Overlay if failure.syscall == "mount(overlay)" => overlay_unavailable(failure, facts),
+        // Making the overlay itself (fsopen, fsconfig, the mount) failed; its other calls
+        // (a directory the caller cannot enter, say) are no kernel's fault.
+        Step::Overlay if failure.syscall.ends_with("(overlay)") => {
+            overlay_unavailable(failure, facts)
+        }
         Step::Sys if errno == Errno::EPERM && !facts.apparmor_restricts_us() => sys_refused(caller),
         step if is_mount_step(step) && denied && facts.apparmor_restricts_us() => {
             apparmor_restriction(failure, facts, caller)
@@ -92,6 +95,7 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Tmpfs
         | Step::Overlay
         | Step::Proc
+        | Step::ProcReadOnly
         | Step::Dev
         | Step::Sys
         | Step::Cgroups
@@ -102,6 +106,8 @@ fn is_mount_step(step: Step) -> bool {
         | Step::Setgroups
         | Step::UidMap
         | Step::GidMap
+        | Step::NamespaceLimit
+        | Step::TimeNamespace
         | Step::Mountpoint
         | Step::Symlink
         | Step::Hostname
@@ -226,6 +232,15 @@ mod tests {
         );
         assert!(d.summary.contains("6.8.0-45-generic"), "{}", d.summary);
         assert!(d.fix.contains("--writable-source"), "{}", d.fix);
+    }
+
+    #[test]
+    fn a_kernel_without_overlayfs_fails_its_fsopen() {
+        let failure = failure(Step::Overlay, "fsopen(overlay)", Some("/w"), Errno::ENODEV);
+        assert_eq!(
+            diagnose(&failure, &plain_host()).cause,
+            Cause::OverlayUnavailable
+        );
     }
 
     #[test]

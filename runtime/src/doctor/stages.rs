@@ -39,8 +39,8 @@ impl Stage {
     /// stages, after the spec's mounts, so their path decides.
     pub fn of(failure: &SetupError) -> Stage {
         match failure.step {
-            Step::Clone | Step::DeathSignal => Stage::Namespaces,
-            Step::Setgroups | Step::UidMap | Step::GidMap => Stage::IdMaps,
+            Step::Clone | Step::DeathSignal | Step::TimeNamespace => Stage::Namespaces,
+            Step::Setgroups | Step::UidMap | Step::GidMap | Step::NamespaceLimit => Stage::IdMaps,
             Step::Mountpoint => match &failure.path {
                 Some(path) if path.starts_with("/proc") => Stage::Proc,
                 Some(path) if path.starts_with("/dev") => Stage::Dev,
@@ -54,7 +54,7 @@ impl Stage {
             | Step::Tmpfs
             | Step::Overlay
             | Step::Symlink => Stage::Mounts,
-            Step::Proc => Stage::Proc,
+            Step::Proc | Step::ProcReadOnly => Stage::Proc,
             Step::Dev => Stage::Dev,
             Step::Sys | Step::Cgroups => Stage::Sys,
             Step::PivotRoot | Step::Seal => Stage::PivotRoot,

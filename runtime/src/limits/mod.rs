@@ -154,7 +154,6 @@ pub fn check(limits: &Limits) -> Result<Vec<String>, Unavailable> {
 pub(crate) struct Enforcement {
     /// Set on the program's process before exec.
     pub rlimits: Vec<(Resource, u64)>,
-    pub max_user_namespaces: Option<u64>,
     pub watch: watch::Config,
 }
 
@@ -191,7 +190,6 @@ impl Enforcer {
         };
         let enforcement = Enforcement {
             rlimits: rlimits(&spec.limits, mechanism),
-            max_user_namespaces: spec.limits.max_user_namespaces,
             watch: watch_config(spec, mechanism),
         };
         let enforcer = Enforcer {

@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use cargo_metadata::camino::{Utf8Path, Utf8PathBuf};
@@ -119,26 +118,21 @@ impl fmt::Display for PackWarning {
 /// the time is tar-rs's deterministic one, so files from memory and disk agree.
 const MTIME: u64 = 1_153_704_088;
 
-/// Writes the archive to `output` through a temporary file, so that a reader never sees
-/// half an archive, with the mode the umask gives.
-pub fn pack(input: &PackInput<'_>, output: &Path) -> Result<Packed, ArchiveError> {
+/// Writes the archive into `sink`, which the caller opened for `output` (the name its
+/// errors give) and puts in place once this returns it.
+pub fn pack<W: Write>(
+    input: &PackInput<'_>,
+    output: &Path,
+    sink: W,
+) -> Result<(Packed, W), ArchiveError> {
     let summary = archive_summary(input.binary_list)?;
     check_metadata(input.cargo_metadata_json)?;
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let write_error = |source| ArchiveError::Write {
         path: output.to_path_buf(),
         source,
     };
-    let file = tempfile::Builder::new()
-        .prefix(".isotest-archive")
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(write_error)?;
     let mut encoder =
-        zstd::Encoder::new(BufWriter::new(file), input.zstd_level).map_err(write_error)?;
+        zstd::Encoder::new(BufWriter::new(sink), input.zstd_level).map_err(write_error)?;
     encoder.include_checksum(true).map_err(write_error)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     encoder.multithread(threads).map_err(write_error)?;
@@ -228,13 +222,12 @@ pub fn pack(input: &PackInput<'_>, output: &Path) -> Result<Packed, ArchiveError
         builder, packed, ..
     } = packer;
     let encoder = builder.into_inner().map_err(write_error)?;
-    let file = encoder
+    let sink = encoder
         .finish()
         .map_err(write_error)?
         .into_inner()
         .map_err(|e| write_error(e.into_error()))?;
-    file.persist(output).map_err(|e| write_error(e.error))?;
-    Ok(packed)
+    Ok((packed, sink))
 }
 
 /// The binary list as nextest stores it: no separate build directory (everything is

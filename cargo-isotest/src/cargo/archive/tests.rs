@@ -26,8 +26,16 @@ fn our_list(built: &Built) -> BinaryListSummary {
     )
 }
 
+/// Packs in memory and writes the archive only when packing succeeded, as the command's
+/// destination puts it in place only at the end.
+fn pack_file(input: &PackInput<'_>, output: &Path) -> Result<Packed, ArchiveError> {
+    let (packed, bytes) = pack(input, output, Vec::new())?;
+    std::fs::write(output, bytes).expect("write the archive");
+    Ok(packed)
+}
+
 fn pack_ours(built: &Built, output: &Path) -> Packed {
-    pack(
+    pack_file(
         &PackInput {
             binary_list: &our_list(built),
             cargo_metadata_json: &built.metadata_json,
@@ -491,7 +499,7 @@ fn extra_paths_follow_their_depth_and_on_missing() {
         extra: &extras,
         zstd_level: 0,
     };
-    let packed = pack(&input, archive.as_std_path()).unwrap();
+    let packed = pack_file(&input, archive.as_std_path()).unwrap();
     assert_eq!(
         entry_names(archive.as_std_path()),
         [
@@ -514,14 +522,14 @@ fn extra_paths_follow_their_depth_and_on_missing() {
     )));
     // The same build packs to the same bytes.
     let again = root.join("y.tar.zst");
-    pack(&input, again.as_std_path()).unwrap();
+    pack_file(&input, again.as_std_path()).unwrap();
     assert_eq!(
         std::fs::read(&archive).unwrap(),
         std::fs::read(&again).unwrap()
     );
 
     let strict = [extra_path("missing", Depth::Infinite, OnMissing::Error)];
-    let error = pack(
+    let error = pack_file(
         &PackInput {
             extra: &strict,
             ..input
@@ -556,7 +564,7 @@ fn metadata_without_the_dependency_graph_is_refused() {
     let root = Utf8Path::from_path(scratch.path()).unwrap();
     let mut metadata: serde_json::Value = serde_json::from_str(&minimal_metadata(root)).unwrap();
     metadata["resolve"] = serde_json::Value::Null;
-    let error = pack(
+    let error = pack_file(
         &PackInput {
             binary_list: &empty_list(&root.join("target")),
             cargo_metadata_json: &metadata.to_string(),
@@ -652,7 +660,7 @@ fn unsafe_archives_are_refused_before_anything_is_written_outside() {
 fn the_remap_and_destination_are_checked() {
     let (_scratch, root) = scratch_root();
     let archive = root.join("x.tar.zst");
-    pack(
+    pack_file(
         &PackInput {
             binary_list: &empty_list(&root.join("target")),
             cargo_metadata_json: &minimal_metadata(&root.join("gone")),

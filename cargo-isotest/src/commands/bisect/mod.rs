@@ -32,6 +32,11 @@ pub struct BisectArgs {
     /// Sandboxes at once while the other tests of a trial run [default: the number of CPUs].
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<usize>,
+    /// Bisect with a report of another workspace, or one whose test binaries changed
+    /// since: a report says what to run and with which binds, so run only the ones you
+    /// trust.
+    #[arg(long)]
+    trust_report: bool,
 }
 
 /// How the other tests of a trial run with the target.
@@ -70,6 +75,10 @@ fn execute(args: &BisectArgs) -> Result<i32, Failure> {
         .into_iter()
         .map(|i| &report.tests[i])
         .collect();
+    if !args.trust_report {
+        let every: Vec<&StoredTest> = suspects.iter().copied().chain([target]).collect();
+        report.check_trusted(&every).map_err(usage)?;
+    }
     let specs: Vec<Spec> = suspects
         .iter()
         .chain([&target])

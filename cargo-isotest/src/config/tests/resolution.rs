@@ -345,6 +345,83 @@ fn each_sandbox_key_of_a_test_goes_command_line_then_override_then_profile_then_
 }
 
 #[test]
+fn nesting_and_pass_credentials_go_command_line_then_environment_then_override_then_profile() {
+    use crate::sandbox::SandboxOptions;
+
+    let text = "[profile.default]\nnesting = 4\n\n\
+                [[profile.default.overrides]]\nfilter = 'test(runs_own)'\nnesting = 64\n\
+                pass-credentials = true\n";
+    let compile = |env: &[(&str, &str)], cli: Layer| {
+        let config = Config::from_files(vec![workspace(text)], inputs(env, cli, None)).unwrap();
+        let compiled = config.profile().unwrap().compile(harness()).unwrap();
+        let package = package_id();
+        let options = |settings| SandboxOptions::from_settings(&settings).unwrap();
+        (
+            options(compiled.test_settings(&runs_own_binary(&package))),
+            options(compiled.test_settings(&test(
+                &package,
+                "lib",
+                "harness",
+                "config_env",
+                "harness",
+            ))),
+        )
+    };
+    let (overridden, plain) = compile(&[], Layer::default());
+    assert_eq!(
+        (overridden.namespace_limit, overridden.pass_credentials),
+        (64, true),
+        "the override"
+    );
+    assert_eq!(
+        (plain.namespace_limit, plain.pass_credentials),
+        (4, false),
+        "the profile, and the default"
+    );
+    let (overridden, _) = compile(&[("ISOTEST_NESTING", "8")], Layer::default());
+    assert_eq!(
+        overridden.namespace_limit, 8,
+        "the environment beats the override"
+    );
+    let cli = Layer {
+        nesting: Some(2),
+        pass_credentials: Some(true),
+        ..Layer::default()
+    };
+    let (overridden, plain) = compile(&[("ISOTEST_NESTING", "8")], cli);
+    assert_eq!(overridden.namespace_limit, 2, "the command line beats all");
+    assert!(
+        plain.pass_credentials,
+        "--pass-credentials is for every test"
+    );
+
+    let defaults = SandboxOptions::from_settings(&Default::default()).unwrap();
+    assert_eq!(
+        (defaults.namespace_limit, defaults.pass_credentials),
+        (isotest_runtime::DEFAULT_NAMESPACE_LIMIT, false)
+    );
+}
+
+#[test]
+fn a_zero_timeout_is_refused_naming_what_set_it() {
+    use crate::sandbox::SandboxOptions;
+
+    let config = config(
+        vec![workspace("[profile.default]\ntimeout = \"0s\"\n")],
+        &[],
+        None,
+    )
+    .unwrap();
+    let settings = config.profile().unwrap().settings();
+    let error = SandboxOptions::from_settings(&settings).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("`timeout`") && message.contains(".config/isotest.toml"),
+        "{message}"
+    );
+}
+
+#[test]
 fn chaos_reads_as_the_flag_does_and_isotest_chaos_is_not_a_setting() {
     use crate::config::Chaos;
     let text = "[profile.default]\nchaos = \"sched, cpus\"\n\n[profile.all]\nchaos = true\n\n\
@@ -441,10 +518,9 @@ fn the_layer_and_forward_keys_go_command_line_then_environment_then_override_the
     assert!(options.writable_source);
     assert!(!options.net_admin);
     assert_eq!(options.forwards.len(), 3);
-    assert!(options.binds.contains(&Mount::Bind {
-        src: socket.clone(),
+    assert!(options.binds.contains(&Mount::Socket {
+        src: socket.canonicalize().unwrap(),
         dst: socket.clone(),
-        writable: false,
     }));
     let options = SandboxOptions::from_settings(&plain).unwrap();
     assert!(!options.writable_source);
