@@ -20,8 +20,6 @@ pub enum Step {
     Setgroups,
     UidMap,
     GidMap,
-    /// Capping the namespaces the program may create (`user.max_*_namespaces`).
-    NamespaceLimit,
     /// Stopping mount events from propagating back to the host.
     PrivateMounts,
     /// Cloning a bind source's mount tree before the host root is hidden.
@@ -48,6 +46,8 @@ pub enum Step {
     Cgroups,
     /// The time namespace whose clocks `--chaos uptime` sets, entered before the pivot.
     TimeNamespace,
+    /// Capping the namespaces the program may create (`user.max_*_namespaces`).
+    NamespaceLimit,
     PivotRoot,
     /// Making the root and /dev read-only once populated.
     Seal,

@@ -65,7 +65,6 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &mut ChildFds) -> Setup<Option<Own
     } else {
         write_own_id_maps(plan)?;
     }
-    limit_namespaces(plan)?;
     make_mounts_private()?;
     let trees = clone_bind_sources(plan)?;
     let root = mount_root_tmpfs()?;
@@ -78,6 +77,7 @@ pub(crate) fn build_sandbox(plan: &Plan, fds: &mut ChildFds) -> Setup<Option<Own
     wait_until_placed(fds)?;
     mount_cgroups(plan, &root)?;
     perturb::enter_time_namespace(&plan.chaos)?;
+    limit_namespaces(plan)?;
     pivot_into_root()?;
     seal_root()?;
     set_hostname(plan)?;
@@ -188,7 +188,9 @@ fn wait_for_id_maps(fds: &ChildFds) -> Setup {
 const NAMESPACE_KINDS: &[&str] = &["user", "net", "mnt", "pid", "ipc", "uts", "cgroup", "time"];
 
 /// Caps what the program may create in our user namespace, and below it: the count would
-/// otherwise be charged unbounded to the host user's own limits.
+/// otherwise be charged unbounded to the host user's own limits. Written last before the
+/// pivot, once setup's own are made: each bind source cloned with `open_tree` holds an
+/// anonymous mount namespace until it is attached, which a low cap would refuse.
 fn limit_namespaces(plan: &Plan) -> Setup {
     for kind in NAMESPACE_KINDS {
         let limit = match *kind {

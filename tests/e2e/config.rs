@@ -573,8 +573,13 @@ fn per_test_sandbox_overrides(ctx: &Ctx) -> Result<(), Failed> {
     )?;
     expect(
         &observed(&report, APP, "observe::overridden")?,
-        &[("sys-present", "false"), ("uid", "0"), ("chaos", "cpus")],
-        "the override's sys, root and chaos",
+        &[
+            ("sys-present", "false"),
+            ("uid", "0"),
+            ("chaos", "cpus"),
+            ("nesting", "5"),
+        ],
+        "the override's sys, root, chaos and nesting",
     )?;
     expect(
         &observed(&report, APP, "observe::sandbox")?,

@@ -202,6 +202,23 @@ fn file_borne_secrets_are_hidden(ctx: &Ctx) -> Result<(), Failed> {
             format!("--pass-credentials must pass {secret}:\n{passed}")
         })?;
     }
+    // The same for one test through an override of the project's configuration.
+    let config = ctx.scratch.path().join("pass-credentials.toml");
+    std::fs::write(
+        &config,
+        "schema-version = 1\n\n[[profile.default.overrides]]\n\
+         filter = \"test(=shows_credential_files)\"\npass-credentials = true\n",
+    )?;
+    if let Some(user) = &ctx.user {
+        chown_tree(&config, user);
+    }
+    let config = config.display().to_string();
+    let passed = shown(&["--config-file", &config])?;
+    for secret in [GIT_TOKEN, HEADER_TOKEN, CARGO_TOKEN] {
+        ensure(passed.contains(secret), || {
+            format!("pass-credentials = true must pass {secret}:\n{passed}")
+        })?;
+    }
     std::fs::remove_dir_all(dir.join(".git"))?;
     Ok(())
 }
