@@ -125,14 +125,17 @@ impl Buffer {
         self.held.front().map(|(due, _)| *due)
     }
 
-    /// Moves the chunks that are due to the bytes to write.
-    fn release(&mut self, now: Instant) {
+    /// Moves the chunks that are due to the bytes to write; whether any was.
+    fn release(&mut self, now: Instant) -> bool {
+        let mut released = false;
         while let Some((due, _)) = self.held.front()
             && *due <= now
         {
             let (_, chunk) = self.held.pop_front().expect("looked at above");
             self.bytes.extend_from_slice(&chunk);
+            released = true;
         }
+        released
     }
 
     /// Reads what fits from `from`.
@@ -201,13 +204,15 @@ impl Forwarder {
             .min()
     }
 
-    /// Writes what has become due since the last poll.
+    /// Writes what has become due since the last poll, on the connections it came due on.
     pub fn release(&mut self, now: Instant) {
         for index in 0..self.relays.len() {
             if let Some(relay) = self.relays[index].as_mut() {
-                relay.to_outside.release(now);
-                relay.to_inside.release(now);
-                self.pump(index);
+                let outside = relay.to_outside.release(now);
+                let inside = relay.to_inside.release(now);
+                if outside || inside {
+                    self.pump(index);
+                }
             }
         }
     }
