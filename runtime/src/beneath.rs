@@ -2,9 +2,10 @@
 //! symlink: a writable bind lets a test plant links that a later mount point would
 //! otherwise follow onto the host.
 //!
-//! Every component is made with `mkdirat` (which never follows a link) and opened with
-//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so a link anywhere on the way is
-//! an `ELOOP` naming that link, and mounts land on the descriptor that was checked.
+//! Every component is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, and
+//! made first with `mkdirat` (which never follows a link) only where it is missing, so a
+//! link anywhere on the way is an `ELOOP` naming that link, and mounts land on the
+//! descriptor that was checked.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -125,19 +126,23 @@ impl Beneath {
         make_dir: bool,
     ) -> Result<OwnedFd, SetupError> {
         let fail = |syscall, e| SetupError::new(Step::Mountpoint, syscall, Some(shown), e);
-        if make_dir {
-            // mkdirat never follows a link; EEXIST comes before EROFS in a read-only bind.
-            match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(fail("mkdirat", errno(e))),
-            }
-        }
         let mut flags = OFlags::PATH | OFlags::CLOEXEC;
         if make_dir {
             flags |= OFlags::DIRECTORY;
         }
-        rustix::fs::openat2(dir, name, flags, Mode::empty(), RESOLVE)
-            .map_err(|e| fail("openat2", errno(e)))
+        let open = || rustix::fs::openat2(dir, name, flags, Mode::empty(), RESOLVE);
+        // Most components exist already (a parent of several mount points, a directory
+        // of a bind): opened first, made only when missing.
+        match open() {
+            Err(rustix::io::Errno::NOENT) if make_dir => {}
+            opened => return opened.map_err(|e| fail("openat2", errno(e))),
+        }
+        // mkdirat never follows a link; one made meanwhile is opened like any other.
+        match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(fail("mkdirat", errno(e))),
+        }
+        open().map_err(|e| fail("openat2", errno(e)))
     }
 }
 
