@@ -107,6 +107,18 @@ impl Beneath {
                 Errno::EINVAL,
             ));
         };
+        // openat2 refuses a link anywhere on a path as well as at its end, so a parent
+        // that exists is opened in one call; the walk below makes missing components and
+        // names the link that an ELOOP met.
+        if !dirs.is_empty() {
+            let relative: PathBuf = dirs.iter().collect();
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            if let Ok(dir) =
+                rustix::fs::openat2(&self.root, &relative, flags, Mode::empty(), RESOLVE)
+            {
+                return Ok((dir, last));
+            }
+        }
         let mut seen = PathBuf::from("/");
         let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.root, 0)
             .map_err(|e| SetupError::new(Step::Mountpoint, "dup", Some(path), errno(e)))?;
