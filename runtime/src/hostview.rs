@@ -22,6 +22,12 @@ pub(crate) const DEV_LINKS: &[(&str, &str)] = &[
     ("ptmx", "pts/ptmx"),
 ];
 
+/// The v1 controllers whose files tell a program the limits it runs under: CPUs
+/// (`available_parallelism` reads the quota), memory and processes. The sandbox shows
+/// only the hierarchies that hold one; each other mount would cost every sandbox its
+/// setup and teardown while no test reads it.
+const LIMIT_CONTROLLERS: &[&str] = &["cpu", "cpuset", "memory", "pids"];
+
 /// Directories of the sandbox's /dev beside its nodes and links.
 const DEV_DIRS: &[&str] = &["pts", "shm"];
 
@@ -38,7 +44,7 @@ pub(crate) struct CgroupMounts {
 
 /// The host's mounts, read once per process: they do not change while tests run, and a
 /// runner's helpers create thousands of sandboxes.
-fn host_mounts() -> &'static [MountEntry] {
+pub(crate) fn host_mounts() -> &'static [MountEntry] {
     static MOUNTS: OnceLock<Vec<MountEntry>> = OnceLock::new();
     MOUNTS.get_or_init(|| {
         parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
@@ -126,7 +132,13 @@ pub(crate) fn cgroup_layout(
             let dir = PathBuf::from(m.mount_point.file_name()?);
             let v1_options = match m.fs_type.as_str() {
                 "cgroup2" => None,
-                "cgroup" => Some(v1_name(&m.super_options, subsystems)?),
+                "cgroup" => {
+                    let options = v1_name(&m.super_options, subsystems)?;
+                    if !shows_limits(&options) {
+                        return None;
+                    }
+                    Some(options)
+                }
                 _ => return None,
             };
             Some(Hierarchy { dir, v1_options })
@@ -167,6 +179,12 @@ fn v1_name(super_options: &str, subsystems: &[String]) -> Option<String> {
     }
     controllers.extend(name);
     Some(controllers.join(","))
+}
+
+fn shows_limits(v1_options: &str) -> bool {
+    v1_options
+        .split(',')
+        .any(|option| LIMIT_CONTROLLERS.contains(&option))
 }
 
 fn is_plain_name(path: &Path) -> bool {
@@ -228,7 +246,7 @@ mod tests {
 22 1 253:0 / / rw,relatime - ext4 /dev/vda rw
 23 22 0:21 / /sys rw,relatime - sysfs sysfs rw
 24 23 0:22 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-25 24 0:23 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+25 24 0:23 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
 26 24 0:24 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory,clone_children
 27 24 0:25 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,release_agent=/x,name=systemd
 28 24 0:26 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
@@ -246,8 +264,9 @@ mod tests {
     }
 
     #[test]
-    fn a_hybrid_host_gets_a_tmpfs_with_each_hierarchy_by_its_name() {
+    fn a_hybrid_host_gets_a_tmpfs_with_each_limit_hierarchy_by_its_name() {
         let links = vec![
+            ("cpu".into(), "cpu,cpuacct".into()),
             ("net_cls".into(), "net_cls,net_prio".into()),
             ("bogus".into(), "missing".into()),
             ("../escape".into(), "cpu".into()),
@@ -262,16 +281,14 @@ mod tests {
         assert_eq!(
             found,
             [
-                ("cpu", Some("cpu")),
+                ("cpu,cpuacct", Some("cpu,cpuacct")),
                 ("memory", Some("memory")),
-                ("net_cls,net_prio", Some("net_cls,net_prio")),
-                ("systemd", Some("none,name=systemd")),
                 ("unified", None),
             ]
         );
         assert_eq!(
             layout.links,
-            [(PathBuf::from("net_cls"), PathBuf::from("net_cls,net_prio"))]
+            [(PathBuf::from("cpu"), PathBuf::from("cpu,cpuacct"))]
         );
     }
 
