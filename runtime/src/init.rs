@@ -40,7 +40,7 @@ pub(crate) fn run(
     limits: &Enforcement,
 ) -> Result<Finish, SetupError> {
     let init_fail = |syscall| move |errno| SetupError::new(Step::Init, syscall, None, errno);
-    hide_command_line();
+    hide_command_line(plan.argument_area);
     let reach = if plan.host_pid {
         // Orphans would go to the host's init; as a subreaper we get them, so whatever
         // the program leaves behind stays among our descendants.
@@ -90,25 +90,14 @@ pub(crate) fn run(
 /// pid 1 is a copy of the supervisor, whose argv holds every `--env` value and bind
 /// source; blanking it leaves /proc/1/cmdline showing only a name. Its environment is
 /// already out of the program's reach: reading /proc/1/environ needs pid 1's capabilities.
-fn hide_command_line() {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // arg_start and arg_end are fields 48 and 49; the fields after `)` start at field 3.
-    let fields: Vec<u64> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().skip(45).take(2))
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let [start, end] = fields[..] else { return };
-    if end <= start {
-        return;
-    }
+fn hide_command_line(area: Option<(usize, usize)>) {
+    let Some((start, end)) = area else { return };
     const NAME: &[u8] = b"isotest-init";
-    let len = (end - start) as usize;
-    // SAFETY: [arg_start, arg_end) is this process's own argument area on its initial
-    // stack, mapped writable; nothing in pid 1 reads argv after setup, and the last byte
-    // stays NUL so the kernel reads no further than the area.
+    let len = end - start;
+    // SAFETY: [arg_start, arg_end) is the supervisor's argument area on its initial stack,
+    // which this copy of it has at the same addresses, mapped writable; nothing in pid 1
+    // reads argv after setup, and the last byte stays NUL so the kernel reads no further
+    // than the area.
     unsafe {
         let area = start as *mut u8;
         std::ptr::write_bytes(area, 0, len);

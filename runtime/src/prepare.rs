@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::sched::CloneFlags;
@@ -56,6 +57,8 @@ pub(crate) struct Plan {
     pub block_devices: Vec<PathBuf>,
     /// The host's /proc and pid namespace instead of our own.
     pub host_pid: bool,
+    /// Where this process's argv lies, which pid 1 blanks.
+    pub argument_area: Option<(usize, usize)>,
 }
 
 pub(crate) struct SysPlan {
@@ -252,9 +255,30 @@ impl Plan {
             sys,
             block_devices,
             host_pid: spec.pid == Pid::Host,
+            argument_area: argument_area(),
             chaos: spec.chaos.clone(),
         })
     }
+}
+
+/// This process's `[arg_start, arg_end)`, read once: a runner's helper creates thousands
+/// of sandboxes, and every pid 1 it forks has its argv at the same addresses.
+fn argument_area() -> Option<(usize, usize)> {
+    static AREA: OnceLock<Option<(usize, usize)>> = OnceLock::new();
+    *AREA.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        argument_area_of(&stat)
+    })
+}
+
+/// arg_start and arg_end are fields 48 and 49 of /proc/PID/stat; the fields after `)`
+/// start at field 3. `None` for an empty area, which has nothing to blank.
+fn argument_area_of(stat: &str) -> Option<(usize, usize)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(45);
+    let start: usize = fields.next()?.parse().ok()?;
+    let end: usize = fields.next()?.parse().ok()?;
+    (end > start).then_some((start, end))
 }
 
 impl PlannedMount {
@@ -355,5 +379,22 @@ impl ChildFds {
             fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()]);
         }
         fds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_argument_area_is_fields_48_and_49_of_stat() {
+        let fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        let stat = format!("7 (a (b) c) {}", fields.join(" "));
+        assert_eq!(argument_area_of(&stat), Some((48, 49)));
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let (start, end) = argument_area_of(&own).unwrap();
+        assert!(end > start);
+        let empty = stat.replace(" 48 49 ", " 49 49 ");
+        assert_eq!(argument_area_of(&empty), None);
     }
 }

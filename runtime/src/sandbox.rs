@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -792,14 +793,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
 }
 
 fn check_single_threaded() -> Result<(), Error> {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let threads = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(1);
+    // procfs counts a process's threads into its task directory's links, beside . and ..
+    let threads = std::fs::metadata("/proc/self/task").map_or(1, |m| m.nlink().saturating_sub(2));
     if threads > 1 {
-        return Err(Error::MultiThreaded(threads));
+        return Err(Error::MultiThreaded(threads as usize));
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use super::Available;
-use crate::doctor::{MountEntry, cgroup2_directory, cgroup2_path, parse_mountinfo};
+use crate::doctor::{MountEntry, cgroup2_directory, cgroup2_path};
 use crate::spec::Limits;
 
 /// Every sandbox cgroup is named `isotest.<owner pid>.<n>`: a stale one, whose owner is
@@ -65,11 +65,10 @@ pub struct V1Parents {
 impl Parents {
     /// Looks at this process's cgroups as the kernel shows them.
     pub fn discover() -> Parents {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        let mounts = parse_mountinfo(&mountinfo);
+        let mounts = crate::hostview::host_mounts();
         let v2 = cgroup2_path(&own)
-            .and_then(|path| cgroup2_directory(&mounts, &path))
+            .and_then(|path| cgroup2_directory(mounts, &path))
             .and_then(|(mount, dir)| v2_parent(&dir, &mount, &["memory", "pids"]));
         let v2_cpu = v2
             .as_deref()
@@ -79,7 +78,7 @@ impl Parents {
             v2,
             v2_cpu,
             v1: if root {
-                v1_parents(&mounts, &own)
+                v1_parents(mounts, &own)
             } else {
                 V1Parents::default()
             },
@@ -492,6 +491,7 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
+    use crate::doctor::parse_mountinfo;
     use crate::limits::Mechanism;
 
     /// A directory laid out like a cgroup2 filesystem: the same file names and formats.
