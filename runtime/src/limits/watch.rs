@@ -200,8 +200,8 @@ fn tmpfs_use(path: &Path) -> Option<(u64, bool)> {
     Some((used, stat.blocks() > 0 && stat.blocks_available() == 0))
 }
 
-/// Tasks (threads count, as for pids.max) and the total PSS of every process this pid
-/// namespace's /proc shows, and the tasks of `program` alone.
+/// Tasks (threads count, as for pids.max) of every process this pid namespace's /proc
+/// shows, the total PSS of all but the watcher itself, and the tasks of `program` alone.
 fn sample_processes(program: u32) -> (u64, u64, u64) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return (0, 0, 0);
@@ -209,6 +209,7 @@ fn sample_processes(program: u32) -> (u64, u64, u64) {
     let mut tasks = 0;
     let mut program_tasks = 0;
     let mut pss = 0;
+    let own = std::process::id();
     for pid in entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -218,6 +219,11 @@ fn sample_processes(program: u32) -> (u64, u64, u64) {
         tasks += these;
         if pid == program {
             program_tasks = these;
+        }
+        // pid 1's memory is the runner's copy, not the test's; walking its page tables
+        // was the costliest part of every look.
+        if pid == own {
+            continue;
         }
         let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"));
         pss += rollup.ok().and_then(|r| pss_bytes(&r)).unwrap_or(0);
