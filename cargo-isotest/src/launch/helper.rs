@@ -192,7 +192,7 @@ fn serve() -> i32 {
 
 fn run_one(request: &Request) -> (Response, Vec<u8>) {
     let result = Sandbox::spawn(&request.spec).and_then(|s| {
-        let s = s.capture_limit(request.capture_limit);
+        let s = s.capture_limit(request.capture_limit).reap_later();
         match &request.keep_writes {
             Some(keep) => s.keep_writes(keep.clone()),
             None => s,

@@ -201,6 +201,12 @@ impl Enforcer {
         Ok((enforcer, enforcement))
     }
 
+    /// Whether the sandbox's pid 1 must be reaped before its outcome is known: its
+    /// cgroup is read and removed only once it is empty.
+    pub fn needs_reaped_init(&self) -> bool {
+        self.group.is_some()
+    }
+
     /// Moves pid 1 (host pid `pid`) into the sandbox's cgroup2 group when clone3 could not
     /// start it there. The sandbox's setup runs meanwhile and waits for this only at its
     /// end.
