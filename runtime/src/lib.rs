@@ -36,7 +36,7 @@ pub use chaos::{
 pub use cpu_group::{CpuGroup, share_cpu_group};
 pub use error::{Error, SetupError, Step, errno_text};
 pub use idmap::{HostIds, IdMapping, Missing, SubordinateRange, host_ids};
-pub use limits::{LimitExceeded, Mechanism, Resources, format_bytes};
+pub use limits::{CgroupSlot, LimitExceeded, Mechanism, Resources, format_bytes};
 pub use outcome::{Exit, Outcome, StartError, Stray, signal_name};
 pub use output::{Captured, DEFAULT_CAPTURE_LIMIT};
 pub use sandbox::{Echo, Sandbox, forwarded_signals};

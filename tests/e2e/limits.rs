@@ -23,6 +23,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ),
     ("tmp_fills_to_its_size", tmp_fills_to_its_size),
     ("every_test_is_accounted", every_test_is_accounted),
+    (
+        "tests_sharing_a_slot_each_get_their_own_peak",
+        tests_sharing_a_slot_each_get_their_own_peak,
+    ),
     ("exec_names_the_limit", exec_names_the_limit),
     ("limits_are_visible_inside", limits_are_visible_inside),
     (
@@ -180,6 +184,45 @@ fn every_test_is_accounted(ctx: &Ctx) -> Result<(), Failed> {
         String::from_utf8_lossy(&out.stderr).contains("HEAVIEST"),
         || format!("no heaviest tests in the summary; {}", describe(&out)),
     )
+}
+
+/// One helper (`-j 1`) runs both tests in turn; as root they share its slot's v1 memory
+/// cgroup, whose peak is reset between them: the gibibyte's is not the next test's. The
+/// slot goes with the run.
+fn tests_sharing_a_slot_each_get_their_own_peak(ctx: &Ctx) -> Result<(), Failed> {
+    let args = [
+        "--test",
+        "hostile",
+        "--exact",
+        "allocates_a_gibibyte",
+        "modest",
+        "-j",
+        "1",
+        "--memory-max",
+        "2G",
+    ];
+    let (out, report, _) = run(ctx, "limits", &args)?;
+    ensure(out.status.success(), || describe(&out))?;
+    let peak = |name: &str| -> Result<u64, Failed> {
+        let record = test(&report, "limits::hostile", name)?;
+        ensure_eq(
+            record["resources"]["mechanism"].as_str(),
+            Some(expected_mechanism(ctx)),
+            "mechanism",
+        )?;
+        Ok(record["resources"]["peak_memory_bytes"]
+            .as_u64()
+            .unwrap_or(0))
+    };
+    let (big, small) = (peak("allocates_a_gibibyte")?, peak("modest")?);
+    // The fallback samples, and may miss the last few chunks before the test ends.
+    ensure(big >= 512 << 20, || {
+        format!("the gibibyte's peak {big} is below half of it")
+    })?;
+    ensure((8 << 20..256 << 20).contains(&small), || {
+        format!("modest's peak {small} is not its own 8 MiB or so (the gibibyte's was {big})")
+    })?;
+    host_is_clean()
 }
 
 fn exec_names_the_limit(ctx: &Ctx) -> Result<(), Failed> {

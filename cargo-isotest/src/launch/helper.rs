@@ -28,6 +28,8 @@ const PARENT_ENV: &str = "ISOTEST_HELPER_PARENT";
 const EXEC_SPEC_ARG: &str = "__exec-spec";
 /// Where that spec is, as JSON.
 const SPEC_ENV: &str = "ISOTEST_EXEC_SPEC";
+/// How long a dropped helper gets to end by itself once its stdin is closed.
+const EXIT_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Runs a hidden mode when `args` (the command line, program name first) asks for one,
 /// and returns its exit status.
@@ -165,6 +167,9 @@ fn serve() -> i32 {
     if let Some(runner) = parent {
         let _ = isotest_runtime::share_cpu_group(runner as u32);
     }
+    // One sandbox at a time: each runs in the cgroups the last one ran in, removed when
+    // stdin closes (by the janitor if this helper is killed first).
+    let _slot = isotest_runtime::CgroupSlot::keep();
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut line = String::new();
@@ -247,7 +252,8 @@ fn send(out: &mut impl Write, response: &Response, bytes: &[u8]) -> std::io::Res
 /// The runner's end of one helper.
 pub struct Helper {
     child: Child,
-    stdin: ChildStdin,
+    /// Closed (taken) first when the helper is dropped, to end it.
+    stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     /// Where this helper's pid is listed, and at which index.
     pids: Pids,
@@ -279,7 +285,7 @@ impl Helper {
         drop(list);
         Ok(Helper {
             child,
-            stdin,
+            stdin: Some(stdin),
             stdout,
             pids: pids.clone(),
             slot,
@@ -322,7 +328,7 @@ impl Helper {
         }
         let fresh = Helper::spawn()?;
         self.child = fresh.child;
-        self.stdin = fresh.stdin;
+        self.stdin = Some(fresh.stdin);
         self.stdout = fresh.stdout;
         self.pids.lock().expect("pids lock")[self.slot] = self.child.id();
         Ok(())
@@ -392,8 +398,12 @@ impl Helper {
         };
         let mut line = serde_json::to_vec(&request)?;
         line.push(b'\n');
-        self.stdin.write_all(&line)?;
-        self.stdin.flush()?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .expect("open until the helper is dropped");
+        stdin.write_all(&line)?;
+        stdin.flush()?;
         let mut header = String::new();
         if self.stdout.read_line(&mut header)? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -423,7 +433,14 @@ impl Helper {
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        // Closing its stdin ends the helper's loop; a helper stuck in a sandbox is killed.
+        // Closing its stdin ends the helper's loop, and the helper removes its cgroups on
+        // its way out; one still in a sandbox after a moment is killed (its janitor then
+        // removes them).
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + EXIT_PATIENCE;
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

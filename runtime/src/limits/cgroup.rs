@@ -22,6 +22,10 @@ const PREFIX: &str = "isotest.";
 const CPU_PERIOD_US: u64 = 100_000;
 /// How long removal retries while the kernel finishes tearing the sandbox down.
 const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
+/// A kept v1 slot that still holds more memory than this when a sandbox would start in
+/// it (the page cache of files an earlier sandbox wrote, say) is replaced by a fresh one:
+/// a sandbox's memory limit is for its own use.
+const HELD_MAX: u64 = 16 << 20;
 
 /// A cgroup operation that failed, with the file and the errno.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -175,7 +179,8 @@ pub fn owner_of(name: &str) -> Option<i32> {
     pid.parse().ok()
 }
 
-/// One sandbox's cgroup (one directory per v1 hierarchy), removed on drop.
+/// One sandbox's cgroup (one directory per v1 hierarchy), removed on drop. Under v1 its
+/// memory and cpu cgroups are its slot's ([`V1Slot`]), which may serve the next sandbox.
 pub struct Group {
     kind: Kind,
     /// Directories still to remove, children of the parents.
@@ -187,12 +192,152 @@ enum Kind {
         dir: PathBuf,
         fd: OwnedFd,
     },
-    /// `tasks` holds each directory's `tasks` file, opened here for pid 1 to join by.
     V1 {
-        memory: PathBuf,
+        slot: V1Slot,
+        /// The sandbox's own pids cgroup, and its `tasks` file for pid 1 to join by.
         pids: PathBuf,
-        tasks: Vec<OwnedFd>,
+        pids_tasks: OwnedFd,
+        /// Whether pid 1 joins the slot's cpu cgroup: only for a CPU limit.
+        cpu: bool,
+        start: Baseline,
     },
+    /// Directories made earlier (or by a runner now dead), only to remove.
+    Leftover,
+}
+
+/// A slot's cumulative counters as a sandbox starts in it: the sandbox's own are what
+/// they grew by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Baseline {
+    oom_kills: u64,
+    /// What the slot's memory cgroup still held from earlier sandboxes, where the
+    /// sandbox's peak starts: the kernel's per-CPU reserve of charges (up to 256 KiB a
+    /// CPU, a fresh cgroup's peak has it too), kernel objects not yet freed, cache.
+    held: u64,
+}
+
+/// A slot's v1 memory cgroup, and its cpu cgroup once a sandbox had a CPU limit. A slot
+/// is a process's place for one sandbox at a time; a process that keeps it
+/// ([`super::CgroupSlot`]) runs sandbox after sandbox in the same cgroups, since making
+/// and removing a memory cgroup costs every sandbox the kernel's allocation and later
+/// offlining of it, while its peak is reset by one write and its limits are rewritten only
+/// when they change. The pids cgroup stays per sandbox: `pids.peak` cannot be reset, and
+/// a pids cgroup is cheap to make.
+pub struct V1Slot {
+    /// The memory cgroup, then the cpu one once made; each dropped from here as it is
+    /// removed.
+    dirs: Vec<PathBuf>,
+    /// Their `tasks` files, in the same order, for pid 1 to join by.
+    tasks: Vec<OwnedFd>,
+    /// The limits written in them now.
+    memory_max: Option<u64>,
+    cpu_max_millis: Option<u64>,
+}
+
+impl V1Slot {
+    fn create(memory_parent: &Path, name: &str) -> Result<V1Slot, CgroupError> {
+        let mut slot = V1Slot {
+            dirs: Vec::new(),
+            tasks: Vec::new(),
+            memory_max: None,
+            cpu_max_millis: None,
+        };
+        slot.make(memory_parent, name)?;
+        Ok(slot)
+    }
+
+    /// Makes a cgroup of the slot, named like its memory cgroup, and opens its `tasks`.
+    fn make(&mut self, parent: &Path, name: &str) -> Result<(), CgroupError> {
+        let dir = parent.join(name);
+        make_dir(&dir)?;
+        self.dirs.push(dir.clone());
+        self.tasks.push(open_tasks(&dir)?);
+        Ok(())
+    }
+
+    fn memory(&self) -> &Path {
+        &self.dirs[0]
+    }
+
+    /// Writes the limits that differ from those the cgroups have.
+    fn apply(&mut self, cpu_parent: Option<&Path>, limits: &Limits) -> Result<(), CgroupError> {
+        if self.memory_max != limits.memory_max {
+            let value = limits
+                .memory_max
+                .map_or_else(|| "-1".to_string(), |max| max.to_string());
+            let memsw = self.memory().join("memory.memsw.limit_in_bytes").exists();
+            for file in memory_limit_files(self.memory_max, limits.memory_max, memsw) {
+                write_control(&self.dirs[0], file, &value)?;
+            }
+            self.memory_max = limits.memory_max;
+        }
+        let (Some(millis), Some(parent)) = (limits.cpu_max_millis, cpu_parent) else {
+            return Ok(());
+        };
+        if self.dirs.len() == 1 {
+            let name = self.dirs[0]
+                .file_name()
+                .expect("a cgroup's name")
+                .to_owned();
+            self.make(parent, &name.to_string_lossy())?;
+            write_control(
+                &self.dirs[1],
+                "cpu.cfs_period_us",
+                &CPU_PERIOD_US.to_string(),
+            )?;
+        }
+        if self.cpu_max_millis != Some(millis) {
+            let quota = millis * CPU_PERIOD_US / 1000;
+            write_control(&self.dirs[1], "cpu.cfs_quota_us", &quota.to_string())?;
+            self.cpu_max_millis = Some(millis);
+        }
+        Ok(())
+    }
+
+    /// Readies the slot for a sandbox: the memory peak reset to what the slot holds now
+    /// (the kernel sets it to the current use), and what it holds and the OOM kills so
+    /// far counted.
+    fn start(&self) -> Result<Baseline, CgroupError> {
+        let peak = self.memory().join("memory.max_usage_in_bytes");
+        write_control(self.memory(), "memory.max_usage_in_bytes", "0")?;
+        let held = std::fs::read_to_string(&peak).map_err(|e| fail("read", &peak)(io_errno(e)))?;
+        let control = std::fs::read_to_string(self.memory().join("memory.oom_control"));
+        Ok(Baseline {
+            oom_kills: control
+                .ok()
+                .and_then(|t| keyed(&t, "oom_kill"))
+                .unwrap_or(0),
+            held: held.trim().parse().unwrap_or(0),
+        })
+    }
+
+    /// Removes the slot's cgroups, once no sandbox is in them.
+    pub fn remove(mut self) -> Result<(), CgroupError> {
+        remove_dirs(&mut self.dirs)
+    }
+}
+
+impl Drop for V1Slot {
+    fn drop(&mut self) {
+        let _ = remove_dirs(&mut self.dirs);
+    }
+}
+
+/// The files a v1 memory limit is written to, in order, going from `old` to `new` (`None`:
+/// no limit). Memory plus swap (`memsw`, where swap is accounted) is capped at the same
+/// value, so that swap holds nothing past the limit; the kernel keeps it at or above the
+/// memory limit, so a rise writes it first and a fall last.
+fn memory_limit_files(old: Option<u64>, new: Option<u64>, memsw: bool) -> &'static [&'static str] {
+    let rise = match (old, new) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(old), Some(new)) => new > old,
+    };
+    match (memsw, rise) {
+        (false, _) => &["memory.limit_in_bytes"],
+        (true, true) => &["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"],
+        (true, false) => &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"],
+    }
 }
 
 /// Writes `value` to the control file `dir/file`.
@@ -236,10 +381,14 @@ impl Group {
         Ok(group)
     }
 
-    /// One cgroup in each of the v1 memory and pids hierarchies, and in cpu for a CPU
-    /// limit. CPU time comes from pid 1's accounting of its children, which is exact too.
+    /// The sandbox's v1 cgroups: the memory one of `kept`, the slot its process kept
+    /// from its last sandbox, with `limits` written where they changed (and the cpu one,
+    /// for a CPU limit), and a pids cgroup of its own. Without a kept slot, or where it
+    /// cannot take these limits (a memory limit below what it still holds), a fresh slot.
+    /// CPU time comes from pid 1's accounting of its children, which is exact too.
     pub fn create_v1(
         parents: &V1Parents,
+        kept: Option<V1Slot>,
         name: &str,
         limits: &Limits,
     ) -> Result<Group, CgroupError> {
@@ -248,50 +397,42 @@ impl Group {
                 Errno::ENOENT,
             ));
         };
-        // Made one by one into the group, so that a failure removes what was made.
-        let mut group = Group::existing(Vec::new());
-        let memory = group.make(memory_parent, name)?;
-        let pids = group.make(pids_parent, name)?;
-        let cpu = match (limits.cpu_max_millis, &parents.cpu) {
-            (Some(_), Some(parent)) => Some(group.make(parent, name)?),
-            _ => None,
-        };
-        let tasks = group
-            .dirs
-            .iter()
-            .map(|dir| open_tasks(dir))
-            .collect::<Result<_, _>>()?;
-        group.kind = Kind::V1 {
-            memory: memory.clone(),
-            pids: pids.clone(),
-            tasks,
-        };
-        if let Some(max) = limits.memory_max {
-            write_control(&memory, "memory.limit_in_bytes", &max.to_string())?;
-            // Memory plus swap capped at the same value: no swapping past the limit.
-            if memory.join("memory.memsw.limit_in_bytes").exists() {
-                write_control(&memory, "memory.memsw.limit_in_bytes", &max.to_string())?;
+        let cpu_parent = parents.cpu.as_deref();
+        // A kept slot that refuses the limits, or holds too much, is dropped (so removed).
+        let reused = kept.and_then(|mut slot| {
+            slot.apply(cpu_parent, limits).ok()?;
+            let start = slot.start().ok().filter(|s| s.held <= HELD_MAX)?;
+            Some((slot, start))
+        });
+        let (slot, start) = match reused {
+            Some(reused) => reused,
+            None => {
+                let mut slot = V1Slot::create(memory_parent, name)?;
+                slot.apply(cpu_parent, limits)?;
+                let start = slot.start()?;
+                (slot, start)
             }
-        }
+        };
+        let mut group = Group::existing(Vec::new());
+        let pids = group.make(pids_parent, name)?;
+        let pids_tasks = open_tasks(&pids)?;
         if let Some(max) = limits.pids_max {
             write_control(&pids, "pids.max", &max.to_string())?;
         }
-        if let (Some(millis), Some(cpu)) = (limits.cpu_max_millis, &cpu) {
-            write_control(cpu, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
-            let quota = millis * CPU_PERIOD_US / 1000;
-            write_control(cpu, "cpu.cfs_quota_us", &quota.to_string())?;
-        }
+        group.kind = Kind::V1 {
+            start,
+            cpu: limits.cpu_max_millis.is_some() && slot.dirs.len() > 1,
+            slot,
+            pids,
+            pids_tasks,
+        };
         Ok(group)
     }
 
     /// Directories made earlier (or by a runner now dead), to remove.
     fn existing(dirs: Vec<PathBuf>) -> Group {
         Group {
-            kind: Kind::V1 {
-                memory: PathBuf::new(),
-                pids: PathBuf::new(),
-                tasks: Vec::new(),
-            },
+            kind: Kind::Leftover,
             dirs,
         }
     }
@@ -307,7 +448,7 @@ impl Group {
     pub fn clone_into(&self) -> Option<BorrowedFd<'_>> {
         match &self.kind {
             Kind::V2 { fd, .. } => Some(fd.as_fd()),
-            Kind::V1 { .. } => None,
+            Kind::V1 { .. } | Kind::Leftover => None,
         }
     }
 
@@ -317,24 +458,37 @@ impl Group {
     pub fn place(&self, pid: nix::unistd::Pid) -> Result<(), CgroupError> {
         match &self.kind {
             Kind::V2 { dir, .. } => write_control(dir, "cgroup.procs", &pid.to_string()),
-            Kind::V1 { .. } => Ok(()),
+            Kind::V1 { .. } | Kind::Leftover => Ok(()),
         }
     }
 
-    /// Copies of the v1 `tasks` files, for pid 1 to write `0` to while it is its only
-    /// thread. Moving oneself by thread skips the kernel's global threadgroup lock, whose
-    /// taking waits for an RCU grace period (about 12 ms on an idle host) when a
-    /// supervisor writes a pid to `cgroup.procs`. The kernel checks the credentials the
-    /// file was opened with, the supervisor's, so pid 1 may do it from its new user
-    /// namespace.
+    /// Copies of the v1 `tasks` files (memory, pids, then cpu for a CPU limit), for pid 1
+    /// to write `0` to while it is its only thread. Moving oneself by thread skips the
+    /// kernel's global threadgroup lock, whose taking waits for an RCU grace period (about
+    /// 12 ms on an idle host) when a supervisor writes a pid to `cgroup.procs`. The kernel
+    /// checks the credentials the file was opened with, the supervisor's, so pid 1 may do
+    /// it from its new user namespace.
     pub fn tasks(&self) -> Result<Vec<OwnedFd>, CgroupError> {
-        let Kind::V1 { tasks, .. } = &self.kind else {
+        let Kind::V1 {
+            slot,
+            pids,
+            pids_tasks,
+            cpu,
+            ..
+        } = &self.kind
+        else {
             return Ok(Vec::new());
         };
-        tasks
-            .iter()
-            .zip(&self.dirs)
-            .map(|(fd, dir)| {
+        let mut joined = vec![
+            (slot.memory(), &slot.tasks[0]),
+            (pids.as_path(), pids_tasks),
+        ];
+        if *cpu {
+            joined.push((&slot.dirs[1], &slot.tasks[1]));
+        }
+        joined
+            .into_iter()
+            .map(|(dir, fd)| {
                 fd.try_clone()
                     .map_err(|e| fail("fcntl(F_DUPFD_CLOEXEC)", &dir.join("tasks"))(io_errno(e)))
             })
@@ -355,34 +509,54 @@ impl Group {
                 cpu_user_ms: key(dir, "cpu.stat", "user_usec").map(|us| us / 1000),
                 cpu_system_ms: key(dir, "cpu.stat", "system_usec").map(|us| us / 1000),
             },
-            Kind::V1 { memory, pids, .. } => CgroupUsage {
-                peak_memory: number(memory, "memory.max_usage_in_bytes"),
-                memory_killed: key(memory, "memory.oom_control", "oom_kill").is_some_and(|n| n > 0),
+            Kind::V1 {
+                slot, pids, start, ..
+            } => CgroupUsage {
+                peak_memory: number(slot.memory(), "memory.max_usage_in_bytes"),
+                memory_killed: key(slot.memory(), "memory.oom_control", "oom_kill")
+                    .is_some_and(|n| n > start.oom_kills),
                 pids_peak: number(pids, "pids.peak"),
                 pids_refused: key(pids, "pids.events", "max").is_some_and(|n| n > 0),
                 cpu_user_ms: None,
                 cpu_system_ms: None,
             },
+            Kind::Leftover => CgroupUsage::default(),
         }
     }
 
     /// Removes the cgroup once the sandbox is gone. The kernel refuses while the last
     /// processes are still exiting, so this retries for a while.
     pub fn remove(&mut self) -> Result<(), CgroupError> {
-        let deadline = Instant::now() + REMOVE_PATIENCE;
-        while let Some(dir) = self.dirs.last() {
-            match remove_dir(dir) {
-                Ok(()) => {
-                    self.dirs.pop();
-                }
-                Err(Errno::EBUSY) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(errno) => return Err(fail("rmdir", dir)(errno)),
-            }
-        }
-        Ok(())
+        remove_dirs(&mut self.dirs)
     }
+
+    /// Removes the sandbox's own cgroups once it is gone, and hands back its slot: empty
+    /// then, since every process of the sandbox was in its pids cgroup too.
+    pub fn end(mut self) -> Result<Option<V1Slot>, CgroupError> {
+        self.remove()?;
+        Ok(match std::mem::replace(&mut self.kind, Kind::Leftover) {
+            Kind::V1 { slot, .. } => Some(slot),
+            Kind::V2 { .. } | Kind::Leftover => None,
+        })
+    }
+}
+
+/// Removes `dirs`, last first, each dropped from the list once gone. The kernel refuses
+/// while the last processes are still exiting, so this retries for a while.
+fn remove_dirs(dirs: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + REMOVE_PATIENCE;
+    while let Some(dir) = dirs.last() {
+        match remove_dir(dir) {
+            Ok(()) => {
+                dirs.pop();
+            }
+            Err(Errno::EBUSY) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(errno) => return Err(fail("rmdir", dir)(errno)),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Group {
@@ -679,6 +853,115 @@ mod tests {
         assert!(group.usage().cpu_user_ms.is_some(), "cpu.stat unreadable");
         group.remove().unwrap();
         assert!(!mount.mount_point.join(&name).exists());
+    }
+
+    #[test]
+    fn a_memory_limit_keeps_memory_plus_swap_at_or_above_it() {
+        const MEMSW: &str = "memory.memsw.limit_in_bytes";
+        const LIMIT: &str = "memory.limit_in_bytes";
+        assert_eq!(
+            memory_limit_files(None, Some(1 << 30), true),
+            [LIMIT, MEMSW]
+        );
+        assert_eq!(
+            memory_limit_files(Some(1 << 30), Some(1 << 31), true),
+            [MEMSW, LIMIT]
+        );
+        assert_eq!(
+            memory_limit_files(Some(1 << 30), None, true),
+            [MEMSW, LIMIT]
+        );
+        assert_eq!(
+            memory_limit_files(Some(1 << 31), Some(1 << 30), true),
+            [LIMIT, MEMSW]
+        );
+        assert_eq!(memory_limit_files(None, Some(1 << 30), false), [LIMIT]);
+    }
+
+    /// Starts a process that joins `group` as pid 1 would, touches `bytes` of memory and
+    /// exits; waits for it.
+    fn run_in(group: &Group, bytes: usize) {
+        let tasks = group.tasks().unwrap();
+        // SAFETY: the child makes only async-signal-safe calls (write, mmap, _exit) on
+        // memory of its own, as a fork of a multi-threaded test process must.
+        match unsafe { crate::sys::fork_into(nix::sched::CloneFlags::empty(), None) }.unwrap() {
+            // SAFETY: raw syscalls on descriptors this child holds and on the mapping it
+            // makes itself, of the length it asked for; then _exit at once.
+            crate::sys::Forked::Child => unsafe {
+                for fd in &tasks {
+                    libc::write(fd.as_raw_fd(), c"0".as_ptr().cast(), 1);
+                }
+                if bytes > 0 {
+                    let anonymous = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+                    let rw = libc::PROT_READ | libc::PROT_WRITE;
+                    let memory = libc::mmap(std::ptr::null_mut(), bytes, rw, anonymous, -1, 0);
+                    libc::memset(memory, 1, bytes);
+                }
+                libc::_exit(0)
+            },
+            crate::sys::Forked::Parent { pidfd, .. } => {
+                drop(tasks);
+                let _ = rustix::process::waitid(
+                    rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                    rustix::process::WaitIdOptions::EXITED,
+                );
+            }
+        }
+    }
+
+    /// The real v1 hierarchies, as root on a hybrid host: a slot kept from one sandbox
+    /// serves the next with its peak reset and only its changed limits rewritten, and
+    /// each sandbox gets a fresh pids cgroup.
+    #[test]
+    fn a_kept_v1_slot_serves_the_next_sandbox_with_its_own_counters() {
+        let parents = Parents::discover();
+        if !parents.available().cgroup_v1 {
+            eprintln!("no writable cgroup v1 memory and pids here: the v1 slot is not checked");
+            return;
+        }
+        let limits = Limits {
+            memory_max: Some(256 << 20),
+            pids_max: Some(20),
+            ..Limits::default()
+        };
+        let first = Group::create_v1(&parents.v1, None, &next_name(), &limits).unwrap();
+        run_in(&first, 16 << 20);
+        let used = first.usage();
+        assert!(used.peak_memory.unwrap() >= 16 << 20, "{used:?}");
+        assert_eq!(used.pids_peak, Some(1));
+        let slot = first.end().unwrap().expect("a v1 group has a slot");
+        let memory = slot.memory().to_path_buf();
+
+        let lower = Limits {
+            memory_max: Some(128 << 20),
+            ..limits.clone()
+        };
+        let second = Group::create_v1(&parents.v1, Some(slot), &next_name(), &lower).unwrap();
+        let Kind::V1 { slot, pids, .. } = &second.kind else {
+            unreachable!()
+        };
+        assert_eq!(slot.memory(), memory, "the kept memory cgroup");
+        let read = |file: &str| std::fs::read_to_string(memory.join(file)).unwrap();
+        assert_eq!(
+            read("memory.limit_in_bytes").trim(),
+            (128u64 << 20).to_string()
+        );
+        assert_eq!(
+            std::fs::read_to_string(pids.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "20"
+        );
+        run_in(&second, 0);
+        let used = second.usage();
+        assert!(
+            used.peak_memory.unwrap() < 16 << 20,
+            "peak not reset: {used:?}"
+        );
+        assert!(!used.memory_killed && !used.pids_refused);
+        let slot = second.end().unwrap().unwrap();
+        slot.remove().unwrap();
+        assert!(!memory.exists());
     }
 
     #[test]

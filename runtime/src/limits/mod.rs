@@ -9,6 +9,7 @@
 
 pub(crate) mod cgroup;
 mod janitor;
+mod slot;
 pub(crate) mod watch;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -22,6 +23,7 @@ use crate::outcome::Exit;
 use crate::spec::{Limits, Mount, Spec};
 pub use cgroup::CgroupError;
 use cgroup::{CgroupUsage, Group, Parents};
+pub use slot::CgroupSlot;
 use watch::{InitUsage, Killed};
 
 /// What enforced a sandbox's limits and measured its use.
@@ -30,7 +32,8 @@ use watch::{InitUsage, Killed};
 pub enum Mechanism {
     /// One cgroup v2 child per sandbox in a delegated subtree.
     CgroupV2,
-    /// One cgroup per sandbox in each cgroup v1 controller hierarchy (as root).
+    /// cgroup v1 controllers (as root): a memory (and cpu) cgroup kept per slot, a pids
+    /// cgroup per sandbox.
     CgroupV1,
     /// The sandbox's pid 1 watches and kills; rlimits per process.
     #[default]
@@ -157,7 +160,8 @@ pub(crate) struct Enforcement {
     pub watch: watch::Config,
 }
 
-/// The host's side of one sandbox's limits: its cgroup, if any, until it is removed.
+/// The host's side of one sandbox's limits: its cgroup, if any, until it is removed or
+/// handed back to its slot.
 pub(crate) struct Enforcer {
     mechanism: Mechanism,
     limits: Limits,
@@ -185,7 +189,12 @@ impl Enforcer {
                 let parent = parents.v2.as_deref().expect("chosen only when found");
                 Some(Group::create_v2(parent, &name, &spec.limits)?)
             }
-            Mechanism::CgroupV1 => Some(Group::create_v1(&parents.v1, &name, &spec.limits)?),
+            Mechanism::CgroupV1 => Some(Group::create_v1(
+                &parents.v1,
+                slot::take(),
+                &name,
+                &spec.limits,
+            )?),
             Mechanism::Fallback => None,
         };
         let enforcement = Enforcement {
@@ -237,8 +246,8 @@ impl Enforcer {
         timed_out: bool,
     ) -> Result<(Resources, Option<LimitExceeded>), CgroupError> {
         let cgroup = self.group.as_ref().map(Group::usage);
-        if let Some(group) = &mut self.group {
-            group.remove()?;
+        if let Some(slot) = self.group.take().map(Group::end).transpose()?.flatten() {
+            slot::give_back(slot)?;
         }
         let resources = account(self.mechanism, cgroup.as_ref(), init, self.unenforced);
         let observed = observe(exit, timed_out, cgroup.as_ref(), init, &self.limits);
