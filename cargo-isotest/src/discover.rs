@@ -511,7 +511,6 @@ fn unpack(
     ),
     Failure,
 > {
-    let digest = archive::digest(file)?;
     let (dest, temporary) = match &args.extract_to {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -532,7 +531,14 @@ fn unpack(
         .workspace_remap
         .as_deref()
         .map(|dir| RustcPrint::start("sysroot", dir, None));
-    let unpacked = archive::unpack(file, &dest, args.workspace_remap.as_deref())?;
+    // The digest on a thread of its own while the archive unpacks, joined before the host
+    // check, which needs this process single-threaded again.
+    let (digest, unpacked) = std::thread::scope(|scope| {
+        let digest = scope.spawn(|| archive::digest(file));
+        let unpacked = archive::unpack(file, &dest, args.workspace_remap.as_deref());
+        (digest.join().expect("hashing does not panic"), unpacked)
+    });
+    let (digest, unpacked) = (digest?, unpacked?);
     anstream::eprintln!(
         "{:>12} {} files of {} (built in {}, target {}) into {}",
         "Unpacked",
