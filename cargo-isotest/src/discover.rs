@@ -564,7 +564,8 @@ fn unpack(
 }
 
 /// Every binary's tests: those `recorded` has (by binary id) from there, the others
-/// listed twice, all tests and ignored ones, each inside a sandbox.
+/// listed inside their sandboxes. The first binary is listed in every case: its sandbox
+/// is where a `--bind` that cannot be made stops the run, before any test.
 fn list_tests(
     build: &Build,
     pool: &Pool,
@@ -582,7 +583,9 @@ fn list_tests(
         build
             .binaries
             .iter()
-            .filter(|b| !recorded.contains_key(&b.id)),
+            .enumerate()
+            .filter(|(index, b)| *index == 0 || !recorded.contains_key(&b.id))
+            .map(|(_, b)| b),
         |binary, listed| sandbox::list_spec(build, binary, options, listed),
         pool,
     )?;
