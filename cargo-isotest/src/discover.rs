@@ -2,7 +2,7 @@
 //! host can sandbox, builds the tests, starts the sandbox helpers, and lists each binary's
 //! tests, each listing inside the binary's own sandbox.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,9 +15,10 @@ use crate::args::{
     setup_problem,
 };
 use crate::cargo::CargoOptions;
+use crate::cargo::archive::lists::TestList;
 use crate::cargo::archive::{self, ArchiveError};
 use crate::cargo::archived;
-use crate::cargo::build::{self, Build, BuildError, TestBinary};
+use crate::cargo::build::{self, Build, BuildError, RustcPrint, TestBinary};
 use crate::config::{
     Bind, Bytes, CompiledProfile, Config, CpuMax, Effective, Filterset, Forward, Inputs, Layer,
     LimitsMechanism, Net, Period, Pid, Sys, TestId, TestThreads, VarName, package_graph,
@@ -27,7 +28,7 @@ use crate::exit_code::{self, Failure};
 use crate::launch::helper::{Helper, HelperError};
 use crate::launch::interrupt;
 use crate::launch::pool::{Dispatch, Event, Next, Pool};
-use crate::sandbox::{self, CAPTURE_LIMIT, SandboxOptions};
+use crate::sandbox::{self, CAPTURE_LIMIT, Listed, SandboxOptions};
 
 /// Everything discovered: the build, the helpers, every binary's test list, and the
 /// configuration the run resolves each test's settings from.
@@ -57,19 +58,7 @@ pub struct Listing {
     pub ignored: BTreeSet<String>,
 }
 
-/// One test as a binary lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedTest {
-    pub name: String,
-    pub kind: TestKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TestKind {
-    Test,
-    Bench,
-}
+pub use crate::cargo::archive::lists::{ListedTest, TestKind};
 
 impl From<BuildError> for Failure {
     fn from(error: BuildError) -> Failure {
@@ -354,11 +343,11 @@ fn test_threads(setting: Option<TestThreads>) -> usize {
 /// binary in a sandbox. Nothing is built with a broken configuration.
 pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
     // An archive brings its own metadata, with the dependencies, and its build.
-    let (mut metadata, build, archive) = match &request.archive.archive_file {
-        None => (build::metadata(request.cargo, false)?, None, None),
+    let (mut metadata, build, archive, recorded) = match &request.archive.archive_file {
+        None => (build::metadata(request.cargo, false)?, None, None, None),
         Some(file) => {
-            let (metadata, build, source) = unpack(file, request.archive)?;
-            (metadata, Some(build), Some(source))
+            let (metadata, build, source, recorded) = unpack(file, request.archive)?;
+            (metadata, Some(build), Some(source), Some(recorded))
         }
     };
     let settings = load_settings(request, &mut metadata, archive.is_some())?;
@@ -407,13 +396,7 @@ pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
             format!("cannot watch for Ctrl-C: {e}"),
         )
     })?;
-    let listings = list_tests(&build, &pool, &options)?;
-    if pool.stopped() {
-        return Err(Failure::new(
-            exit_code::INTERRUPTED,
-            "interrupted while listing tests",
-        ));
-    }
+    let listings = list_tests(&build, &pool, &options, recorded.unwrap_or_default())?;
     Ok(Session {
         build,
         pool,
@@ -425,14 +408,109 @@ pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
     })
 }
 
+/// Where `cargo isotest archive` lists the binaries whose lists it records: the sandbox a
+/// run lists them in, with the workspace's default profile, on helpers started from here.
+pub struct Lister<'b> {
+    build: &'b Build,
+    options: SandboxOptions,
+    pool: Pool,
+}
+
+impl<'b> Lister<'b> {
+    /// Checks that the host can sandbox and starts the helpers; must be called while the
+    /// process is still single-threaded. `None` when this host cannot list (it cannot
+    /// sandbox, or the configuration is broken), said on stderr: the archive is made
+    /// without lists, and each run lists for itself.
+    pub fn start(
+        cargo: &CargoOptions,
+        build: &'b Build,
+        metadata: &mut cargo_metadata::Metadata,
+    ) -> Result<Option<Lister<'b>>, Failure> {
+        let request = Request {
+            cargo,
+            archive: &ArchiveArgs::default(),
+            config: &ConfigArgs::default(),
+            flags: Layer::default(),
+            filtersets: &[],
+            jobs: None,
+            reports: false,
+        };
+        let mut start = || -> Result<Lister<'b>, String> {
+            let settings = load_settings(&request, metadata, true).map_err(|f| f.message)?;
+            let mut options =
+                SandboxOptions::from_settings(&settings.run).map_err(|e| format!("{e:#}"))?;
+            crate::host::probe().map_err(|e| format!("this host cannot create sandboxes: {e}"))?;
+            options.add_toolchain();
+            let tmpdir = sandbox::target_tmpdir(build);
+            std::fs::create_dir_all(&tmpdir)
+                .map_err(|e| format!("cannot create {}: {e}", tmpdir.display()))?;
+            let pool = Pool::start(settings.threads)
+                .map_err(|e| format!("cannot start the sandbox helpers: {e}"))?;
+            Ok(Lister {
+                build,
+                options,
+                pool,
+            })
+        };
+        let lister = match start() {
+            Ok(lister) => lister,
+            Err(why) => {
+                unlisted(&why);
+                return Ok(None);
+            }
+        };
+        interrupt::watch(lister.pool.stop_flag(), lister.pool.pids()).map_err(|e| {
+            Failure::new(
+                exit_code::SETUP_FAILED,
+                format!("cannot watch for Ctrl-C: {e}"),
+            )
+        })?;
+        Ok(Some(lister))
+    }
+
+    /// The lists of the binaries `record` accepts, by binary id; none when one of them
+    /// cannot be listed (said on stderr), as a run from the archive would fail to list it
+    /// too and say why.
+    pub fn list(
+        &self,
+        record: impl Fn(&TestBinary) -> bool,
+    ) -> Result<BTreeMap<String, TestList>, Failure> {
+        let spec = |binary: &TestBinary, listed| {
+            sandbox::list_spec(self.build, binary, &self.options, listed)
+        };
+        let binaries = self.build.binaries.iter().filter(|b| record(b));
+        match list_in_sandboxes(binaries, spec, &self.pool) {
+            Ok(lists) => Ok(lists),
+            Err(failure) if failure.code == exit_code::INTERRUPTED => Err(failure),
+            Err(failure) => {
+                unlisted(&failure.message);
+                Ok(BTreeMap::new())
+            }
+        }
+    }
+}
+
+fn unlisted(why: &str) {
+    anstream::eprintln!(
+        "warning: the archive records no test lists ({why}); each run from it lists its binaries"
+    );
+}
+
 /// The build of an archive, unpacked where `--extract-to` says or into a temporary dir,
 /// with the cargo metadata it was built with (paths remapped), which the configuration's
-/// filtersets are compiled against.
+/// filtersets are compiled against, and the test lists it recorded.
 fn unpack(
     file: &std::path::Path,
     args: &ArchiveArgs,
-) -> Result<(cargo_metadata::Metadata, Build, ArchiveSource), Failure> {
-    let digest = archive::digest(file)?;
+) -> Result<
+    (
+        cargo_metadata::Metadata,
+        Build,
+        ArchiveSource,
+        BTreeMap<String, TestList>,
+    ),
+    Failure,
+> {
     let (dest, temporary) = match &args.extract_to {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -448,7 +526,19 @@ fn unpack(
             (dir.path().to_path_buf(), Some(dir))
         }
     };
-    let unpacked = archive::unpack(file, &dest, args.workspace_remap.as_deref())?;
+    // rustc runs while the archive unpacks, in the checkout whose toolchain file it follows.
+    let sysroot = args
+        .workspace_remap
+        .as_deref()
+        .map(|dir| RustcPrint::start("sysroot", dir, None));
+    // The digest on a thread of its own while the archive unpacks, joined before the host
+    // check, which needs this process single-threaded again.
+    let (digest, unpacked) = std::thread::scope(|scope| {
+        let digest = scope.spawn(|| archive::digest(file));
+        let unpacked = archive::unpack(file, &dest, args.workspace_remap.as_deref());
+        (digest.join().expect("hashing does not panic"), unpacked)
+    });
+    let (digest, unpacked) = (digest?, unpacked?);
     anstream::eprintln!(
         "{:>12} {} files of {} (built in {}, target {}) into {}",
         "Unpacked",
@@ -458,7 +548,10 @@ fn unpack(
         unpacked.original_target_dir,
         unpacked.dir
     );
-    let build = archived::build(&unpacked)?;
+    let sysroot = sysroot.unwrap_or_else(|| {
+        RustcPrint::start("sysroot", unpacked.workspace_root.as_std_path(), None)
+    });
+    let build = archived::build(&unpacked, sysroot)?;
     Ok((
         unpacked.cargo_metadata,
         build,
@@ -466,67 +559,124 @@ fn unpack(
             digest,
             _unpacked: temporary,
         },
+        unpacked.recorded,
     ))
 }
 
-/// Lists every binary twice, all tests and ignored ones, each inside a sandbox.
+/// Every binary's tests: those `recorded` has (by binary id) from there, the others
+/// listed inside their sandboxes. The first binary is listed in every case: its sandbox
+/// is where a `--bind` that cannot be made stops the run, before any test.
 fn list_tests(
     build: &Build,
     pool: &Pool,
     options: &SandboxOptions,
+    mut recorded: BTreeMap<String, TestList>,
 ) -> Result<Vec<Listing>, Failure> {
-    let jobs: Vec<(usize, bool, Spec)> = build
-        .binaries
-        .iter()
-        .enumerate()
-        .flat_map(|(index, binary)| {
-            [false, true].map(|ignored| {
-                (
-                    index,
-                    ignored,
-                    sandbox::list_spec(build, binary, options, ignored),
-                )
-            })
-        })
-        .collect();
     // A spec the options made impossible (HOME over /usr or the target directory) is the
     // user's to fix, and the same for every binary: say so once, before any sandbox.
-    if let Some((_, _, spec)) = jobs.first() {
-        spec.validate()
+    if let Some(binary) = build.binaries.first() {
+        sandbox::list_spec(build, binary, options, Listed::Tests)
+            .validate()
             .map_err(|e| Failure::new(exit_code::USAGE, e))?;
     }
+    let listed = list_in_sandboxes(
+        build
+            .binaries
+            .iter()
+            .enumerate()
+            .filter(|(index, b)| *index == 0 || !recorded.contains_key(&b.id))
+            .map(|(_, b)| b),
+        |binary, listed| sandbox::list_spec(build, binary, options, listed),
+        pool,
+    )?;
+    recorded.extend(listed);
+    Ok(build
+        .binaries
+        .iter()
+        .map(|binary| {
+            let list = recorded.remove(&binary.id).unwrap_or_default();
+            Listing {
+                binary: binary.clone(),
+                tests: list.tests,
+                ignored: list.ignored,
+            }
+        })
+        .collect())
+}
+
+/// Lists each binary's tests and ignored tests, in one sandbox where the host has a
+/// [`sandbox::LIST_SHELL`] (two otherwise), as `spec` gives it, and returns their lists by
+/// binary id.
+pub fn list_in_sandboxes<'b>(
+    binaries: impl Iterator<Item = &'b Arc<TestBinary>>,
+    spec: impl Fn(&TestBinary, Listed) -> Spec,
+    pool: &Pool,
+) -> Result<BTreeMap<String, TestList>, Failure> {
+    let each: &[Listed] = match std::path::Path::new(sandbox::LIST_SHELL).is_file() {
+        true => &[Listed::Both],
+        false => &[Listed::Tests, Listed::Ignored],
+    };
+    let jobs: Vec<(&TestBinary, Listed, Spec)> = binaries
+        .flat_map(|binary| {
+            each.iter()
+                .map(|&listed| (&**binary, listed, spec(binary, listed)))
+        })
+        .collect();
     let mut queue = Queue::new(jobs.len());
     pool.run(
         |helper: &mut Helper, &index: &usize| list_output(helper, &jobs[index].2),
         &mut queue,
     );
-    let mut listings: Vec<Listing> = build
-        .binaries
-        .iter()
-        .map(|binary| Listing {
-            binary: binary.clone(),
-            tests: Vec::new(),
-            ignored: BTreeSet::new(),
-        })
-        .collect();
-    for ((index, ignored, _), output) in jobs.iter().zip(queue.results) {
-        let listing = &mut listings[*index];
+    if pool.stopped() {
+        return Err(Failure::new(
+            exit_code::INTERRUPTED,
+            "interrupted while listing tests",
+        ));
+    }
+    let mut lists: BTreeMap<String, TestList> = BTreeMap::new();
+    for ((binary, listed, _), output) in jobs.iter().zip(queue.results) {
         let Some(output) = output else { continue };
         let text = output.map_err(|(code, e)| {
             Failure::new(
                 code,
-                format!("cannot list the tests of `{}`: {e}", listing.binary.id),
+                format!("cannot list the tests of `{}`: {e}", binary.id),
             )
         })?;
-        let tests = parse_list(&listing.binary.id, &text)
-            .map_err(|e| Failure::new(exit_code::LIST_FAILED, e))?;
-        if *ignored {
-            listing.ignored = tests.into_iter().map(|t| t.name).collect();
-        } else {
-            listing.tests = tests;
+        let parse = |text: &str| {
+            parse_list(&binary.id, text).map_err(|e| Failure::new(exit_code::LIST_FAILED, e))
+        };
+        let names = |tests: Vec<ListedTest>| tests.into_iter().map(|t| t.name).collect();
+        let list = lists.entry(binary.id.clone()).or_default();
+        match listed {
+            Listed::Tests => list.tests = parse(&text)?,
+            Listed::Ignored => list.ignored = names(parse(&text)?),
+            Listed::Both => {
+                let (tests, ignored) = split_listings(&text).ok_or_else(|| {
+                    Failure::new(
+                        exit_code::LIST_FAILED,
+                        format!(
+                            "cannot list the tests of `{}`: its listing has no line `{}` between \
+                             its tests and its ignored ones; its output was:\n{text}",
+                            binary.id,
+                            sandbox::LIST_BOUNDARY
+                        ),
+                    )
+                })?;
+                list.tests = parse(tests)?;
+                list.ignored = names(parse(ignored)?);
+            }
         }
     }
-    Ok(listings)
+    Ok(lists)
+}
+
+/// The two listings of [`Listed::Both`]: the tests, then the ignored ones.
+fn split_listings(text: &str) -> Option<(&str, &str)> {
+    let boundary = format!("{}\n", sandbox::LIST_BOUNDARY);
+    if let Some(ignored) = text.strip_prefix(&boundary) {
+        return Some(("", ignored));
+    }
+    text.split_once(&format!("\n{boundary}"))
 }
 
 fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)> {
@@ -649,6 +799,25 @@ mod tests {
                 ("mimic_bench", TestKind::Bench),
                 ("old", TestKind::Bench)
             ]
+        );
+    }
+
+    #[test]
+    fn both_listings_split_at_the_boundary_line() {
+        let boundary = sandbox::LIST_BOUNDARY;
+        let text = format!("a: test\nb: test\n{boundary}\nb: test\n");
+        assert_eq!(
+            split_listings(&text),
+            Some(("a: test\nb: test", "b: test\n"))
+        );
+        let none_at_all = format!("{boundary}\n");
+        assert_eq!(split_listings(&none_at_all), Some(("", "")));
+        assert_eq!(split_listings("a: test\n"), None);
+        let glued = format!("a: test{boundary}\n");
+        assert_eq!(
+            split_listings(&glued),
+            None,
+            "the boundary is a line of its own"
         );
     }
 

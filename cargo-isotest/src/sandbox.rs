@@ -364,23 +364,48 @@ pub fn target_tmpdir(build: &Build) -> PathBuf {
     build.target_dir.join("tmp")
 }
 
-/// The sandbox `binary` lists its tests in: `--list --format terse [--ignored]`.
+/// What one listing sandbox lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// `--list --format terse`.
+    Tests,
+    /// `--list --format terse --ignored`.
+    Ignored,
+    /// Both, one after the other, the ignored ones after [`LIST_BOUNDARY`]; through the
+    /// host's `/bin/sh` ([`LIST_SHELL`]), which the sandbox shows, as one sandbox costs
+    /// more than the listing.
+    Both,
+}
+
+/// The shell that runs both listings in one sandbox; without it, two sandboxes.
+pub const LIST_SHELL: &str = "/bin/sh";
+
+/// The line between the two listings of [`Listed::Both`]: not one a listing prints, as
+/// every line of one ends in `: test` or `: bench`.
+pub const LIST_BOUNDARY: &str = "isotest: the ignored tests follow";
+
+/// The sandbox `binary` lists its tests in.
 pub fn list_spec(
     build: &Build,
     binary: &TestBinary,
     options: &SandboxOptions,
-    ignored: bool,
+    listed: Listed,
 ) -> Spec {
     let mut spec = binary_spec(build, binary, options);
-    spec.argv = vec![
-        binary.path.display().to_string(),
-        "--list".into(),
-        "--format".into(),
-        "terse".into(),
-    ];
-    if ignored {
-        spec.argv.push("--ignored".into());
-    }
+    let path = binary.path.display().to_string();
+    let list = ["--list", "--format", "terse"].map(String::from);
+    spec.argv = match listed {
+        Listed::Tests => [vec![path], list.to_vec()].concat(),
+        Listed::Ignored => [vec![path], list.to_vec(), vec!["--ignored".into()]].concat(),
+        Listed::Both => vec![
+            LIST_SHELL.into(),
+            "-c".into(),
+            format!(
+                "\"$0\" --list --format terse && echo '{LIST_BOUNDARY}' && exec \"$0\" --list --format terse --ignored"
+            ),
+            path,
+        ],
+    };
     spec.timeout_ms = Some(LIST_TIMEOUT_MS);
     spec
 }

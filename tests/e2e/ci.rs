@@ -46,6 +46,19 @@ fn archived(ctx: &Ctx) -> Result<(PathBuf, PathBuf), Failed> {
         &["archive", "--archive-file", archive.to_str().unwrap()],
     )?;
     ensure_eq(status_code(&out), Some(0), &describe(&out))?;
+    // This host sandboxes: the shards take the libtest binaries' lists from the archive.
+    ensure(
+        !String::from_utf8_lossy(&out.stderr).contains("records no test lists"),
+        || format!("the archive recorded no test lists:\n{}", describe(&out)),
+    )?;
+    let entries = tar::Archive::new(zstd::Decoder::new(std::fs::File::open(&archive)?)?)
+        .entries()?
+        .map(|e| e.map(|e| e.path_bytes().into_owned()))
+        .collect::<Result<Vec<_>, _>>()?;
+    ensure(
+        entries.last().map(Vec::as_slice) == Some(b"target/nextest/isotest-test-lists.json"),
+        || "the archive does not end with its test lists".to_string(),
+    )?;
     let checkout = ctx.scratch.path().join("elsewhere/outcomes");
     copy_sources(&source, &checkout)?;
     if let Some(user) = &ctx.user {

@@ -10,12 +10,13 @@ use cargo_metadata::{Package, PackageId};
 use nextest_metadata::RustNonTestBinaryKind;
 
 use super::archive::Unpacked;
-use super::build::{Build, BuildError, CrateTarget, TestBinary, cargo_env, rustc_print};
+use super::build::{Build, BuildError, CrateTarget, RustcPrint, TestBinary, cargo_env};
 use super::config_env;
 
 /// The build an archive holds. The toolchain is this machine's when it has one
-/// (`rustc --print sysroot`); otherwise the archive's own copy of libstd serves.
-pub fn build(unpacked: &Unpacked) -> Result<Build, BuildError> {
+/// (`sysroot`, `rustc --print sysroot` started in the checkout); otherwise the archive's
+/// own copy of libstd serves.
+pub fn build(unpacked: &Unpacked, sysroot: RustcPrint) -> Result<Build, BuildError> {
     let workspace_root = unpacked.workspace_root.clone().into_std_path_buf();
     let target_dir = unpacked.target_dir.clone().into_std_path_buf();
     let archived_libdir = unpacked
@@ -23,7 +24,8 @@ pub fn build(unpacked: &Unpacked) -> Result<Build, BuildError> {
         .clone()
         .or_else(|| unpacked.host_libdir.clone())
         .map(|d| d.into_std_path_buf());
-    let sysroot = rustc_print("sysroot", &workspace_root, None)
+    let sysroot = sysroot
+        .finish()
         .or_else(|e| archived_libdir.clone().map(|d| d.join("..")).ok_or(e))?;
     let target_libdir = archived_libdir.unwrap_or_else(|| sysroot.join("lib"));
     Ok(Build {

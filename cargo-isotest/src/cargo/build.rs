@@ -227,30 +227,57 @@ fn metadata_with_json(
     Ok((metadata, json))
 }
 
+/// `rustc --print WHAT` (`sysroot`, `target-libdir`) in `dir`, whose toolchain file rustup
+/// follows.
 pub fn rustc_print(
     what: &'static str,
     dir: &Path,
     target: Option<&str>,
 ) -> Result<PathBuf, BuildError> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let mut command = std::process::Command::new(rustc);
-    command.args(["--print", what]).current_dir(dir);
-    if let Some(target) = target {
-        command.args(["--target", target]);
+    RustcPrint::start(what, dir, target).finish()
+}
+
+/// A `rustc --print` started, to run while the caller does something else.
+pub struct RustcPrint {
+    what: &'static str,
+    child: std::io::Result<std::process::Child>,
+}
+
+impl RustcPrint {
+    pub fn start(what: &'static str, dir: &Path, target: Option<&str>) -> RustcPrint {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let mut command = std::process::Command::new(rustc);
+        command.args(["--print", what]).current_dir(dir);
+        if let Some(target) = target {
+            command.args(["--target", target]);
+        }
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        RustcPrint { what, child }
     }
-    let output = command.output().map_err(|e| BuildError::Rustc {
-        what,
-        detail: e.to_string(),
-    })?;
-    if !output.status.success() {
-        return Err(BuildError::Rustc {
-            what,
-            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
+
+    pub fn finish(self) -> Result<PathBuf, BuildError> {
+        let what = self.what;
+        let output = self
+            .child
+            .and_then(|child| child.wait_with_output())
+            .map_err(|e| BuildError::Rustc {
+                what,
+                detail: e.to_string(),
+            })?;
+        if !output.status.success() {
+            return Err(BuildError::Rustc {
+                what,
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(PathBuf::from(
+            String::from_utf8_lossy(&output.stdout).trim(),
+        ))
     }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&output.stdout).trim(),
-    ))
 }
 
 fn test_binaries(

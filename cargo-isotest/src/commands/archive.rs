@@ -1,5 +1,6 @@
-//! `cargo isotest archive`: build the tests and pack them, in cargo-nextest's archive
-//! format, for `run --archive-file` (ours or nextest's) on other machines.
+//! `cargo isotest archive`: build the tests, list the libtest binaries in their sandboxes,
+//! and pack them, in cargo-nextest's archive format, for `run --archive-file` (ours or
+//! nextest's) on other machines.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,9 +9,10 @@ use cargo_metadata::camino::Utf8PathBuf;
 use clap::Args;
 
 use crate::cargo::CargoOptions;
-use crate::cargo::archive::{self, Depth, Dirs, ExtraPath, OnMissing, PackInput, Platform};
+use crate::cargo::archive::{self, Depth, Dirs, ExtraPath, OnMissing, PackInput, Platform, lists};
 use crate::cargo::build::{self, BuildError, rustc_print};
 use crate::destination::Destination;
+use crate::discover;
 use crate::exit_code::{self, Failure};
 
 #[derive(Args, Debug)]
@@ -54,7 +56,9 @@ fn execute(args: &ArchiveArgs) -> Result<i32, Failure> {
     destination
         .check()
         .map_err(|e| Failure::new(exit_code::USAGE, e))?;
-    let built = build::build_for_archive(&args.cargo)?;
+    let mut built = build::build_for_archive(&args.cargo)?;
+    // Before any thread: the host check is one sandbox.
+    let lister = discover::Lister::start(&args.cargo, &built.build, &mut built.metadata)?;
     let target_dir = utf8(&built.build.target_dir)?;
     let build_dir = built
         .metadata
@@ -92,16 +96,26 @@ fn execute(args: &ArchiveArgs) -> Result<i32, Failure> {
         .collect();
     let written = |e| Failure::new(exit_code::SETUP_FAILED, e);
     let sink = destination.open().map_err(written)?;
-    let (packed, sink) = archive::pack(
-        &PackInput {
-            binary_list: &binary_list,
-            cargo_metadata_json: &built.metadata_json,
-            extra: &extra,
-            zstd_level: args.zstd_level,
-        },
-        &args.archive_file,
-        sink,
-    )?;
+    let input = PackInput {
+        binary_list: &binary_list,
+        cargo_metadata_json: &built.metadata_json,
+        extra: &extra,
+        zstd_level: args.zstd_level,
+    };
+    // Each libtest binary listed once here, rather than by every shard that runs the
+    // archive; while the files are packed, as only the last entry holds the lists.
+    let (packing, lists) = std::thread::scope(|scope| {
+        let packing = scope.spawn(|| archive::pack(&input, &args.archive_file, sink));
+        let lists = match &lister {
+            Some(lister) => lister.list(|b| {
+                lists::lists_libtest(&b.manifest_dir.join("Cargo.toml"), &b.kind, &b.target_name)
+            }),
+            None => Ok(Default::default()),
+        };
+        let packing = packing.join().expect("the packing thread does not panic");
+        (packing, lists)
+    });
+    let (packed, sink) = packing?.finish(lists?)?;
     sink.finish().map_err(written)?;
     for warning in &packed.warnings {
         anstream::eprintln!("warning: {warning}");

@@ -18,7 +18,7 @@ pub enum EntryProblem {
     /// outputs, and a link could point the next entry outside the extraction directory.
     Kind(String),
     Duplicate,
-    /// tar-rs's own check, against what is already on disk, refused it.
+    /// Its directory, checked on disk, is reached through a symbolic link.
     Refused,
 }
 

@@ -9,13 +9,16 @@
 //!   (`CARGO_BIN_EXE_*`), workspace dylibs, build-script `OUT_DIR`s, linked paths and the
 //!   configured extra files;
 //! - `target/nextest/libdirs/host/` and `target/nextest/libdirs/target/0/`: the toolchain's
-//!   `libstd-*.so`, for `-C prefer-dynamic` builds and proc-macro tests.
+//!   `libstd-*.so`, for `-C prefer-dynamic` builds and proc-macro tests;
+//! - `target/nextest/isotest-test-lists.json`, isotest's own, last: the test lists of the
+//!   libtest binaries, as listed when the archive was made ([`lists`]).
 //!
 //! The sources are not in it: they come from the checkout on the running machine, given
 //! as `--workspace-remap DIR`.
 
 mod binary_list;
 mod entry_path;
+pub mod lists;
 mod pack;
 mod unpack;
 
@@ -37,6 +40,8 @@ pub const CARGO_METADATA: &str = "target/nextest/cargo-metadata.json";
 pub const HOST_LIBDIR: &str = "target/nextest/libdirs/host";
 /// nextest numbers target platforms for a future with several; today there is one.
 pub const TARGET_LIBDIR: &str = "target/nextest/libdirs/target/0";
+/// Ours: nextest unpacks it with the rest and never reads it.
+pub const TEST_LISTS: &str = "target/nextest/isotest-test-lists.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

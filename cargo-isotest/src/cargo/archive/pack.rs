@@ -1,6 +1,6 @@
 //! Packing a build into an archive nextest can run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::io::{self, BufWriter, Write};
@@ -10,7 +10,10 @@ use cargo_metadata::camino::{Utf8Path, Utf8PathBuf};
 use nextest_metadata::{BinaryListSummary, PlatformLibdirSummary};
 
 use super::entry_path::relative_path;
-use super::{ArchiveError, BINARIES_METADATA, CARGO_METADATA, HOST_LIBDIR, TARGET_LIBDIR};
+use super::lists::{self, Fingerprint, Recorded, TestList, TestLists};
+use super::{
+    ArchiveError, BINARIES_METADATA, CARGO_METADATA, HOST_LIBDIR, TARGET_LIBDIR, TEST_LISTS,
+};
 
 /// A file or directory of the target directory to pack as well (nextest's
 /// `archive.include` with `relative-to = "target"`).
@@ -119,12 +122,12 @@ impl fmt::Display for PackWarning {
 const MTIME: u64 = 1_153_704_088;
 
 /// Writes the archive into `sink`, which the caller opened for `output` (the name its
-/// errors give) and puts in place once this returns it.
-pub fn pack<W: Write>(
+/// errors give) and puts in place once [`Packing::finish`] returns it.
+pub fn pack<'o, W: Write>(
     input: &PackInput<'_>,
-    output: &Path,
+    output: &'o Path,
     sink: W,
-) -> Result<(Packed, W), ArchiveError> {
+) -> Result<Packing<'o, W>, ArchiveError> {
     let summary = archive_summary(input.binary_list)?;
     check_metadata(input.cargo_metadata_json)?;
     let write_error = |source| ArchiveError::Write {
@@ -156,9 +159,13 @@ pub fn pack<W: Write>(
         .as_deref()
         .unwrap_or(&meta.target_directory)
         .as_std_path();
+    let mut binaries = BTreeMap::new();
     for binary in input.binary_list.rust_binaries.values() {
         let rel = in_dir(&binary.binary_path, build_dir)?;
-        packer.file(binary.binary_path.as_std_path(), &target_entry(rel))?;
+        let path = binary.binary_path.as_std_path();
+        packer.file(path, &target_entry(rel))?;
+        let fingerprint = fingerprint(path).map_err(|e| read_error(path, e))?;
+        binaries.insert(binary.binary_id.to_string(), fingerprint);
     }
     for binary in meta.non_test_binaries.values().flatten() {
         let rel = checked_relative(&binary.path)?;
@@ -218,16 +225,56 @@ pub fn pack<W: Write>(
         }
     }
 
-    let Packer {
-        builder, packed, ..
-    } = packer;
-    let encoder = builder.into_inner().map_err(write_error)?;
-    let sink = encoder
-        .finish()
-        .map_err(write_error)?
-        .into_inner()
-        .map_err(|e| write_error(e.into_error()))?;
-    Ok((packed, sink))
+    Ok(Packing { packer, binaries })
+}
+
+/// An archive with everything but the test lists, which may still be being listed.
+pub struct Packing<'o, W: Write> {
+    packer: Packer<'o, zstd::Encoder<'static, BufWriter<W>>>,
+    /// The test binaries as packed, by binary id.
+    binaries: BTreeMap<String, Fingerprint>,
+}
+
+impl<W: Write> Packing<'_, W> {
+    /// Records `lists` (by binary id) and ends the archive.
+    pub fn finish(self, lists: BTreeMap<String, TestList>) -> Result<(Packed, W), ArchiveError> {
+        let Packing {
+            mut packer,
+            binaries,
+        } = self;
+        let output = packer.output;
+        let write_error = |source| ArchiveError::Write {
+            path: output.to_path_buf(),
+            source,
+        };
+        let recorded: BTreeMap<String, Recorded> = lists
+            .into_iter()
+            .filter_map(|(id, list)| {
+                let binary = *binaries.get(&id)?;
+                Some((id, Recorded::new(list, binary)))
+            })
+            .collect();
+        // Last, as only isotest reads it.
+        if !recorded.is_empty() {
+            let lists = TestLists {
+                format: lists::FORMAT,
+                binaries: recorded,
+            };
+            let json = serde_json::to_string_pretty(&lists)
+                .map_err(|e| ArchiveError::BadInput(format!("cannot write the test lists: {e}")))?;
+            packer.memory_file(TEST_LISTS, json.as_bytes())?;
+        }
+        let Packer {
+            builder, packed, ..
+        } = packer;
+        let encoder = builder.into_inner().map_err(write_error)?;
+        let sink = encoder
+            .finish()
+            .map_err(write_error)?
+            .into_inner()
+            .map_err(|e| write_error(e.into_error()))?;
+        Ok((packed, sink))
+    }
 }
 
 /// The binary list as nextest stores it: no separate build directory (everything is
@@ -296,6 +343,30 @@ fn checked_relative(path: &Utf8Path) -> Result<&Utf8Path, ArchiveError> {
 
 fn target_entry(rel: &Utf8Path) -> String {
     format!("target/{rel}")
+}
+
+/// What a run from the archive checks a recorded list's binary against.
+fn fingerprint(path: &Path) -> io::Result<Fingerprint> {
+    use io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
+    let mut buffer = vec![0; 1 << 20];
+    let mut size = 0;
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => {
+                hasher.update(&buffer[..read]);
+                size += read as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Fingerprint {
+        size,
+        xxh64: hasher.digest(),
+    })
 }
 
 /// `libstd-<hash>.so`: the one library of the toolchain that tests load at run time.

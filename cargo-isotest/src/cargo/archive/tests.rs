@@ -29,22 +29,31 @@ fn our_list(built: &Built) -> BinaryListSummary {
 /// Packs in memory and writes the archive only when packing succeeded, as the command's
 /// destination puts it in place only at the end.
 fn pack_file(input: &PackInput<'_>, output: &Path) -> Result<Packed, ArchiveError> {
-    let (packed, bytes) = pack(input, output, Vec::new())?;
+    let (packed, bytes) = pack(input, output, Vec::new())?.finish(BTreeMap::new())?;
     std::fs::write(output, bytes).expect("write the archive");
     Ok(packed)
 }
 
+/// As `cargo isotest archive` packs a build, with a test list recorded for every binary
+/// (what they hold is no matter to nextest, which must only unpack the file).
 fn pack_ours(built: &Built, output: &Path) -> Packed {
-    pack_file(
-        &PackInput {
-            binary_list: &our_list(built),
-            cargo_metadata_json: &built.metadata_json,
-            extra: &[],
-            zstd_level: 0,
-        },
-        output,
-    )
-    .expect("pack")
+    let binary_list = our_list(built);
+    let input = PackInput {
+        binary_list: &binary_list,
+        cargo_metadata_json: &built.metadata_json,
+        extra: &[],
+        zstd_level: 0,
+    };
+    let lists = binary_list
+        .rust_binaries
+        .keys()
+        .map(|id| (id.to_string(), lists::TestList::default()))
+        .collect();
+    let (packed, bytes) = pack(&input, output, Vec::new())
+        .and_then(|packing| packing.finish(lists))
+        .expect("pack");
+    std::fs::write(output, bytes).expect("write the archive");
+    packed
 }
 
 /// One file of an archive, read without unpacking it.
@@ -697,4 +706,114 @@ fn the_remap_and_destination_are_checked() {
     .unwrap();
     assert_eq!(unpacked.workspace_root, checkout);
     assert_eq!(unpacked.original_workspace_root, root.join("gone"));
+}
+
+/// `archive` (the bytes of one) with the entry `name` holding `contents` instead, as a
+/// tool that packs an unpacked archive again after changing a file would leave it.
+fn repacked(archive: &Path, name: &str, contents: &[u8]) -> Vec<u8> {
+    let file = std::fs::File::open(archive).unwrap();
+    let mut tar = tar::Archive::new(zstd::Decoder::new(file).unwrap());
+    let mut builder = tar::Builder::new(zstd::Encoder::new(Vec::new(), 0).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        if path == name {
+            data = contents.to_vec();
+        }
+        let mut header = entry.header().clone();
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append_data(&mut header, &path, &data[..]).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn recorded_lists_serve_only_the_binaries_unpacked_as_they_were_listed() {
+    use lists::{ListedTest, TestKind, TestList};
+    let (_scratch, root) = scratch_root();
+    let deps = root.join("target/debug/deps");
+    std::fs::create_dir_all(&deps).unwrap();
+    let mut list = empty_list(&root.join("target"));
+    for (name, contents) in [("kept", "one"), ("changed", "two")] {
+        std::fs::write(deps.join(name), contents).unwrap();
+        let id = nextest_metadata::RustBinaryId::new(&format!("pkg::{name}"));
+        list.rust_binaries.insert(
+            id.clone(),
+            nextest_metadata::RustTestBinarySummary {
+                binary_id: id,
+                binary_name: name.into(),
+                package_id: "pkg".into(),
+                kind: nextest_metadata::RustTestBinaryKind::TEST,
+                binary_path: deps.join(name),
+                build_platform: nextest_metadata::BuildPlatform::Target,
+            },
+        );
+    }
+    let listed = |name: &str| TestList {
+        tests: vec![ListedTest {
+            name: format!("{name}::works"),
+            kind: TestKind::Test,
+        }],
+        ignored: Default::default(),
+    };
+    let lists = BTreeMap::from([
+        ("pkg::kept".to_string(), listed("kept")),
+        ("pkg::changed".to_string(), listed("changed")),
+        ("pkg::not-in-the-archive".to_string(), listed("gone")),
+    ]);
+    let archive = root.join("a.tar.zst");
+    let metadata = minimal_metadata(&root);
+    let input = PackInput {
+        binary_list: &list,
+        cargo_metadata_json: &metadata,
+        extra: &[],
+        zstd_level: 0,
+    };
+    let (_, bytes) = pack(&input, archive.as_std_path(), Vec::new())
+        .unwrap()
+        .finish(lists)
+        .unwrap();
+    std::fs::write(&archive, bytes).unwrap();
+    let decoder = zstd::Decoder::new(std::fs::File::open(&archive).unwrap()).unwrap();
+    let last = tar::Archive::new(decoder)
+        .entries()
+        .unwrap()
+        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+        .last();
+    assert_eq!(
+        last.as_deref(),
+        Some(TEST_LISTS),
+        "only isotest reads it: last"
+    );
+    let recorded = entry(archive.as_std_path(), TEST_LISTS).unwrap();
+    let recorded = lists::parse(std::str::from_utf8(&recorded).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        recorded.binaries.keys().collect::<Vec<_>>(),
+        ["pkg::changed", "pkg::kept"],
+        "only the archive's binaries are recorded"
+    );
+
+    let unpacked = unpack(archive.as_std_path(), root.join("x").as_std_path(), None).unwrap();
+    assert_eq!(
+        unpacked.recorded,
+        BTreeMap::from([
+            ("pkg::changed".to_string(), listed("changed")),
+            ("pkg::kept".to_string(), listed("kept")),
+        ])
+    );
+    // Same size, other bytes: the list is not the changed binary's.
+    let changed = repacked(archive.as_std_path(), "target/debug/deps/changed", b"2wo");
+    std::fs::write(&archive, changed).unwrap();
+    let unpacked = unpack(archive.as_std_path(), root.join("y").as_std_path(), None).unwrap();
+    assert_eq!(
+        unpacked.recorded,
+        BTreeMap::from([("pkg::kept".to_string(), listed("kept"))])
+    );
+    let unpacked_binary = unpacked.target_dir.join("debug/deps/kept");
+    assert_eq!(std::fs::read(&unpacked_binary).unwrap(), b"one");
 }

@@ -1,17 +1,23 @@
 //! Unpacking an archive (ours or nextest's) to run it on another machine, against a
 //! checkout that may be at another path.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
 use cargo_metadata::Metadata;
 use cargo_metadata::camino::{Utf8Path, Utf8PathBuf};
 use nextest_metadata::{BinaryListSummary, PlatformLibdirSummary, PlatformLibdirUnavailable};
+use xxhash_rust::xxh64::Xxh64;
 
 use super::entry_path::{EntryProblem, check_kind, entry_path, relative_path};
-use super::{ArchiveError, BINARIES_METADATA, CARGO_METADATA, HOST_LIBDIR, TARGET_LIBDIR};
+use super::lists::{self, Fingerprint, TestList};
+use super::{
+    ArchiveError, BINARIES_METADATA, CARGO_METADATA, HOST_LIBDIR, TARGET_LIBDIR, TEST_LISTS,
+};
 
 /// An unpacked archive, its metadata's paths pointing at where things are now: the
 /// target directory at `<dir>/target`, the workspace at the remapped checkout.
@@ -33,6 +39,9 @@ pub struct Unpacked {
     pub host_libdir: Option<Utf8PathBuf>,
     pub target_libdir: Option<Utf8PathBuf>,
     pub files: usize,
+    /// By binary id, the lists the archive recorded for binaries unpacked as they were
+    /// listed; the other binaries are to be listed here.
+    pub recorded: BTreeMap<String, TestList>,
 }
 
 /// Unpacks `archive` into `dest` (made if missing; it must not hold a `target/` yet).
@@ -65,7 +74,7 @@ pub fn unpack(
         )));
     }
 
-    let libdirs = extract(archive, &dir)?;
+    let extracted = extract(archive, &dir)?;
     let read = |name: &'static str| {
         fs::read_to_string(dir.join(name)).map_err(|source| ArchiveError::Read {
             what: "the unpacked metadata",
@@ -78,12 +87,20 @@ pub fn unpack(
         name,
         detail,
     };
+    let mut recorded = match extracted
+        .fingerprints
+        .contains_key(Utf8Path::new(TEST_LISTS))
+    {
+        true => lists::parse(&read(TEST_LISTS)?).map_err(|e| bad(TEST_LISTS, e))?,
+        false => None,
+    };
     let mut binary_list: BinaryListSummary = serde_json::from_str(&read(BINARIES_METADATA)?)
         .map_err(|e| bad(BINARIES_METADATA, e.to_string()))?;
     let mut cargo_metadata: Metadata = serde_json::from_str(&read(CARGO_METADATA)?)
         .map_err(|e| bad(CARGO_METADATA, e.to_string()))?;
 
     let target_dir = dir.join("target");
+    let mut listed = BTreeMap::new();
     let meta = &mut binary_list.rust_build_meta;
     let original_target_dir = meta.target_directory.clone();
     // Archives have everything of the build directory under `target/` too.
@@ -108,13 +125,24 @@ pub fn unpack(
                 )
             })?;
         let path = target_dir.join(rel);
-        if !path.is_file() {
+        let Some(fingerprint) = extracted
+            .fingerprints
+            .get(&Utf8Path::new("target").join(rel))
+        else {
             return Err(bad(
                 BINARIES_METADATA,
                 format!("it lists the test binary `target/{rel}`, which is not in the archive"),
             ));
-        }
+        };
         binary.binary_path = path;
+        // A binary unpacked other than it was listed (an archive packed again) is listed.
+        if let Some(list) = recorded
+            .as_mut()
+            .and_then(|lists| lists.binaries.remove(binary.binary_id.as_str()))
+            .and_then(|recorded| recorded.list_of(*fingerprint))
+        {
+            listed.insert(binary.binary_id.to_string(), list);
+        }
     }
     let meta = &mut binary_list.rust_build_meta;
     let relatives = meta
@@ -134,9 +162,9 @@ pub fn unpack(
     }
     meta.target_directory = target_dir.clone();
     if let Some(platforms) = &mut meta.platforms {
-        platforms.host.libdir = unpacked_libdir(libdirs.host.as_ref());
+        platforms.host.libdir = unpacked_libdir(extracted.host.as_ref());
         for target in &mut platforms.targets {
-            target.libdir = unpacked_libdir(libdirs.target.as_ref());
+            target.libdir = unpacked_libdir(extracted.target.as_ref());
         }
     }
 
@@ -166,9 +194,10 @@ pub fn unpack(
         original_target_dir,
         binary_list,
         cargo_metadata,
-        host_libdir: libdirs.host,
-        target_libdir: libdirs.target,
-        files: libdirs.files,
+        host_libdir: extracted.host,
+        target_libdir: extracted.target,
+        files: extracted.files,
+        recorded: listed,
         dir,
     })
 }
@@ -227,6 +256,8 @@ struct Extracted {
     host: Option<Utf8PathBuf>,
     target: Option<Utf8PathBuf>,
     files: usize,
+    /// Every regular file's size and hash, by its entry path.
+    fingerprints: BTreeMap<Utf8PathBuf, Fingerprint>,
 }
 
 /// Writes every entry under `dir`, after checking it: regular files and directories only,
@@ -243,14 +274,14 @@ fn extract(archive: &Path, dir: &Utf8Path) -> Result<Extracted, ArchiveError> {
     };
     let decoder = zstd::Decoder::new(BufReader::new(file)).map_err(format)?;
     let mut tar = tar::Archive::new(decoder);
-    tar.set_preserve_permissions(false);
-    tar.set_overwrite(false);
     let mut seen = BTreeSet::new();
     let mut extracted = Extracted {
         host: None,
         target: None,
         files: 0,
+        fingerprints: BTreeMap::new(),
     };
+    let mut buffer = vec![0; WRITE_CHUNK];
     for entry in tar.entries().map_err(format)? {
         let mut entry = entry.map_err(format)?;
         let unsafe_entry = |entry: String, problem| ArchiveError::UnsafeEntry {
@@ -261,19 +292,36 @@ fn extract(archive: &Path, dir: &Utf8Path) -> Result<Extracted, ArchiveError> {
         let bytes = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&bytes).into_owned();
         let path = entry_path(&bytes).map_err(|p| unsafe_entry(shown.clone(), p))?;
-        check_kind(entry.header().entry_type()).map_err(|p| unsafe_entry(shown.clone(), p))?;
+        let kind = entry.header().entry_type();
+        check_kind(kind).map_err(|p| unsafe_entry(shown.clone(), p))?;
         if !seen.insert(path.to_path_buf()) {
             return Err(unsafe_entry(shown, EntryProblem::Duplicate));
         }
-        // tar-rs checks again, against the files already on disk.
-        let unpacked = entry.unpack_in(dir).map_err(|source| ArchiveError::Write {
-            path: dir.join(path).into_std_path_buf(),
+        let dst = dir.join(path);
+        let write = |source| ArchiveError::Write {
+            path: dst.clone().into_std_path_buf(),
             source,
-        })?;
-        if !unpacked {
-            return Err(unsafe_entry(shown, EntryProblem::Refused));
-        }
-        if !entry.header().entry_type().is_dir() {
+        };
+        let mode = entry.header().mode().map_err(format)? & 0o777;
+        let mtime = entry.header().mtime().map_err(format)?;
+        if kind.is_dir() {
+            if !checked_dir(&dst).map_err(write)? {
+                return Err(unsafe_entry(shown, EntryProblem::Refused));
+            }
+            fs::set_permissions(&dst, fs::Permissions::from_mode(mode)).map_err(write)?;
+        } else {
+            let parent = dst.parent().unwrap_or(dir);
+            if !checked_dir(parent).map_err(write)? {
+                return Err(unsafe_entry(shown, EntryProblem::Refused));
+            }
+            let fingerprint =
+                write_file(&mut entry, &dst, mode, mtime, &mut buffer).map_err(|e| match e {
+                    Copy::Read(source) => format(source),
+                    Copy::Write(source) => write(source),
+                })?;
+            extracted
+                .fingerprints
+                .insert(path.to_path_buf(), fingerprint);
             extracted.files += 1;
         }
         if path.starts_with(HOST_LIBDIR) {
@@ -291,4 +339,59 @@ fn extract(archive: &Path, dir: &Utf8Path) -> Result<Extracted, ArchiveError> {
         }
     }
     Ok(extracted)
+}
+
+/// Big writes: with tar-rs's 8 KiB copies, unpacking took a third longer.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Makes `path` (under the extraction directory) a directory, and says whether it is one
+/// reached without a symbolic link: everything below that directory was made here, so
+/// anything else means another process put a link in the way.
+fn checked_dir(path: &Utf8Path) -> std::io::Result<bool> {
+    fs::create_dir_all(path)?;
+    Ok(fs::canonicalize(path)? == path.as_std_path())
+}
+
+enum Copy {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Writes a new file (never one already there) with the entry's mode and time, and
+/// returns what it holds.
+fn write_file(
+    entry: &mut impl Read,
+    dst: &Utf8Path,
+    mode: u32,
+    mtime: u64,
+    buffer: &mut [u8],
+) -> Result<Fingerprint, Copy> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dst)
+        .map_err(Copy::Write)?;
+    let mut hasher = Xxh64::new(0);
+    let mut size = 0;
+    loop {
+        let read = match entry.read(buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copy::Read(e)),
+        };
+        hasher.update(&buffer[..read]);
+        file.write_all(&buffer[..read]).map_err(Copy::Write)?;
+        size += read as u64;
+    }
+    // As tar-rs unpacks: the mode whatever the umask, for the sandbox's other ids.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(Copy::Write)?;
+    file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
+        .map_err(Copy::Write)?;
+    Ok(Fingerprint {
+        size,
+        xxh64: hasher.digest(),
+    })
 }
