@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 use clap::ValueEnum;
-use isotest_runtime::{Chaos, NetDelay, Pause, Paused, affordable};
+use isotest_runtime::{Chaos, MAX_NEIGHBOURS, NetDelay, Pause, Paused, affordable};
 use serde::{Deserialize, Serialize};
 
 /// The spec's variable that names the kinds; with `ISOTEST_SEED` and `ISOTEST_TEST_NAME`
@@ -32,7 +32,8 @@ pub enum Kind {
     Net,
     /// A small tmpfs (ENOSPC), a low RLIMIT_NOFILE (EMFILE), a memory cap (pressure).
     Resources,
-    /// Busy threads on the sandbox's CPUs.
+    /// Busy threads on the sandbox's CPUs: in bursts, or in a third of the draws 1 to 3
+    /// per CPU that never rest (a loaded machine).
     Neighbours,
 }
 
@@ -106,6 +107,9 @@ pub struct Perturbation {
     pub memory_max: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neighbours: Option<u32>,
+    /// The neighbours never rested, this many on each CPU of the sandbox: a loaded machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_per_cpu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<NetDelay>,
     /// Kinds asked for that this host cannot apply, with the reason.
@@ -276,11 +280,12 @@ pub fn draw(kinds: &[Kind], seed: u64, host: &Host, forwarded: bool) -> Draw {
                 p.memory_max = Some(MEMORY_SIZES[sub.usize(..MEMORY_SIZES.len())]);
             }
             Kind::Neighbours => {
-                // One or two per CPU of the sandbox: a noisy machine, not a stalled one.
                 let cpus = chaos.cpus.as_ref().map_or(host.cpus.len(), Vec::len);
-                let count = sub.u32(1..=2 * cpus.max(1) as u32);
-                chaos.neighbours = count;
-                p.neighbours = Some(count);
+                let n = draw_neighbours(&mut sub, cpus.max(1) as u32);
+                chaos.neighbours = n.count;
+                chaos.loaded = n.loaded_per_cpu.is_some();
+                p.neighbours = Some(n.count);
+                p.loaded_per_cpu = n.loaded_per_cpu;
             }
         }
         p.kinds.push(kind);
@@ -288,6 +293,39 @@ pub fn draw(kinds: &[Kind], seed: u64, host: &Host, forwarded: bool) -> Draw {
     Draw {
         perturbation: p,
         chaos,
+    }
+}
+
+/// In how many `neighbours` draws, one in this many, the machine is loaded.
+const LOADED_ONE_IN: u32 = 3;
+/// The most never-resting neighbours a loaded machine has per CPU of the sandbox.
+const LOADED_MAX_PER_CPU: u32 = 3;
+
+/// What a `neighbours` draw gives a sandbox of `cpus` CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Neighbours {
+    count: u32,
+    loaded_per_cpu: Option<u32>,
+}
+
+/// Most draws give one or two neighbours per CPU in bursts at half duty: a noisy machine,
+/// not a stalled one. A minority give a loaded one, as a shared CI runner is: 1 to 3 per
+/// CPU that never rest, so each of the program's threads gets a half to a quarter of its
+/// CPU for the whole run. That sustained slowdown, not the bursts nor `sched`'s pauses
+/// (a fifth of the run at most), is what a timeout too tight or a sleep-based wait
+/// fails under; a minority, so that chaos stays within twice the plain run's time.
+fn draw_neighbours(rng: &mut fastrand::Rng, cpus: u32) -> Neighbours {
+    let bursts = rng.u32(1..=2 * cpus);
+    if rng.u32(..LOADED_ONE_IN) != 0 {
+        return Neighbours {
+            count: bursts.min(MAX_NEIGHBOURS),
+            loaded_per_cpu: None,
+        };
+    }
+    let per_cpu = rng.u32(1..=LOADED_MAX_PER_CPU);
+    Neighbours {
+        count: per_cpu.saturating_mul(cpus).min(MAX_NEIGHBOURS),
+        loaded_per_cpu: Some(per_cpu),
     }
 }
 
@@ -406,11 +444,13 @@ pub fn describe(p: &Perturbation) -> String {
             net.delay_ms, net.jitter_ms, net.loss_percent
         ));
     }
-    if let Some(n) = p.neighbours {
-        parts.push(format!(
-            "{n} busy neighbour{}",
-            if n == 1 { "" } else { "s" }
-        ));
+    match (p.neighbours, p.loaded_per_cpu) {
+        (Some(n), Some(per_cpu)) => parts.push(format!(
+            "{n} full-duty neighbour{} ({per_cpu} per CPU)",
+            plural(n)
+        )),
+        (Some(n), None) => parts.push(format!("{n} busy neighbour{}", plural(n))),
+        (None, _) => {}
     }
     for (kind, reason) in &p.skipped {
         parts.push(format!("{kind} skipped: {reason}"));
@@ -423,7 +463,11 @@ pub fn describe(p: &Perturbation) -> String {
 }
 
 pub fn cpu_count(n: usize) -> String {
-    format!("{n} CPU{}", if n == 1 { "" } else { "s" })
+    format!("{n} CPU{}", plural(n as u32))
+}
+
+pub fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 pub fn uptime_text(seconds: u64) -> String {
@@ -595,13 +639,63 @@ mod tests {
     }
 
     #[test]
-    fn neighbours_fit_the_sandbox_cpus() {
-        for seed in 0..100 {
+    fn neighbours_fit_the_sandbox_cpus_and_a_minority_are_a_loaded_machine() {
+        let mut loaded = 0;
+        let mut loaded_on_one_cpu = 0;
+        for seed in 0..600 {
             let d = draw(&[Kind::Cpus, Kind::Neighbours], seed, &host(), false);
-            if let (Some(cpus), n) = (&d.chaos.cpus, d.chaos.neighbours) {
-                assert!(n as usize <= 2 * cpus.len());
+            d.chaos.validate().unwrap();
+            let cpus = d.chaos.cpus.as_ref().map_or(4, Vec::len) as u32;
+            let (n, p) = (d.chaos.neighbours, &d.perturbation);
+            assert_eq!(p.neighbours, (n > 0).then_some(n));
+            assert_eq!(d.chaos.loaded, p.loaded_per_cpu.is_some(), "{p:?}");
+            match p.loaded_per_cpu {
+                Some(per_cpu) => {
+                    assert!((1..=LOADED_MAX_PER_CPU).contains(&per_cpu), "{p:?}");
+                    assert_eq!(n, per_cpu * cpus, "{p:?}");
+                    loaded += 1;
+                    loaded_on_one_cpu += usize::from(cpus == 1);
+                }
+                None => assert!(n <= 2 * cpus, "{p:?}"),
             }
         }
+        // Neighbours are on in about half of these draws, and loaded in a third of those.
+        assert!((60..=140).contains(&loaded), "{loaded} of 600");
+        assert!(loaded_on_one_cpu > 10, "{loaded_on_one_cpu}");
+        let alone = (0..300)
+            .filter(|&s| draw(&[Kind::Neighbours], s, &host(), false).chaos.loaded)
+            .count();
+        assert!((70..=130).contains(&alone), "{alone} of 300");
+    }
+
+    #[test]
+    fn a_big_host_gets_no_more_neighbours_than_the_runtime_takes() {
+        let big = Host {
+            cpus: (0..128).collect(),
+            no_netem: None,
+        };
+        for seed in 0..100 {
+            let d = draw(&[Kind::Neighbours], seed, &big, false);
+            assert!(d.chaos.neighbours <= MAX_NEIGHBOURS);
+            d.chaos.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_loaded_machine_keeps_the_burst_draws_of_other_seeds() {
+        // The burst count is drawn first either way: a seed that draws bursts draws the
+        // same number of them as before the loaded level existed, so reports of earlier
+        // versions replay the same neighbours.
+        let mut bursts = 0;
+        for seed in 0..100 {
+            let before = fastrand::Rng::with_seed(seed).u32(1..=4);
+            let n = draw_neighbours(&mut fastrand::Rng::with_seed(seed), 2);
+            if n.loaded_per_cpu.is_none() {
+                assert_eq!(n.count, before, "seed {seed}");
+                bursts += 1;
+            }
+        }
+        assert!(bursts > 50, "{bursts}");
     }
 
     #[test]
@@ -626,6 +720,16 @@ mod tests {
         assert_eq!(
             describe(&p),
             "1 CPU (cpu 1), uptime 12 s, RLIMIT_NOFILE 64, 1 busy neighbour"
+        );
+        let loaded = Perturbation {
+            cpus: Some(vec![0, 1]),
+            neighbours: Some(6),
+            loaded_per_cpu: Some(3),
+            ..Perturbation::default()
+        };
+        assert_eq!(
+            describe(&loaded),
+            "2 CPUs (cpu 0,1), 6 full-duty neighbours (3 per CPU)"
         );
         assert_eq!(uptime_text(200 * 86_400 + 5), "200 days");
     }

@@ -1,9 +1,9 @@
 //! Perturbations a spec asks the sandbox to apply to its program, so that a flaky test
-//! fails on demand: fewer CPUs, a recently booted clock, busy neighbours and pauses (pid 1
-//! applies those), and a slow, lossy network on forwarded connections (the supervisor's
-//! relay). Low limits are the spec's own `limits`. Plain data, drawn by the caller; the
-//! runtime only applies what it is given, so that a recorded spec replays the very same
-//! perturbation.
+//! fails on demand: fewer CPUs, a recently booted clock, busy neighbours (in bursts, or
+//! without rest: a loaded machine) and pauses (pid 1 applies those), and a slow, lossy
+//! network on forwarded connections (the supervisor's relay). Low limits are the spec's
+//! own `limits`. Plain data, drawn by the caller; the runtime only applies what it is
+//! given, so that a recorded spec replays the very same perturbation.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,10 @@ pub struct Chaos {
     /// Busy threads of pid 1, pinned round-robin to the sandbox's CPUs for the whole run.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub neighbours: u32,
+    /// The neighbours spin without rest instead of in bursts: a loaded machine, whose
+    /// run queues are never empty, slows every thread of the program for the whole run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loaded: bool,
     /// Pauses, in time order, from the program's start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pauses: Vec<Pause>,
@@ -92,6 +96,8 @@ pub enum ChaosError {
     CpuOutOfRange(usize),
     #[error("chaos.neighbours is {0}, above the limit of {MAX_NEIGHBOURS}")]
     Neighbours(u32),
+    #[error("chaos.loaded asks the neighbours to spin, but chaos.neighbours is 0")]
+    LoadedWithoutNeighbours,
     #[error("a chaos pause lasts {0} ms, above the limit of {MAX_PAUSE_MS} ms")]
     PauseTooLong(u64),
     #[error("chaos pauses must be in time order without overlapping (at {0} ms)")]
@@ -120,6 +126,9 @@ impl Chaos {
         }
         if self.neighbours > MAX_NEIGHBOURS {
             return Err(ChaosError::Neighbours(self.neighbours));
+        }
+        if self.loaded && self.neighbours == 0 {
+            return Err(ChaosError::LoadedWithoutNeighbours);
         }
         let mut free_from = 0;
         for pause in &self.pauses {
@@ -199,6 +208,13 @@ mod tests {
         assert!(matches!(chaos.validate(), Err(ChaosError::NetLoss(101))));
         chaos.net = Some(net(20, 5, 3));
         chaos.validate().unwrap();
+        chaos.loaded = true;
+        assert!(matches!(
+            chaos.validate(),
+            Err(ChaosError::LoadedWithoutNeighbours)
+        ));
+        chaos.neighbours = 2;
+        chaos.validate().unwrap();
         assert!(Chaos::default().is_empty());
     }
 
@@ -209,6 +225,7 @@ mod tests {
             batch: true,
             uptime_s: Some(12),
             neighbours: 2,
+            loaded: true,
             pauses: vec![Pause {
                 at_ms: 3,
                 for_ms: 4,

@@ -30,8 +30,8 @@ mod sys;
 mod writes;
 
 pub use chaos::{
-    Chaos, ChaosError, MAX_DELAY_PERCENT, MAX_NET_DELAY_MS, MAX_PAUSE_MS, NetDelay, Pause, Paused,
-    RETRANSMIT_MS, affordable,
+    Chaos, ChaosError, MAX_DELAY_PERCENT, MAX_NEIGHBOURS, MAX_NET_DELAY_MS, MAX_PAUSE_MS, NetDelay,
+    Pause, Paused, RETRANSMIT_MS, affordable,
 };
 pub use cpu_group::{CpuGroup, share_cpu_group};
 pub use error::{Error, SetupError, Step, errno_text};

@@ -1,7 +1,7 @@
 //! In pid 1: apply a spec's [`Chaos`] to the program. What the program inherits is set
 //! before the fork: its clocks during setup, while /proc/self is still writable, its CPUs
-//! and its scheduling policy in init; what happens while it runs (busy neighbours,
-//! pauses, frozen threads) is driven from init's loop.
+//! and its scheduling policy in init; what happens while it runs (busy neighbours, or a
+//! loaded machine's, pauses, frozen threads) is driven from init's loop.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -234,8 +234,9 @@ impl<'a> During<'a> {
     }
 }
 
-/// Busy threads of pid 1 itself, each busy half of the time: not processes of the
-/// sandbox, so never strays, and gone with pid 1 whatever happens.
+/// Busy threads of pid 1 itself, each busy half of the time, or all of it when the
+/// machine is `loaded`: not processes of the sandbox, so never strays, and gone with
+/// pid 1 whatever happens.
 fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
     let cpus: Vec<usize> = match &chaos.cpus {
         Some(cpus) => cpus.clone(),
@@ -251,28 +252,45 @@ fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>
         .filter_map(|i| {
             let cpu = *cpus.get(i % cpus.len().max(1))?;
             let stop = stop.clone();
+            let loaded = chaos.loaded;
             std::thread::Builder::new()
                 .name("isotest-neighbour".into())
                 .spawn(move || {
                     if let Ok(set) = cpu_set(&[cpu]) {
                         let _ = sched_setaffinity(Pid::from_raw(0), &set);
                     }
-                    // Bursts of 1 to 8 ms, each followed by a rest as long: a noisy
-                    // machine rather than a stalled one, at half the cost to the host.
-                    let mut round = i;
-                    while !stop.load(Ordering::Relaxed) {
-                        let burst = Duration::from_millis(1 + (round * 5 % 8) as u64);
-                        let until = Instant::now() + burst;
-                        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                            std::hint::spin_loop();
-                        }
-                        std::thread::park_timeout(burst);
-                        round += 1;
+                    if loaded {
+                        spin_until(&stop);
+                    } else {
+                        spin_in_bursts(i, &stop);
                     }
                 })
                 .ok()
         })
         .collect()
+}
+
+/// A loaded machine's neighbour: always runnable, so the program's threads on this CPU
+/// get their fair share of it and no more, until [`During::end`].
+fn spin_until(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        std::hint::spin_loop();
+    }
+}
+
+/// Bursts of 1 to 8 ms, each followed by a rest as long: a noisy machine rather than a
+/// stalled one, at half the cost to the host.
+fn spin_in_bursts(first: usize, stop: &AtomicBool) {
+    let mut round = first;
+    while !stop.load(Ordering::Relaxed) {
+        let burst = Duration::from_millis(1 + (round * 5 % 8) as u64);
+        let until = Instant::now() + burst;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
+        std::thread::park_timeout(burst);
+        round += 1;
+    }
 }
 
 /// Starts a pause; `None` when there is nothing to hold (no thread to pick).

@@ -22,7 +22,8 @@ pub struct LevelRate {
     pub stands_out: bool,
 }
 
-/// The failing attempt with the fewest perturbations on.
+/// The failing attempt with the fewest perturbations on, and among those one without a
+/// loaded machine, the most costly level of any kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Smallest {
     pub attempt: u32,
@@ -101,11 +102,16 @@ fn memory_level(p: &Perturbation) -> String {
     )
 }
 
+/// Bursts by their number; a loaded machine by its neighbours per CPU, which is what
+/// sets how much of its CPU each of the program's threads still gets.
 fn neighbours_level(p: &Perturbation) -> String {
-    match p.neighbours {
-        None => "no neighbours".into(),
-        Some(1) => "1 busy neighbour".into(),
-        Some(n) => format!("{n} busy neighbours"),
+    match (p.neighbours, p.loaded_per_cpu) {
+        (None, _) => "no neighbours".into(),
+        (Some(_), Some(per_cpu)) => format!(
+            "{per_cpu} full-duty neighbour{} per CPU",
+            chaos::plural(per_cpu)
+        ),
+        (Some(n), None) => format!("{n} busy neighbour{}", chaos::plural(n)),
     }
 }
 
@@ -173,7 +179,7 @@ pub fn summarize(attempts: &[AttemptRecord]) -> Option<ChaosSummary> {
         .iter()
         .filter(|a| a.is_failure())
         .filter_map(|a| Some((a.attempt, a.perturbation.as_ref()?)))
-        .min_by_key(|(attempt, p)| (p.kinds.len(), *attempt))
+        .min_by_key(|(attempt, p)| (p.kinds.len(), p.loaded_per_cpu.is_some(), *attempt))
         .map(|(attempt, p)| Smallest {
             attempt,
             kinds: p.kinds.clone(),
@@ -325,6 +331,80 @@ mod tests {
         let summary = summarize(&flat).unwrap();
         assert!(summary.levels.iter().all(|l| !l.stands_out));
         assert_eq!(summary.cause, None);
+    }
+
+    fn neighbours(n: Option<u32>, loaded_per_cpu: Option<u32>) -> Perturbation {
+        Perturbation {
+            kinds: n.map(|_| vec![Kind::Neighbours]).unwrap_or_default(),
+            neighbours: n,
+            loaded_per_cpu,
+            ..Perturbation::default()
+        }
+    }
+
+    /// A timeout too tight: fails with two or more never-resting neighbours per CPU.
+    fn timeout_bug() -> Vec<AttemptRecord> {
+        (0..240u32)
+            .map(|i| {
+                let p = match i % 6 {
+                    0 => neighbours(Some(2), Some(i % 4 / 2 + 2)),
+                    1 => neighbours(Some(2), Some(1)),
+                    2 => neighbours(Some(3), None),
+                    3 => neighbours(Some(4), None),
+                    _ => neighbours(None, None),
+                };
+                let failed = p.loaded_per_cpu >= Some(2);
+                attempt(i + 1, failed, p)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_loaded_machine_is_a_level_by_neighbours_per_cpu_and_stands_out() {
+        let summary = summarize(&timeout_bug()).unwrap();
+        let names: Vec<&str> = summary.levels.iter().map(|l| l.level.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "1 full-duty neighbour per CPU",
+                "2 full-duty neighbours per CPU",
+                "3 busy neighbours",
+                "3 full-duty neighbours per CPU",
+                "4 busy neighbours",
+                "no neighbours"
+            ]
+        );
+        let standing: Vec<&str> = summary
+            .levels
+            .iter()
+            .filter(|l| l.stands_out)
+            .map(|l| l.level.as_str())
+            .collect();
+        assert_eq!(
+            standing,
+            [
+                "2 full-duty neighbours per CPU",
+                "3 full-duty neighbours per CPU"
+            ]
+        );
+        assert!(
+            summary
+                .cause
+                .unwrap()
+                .ends_with("full-duty neighbours per CPU")
+        );
+    }
+
+    #[test]
+    fn the_smallest_prefers_bursts_to_a_loaded_machine_with_as_many_kinds() {
+        let attempts = vec![
+            attempt(1, true, neighbours(Some(3), Some(3))),
+            attempt(2, true, neighbours(Some(2), None)),
+            attempt(3, true, with(Some(1), Some(5))),
+        ];
+        let smallest = summarize(&attempts).unwrap().smallest.unwrap();
+        assert_eq!(smallest.attempt, 2);
+        assert_eq!(smallest.description, "2 busy neighbours");
     }
 
     #[test]
