@@ -672,11 +672,17 @@ pub fn list_in_sandboxes<'b>(
 
 /// The two listings of [`Listed::Both`]: the tests, then the ignored ones.
 fn split_listings(text: &str) -> Option<(&str, &str)> {
-    let boundary = format!("{}\n", sandbox::LIST_BOUNDARY);
-    if let Some(ignored) = text.strip_prefix(&boundary) {
-        return Some(("", ignored));
+    // A listing on a terminal (a `tty` profile) ends its lines with "\r\n".
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let end = start + line.len();
+        if line.ends_with('\n') && line.trim_end_matches(['\n', '\r']) == sandbox::LIST_BOUNDARY {
+            let tests = text[..start].trim_end_matches(['\n', '\r']);
+            return Some((tests, &text[end..]));
+        }
+        start = end;
     }
-    text.split_once(&format!("\n{boundary}"))
+    None
 }
 
 fn list_output(helper: &mut Helper, spec: &Spec) -> Result<String, (i32, String)> {
@@ -809,6 +815,11 @@ mod tests {
         assert_eq!(
             split_listings(&text),
             Some(("a: test\nb: test", "b: test\n"))
+        );
+        let on_a_terminal = format!("a: test\r\n{boundary}\r\nb: test\r\n");
+        assert_eq!(
+            split_listings(&on_a_terminal),
+            Some(("a: test", "b: test\r\n"))
         );
         let none_at_all = format!("{boundary}\n");
         assert_eq!(split_listings(&none_at_all), Some(("", "")));
