@@ -376,20 +376,7 @@ pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
     Destination::own_report(&build.target_dir)
         .check()
         .map_err(|e| Failure::new(exit_code::SETUP_FAILED, e))?;
-    options.add_toolchain();
-    let tmpdir = sandbox::target_tmpdir(&build);
-    std::fs::create_dir_all(&tmpdir).map_err(|e| {
-        Failure::new(
-            exit_code::SETUP_FAILED,
-            format!("cannot create {}: {e}", tmpdir.display()),
-        )
-    })?;
-    let pool = Pool::start(settings.threads).map_err(|e| {
-        Failure::new(
-            exit_code::SETUP_FAILED,
-            format!("cannot start the sandbox helpers: {e}"),
-        )
-    })?;
+    let pool = start_helpers(&build, &mut options, settings.threads)?;
     let interrupted = interrupt::watch(pool.stop_flag(), pool.pids()).map_err(|e| {
         Failure::new(
             exit_code::SETUP_FAILED,
@@ -405,6 +392,29 @@ pub fn discover(request: &Request<'_>) -> Result<Session, Failure> {
         settings,
         interrupted,
         archive,
+    })
+}
+
+/// What listing and running the binaries of `build` need on this host: the toolchain
+/// bound into their sandboxes, `CARGO_TARGET_TMPDIR`, and `threads` helpers.
+fn start_helpers(
+    build: &Build,
+    options: &mut SandboxOptions,
+    threads: usize,
+) -> Result<Pool, Failure> {
+    options.add_toolchain();
+    let tmpdir = sandbox::target_tmpdir(build);
+    std::fs::create_dir_all(&tmpdir).map_err(|e| {
+        Failure::new(
+            exit_code::SETUP_FAILED,
+            format!("cannot create {}: {e}", tmpdir.display()),
+        )
+    })?;
+    Pool::start(threads).map_err(|e| {
+        Failure::new(
+            exit_code::SETUP_FAILED,
+            format!("cannot start the sandbox helpers: {e}"),
+        )
     })
 }
 
@@ -440,12 +450,8 @@ impl<'b> Lister<'b> {
             let mut options =
                 SandboxOptions::from_settings(&settings.run).map_err(|e| format!("{e:#}"))?;
             crate::host::probe().map_err(|e| format!("this host cannot create sandboxes: {e}"))?;
-            options.add_toolchain();
-            let tmpdir = sandbox::target_tmpdir(build);
-            std::fs::create_dir_all(&tmpdir)
-                .map_err(|e| format!("cannot create {}: {e}", tmpdir.display()))?;
-            let pool = Pool::start(settings.threads)
-                .map_err(|e| format!("cannot start the sandbox helpers: {e}"))?;
+            let pool =
+                start_helpers(build, &mut options, settings.threads).map_err(|f| f.message)?;
             Ok(Lister {
                 build,
                 options,
