@@ -567,6 +567,53 @@ fn extra_paths_follow_their_depth_and_on_missing() {
     assert_eq!((unpacked.host_libdir, unpacked.target_libdir), (None, None));
 }
 
+/// Test binaries share most of their bytes (std, the dependencies, their debug info), megabytes
+/// apart: the archive stores a repeat once, however far back it is.
+#[test]
+fn a_file_repeated_megabytes_later_is_stored_once() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = Utf8Path::from_path(scratch.path()).unwrap();
+    let target = root.join("target");
+    std::fs::create_dir_all(target.join("bins")).unwrap();
+    // Incompressible on its own, and longer than level 3's 2 MiB window.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..))
+        .take(6 << 20)
+        .collect();
+    for name in ["a", "b"] {
+        std::fs::write(target.join("bins").join(name), &bytes).unwrap();
+    }
+    let extras = [ExtraPath {
+        path: "bins".into(),
+        depth: Depth::Infinite,
+        on_missing: OnMissing::Error,
+    }];
+    let archive = root.join("x.tar.zst");
+    pack_file(
+        &PackInput {
+            binary_list: &empty_list(&target),
+            cargo_metadata_json: &minimal_metadata(root),
+            extra: &extras,
+            zstd_level: 0,
+        },
+        archive.as_std_path(),
+    )
+    .unwrap();
+    let size = std::fs::metadata(&archive).unwrap().len();
+    assert!(size < (7 << 20), "two copies of 6 MiB took {size} bytes");
+    // A decoder with zstd's default window limit, as nextest's is, reads it back.
+    let unpacked = unpack(
+        archive.as_std_path(),
+        &root.join("out").into_std_path_buf(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(unpacked.target_dir.join("bins/b")).unwrap(),
+        bytes
+    );
+}
+
 #[test]
 fn metadata_without_the_dependency_graph_is_refused() {
     let scratch = tempfile::tempdir().unwrap();
