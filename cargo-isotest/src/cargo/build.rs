@@ -78,6 +78,8 @@ pub struct ArchivableBuild {
     pub metadata_json: String,
     pub artifacts: Vec<Artifact>,
     pub scripts: Vec<BuildScript>,
+    /// The host's triple, from `rustc -vV`.
+    pub host_triple: String,
 }
 
 /// Runs `cargo test --no-run`, letting its human output through, and collects the binaries
@@ -90,13 +92,25 @@ pub fn build(options: &CargoOptions, metadata: &Metadata) -> Result<Build, Build
 /// [`build`], keeping what `cargo isotest archive` packs.
 pub fn build_for_archive(options: &CargoOptions) -> Result<ArchivableBuild, BuildError> {
     let (metadata, metadata_json) = metadata_with_json(options, true)?;
+    // Asked while cargo builds, as the build's own rustc questions are.
+    let version = RustcPrint::version(metadata.workspace_root.as_std_path());
     let (build, artifacts, scripts) = build_with(options, &metadata)?;
+    let text = version.finish_text()?;
+    let host_triple = text
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .ok_or_else(|| BuildError::Rustc {
+            what: "-vV",
+            detail: "it named no host".into(),
+        })?
+        .to_string();
     Ok(ArchivableBuild {
         build,
         metadata,
         metadata_json,
         artifacts,
         scripts,
+        host_triple,
     })
 }
 
@@ -104,6 +118,11 @@ fn build_with(
     options: &CargoOptions,
     metadata: &Metadata,
 ) -> Result<(Build, Vec<Artifact>, Vec<BuildScript>), BuildError> {
+    let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
+    // rustc answers while cargo builds: neither changes the toolchain.
+    let sysroot = RustcPrint::start("sysroot", &workspace_root, None);
+    let target_libdir =
+        RustcPrint::start("target-libdir", &workspace_root, options.target.as_deref());
     let mut cargo = cargo_command();
     cargo
         .args([
@@ -136,12 +155,11 @@ fn build_with(
     if !status.success() {
         return Err(BuildError::BuildFailed { status });
     }
-    let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
     let target_dir = target_dir(options, metadata);
     let cwd = std::env::current_dir().unwrap_or_else(|_| workspace_root.clone());
     let build = Build {
-        sysroot: rustc_print("sysroot", &workspace_root, None)?,
-        target_libdir: rustc_print("target-libdir", &workspace_root, options.target.as_deref())?,
+        sysroot: sysroot.finish()?,
+        target_libdir: target_libdir.finish()?,
         binaries: test_binaries(metadata, &artifacts, &scripts),
         config_env: config_env::read(&cwd)?,
         workspace_root,
@@ -245,13 +263,23 @@ pub struct RustcPrint {
 
 impl RustcPrint {
     pub fn start(what: &'static str, dir: &Path, target: Option<&str>) -> RustcPrint {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let mut command = std::process::Command::new(rustc);
-        command.args(["--print", what]).current_dir(dir);
+        let mut args = vec!["--print", what];
         if let Some(target) = target {
-            command.args(["--target", target]);
+            args.extend(["--target", target]);
         }
-        let child = command
+        RustcPrint::spawn(what, &args, dir)
+    }
+
+    /// `rustc -vV`, whose `host:` line names the host's triple.
+    pub fn version(dir: &Path) -> RustcPrint {
+        RustcPrint::spawn("-vV", &["-vV"], dir)
+    }
+
+    fn spawn(what: &'static str, args: &[&str], dir: &Path) -> RustcPrint {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let child = std::process::Command::new(rustc)
+            .args(args)
+            .current_dir(dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -260,6 +288,11 @@ impl RustcPrint {
     }
 
     pub fn finish(self) -> Result<PathBuf, BuildError> {
+        self.finish_text().map(PathBuf::from)
+    }
+
+    /// What rustc printed, trimmed.
+    pub fn finish_text(self) -> Result<String, BuildError> {
         let what = self.what;
         let output = self
             .child
@@ -274,9 +307,7 @@ impl RustcPrint {
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }
-        Ok(PathBuf::from(
-            String::from_utf8_lossy(&output.stdout).trim(),
-        ))
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
 }
 

@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::cargo::CargoOptions;
 use crate::cargo::archive::{self, Depth, Dirs, ExtraPath, OnMissing, PackInput, Platform, lists};
-use crate::cargo::build::{self, BuildError, rustc_print};
+use crate::cargo::build::{self, rustc_print};
 use crate::destination::Destination;
 use crate::discover;
 use crate::exit_code::{self, Failure};
@@ -70,7 +70,10 @@ fn execute(args: &ArchiveArgs) -> Result<i32, Failure> {
         None => built.build.target_libdir.clone(),
         Some(_) => rustc_print("target-libdir", &built.build.workspace_root, None)?,
     };
-    let host = host_platform(&built.build.workspace_root, host_libdir)?;
+    let host = Platform {
+        triple: built.host_triple.clone(),
+        libdir: Utf8PathBuf::from_path_buf(host_libdir).ok(),
+    };
     let target = args.cargo.target.as_ref().map(|triple| Platform {
         triple: triple.clone(),
         libdir: Utf8PathBuf::from_path_buf(built.build.target_libdir.clone()).ok(),
@@ -140,33 +143,5 @@ fn utf8(path: &std::path::Path) -> Result<Utf8PathBuf, Failure> {
                 p.display()
             ),
         )
-    })
-}
-
-/// The host's triple (`rustc -vV`) with its libstd directory.
-fn host_platform(
-    dir: &std::path::Path,
-    libdir: std::path::PathBuf,
-) -> Result<Platform, BuildError> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let output = std::process::Command::new(rustc)
-        .arg("-vV")
-        .current_dir(dir)
-        .output()
-        .map_err(|e| BuildError::Rustc {
-            what: "-vV",
-            detail: e.to_string(),
-        })?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let triple = text
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .ok_or_else(|| BuildError::Rustc {
-            what: "-vV",
-            detail: "it named no host".into(),
-        })?;
-    Ok(Platform {
-        triple: triple.to_string(),
-        libdir: Utf8PathBuf::from_path_buf(libdir).ok(),
     })
 }
