@@ -62,7 +62,7 @@ pub(crate) fn run(
     drop(start_w);
     watch.watch_program(program.as_raw() as u32);
     let start_error = read_start_error(start_r, &plan.program);
-    let mut chaos = perturb::During::start(&plan.chaos, &reach);
+    let mut chaos = perturb::During::start(&plan.chaos, &reach, program);
     let (status, timed_out) = supervise(
         program,
         reach,

@@ -3,6 +3,7 @@
 //! and its scheduling policy in init; what happens while it runs (busy neighbours, or a
 //! loaded machine's, pauses, frozen threads) is driven from init's loop.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
@@ -134,7 +136,8 @@ enum Held {
 }
 
 impl<'a> During<'a> {
-    pub fn start(chaos: &'a Chaos, members: &'a dyn Members) -> During<'a> {
+    /// While `program` runs: the neighbours go off duty as soon as it has exited.
+    pub fn start(chaos: &'a Chaos, members: &'a dyn Members, program: Pid) -> During<'a> {
         let stop = Arc::new(AtomicBool::new(false));
         During {
             members,
@@ -144,7 +147,7 @@ impl<'a> During<'a> {
             delayed_ms: 0,
             active: None,
             releasing: Vec::new(),
-            neighbours: start_neighbours(chaos, &stop),
+            neighbours: start_neighbours(chaos, &stop, program),
             stop,
         }
     }
@@ -237,7 +240,10 @@ impl<'a> During<'a> {
 /// Busy threads of pid 1 itself, each busy half of the time, or all of it when the
 /// machine is `loaded`: not processes of the sandbox, so never strays, and gone with
 /// pid 1 whatever happens.
-fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>, program: Pid) -> Vec<JoinHandle<()>> {
+    if chaos.neighbours == 0 {
+        return Vec::new();
+    }
     let cpus: Vec<usize> = match &chaos.cpus {
         Some(cpus) => cpus.clone(),
         None => sched_getaffinity(Pid::from_raw(0))
@@ -248,10 +254,18 @@ fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>
             })
             .unwrap_or_default(),
     };
+    // Without a pidfd the neighbours still stop at `During::end`, only later.
+    let program = rustix::process::Pid::from_raw(program.as_raw())
+        .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok())
+        .map(Arc::new);
     (0..chaos.neighbours as usize)
         .filter_map(|i| {
             let cpu = *cpus.get(i % cpus.len().max(1))?;
-            let stop = stop.clone();
+            let duty = Duty {
+                stop: stop.clone(),
+                program: program.clone(),
+                looked: Instant::now(),
+            };
             let loaded = chaos.loaded;
             std::thread::Builder::new()
                 .name("isotest-neighbour".into())
@@ -260,9 +274,9 @@ fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>
                         let _ = sched_setaffinity(Pid::from_raw(0), &set);
                     }
                     if loaded {
-                        spin_until(&stop);
+                        spin_until(duty);
                     } else {
-                        spin_in_bursts(i, &stop);
+                        spin_in_bursts(i, duty);
                     }
                 })
                 .ok()
@@ -270,22 +284,52 @@ fn start_neighbours(chaos: &Chaos, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>
         .collect()
 }
 
+/// How often a neighbour looks whether the program has exited.
+const LOOK_EVERY: Duration = Duration::from_micros(100);
+
+/// Whether a neighbour is still on duty: until [`During::end`], or until the program has
+/// exited, when init has its outcome to report and a neighbour in its way on the CPU
+/// would only delay that by time slices.
+struct Duty {
+    stop: Arc<AtomicBool>,
+    program: Option<Arc<OwnedFd>>,
+    looked: Instant,
+}
+
+impl Duty {
+    fn on(&mut self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(program) = &self.program else {
+            return true;
+        };
+        if self.looked.elapsed() < LOOK_EVERY {
+            return true;
+        }
+        self.looked = Instant::now();
+        // A pidfd is readable once its process has exited.
+        let mut poll = [PollFd::new(program.as_fd(), PollFlags::POLLIN)];
+        !matches!(nix::poll::poll(&mut poll, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+}
+
 /// A loaded machine's neighbour: always runnable, so the program's threads on this CPU
-/// get their fair share of it and no more, until [`During::end`].
-fn spin_until(stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
+/// get their fair share of it and no more, while it is on duty.
+fn spin_until(mut duty: Duty) {
+    while duty.on() {
         std::hint::spin_loop();
     }
 }
 
 /// Bursts of 1 to 8 ms, each followed by a rest as long: a noisy machine rather than a
 /// stalled one, at half the cost to the host.
-fn spin_in_bursts(first: usize, stop: &AtomicBool) {
+fn spin_in_bursts(first: usize, mut duty: Duty) {
     let mut round = first;
-    while !stop.load(Ordering::Relaxed) {
+    while duty.on() {
         let burst = Duration::from_millis(1 + (round * 5 % 8) as u64);
         let until = Instant::now() + burst;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        while Instant::now() < until && duty.on() {
             std::hint::spin_loop();
         }
         std::thread::park_timeout(burst);
@@ -364,4 +408,40 @@ fn try_thaw(tid: Pid, signal: &mut Option<Signal>) -> bool {
         return true;
     }
     ptrace::detach(tid, *signal) != Err(Errno::ESRCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn a_loaded_machines_neighbours_go_off_duty_when_the_program_exits() {
+        let mut program = std::process::Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .unwrap();
+        let chaos = Chaos {
+            neighbours: 2,
+            loaded: true,
+            ..Chaos::default()
+        };
+        // Never set: only the program's exit can stop them.
+        let stop = Arc::new(AtomicBool::new(false));
+        let neighbours = start_neighbours(&chaos, &stop, Pid::from_raw(program.id() as i32));
+        assert_eq!(neighbours.len(), 2);
+        program.wait().unwrap();
+        let (done, ended) = mpsc::channel();
+        std::thread::spawn(move || {
+            for neighbour in neighbours {
+                neighbour.join().unwrap();
+            }
+            done.send(()).unwrap();
+        });
+        let waited = ended.recv_timeout(Duration::from_secs(10));
+        // Stop them anyway, so that a failure does not leave them spinning.
+        stop.store(true, Ordering::Relaxed);
+        assert!(waited.is_ok(), "the neighbours still spin after the program exited");
+    }
 }
