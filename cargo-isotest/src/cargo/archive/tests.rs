@@ -612,6 +612,19 @@ fn a_file_repeated_megabytes_later_is_stored_once() {
         std::fs::read(unpacked.target_dir.join("bins/b")).unwrap(),
         bytes
     );
+
+    // Cut in the middle of a file: the decoding thread's error ends the unpacking.
+    let whole = std::fs::read(&archive).unwrap();
+    let cut = root.join("cut.tar.zst");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let error = unpack(
+        cut.as_std_path(),
+        &root.join("cut").into_std_path_buf(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("is not a zstd-compressed tar"), "{error}");
 }
 
 #[test]

@@ -273,7 +273,23 @@ fn extract(archive: &Path, dir: &Utf8Path) -> Result<Extracted, ArchiveError> {
         source,
     };
     let decoder = zstd::Decoder::new(BufReader::new(file)).map_err(format)?;
-    let mut tar = tar::Archive::new(decoder);
+    std::thread::scope(|scope| {
+        let ahead = ReadAhead::start(scope, decoder);
+        extract_entries(archive, dir, ahead)
+    })
+}
+
+/// The entries of the tar stream `stream` written under `dir`, each checked first.
+fn extract_entries(
+    archive: &Path,
+    dir: &Utf8Path,
+    stream: impl Read,
+) -> Result<Extracted, ArchiveError> {
+    let format = |source| ArchiveError::Format {
+        archive: archive.to_path_buf(),
+        source,
+    };
+    let mut tar = tar::Archive::new(stream);
     let mut seen = BTreeSet::new();
     let mut extracted = Extracted {
         host: None,
@@ -343,6 +359,86 @@ fn extract(archive: &Path, dir: &Utf8Path) -> Result<Extracted, ArchiveError> {
 
 /// Big writes: with tar-rs's 8 KiB copies, unpacking took a third longer.
 const WRITE_CHUNK: usize = 1 << 20;
+
+/// How many decoded chunks may wait for the writer, besides the one it reads.
+const CHUNKS_AHEAD: usize = 4;
+
+/// A stream decoded on a thread of its own, a few chunks ahead of its reader: decoding
+/// and writing the files each take about half of unpacking, and took turns on one CPU.
+/// Chunks go back to the decoder once read, so that no new memory is faulted in for each.
+struct ReadAhead {
+    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    spent: std::sync::mpsc::SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl ReadAhead {
+    fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        mut source: impl Read + Send + 'scope,
+    ) -> ReadAhead {
+        let (send, chunks) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
+        let (spent, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD + 2);
+        scope.spawn(move || {
+            loop {
+                let mut chunk = returned.try_recv().unwrap_or_default();
+                chunk.resize(WRITE_CHUNK, 0);
+                let filled = match fill(&mut source, &mut chunk) {
+                    Ok(filled) => filled,
+                    Err(e) => {
+                        let _ = send.send(Err(e));
+                        return;
+                    }
+                };
+                chunk.truncate(filled);
+                // The reader is gone (an entry was refused) or the stream has ended.
+                if send.send(Ok(chunk)).is_err() || filled == 0 {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            chunks,
+            spent,
+            current: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+/// Reads into all of `chunk` unless the stream ends first; how much it read.
+fn fill(source: &mut impl Read, chunk: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < chunk.len() {
+        match source.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.current.len() {
+            let next = match self.chunks.recv() {
+                Ok(chunk) => chunk?,
+                // The decoder sent the empty chunk of the stream's end, and stopped.
+                Err(_) => return Ok(0),
+            };
+            let spent = std::mem::replace(&mut self.current, next);
+            let _ = self.spent.try_send(spent);
+            self.at = 0;
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
 
 /// Makes `path` (under the extraction directory) a directory, and says whether it is one
 /// reached without a symbolic link: everything below that directory was made here, so
