@@ -100,15 +100,16 @@ pub struct Sandbox {
     /// The sandbox's cgroup, removed once pid 1 is reaped (or on drop).
     limits: Enforcer,
     /// The outcome may be returned once pid 1 has reported, while it is still exiting;
-    /// it is reaped before the next sandbox of this process is created.
+    /// it is reaped once the next sandbox of this process is cloned.
     reap_later: bool,
 }
 
 /// Pids 1 that reported and were left exiting, by their pidfds.
 static EXITING: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
 
-/// Waits for every pid 1 left exiting, before another sandbox is made: meanwhile the
-/// kernel tore their namespaces down while the caller read its next request and planned.
+/// Waits for every pid 1 left exiting, once the next sandbox is cloned: the kernel tears
+/// their namespaces down (an RCU grace period for the mounts) while the caller reads its
+/// next request and plans, and the rest of the wait overlaps the new sandbox's setup.
 fn reap_exiting() {
     let exiting = std::mem::take(&mut *EXITING.lock().unwrap_or_else(|e| e.into_inner()));
     for pidfd in exiting {
@@ -126,7 +127,6 @@ impl Sandbox {
     /// the child with locks held by threads that no longer exist.
     pub fn spawn(spec: &Spec) -> Result<Sandbox, Error> {
         let plan = Plan::new(spec)?;
-        reap_exiting();
         check_single_threaded()?;
         ensure_standard_fds();
         let (limits, enforcement) = Enforcer::prepare(spec)?;
@@ -220,6 +220,7 @@ impl Sandbox {
                     }
                     write_all(maps_w.as_fd(), &[1]).map_err(Error::host("write"))?;
                 }
+                reap_exiting();
                 let (stdout, stderr) = match parent_io {
                     ParentIo::Pipes(out, err) => (Some(out), Some(err)),
                     ParentIo::Tty => (None, None),
@@ -270,7 +271,7 @@ impl Sandbox {
     /// Returns the outcome as soon as pid 1 has reported and every stream has ended,
     /// without waiting for the kernel to tear its namespaces down (a few hundred
     /// microseconds of mounts); the next [`Sandbox::spawn`] of this process reaps it
-    /// first. A sandbox with a cgroup is always reaped before its outcome.
+    /// once it has cloned. A sandbox with a cgroup is always reaped before its outcome.
     pub fn reap_later(mut self) -> Sandbox {
         self.reap_later = !self.limits.needs_reaped_init();
         self
@@ -753,8 +754,18 @@ fn sandbox_main(plan: &Plan, limits: &Enforcement, mut fds: ChildFds) -> ! {
     };
     let bytes = serde_json::to_vec(&message).unwrap_or_default();
     let _ = write_all(fds.status.as_fd(), &bytes);
+    hang_up();
     // SAFETY: _exit ends this process at once, skipping the parent's atexit handlers.
     unsafe { libc::_exit(0) }
+}
+
+/// The supervisor is done with a sandbox once the status pipe and the output pipes are
+/// closed; exit would close them only after tearing down pid 1's address space, so pid 1
+/// closes them itself and the supervisor goes on meanwhile.
+fn hang_up() {
+    // SAFETY: only `_exit` follows, and it uses no descriptor; the owners of these sit in
+    // frames that never resume.
+    unsafe { sys::close_fds_except(&[]) };
 }
 
 /// Writes the child's maps of more than its own ids, which needs privilege over this

@@ -71,6 +71,8 @@ impl Policy {
         groups: &BTreeMap<String, Sourced<MaxThreads>>,
         stress: Option<Stress>,
     ) -> Policy {
+        // A host fact that cannot change during the run: read once, not once per test.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Policy {
             // A stress run is about every test: it never stops at a failure.
             max_fail: if stress.is_some() {
@@ -81,10 +83,10 @@ impl Policy {
             stress,
             tests: tests
                 .iter()
-                .map(|t| TestPolicy::from_settings(t, threads))
+                .map(|t| TestPolicy::from_settings(t, threads, cpus))
                 .collect(),
             threads,
-            groups: group_limits(groups),
+            groups: group_limits(groups, cpus),
             memory_budget: None,
             keep_writes: None,
         }
@@ -161,12 +163,12 @@ impl TestPolicy {
         timeout_passes: false,
     };
 
-    /// What a test's effective settings choose, in a run of `threads` test threads.
-    pub fn from_settings(settings: &Effective, threads: usize) -> TestPolicy {
+    /// What a test's effective settings choose, in a run of `threads` test threads on a
+    /// host of `cpus` CPUs.
+    pub fn from_settings(settings: &Effective, threads: usize, cpus: usize) -> TestPolicy {
         let default = TestPolicy::DEFAULT;
         let retries = config::value(&settings.retries);
         let slow = config::value(&settings.slow_timeout);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let required = match config::value(&settings.threads_required) {
             Some(ThreadsRequired::Count(n)) => n.get() as usize,
             Some(ThreadsRequired::NumCpus) => cpus,
@@ -210,9 +212,11 @@ pub fn max_fail(fail_fast: Option<FailFast>) -> Option<u32> {
     }
 }
 
-/// Each group's `max-threads` as a number of threads.
-pub fn group_limits(groups: &BTreeMap<String, Sourced<MaxThreads>>) -> BTreeMap<String, usize> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// Each group's `max-threads` as a number of threads, on a host of `cpus` CPUs.
+pub fn group_limits(
+    groups: &BTreeMap<String, Sourced<MaxThreads>>,
+    cpus: usize,
+) -> BTreeMap<String, usize> {
     groups
         .iter()
         .map(|(name, max)| {
@@ -248,6 +252,24 @@ impl Stress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn num_cpus_is_the_cpus_given_within_the_runs_threads() {
+        fn sourced<T>(value: T) -> config::Sourced<T> {
+            config::Sourced {
+                value,
+                source: config::Source::Default,
+            }
+        }
+        let settings = Effective {
+            threads_required: Some(sourced(ThreadsRequired::NumCpus)),
+            ..Effective::default()
+        };
+        assert_eq!(TestPolicy::from_settings(&settings, 8, 3).threads, 3);
+        assert_eq!(TestPolicy::from_settings(&settings, 2, 3).threads, 2);
+        let groups = BTreeMap::from([("serial".to_string(), sourced(MaxThreads::NumCpus))]);
+        assert_eq!(group_limits(&groups, 5)["serial"], 5);
+    }
 
     #[test]
     fn exponential_delays_double_up_to_the_cap_and_jitter_shortens_them() {
