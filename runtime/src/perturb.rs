@@ -442,6 +442,9 @@ mod tests {
         let waited = ended.recv_timeout(Duration::from_secs(10));
         // Stop them anyway, so that a failure does not leave them spinning.
         stop.store(true, Ordering::Relaxed);
-        assert!(waited.is_ok(), "the neighbours still spin after the program exited");
+        assert!(
+            waited.is_ok(),
+            "the neighbours still spin after the program exited"
+        );
     }
 }

@@ -104,19 +104,22 @@ pub struct Sandbox {
     reap_later: bool,
 }
 
-/// Pids 1 that reported and were left exiting, by their pidfds.
-static EXITING: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
+/// Pids 1 that reported and were left exiting, by their pidfds, each with its cgroups
+/// to remove (or its slot to keep) once it is gone.
+static EXITING: std::sync::Mutex<Vec<(OwnedFd, Enforcer)>> = std::sync::Mutex::new(Vec::new());
 
 /// Waits for every pid 1 left exiting, once the next sandbox is cloned: the kernel tears
 /// their namespaces down (an RCU grace period for the mounts) while the caller reads its
 /// next request and plans, and the rest of the wait overlaps the new sandbox's setup.
-fn reap_exiting() {
+/// Their cgroups go then; one that cannot is the janitor's, as after a killed runner.
+pub(crate) fn reap_exiting() {
     let exiting = std::mem::take(&mut *EXITING.lock().unwrap_or_else(|e| e.into_inner()));
-    for pidfd in exiting {
+    for (pidfd, limits) in exiting {
         let _ = rustix::process::waitid(
             rustix::process::WaitId::PidFd(pidfd.as_fd()),
             rustix::process::WaitIdOptions::EXITED,
         );
+        let _ = limits.release();
     }
 }
 
@@ -271,9 +274,10 @@ impl Sandbox {
     /// Returns the outcome as soon as pid 1 has reported and every stream has ended,
     /// without waiting for the kernel to tear its namespaces down (a few hundred
     /// microseconds of mounts); the next [`Sandbox::spawn`] of this process reaps it
-    /// once it has cloned. A sandbox with a cgroup is always reaped before its outcome.
+    /// once it has cloned, and only then removes its cgroups (their counters were read
+    /// at the report).
     pub fn reap_later(mut self) -> Sandbox {
-        self.reap_later = !self.limits.needs_reaped_init();
+        self.reap_later = true;
         self
     }
 
@@ -596,13 +600,12 @@ impl Sandbox {
     ) -> Result<Outcome, Error> {
         // pid 1 reported before it exited, so its exit status says nothing more.
         let exiting = self.reap_later && !report.is_empty();
+        let mut later = None;
         let status = if exiting {
-            let pidfd = rustix::io::fcntl_dupfd_cloexec(&self.pidfd, 0)
-                .map_err(|e| Error::host("dup")(Errno::from_raw(e.raw_os_error())))?;
-            EXITING
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(pidfd);
+            later = Some(
+                rustix::io::fcntl_dupfd_cloexec(&self.pidfd, 0)
+                    .map_err(|e| Error::host("dup")(Errno::from_raw(e.raw_os_error())))?,
+            );
             Ok(None)
         } else {
             rustix::process::waitid(
@@ -620,6 +623,7 @@ impl Sandbox {
             Err(e) => format!("waitid failed: {e}"),
         };
         if let Some(refused) = self.refused.take() {
+            release_limits(self.limits, later)?;
             return Err(Error::Handover(refused.to_string()));
         }
         if report.is_empty() && self.killed {
@@ -650,16 +654,24 @@ impl Sandbox {
                 signal: status.ok().flatten().and_then(|s| s.terminating_signal()),
             });
         }
-        let message: Message =
-            serde_json::from_slice(&report).map_err(|e| Error::Protocol(e.to_string()))?;
+        let message = match serde_json::from_slice(&report) {
+            Ok(message) => message,
+            Err(e) => {
+                release_limits(self.limits, later)?;
+                return Err(Error::Protocol(e.to_string()));
+            }
+        };
         match message {
-            Message::SetupFailed(e) => Err(e.into()),
+            Message::SetupFailed(e) => {
+                release_limits(self.limits, later)?;
+                Err(e.into())
+            }
             Message::Finished(finish) => {
                 let writes = self.collect_writes();
-                let (resources, limit_exceeded) = self
-                    .limits
-                    .finish(&finish.usage, &finish.exit, finish.timed_out)
-                    .map_err(|e| Error::Limits(e.into()))?;
+                let (resources, limit_exceeded) =
+                    self.limits
+                        .account(&finish.usage, &finish.exit, finish.timed_out);
+                release_limits(self.limits, later)?;
                 Ok(Outcome {
                     exit: finish.exit,
                     timed_out: finish.timed_out,
@@ -674,6 +686,21 @@ impl Sandbox {
                 })
             }
         }
+    }
+}
+
+/// A sandbox's cgroups removed (or its slot kept) now that pid 1 is gone, or with `later`,
+/// its pidfd, once it is: see [`reap_exiting`].
+fn release_limits(limits: Enforcer, later: Option<OwnedFd>) -> Result<(), Error> {
+    match later {
+        Some(pidfd) => {
+            EXITING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((pidfd, limits));
+            Ok(())
+        }
+        None => limits.release().map_err(|e| Error::Limits(e.into())),
     }
 }
 

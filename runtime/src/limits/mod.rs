@@ -210,12 +210,6 @@ impl Enforcer {
         Ok((enforcer, enforcement))
     }
 
-    /// Whether the sandbox's pid 1 must be reaped before its outcome is known: its
-    /// cgroup is read and removed only once it is empty.
-    pub fn needs_reaped_init(&self) -> bool {
-        self.group.is_some()
-    }
-
     /// Moves pid 1 (host pid `pid`) into the sandbox's cgroup2 group when clone3 could not
     /// start it there. The sandbox's setup runs meanwhile and waits for this only at its
     /// end.
@@ -240,19 +234,43 @@ impl Enforcer {
     /// Once pid 1 has been reaped: what the sandbox used, which limit stopped it, and
     /// its cgroup removed.
     pub fn finish(
-        mut self,
+        self,
         init: &InitUsage,
         exit: &Exit,
         timed_out: bool,
     ) -> Result<(Resources, Option<LimitExceeded>), CgroupError> {
+        let accounted = self.account(init, exit, timed_out);
+        self.release()?;
+        Ok(accounted)
+    }
+
+    /// What the sandbox used and which limit stopped it, once pid 1 has reported: the
+    /// sandbox is empty then but for pid 1, so its counters no longer move.
+    pub fn account(
+        &self,
+        init: &InitUsage,
+        exit: &Exit,
+        timed_out: bool,
+    ) -> (Resources, Option<LimitExceeded>) {
         let cgroup = self.group.as_ref().map(Group::usage);
+        let resources = account(
+            self.mechanism,
+            cgroup.as_ref(),
+            init,
+            self.unenforced.clone(),
+        );
+        let observed = observe(exit, timed_out, cgroup.as_ref(), init, &self.limits);
+        let hit = verdict(&self.limits, &observed, resources.peak_memory_bytes);
+        (resources, hit)
+    }
+
+    /// Once pid 1 has been reaped: its cgroup removed, or its slot kept for the next
+    /// sandbox.
+    pub fn release(mut self) -> Result<(), CgroupError> {
         if let Some(slot) = self.group.take().map(Group::end).transpose()?.flatten() {
             slot::give_back(slot)?;
         }
-        let resources = account(self.mechanism, cgroup.as_ref(), init, self.unenforced);
-        let observed = observe(exit, timed_out, cgroup.as_ref(), init, &self.limits);
-        let hit = verdict(&self.limits, &observed, resources.peak_memory_bytes);
-        Ok((resources, hit))
+        Ok(())
     }
 }
 

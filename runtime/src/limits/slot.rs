@@ -28,6 +28,8 @@ impl CgroupSlot {
 impl Drop for CgroupSlot {
     fn drop(&mut self) {
         KEEP.store(false, Ordering::SeqCst);
+        // The last sandbox's pid 1 may still be exiting, with its cgroups or the slot.
+        crate::sandbox::reap_exiting();
         if let Some(slot) = kept().take() {
             // Left to the janitor if it cannot go now.
             let _ = slot.remove();
