@@ -591,7 +591,8 @@ impl Sandbox {
         }
     }
 
-    /// Reaps pid 1 and turns its report into the outcome.
+    /// Reaps pid 1 (or leaves it exiting, with `reap_later`), turns its report into the
+    /// outcome, and releases its cgroups.
     fn finish(
         mut self,
         report: Vec<u8>,
@@ -599,9 +600,8 @@ impl Sandbox {
         stderr: Captured,
     ) -> Result<Outcome, Error> {
         // pid 1 reported before it exited, so its exit status says nothing more.
-        let exiting = self.reap_later && !report.is_empty();
         let mut later = None;
-        let status = if exiting {
+        let status = if self.reap_later && !report.is_empty() {
             later = Some(
                 rustix::io::fcntl_dupfd_cloexec(&self.pidfd, 0)
                     .map_err(|e| Error::host("dup")(Errno::from_raw(e.raw_os_error())))?,
@@ -613,6 +613,19 @@ impl Sandbox {
                 rustix::process::WaitIdOptions::EXITED,
             )
         };
+        let outcome = self.outcome(report, stdout, stderr, status);
+        let released = release_limits(self.limits, later);
+        // The sandbox's own failure says more than one to remove its cgroups.
+        outcome.and_then(|outcome| released.map(|()| outcome))
+    }
+
+    fn outcome(
+        &mut self,
+        report: Vec<u8>,
+        stdout: Captured,
+        stderr: Captured,
+        status: rustix::io::Result<Option<rustix::process::WaitIdStatus>>,
+    ) -> Result<Outcome, Error> {
         let describe = || match &status {
             Ok(Some(s)) => match (s.exit_status(), s.terminating_signal()) {
                 (Some(code), _) => format!("exit code {code}"),
@@ -623,17 +636,14 @@ impl Sandbox {
             Err(e) => format!("waitid failed: {e}"),
         };
         if let Some(refused) = self.refused.take() {
-            release_limits(self.limits, later)?;
             return Err(Error::Handover(refused.to_string()));
         }
         if report.is_empty() && self.killed {
             let exit = crate::outcome::Exit::from_signal(libc::SIGKILL);
             let duration = self.started.elapsed();
             let writes = self.collect_writes();
-            let (resources, limit_exceeded) = self
-                .limits
-                .finish(&Default::default(), &exit, false)
-                .map_err(|e| Error::Limits(e.into()))?;
+            let (resources, limit_exceeded) =
+                self.limits.account(&Default::default(), &exit, false);
             return Ok(Outcome {
                 exit,
                 timed_out: false,
@@ -654,24 +664,15 @@ impl Sandbox {
                 signal: status.ok().flatten().and_then(|s| s.terminating_signal()),
             });
         }
-        let message = match serde_json::from_slice(&report) {
-            Ok(message) => message,
-            Err(e) => {
-                release_limits(self.limits, later)?;
-                return Err(Error::Protocol(e.to_string()));
-            }
-        };
+        let message: Message =
+            serde_json::from_slice(&report).map_err(|e| Error::Protocol(e.to_string()))?;
         match message {
-            Message::SetupFailed(e) => {
-                release_limits(self.limits, later)?;
-                Err(e.into())
-            }
+            Message::SetupFailed(e) => Err(e.into()),
             Message::Finished(finish) => {
                 let writes = self.collect_writes();
                 let (resources, limit_exceeded) =
                     self.limits
                         .account(&finish.usage, &finish.exit, finish.timed_out);
-                release_limits(self.limits, later)?;
                 Ok(Outcome {
                     exit: finish.exit,
                     timed_out: finish.timed_out,

@@ -231,19 +231,6 @@ impl Enforcer {
         self.group.as_ref().map_or(Ok(Vec::new()), Group::tasks)
     }
 
-    /// Once pid 1 has been reaped: what the sandbox used, which limit stopped it, and
-    /// its cgroup removed.
-    pub fn finish(
-        self,
-        init: &InitUsage,
-        exit: &Exit,
-        timed_out: bool,
-    ) -> Result<(Resources, Option<LimitExceeded>), CgroupError> {
-        let accounted = self.account(init, exit, timed_out);
-        self.release()?;
-        Ok(accounted)
-    }
-
     /// What the sandbox used and which limit stopped it, once pid 1 has reported: the
     /// sandbox is empty then but for pid 1, so its counters no longer move.
     pub fn account(
